@@ -1,0 +1,370 @@
+//! The window stage: `enriched_events` (keyed by country, so each country's events sit in
+//! one partition and its windows on one instance) → [`WindowOperator`] →
+//! `country_event_averages`, late events → `dlq`.
+//!
+//! Input positions are committed no further than the oldest event still in an open
+//! window, so a restart re-reads everything an open window needs.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::pipeline::PipelineError;
+use crate::route::{self, Destination, Output, Stage};
+use crate::sink::Sink;
+use crate::source::{Source, SourceRecord};
+use crate::timefmt;
+use crate::window::{ClosedWindow, Observed, WindowOperator, WindowSpec};
+
+/// Code for events whose windows had all closed when they arrived.
+pub const LATE_EVENT: &str = "late_event";
+
+#[derive(Deserialize)]
+struct Keyed<'a> {
+    #[serde(borrow)]
+    country: std::borrow::Cow<'a, str>,
+    timestamp: i64,
+}
+
+/// The windowing state of one instance plus the bookkeeping for safe commits.
+#[derive(Debug)]
+pub struct WindowStage {
+    op: WindowOperator,
+    /// Per partition: window start → lowest offset counted in it (open windows only).
+    first_offset: HashMap<i32, BTreeMap<i64, i64>>,
+    last_offset: HashMap<i32, i64>,
+    countries: HashMap<i32, HashSet<String>>,
+    source_topic: String,
+}
+
+impl WindowStage {
+    pub fn new(spec: WindowSpec, source_topic: &str) -> Self {
+        Self {
+            op: WindowOperator::new(spec),
+            first_offset: HashMap::new(),
+            last_offset: HashMap::new(),
+            countries: HashMap::new(),
+            source_topic: source_topic.to_string(),
+        }
+    }
+
+    /// Count a batch; returns the records to produce (closed windows, late events).
+    pub fn process(&mut self, batch: &[SourceRecord]) -> Vec<Output> {
+        let mut outputs = Vec::new();
+        for record in batch {
+            // After a rebalance that gave the partition back to us, the consumer restarts
+            // from the committed position: records we already counted must not count twice.
+            if self
+                .last_offset
+                .get(&record.partition)
+                .is_some_and(|last| record.offset <= *last)
+            {
+                metrics::counter!("streamhost_window_replayed_skipped_total").increment(1);
+                continue;
+            }
+            self.last_offset.insert(record.partition, record.offset);
+            let keyed: Keyed = match serde_json::from_slice(&record.payload) {
+                Ok(k) => k,
+                Err(e) => {
+                    // Only this host writes enriched_events; anything else there is reported.
+                    outputs.push(route::dlq(
+                        record,
+                        &self.source_topic,
+                        Stage::Window,
+                        "host",
+                        "unreadable_enriched_event",
+                        &e.to_string(),
+                    ));
+                    continue;
+                }
+            };
+            match self
+                .op
+                .observe(record.partition, &keyed.country, keyed.timestamp)
+            {
+                Observed::Late => {
+                    metrics::counter!("streamhost_late_events_total").increment(1);
+                    let message = format!(
+                        "event time {} is behind the window frontier {} by more than the grace period; all its windows had closed",
+                        timefmt::datetime(keyed.timestamp),
+                        timefmt::datetime(self.op.frontier())
+                    );
+                    outputs.push(route::dlq(
+                        record,
+                        &self.source_topic,
+                        Stage::Window,
+                        "host",
+                        LATE_EVENT,
+                        &message,
+                    ));
+                }
+                Observed::Counted(_) => {
+                    let firsts = self.first_offset.entry(record.partition).or_default();
+                    for start in self.op.spec().starts(keyed.timestamp) {
+                        firsts.entry(start).or_insert(record.offset);
+                    }
+                    self.countries
+                        .entry(record.partition)
+                        .or_default()
+                        .insert(keyed.country.into_owned());
+                }
+            }
+        }
+        self.drain_closed(&mut outputs);
+        outputs
+    }
+
+    /// No input for a while: let event time follow the wall clock so windows close.
+    pub fn idle(&mut self, now_secs: i64) -> Vec<Output> {
+        self.op.advance_to(now_secs);
+        let mut outputs = Vec::new();
+        self.drain_closed(&mut outputs);
+        outputs
+    }
+
+    fn drain_closed(&mut self, outputs: &mut Vec<Output>) {
+        let closed = self.op.take_closed();
+        metrics::counter!("streamhost_windows_closed_total").increment(closed.len() as u64);
+        outputs.extend(closed.iter().map(average_record));
+        let spec = self.op.spec();
+        let frontier = self.op.frontier();
+        for firsts in self.first_offset.values_mut() {
+            firsts.retain(|start, _| start + spec.size + spec.grace > frontier);
+        }
+        metrics::gauge!("streamhost_open_windows").set(self.op.open_windows() as f64);
+    }
+
+    /// Positions safe to commit: the oldest offset an open window still needs, or past
+    /// the last record read when no open window needs anything.
+    pub fn commit_positions(&self) -> HashMap<i32, i64> {
+        self.last_offset
+            .iter()
+            .map(|(p, last)| {
+                let needed = self
+                    .first_offset
+                    .get(p)
+                    .and_then(|f| f.values().min().copied());
+                (*p, needed.unwrap_or(last + 1).min(last + 1))
+            })
+            .collect()
+    }
+
+    /// Drop the state of partitions this instance no longer owns: their new owner
+    /// re-reads them from the committed position.
+    pub fn retain_partitions(&mut self, assigned: &[i32]) {
+        let revoked: Vec<i32> = self
+            .last_offset
+            .keys()
+            .filter(|p| !assigned.contains(p))
+            .copied()
+            .collect();
+        for p in revoked {
+            tracing::info!(
+                partition = p,
+                "window stage: partition revoked, dropping its state"
+            );
+            self.last_offset.remove(&p);
+            self.first_offset.remove(&p);
+            for country in self.countries.remove(&p).unwrap_or_default() {
+                self.op.drop_country(&country);
+            }
+            self.op.forget_partition(p);
+        }
+    }
+}
+
+/// `country_event_averages` record, keyed by (country, window_start): a re-emission
+/// after a restart replaces the same row downstream.
+pub fn average_record(w: &ClosedWindow) -> Output {
+    let start = timefmt::datetime(w.start);
+    let payload = serde_json::json!({
+        "country": w.country,
+        "window_start": start,
+        "window_end": timefmt::datetime(w.end),
+        "average_events": w.average,
+        "event_count": w.count,
+    });
+    Output {
+        destination: Destination::Averages,
+        key: format!("{}|{}", w.country, start),
+        payload: payload.to_string().into_bytes(),
+    }
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Run the window stage until `stop` turns true.
+pub async fn run(
+    config: &Config,
+    sink: &Sink,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), PipelineError> {
+    let w = &config.windows;
+    let spec = WindowSpec {
+        size: w.size_secs,
+        advance: w.advance_secs,
+        grace: w.grace_secs,
+    };
+    let source = Source::new(
+        &config.kafka.brokers,
+        &config.kafka.window_group_id,
+        &config.kafka.enriched_topic,
+    )?;
+    let mut stage = WindowStage::new(spec, &config.kafka.enriched_topic);
+    let idle = Duration::from_secs(w.idle_timeout_secs.max(1));
+    tracing::info!(
+        size = spec.size,
+        advance = spec.advance,
+        grace = spec.grace,
+        "window stage started"
+    );
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let batch = tokio::select! {
+            batch = source.next_batch(config.pipeline.batch_size, config.batch_wait(), idle) => batch?,
+            _ = stop.changed() => break,
+        };
+        let started = Instant::now();
+        let assigned = source.assigned_partitions();
+        metrics::gauge!("streamhost_assigned_partitions", "stage" => "window")
+            .set(assigned.len() as f64);
+        stage.retain_partitions(&assigned);
+        let outputs = if batch.is_empty() {
+            stage.idle(now_secs())
+        } else {
+            stage.process(&batch)
+        };
+        if !outputs.is_empty() {
+            sink.send_all(&outputs, &stop).await?;
+        }
+        source.commit_positions(&stage.commit_positions())?;
+        if !batch.is_empty() {
+            metrics::histogram!("streamhost_window_batch_seconds")
+                .record(started.elapsed().as_secs_f64());
+        }
+    }
+    tracing::info!("window stage stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: WindowSpec = WindowSpec {
+        size: 60,
+        advance: 60,
+        grace: 0,
+    };
+
+    fn rec(partition: i32, offset: i64, country: &str, t: i64) -> SourceRecord {
+        SourceRecord {
+            partition,
+            offset,
+            timestamp_ms: 0,
+            payload: format!(r#"{{"country":"{country}","timestamp":{t},"user_id":1}}"#)
+                .into_bytes(),
+        }
+    }
+
+    fn counts(outputs: &[Output]) -> Vec<(String, u64)> {
+        outputs
+            .iter()
+            .filter(|o| o.destination == Destination::Averages)
+            .map(|o| {
+                let v: serde_json::Value = serde_json::from_slice(&o.payload).unwrap();
+                (
+                    v["window_start"].as_str().unwrap().to_string(),
+                    v["event_count"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn commits_no_further_than_the_oldest_open_window_needs() {
+        let mut stage = WindowStage::new(SPEC, "enriched_events");
+        stage.process(&[
+            rec(0, 10, "US", 5),
+            rec(0, 11, "US", 61),
+            rec(1, 4, "DE", 70),
+        ]);
+        // window [0,60) on p0 is closed? frontier = min(61, 70) = 61 >= 60: yes, emitted.
+        // Open: [60,120) with first offsets p0:11, p1:4.
+        let pos = stage.commit_positions();
+        assert_eq!(pos[&0], 11);
+        assert_eq!(pos[&1], 4);
+        stage.process(&[rec(0, 12, "US", 200), rec(1, 5, "DE", 200)]);
+        let pos = stage.commit_positions();
+        assert_eq!(pos[&0], 12, "only the window of offset 12 is still open");
+        let out = stage.idle(10_000);
+        assert_eq!(counts(&out).len(), 2);
+        let pos = stage.commit_positions();
+        assert_eq!(
+            (pos[&0], pos[&1]),
+            (13, 6),
+            "nothing open: past the last record"
+        );
+    }
+
+    #[test]
+    fn emits_averages_with_the_briefs_fields_keyed_for_upserts() {
+        let mut stage = WindowStage::new(
+            WindowSpec {
+                size: 300,
+                advance: 60,
+                grace: 30,
+            },
+            "enriched_events",
+        );
+        let batch: Vec<SourceRecord> = (0..10)
+            .map(|i| rec(0, i, "JP", 1_700_000_000 + i))
+            .collect();
+        stage.process(&batch);
+        let out = stage.idle(1_800_000_000);
+        assert_eq!(out.len(), 5, "one event time, five hopping windows");
+        let v: serde_json::Value = serde_json::from_slice(&out[0].payload).unwrap();
+        assert_eq!(v["country"], "JP");
+        assert_eq!(v["event_count"], 10);
+        assert_eq!(v["average_events"], 2.0);
+        assert_eq!(v["window_start"], "2023-11-14 22:09:00");
+        assert_eq!(v["window_end"], "2023-11-14 22:14:00");
+        assert_eq!(out[0].key, "JP|2023-11-14 22:09:00");
+    }
+
+    #[test]
+    fn replayed_records_do_not_count_twice() {
+        let mut stage = WindowStage::new(SPEC, "enriched_events");
+        stage.process(&[rec(0, 1, "US", 5), rec(0, 2, "US", 6)]);
+        stage.process(&[rec(0, 1, "US", 5), rec(0, 2, "US", 6), rec(0, 3, "US", 7)]);
+        assert_eq!(
+            counts(&stage.idle(1_000)),
+            vec![("1970-01-01 00:00:00".to_string(), 3)]
+        );
+    }
+
+    #[test]
+    fn a_revoked_partition_drops_its_windows_and_a_late_event_goes_to_the_dlq() {
+        let mut stage = WindowStage::new(SPEC, "enriched_events");
+        stage.process(&[rec(0, 1, "US", 5), rec(1, 1, "DE", 5)]);
+        stage.retain_partitions(&[1]);
+        let out = stage.idle(1_000);
+        assert_eq!(counts(&out).len(), 1, "only DE's window is still ours");
+        let late = stage.process(&[rec(1, 2, "DE", 5)]);
+        assert_eq!(late.len(), 1);
+        assert_eq!(late[0].destination, Destination::Dlq);
+        let v: serde_json::Value = serde_json::from_slice(&late[0].payload).unwrap();
+        assert_eq!(v["code"], LATE_EVENT);
+        assert_eq!(v["stage"], "window");
+    }
+}

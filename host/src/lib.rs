@@ -1,0 +1,26 @@
+//! streamhost: a Kafka stream processor whose data-quality and enrichment rules are
+//! WebAssembly components.
+//!
+//! An event's way through the host, one module per stage:
+//!
+//! 1. [`source`]   read a batch from `my_events` (consumer group, manual commits)
+//! 2. [`decode`]   bytes → typed [`decode::Event`], or a DLQ code
+//! 3. [`plugins`]  the WASM chain judges (and may enrich) the batch
+//! 4. [`route`]    accepted → `enriched_events` (keyed by country), rejected → `dlq`
+//! 5. [`sink`]     produce, wait for every acknowledgement, then commit (1)
+//!
+//! The window stage reads `enriched_events` back ([`aggregate`], on [`window`]) and
+//! writes per-country rolling averages to `country_event_averages`.
+//! [`pipeline`] wires 1–5, [`admin`] serves health and metrics, [`config`] the settings.
+
+pub mod admin;
+pub mod aggregate;
+pub mod config;
+pub mod decode;
+pub mod pipeline;
+pub mod plugins;
+pub mod route;
+pub mod sink;
+pub mod source;
+pub mod timefmt;
+pub mod window;

@@ -1,0 +1,277 @@
+//! The `streamhost` command line.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+
+use streamhost::admin::{self, PluginBoard, PluginStatus};
+use streamhost::config::{Config, HELP};
+use streamhost::plugins::{directory, Chain, LoadedPlugin, PluginRuntime, SandboxLimits};
+use streamhost::route::Destination;
+use streamhost::source::SourceRecord;
+use streamhost::{aggregate, pipeline, sink::Sink};
+
+#[derive(Parser)]
+#[command(
+    name = "streamhost",
+    version,
+    about = "Kafka stream processor with WebAssembly data-quality plugins"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Consume my_events, run the plugin chain, produce enriched_events / dlq and the
+    /// per-country window averages. Stops cleanly on SIGINT/SIGTERM.
+    #[command(after_long_help = HELP)]
+    Run {
+        /// TOML configuration file (see the keys below); without it, defaults + environment.
+        #[arg(long, short, env = "STREAMHOST_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Tools for plugin authors (no broker needed).
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Compile a component, check its interface and version, print what it is.
+    Check {
+        /// The plugin component (.wasm).
+        file: PathBuf,
+    },
+    /// Run a component on JSON lines and print, per line, accepted or rejected and why.
+    Test {
+        /// The plugin component (.wasm).
+        file: PathBuf,
+        /// Events, one JSON document per line.
+        #[arg(long)]
+        input: PathBuf,
+    },
+}
+
+fn main() -> Result<()> {
+    init_logging();
+    match Cli::parse().command {
+        Command::Run { config } => run(config.as_deref()),
+        Command::Plugin {
+            command: PluginCommand::Check { file },
+        } => plugin_check(&file),
+        Command::Plugin {
+            command: PluginCommand::Test { file, input },
+        } => plugin_test(&file, &input),
+    }
+}
+
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if std::env::var("STREAMHOST_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn load_chain(runtime: &PluginRuntime, dir: &Path, board: &PluginBoard) -> Result<Chain> {
+    let (loaded, failed) = directory::load_all(runtime, dir)
+        .with_context(|| format!("cannot read the plugin directory {}", dir.display()))?;
+    let mut statuses: Vec<PluginStatus> = loaded.iter().map(serving).collect();
+    for error in &failed {
+        tracing::error!(%error, "plugin rejected");
+        statuses.push(PluginStatus {
+            file: error
+                .to_string()
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            name: None,
+            version: None,
+            wit_version: None,
+            state: "rejected",
+            last_error: Some(error.to_string()),
+        });
+    }
+    for p in &loaded {
+        tracing::info!(plugin = %p.id(), wit = %p.wit_version, file = %p.origin, "plugin loaded");
+    }
+    if loaded.is_empty() {
+        tracing::warn!(dir = %dir.display(), "no plugins loaded: every decodable event will be accepted");
+    }
+    if let Ok(mut board) = board.write() {
+        *board = statuses;
+    }
+    Ok(Chain::new(loaded))
+}
+
+fn serving(p: &LoadedPlugin) -> PluginStatus {
+    PluginStatus {
+        file: p.origin.clone(),
+        name: Some(p.name.clone()),
+        version: Some(p.version.clone()),
+        wit_version: Some(p.wit_version.clone()),
+        state: "serving",
+        last_error: None,
+    }
+}
+
+fn sandbox(config: &Config) -> SandboxLimits {
+    SandboxLimits {
+        memory_bytes: config.plugins.memory_mb << 20,
+        batch_deadline: Duration::from_millis(config.plugins.batch_deadline_ms),
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn run(config_file: Option<&Path>) -> Result<()> {
+    let config = Config::load(config_file)?;
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    let board: PluginBoard = Arc::new(RwLock::new(Vec::new()));
+    let runtime = PluginRuntime::new(sandbox(&config))?;
+    let chain = load_chain(&runtime, &config.plugins.dir, &board)?;
+    let sink = Sink::new(&config.kafka)?;
+
+    let (stop_tx, stop) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested: finishing the current batch");
+        let _ = stop_tx.send(true);
+    });
+    let admin = tokio::spawn(admin::serve(
+        config.admin.listen,
+        metrics,
+        board.clone(),
+        stop.clone(),
+    ));
+
+    let validate = pipeline::run(&config, chain, &sink, stop.clone());
+    let windows = async {
+        if config.windows.enabled {
+            aggregate::run(&config, &sink, stop.clone()).await
+        } else {
+            Ok(())
+        }
+    };
+    let (v, w) = tokio::join!(validate, windows);
+    sink.flush(Duration::from_secs(10));
+    admin.abort();
+    v.context("validate stage")?;
+    w.context("window stage")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+            return;
+        }
+    }
+    let _ = ctrl_c.await;
+}
+
+fn plugin_check(file: &Path) -> Result<()> {
+    let runtime = PluginRuntime::new(SandboxLimits::default())?;
+    let plugin = runtime.load_file(file)?;
+    println!("ok: {}", file.display());
+    println!("  name        {}", plugin.name);
+    println!("  version     {}", plugin.version);
+    println!(
+        "  wit         {}@{} (host offers @{})",
+        streamhost::plugins::WIT_INTERFACE,
+        plugin.wit_version,
+        streamhost::plugins::WIT_VERSION
+    );
+    if plugin.imports.is_empty() {
+        println!("  imports     none");
+    } else {
+        println!(
+            "  imports     {} (linked to traps: plugins get no capabilities)",
+            plugin.imports.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn plugin_test(file: &Path, input: &Path) -> Result<()> {
+    let runtime = PluginRuntime::new(SandboxLimits::default())?;
+    let plugin = runtime.load_file(file)?;
+    let id = plugin.id();
+    let mut chain = Chain::new(vec![plugin]);
+    let text = std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
+    let records: Vec<SourceRecord> = text
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .filter(|(_, line)| !line.is_empty())
+        .map(|(i, line)| SourceRecord {
+            partition: 0,
+            offset: i as i64 + 1,
+            timestamp_ms: 0,
+            payload: line.to_vec(),
+        })
+        .collect();
+    if records.is_empty() {
+        bail!("{}: no lines", input.display());
+    }
+    let outputs = pipeline::process_batch(&mut chain, &records, "input", 1 << 20);
+    let (mut accepted, mut rejected) = (0, 0);
+    // process_batch writes decode rejections first; match outputs to lines by source offset.
+    let mut lines: Vec<(i64, String)> = outputs
+        .iter()
+        .map(|o| {
+            let v: serde_json::Value = serde_json::from_slice(&o.payload).unwrap_or_default();
+            match o.destination {
+                Destination::Enriched => {
+                    accepted += 1;
+                    (
+                        v["source_offset"].as_i64().unwrap_or(0),
+                        format!("accepted  {}", o.key),
+                    )
+                }
+                _ => {
+                    rejected += 1;
+                    (
+                        v["source_offset"].as_i64().unwrap_or(0),
+                        format!(
+                            "rejected  {:<18} {} ({})",
+                            v["code"].as_str().unwrap_or("?"),
+                            v["message"].as_str().unwrap_or(""),
+                            v["rejected_by"].as_str().unwrap_or("")
+                        ),
+                    )
+                }
+            }
+        })
+        .collect();
+    lines.sort_by_key(|(line, _)| *line);
+    for (line, verdict) in lines {
+        println!("line {line:>5}: {verdict}");
+    }
+    println!("{id}: {accepted} accepted, {rejected} rejected");
+    Ok(())
+}

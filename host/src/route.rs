@@ -1,0 +1,230 @@
+//! Stage 4: outcomes → output records. Accepted events go to `enriched_events` (keyed by
+//! country, so one country's events share a partition and its windows one instance);
+//! everything rejected goes to `dlq` with the original bytes and why.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::decode::Event;
+use crate::source::SourceRecord;
+use crate::timefmt;
+
+/// Where an output record goes (topic names come from the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Destination {
+    Enriched,
+    Dlq,
+    Averages,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub destination: Destination,
+    pub key: String,
+    pub payload: Vec<u8>,
+}
+
+/// Which part of the pipeline turned a record away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Decode,
+    Plugin,
+    Window,
+}
+
+/// Field names the host writes itself; input fields of the same name are not copied.
+const RESERVED: &[&str] = &[
+    "event_type",
+    "user_id",
+    "page_url",
+    "button_id",
+    "timestamp",
+    "country",
+    "device_type",
+    "source_partition",
+    "source_offset",
+    "processed_by",
+];
+
+/// An accepted event as JSON: the schema's fields, unknown input fields (kept so that
+/// schema evolution upstream loses nothing), plugin attributes, and where it came from.
+pub fn enriched(
+    event: &Event,
+    extra: &Map<String, Value>,
+    source: &SourceRecord,
+    processed_by: &str,
+) -> Output {
+    let mut out = Map::with_capacity(10 + extra.len() + event.attributes.len());
+    for (k, v) in extra {
+        if !RESERVED.contains(&k.as_str()) {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    for (k, v) in &event.attributes {
+        if !RESERVED.contains(&k.as_str()) {
+            out.insert(k.clone(), Value::String(v.clone()));
+        }
+    }
+    out.insert("event_type".into(), event.event_type.clone().into());
+    out.insert("user_id".into(), event.user_id.into());
+    out.insert("page_url".into(), event.page_url.clone().into());
+    out.insert("button_id".into(), event.button_id.clone().into());
+    out.insert("timestamp".into(), event.timestamp.into());
+    out.insert("country".into(), event.country.clone().into());
+    out.insert(
+        "device_type".into(),
+        event.device_type.clone().map_or(Value::Null, Value::String),
+    );
+    out.insert("source_partition".into(), source.partition.into());
+    out.insert("source_offset".into(), source.offset.into());
+    out.insert("processed_by".into(), processed_by.into());
+    Output {
+        destination: Destination::Enriched,
+        key: event.country.clone(),
+        payload: Value::Object(out).to_string().into_bytes(),
+    }
+}
+
+/// A dead-letter record: enough to understand the rejection and to replay the input.
+#[derive(Debug, Serialize)]
+pub struct DlqRecord<'a> {
+    pub code: &'a str,
+    pub message: &'a str,
+    pub stage: Stage,
+    /// `host` for decode/window rejections, `name@version` for plugins.
+    pub rejected_by: &'a str,
+    pub source_topic: &'a str,
+    pub source_partition: i32,
+    pub source_offset: i64,
+    /// Kafka timestamp of the source record, `YYYY-MM-DD hh:mm:ss` UTC.
+    pub source_time: String,
+    pub dlq_time: String,
+    /// The original payload: as is when it is UTF-8, otherwise `escaped` (see raw_encoding).
+    pub raw: String,
+    /// `utf8`, or `escaped`: non-UTF-8 payloads with bytes as `\xNN` and `\` as `\\`.
+    pub raw_encoding: &'static str,
+}
+
+pub fn dlq(
+    source: &SourceRecord,
+    source_topic: &str,
+    stage: Stage,
+    rejected_by: &str,
+    code: &str,
+    message: &str,
+) -> Output {
+    let (raw, raw_encoding) = match std::str::from_utf8(&source.payload) {
+        Ok(text) => (text.to_string(), "utf8"),
+        Err(_) => (source.payload.escape_ascii().to_string(), "escaped"),
+    };
+    let record = DlqRecord {
+        code,
+        message,
+        stage,
+        rejected_by,
+        source_topic,
+        source_partition: source.partition,
+        source_offset: source.offset,
+        source_time: timefmt::datetime_ms(source.timestamp_ms),
+        dlq_time: timefmt::now(),
+        raw,
+        raw_encoding,
+    };
+    Output {
+        destination: Destination::Dlq,
+        // The source position identifies the record: a re-delivery has the same key.
+        key: format!("{source_topic}/{}/{}", source.partition, source.offset),
+        payload: serde_json::to_vec(&record).unwrap_or_else(|e| {
+            // Serialising plain strings and numbers cannot fail; say so if it ever does.
+            format!("{{\"code\":\"internal\",\"message\":\"{e}\"}}").into_bytes()
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(payload: &[u8]) -> SourceRecord {
+        SourceRecord {
+            partition: 2,
+            offset: 41,
+            timestamp_ms: 1_700_000_000_123,
+            payload: payload.to_vec(),
+        }
+    }
+
+    fn event() -> Event {
+        Event {
+            event_type: "page_view".into(),
+            user_id: 7,
+            page_url: "/page/1".into(),
+            button_id: "b".into(),
+            timestamp: 1_700_000_000,
+            country: "DE".into(),
+            device_type: None,
+            attributes: vec![
+                ("page_id".into(), "1".into()),
+                ("country".into(), "XX".into()),
+            ],
+        }
+    }
+
+    #[test]
+    fn enriched_keeps_unknown_fields_and_never_lets_them_override_ours() {
+        let mut extra = Map::new();
+        extra.insert("campaign".into(), "spring".into());
+        extra.insert("source_offset".into(), 999.into());
+        let out = enriched(&event(), &extra, &source(b"{}"), "quality@0.1.0");
+        assert_eq!(out.destination, Destination::Enriched);
+        assert_eq!(out.key, "DE");
+        let v: Value = serde_json::from_slice(&out.payload).unwrap();
+        assert_eq!(v["campaign"], "spring");
+        assert_eq!(v["page_id"], "1");
+        assert_eq!(v["country"], "DE");
+        assert_eq!(v["source_offset"], 41);
+        assert_eq!(v["source_partition"], 2);
+        assert_eq!(v["device_type"], Value::Null);
+        assert_eq!(v["processed_by"], "quality@0.1.0");
+    }
+
+    #[test]
+    fn dlq_keeps_utf8_payloads_verbatim() {
+        let payload = "{\"country\": \"ZZ\", \"note\": \"é\\u0000\"}".as_bytes();
+        let out = dlq(
+            &source(payload),
+            "my_events",
+            Stage::Plugin,
+            "quality@0.1.0",
+            "invalid_country",
+            "no",
+        );
+        let v: Value = serde_json::from_slice(&out.payload).unwrap();
+        assert_eq!(v["raw"].as_str().unwrap().as_bytes(), payload);
+        assert_eq!(v["raw_encoding"], "utf8");
+        assert_eq!(v["code"], "invalid_country");
+        assert_eq!(v["stage"], "plugin");
+        assert_eq!(v["rejected_by"], "quality@0.1.0");
+        assert_eq!(v["source_topic"], "my_events");
+        assert_eq!(v["source_offset"], 41);
+        assert_eq!(v["source_time"], "2023-11-14 22:13:20");
+        assert_eq!(out.key, "my_events/2/41");
+    }
+
+    #[test]
+    fn dlq_escapes_non_utf8_losslessly() {
+        let payload = [b'a', b'\\', 0xff, 0x00, b'"'];
+        let out = dlq(
+            &source(&payload),
+            "my_events",
+            Stage::Decode,
+            "host",
+            "invalid_utf8",
+            "bad",
+        );
+        let v: Value = serde_json::from_slice(&out.payload).unwrap();
+        assert_eq!(v["raw_encoding"], "escaped");
+        assert_eq!(v["raw"], "a\\\\\\xff\\x00\\\"");
+    }
+}

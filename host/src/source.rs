@@ -1,0 +1,148 @@
+//! Stage 1: read batches of records from Kafka, and commit positions once their
+//! outputs are acknowledged (at-least-once: a crash re-reads, never skips).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::time::Instant;
+
+/// One input record, detached from the consumer's buffers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRecord {
+    pub partition: i32,
+    pub offset: i64,
+    /// Kafka record timestamp (producer create time), milliseconds.
+    pub timestamp_ms: i64,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("kafka consumer ({context}): {source}")]
+    Kafka {
+        context: &'static str,
+        #[source]
+        source: KafkaError,
+    },
+}
+
+fn kafka(context: &'static str) -> impl FnOnce(KafkaError) -> SourceError {
+    move |source| SourceError::Kafka { context, source }
+}
+
+pub struct Source {
+    consumer: StreamConsumer,
+    topic: String,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("topic", &self.topic)
+            .finish()
+    }
+}
+
+impl Source {
+    pub fn new(brokers: &str, group_id: &str, topic: &str) -> Result<Self, SourceError> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", group_id)
+            .set("client.id", format!("streamhost-{group_id}"))
+            // Positions are committed by us, after the outputs are acknowledged.
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("fetch.wait.max.ms", "100")
+            .create()
+            .map_err(kafka("create"))?;
+        consumer.subscribe(&[topic]).map_err(kafka("subscribe"))?;
+        Ok(Self {
+            consumer,
+            topic: topic.to_string(),
+        })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Up to `max` records: waits for the first one as long as `idle` allows, then for
+    /// at most `wait` to fill the batch. An empty batch means nothing arrived in `idle`.
+    pub async fn next_batch(
+        &self,
+        max: usize,
+        wait: Duration,
+        idle: Duration,
+    ) -> Result<Vec<SourceRecord>, SourceError> {
+        let mut batch = Vec::with_capacity(max.min(4096));
+        let first = match tokio::time::timeout(idle, self.consumer.recv()).await {
+            Err(_elapsed) => return Ok(batch),
+            Ok(message) => message.map_err(kafka("receive"))?,
+        };
+        batch.push(detach(&first));
+        drop(first);
+        let deadline = Instant::now() + wait;
+        while batch.len() < max {
+            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Err(_elapsed) => break,
+                Ok(Ok(message)) => batch.push(detach(&message)),
+                Ok(Err(e)) => {
+                    // Keep what we have: it is processed and committed; the error recurs if real.
+                    tracing::warn!(error = %e, "kafka receive error while filling a batch");
+                    break;
+                }
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Commit the position after the highest offset of each partition in `records`.
+    pub fn commit(&self, records: &[SourceRecord]) -> Result<(), SourceError> {
+        let mut next: HashMap<i32, i64> = HashMap::new();
+        for r in records {
+            let entry = next.entry(r.partition).or_insert(r.offset + 1);
+            *entry = (*entry).max(r.offset + 1);
+        }
+        self.commit_positions(&next)
+    }
+
+    /// Commit explicit next-to-read positions per partition.
+    pub fn commit_positions(&self, next: &HashMap<i32, i64>) -> Result<(), SourceError> {
+        if next.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::with_capacity(next.len());
+        for (partition, offset) in next {
+            tpl.add_partition_offset(&self.topic, *partition, Offset::Offset(*offset))
+                .map_err(kafka("commit list"))?;
+        }
+        self.consumer
+            .commit(&tpl, CommitMode::Async)
+            .map_err(kafka("commit"))
+    }
+
+    /// Partitions currently assigned to this instance.
+    pub fn assigned_partitions(&self) -> Vec<i32> {
+        self.consumer
+            .assignment()
+            .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn detach<M: Message>(m: &M) -> SourceRecord {
+    SourceRecord {
+        partition: m.partition(),
+        offset: m.offset(),
+        timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
+        payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+    }
+}

@@ -1,0 +1,62 @@
+# Shared settings of the scripts: versions, cache and state locations, ports.
+# Sourced, not run. Everything can be overridden from the environment.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+# Caches live outside the clone and are keyed by version, so a fresh clone reuses them.
+CACHE=${STREAMHOST_CACHE:-$HOME/.cache/streamhost}
+# Runtime state (broker data, ClickHouse data, logs, pid files) of this checkout.
+STATE=${STREAMHOST_STATE_DIR:-$ROOT/.state}
+
+TANSU_VERSION=0.6.0
+TANSU_FEATURES=dynostore,libsql
+TANSU_BIN=$CACHE/tansu-$TANSU_VERSION/bin/tansu
+
+PY_REQ=$ROOT/tests/requirements.txt
+PY_ENV=$CACHE/venv-$(sha256sum "$PY_REQ" | cut -c1-12)
+PYTHON=$PY_ENV/bin/python
+LIBRDKAFKA_DIR=$CACHE/librdkafka-$(sha256sum "$PY_REQ" | cut -c1-12)
+
+KAFKA_BROKERS=${STREAMHOST_KAFKA_BROKERS:-127.0.0.1:9092}
+KAFKA_PORT=${KAFKA_BROKERS##*:}
+PARTITIONS=${STREAMHOST_PARTITIONS:-3}
+TOPICS="my_events enriched_events country_event_averages dlq"
+CH_HTTP_PORT=${STREAMHOST_CH_HTTP_PORT:-8123}
+CH_TCP_PORT=${STREAMHOST_CH_TCP_PORT:-9000}
+
+# Cargo builds of the host share one target dir per toolchain, outside the clone.
+RUST_VERSION=$(rustc --version 2>/dev/null | cut -d' ' -f2)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target-rust-${RUST_VERSION:-unknown}}
+PLUGINS_TARGET_DIR=${STREAMHOST_PLUGINS_TARGET_DIR:-$CACHE/target-plugins-rust-${RUST_VERSION:-unknown}}
+HOST_BIN=$CARGO_TARGET_DIR/release/streamhost
+PLUGIN_DIR=${STREAMHOST_PLUGINS__DIR:-$STATE/plugins.d}
+
+log() { printf '\033[1m[%s]\033[0m %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+
+# wait_for DESCRIPTION SECONDS COMMAND...: retry COMMAND until it succeeds.
+wait_for() {
+  local what=$1 secs=$2; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.3
+  done
+  log "$what ready"
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Stop a process recorded in a pid file, politely first.
+stop_pidfile() {
+  local pidfile=$1 name=$2 pid
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+    log "$name stopped (pid $pid)"
+  fi
+  rm -f "$pidfile"
+}

@@ -1,0 +1,165 @@
+-- events_db: the ClickHouse side of streamhost. ONE source for both servers:
+--   * lines ending in `-- @ch18`    are kept only for ClickHouse 18.16 (Debian's package, the local stack);
+--   * lines ending in `-- @current` are kept only for a current ClickHouse (docker-compose);
+--   * {{KAFKA_BROKERS}} is the broker list as ClickHouse sees it.
+-- Render with `sql/render ch18|current BROKERS`; docs/clickhouse.md explains each choice.
+-- Every statement is idempotent (IF NOT EXISTS): applying twice changes nothing.
+
+CREATE DATABASE IF NOT EXISTS events_db;
+
+-- ---------------------------------------------------------------- enriched events
+-- Target first, then the Kafka table, then the view: the view starts consuming as soon
+-- as it exists, so its target must already be there.
+CREATE TABLE IF NOT EXISTS events_db.events
+(
+    event_type       String,                                  -- @ch18
+    event_type       LowCardinality(String),                  -- @current
+    user_id          UInt64,
+    page_url         String,
+    button_id        String,
+    timestamp        DateTime,
+    country          String,                                  -- @ch18
+    country          LowCardinality(String),                  -- @current
+    device_type      Nullable(String),
+    source_partition Int32,
+    source_offset    Int64,
+    processed_by     String
+)
+-- Re-deliveries (at-least-once) carry the same source position: they collapse on merge.
+ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (toDate(timestamp), country, source_partition, source_offset);
+
+CREATE TABLE IF NOT EXISTS events_db.enriched_events_queue
+(
+    event_type       String,
+    user_id          UInt64,
+    page_url         String,
+    button_id        String,
+    timestamp        DateTime,
+    country          String,
+    device_type      Nullable(String),
+    source_partition Int32,
+    source_offset    Int64,
+    processed_by     String
+)
+ENGINE = Kafka SETTINGS
+    kafka_broker_list = '{{KAFKA_BROKERS}}',
+    kafka_topic_list = 'enriched_events',
+    kafka_group_name = 'clickhouse_events',
+    kafka_skip_broken_messages = 1000,                        -- @current
+    kafka_format = 'JSONEachRow';
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS events_db.events_mv TO events_db.events AS
+SELECT event_type, user_id, page_url, button_id, timestamp, country,
+       device_type, source_partition, source_offset, processed_by
+FROM events_db.enriched_events_queue;
+
+-- ---------------------------------------------------------------- daily active users
+-- The brief's count(DISTINCT user_id) per insert block overcounts a user seen in two
+-- blocks. The state table keeps exact per-day sets (uniqExact states) that merge
+-- correctly across blocks; daily_active_users_final reads them as the brief's columns.
+CREATE TABLE IF NOT EXISTS events_db.daily_active_users_state
+(
+    event_date Date,
+    country    String,
+    users      AggregateFunction(uniqExact, UInt64)
+)
+ENGINE = AggregatingMergeTree()
+PARTITION BY toYYYYMM(event_date)
+ORDER BY (event_date, country);
+
+-- 18.16 does not fire a view for rows another view inserted, so there it reads the
+-- Kafka table directly (same rows as events_mv sees); current servers read `events`.
+CREATE MATERIALIZED VIEW IF NOT EXISTS events_db.daily_active_users_mv TO events_db.daily_active_users_state AS
+SELECT toDate(timestamp) AS event_date, country, uniqExactState(user_id) AS users
+FROM events_db.enriched_events_queue                          -- @ch18
+FROM events_db.events                                         -- @current
+GROUP BY event_date, country;
+
+CREATE VIEW IF NOT EXISTS events_db.daily_active_users_final AS
+SELECT event_date, country, toUInt32(uniqExactMerge(users)) AS dau
+FROM events_db.daily_active_users_state
+GROUP BY event_date, country;
+
+-- ---------------------------------------------------------------- dead-letter queue
+CREATE TABLE IF NOT EXISTS events_db.dlq_table
+(
+    code             String,
+    message          String,
+    stage            String,
+    rejected_by      String,
+    source_topic     String,
+    source_partition Int32,
+    source_offset    Int64,
+    source_time      DateTime,
+    dlq_time         DateTime,
+    raw              String,
+    raw_encoding     String
+)
+-- One row per (source record, reason): re-deliveries collapse. Partitioned by the
+-- source time, which a re-delivery shares (dlq_time it does not).
+ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(source_time)
+ORDER BY (code, source_topic, source_partition, source_offset);
+
+CREATE TABLE IF NOT EXISTS events_db.dlq_queue
+(
+    code             String,
+    message          String,
+    stage            String,
+    rejected_by      String,
+    source_topic     String,
+    source_partition Int32,
+    source_offset    Int64,
+    source_time      DateTime,
+    dlq_time         DateTime,
+    raw              String,
+    raw_encoding     String
+)
+ENGINE = Kafka SETTINGS
+    kafka_broker_list = '{{KAFKA_BROKERS}}',
+    kafka_topic_list = 'dlq',
+    kafka_group_name = 'clickhouse_dlq',
+    kafka_skip_broken_messages = 1000,                        -- @current
+    kafka_format = 'JSONEachRow';
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS events_db.dlq_mv TO events_db.dlq_table AS
+SELECT * FROM events_db.dlq_queue;
+
+-- ---------------------------------------------------------------- window averages
+CREATE TABLE IF NOT EXISTS events_db.country_event_averages_raw
+(
+    country        String,
+    window_start   DateTime,
+    window_end     DateTime,
+    average_events Float64,
+    event_count    UInt64
+)
+-- A window re-emitted after a restart replaces its row: (country, window_start) is its identity.
+ENGINE = ReplacingMergeTree()
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (country, window_start);
+
+CREATE TABLE IF NOT EXISTS events_db.country_event_averages_queue
+(
+    country        String,
+    window_start   DateTime,
+    window_end     DateTime,
+    average_events Float64,
+    event_count    UInt64
+)
+ENGINE = Kafka SETTINGS
+    kafka_broker_list = '{{KAFKA_BROKERS}}',
+    kafka_topic_list = 'country_event_averages',
+    kafka_group_name = 'clickhouse_averages',
+    kafka_skip_broken_messages = 1000,                        -- @current
+    kafka_format = 'JSONEachRow';
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS events_db.country_event_averages_mv TO events_db.country_event_averages_raw AS
+SELECT * FROM events_db.country_event_averages_queue;
+
+-- What dashboards read: one row per (country, window) even before merges ran.
+CREATE VIEW IF NOT EXISTS events_db.country_event_averages AS
+SELECT country, window_start, window_end, average_events, event_count
+FROM events_db.country_event_averages_raw FINAL;

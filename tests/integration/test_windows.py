@@ -1,0 +1,106 @@
+"""Rolling averages on the real stack: a deterministic event set with known timestamps
+goes in through my_events; the rows in ClickHouse must equal a brute-force count, with
+one host and with two hosts in the same consumer groups."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+from collections import Counter
+from datetime import datetime, timezone
+
+import pytest
+
+from conftest import ALLOWED, ROOT, ch_rows, ch_value, produce, read_topic, wait_until, watermarks
+
+SIZE, ADVANCE, GRACE = 300, 60, 30
+T0 = 1_735_689_600  # 2025-01-01 00:00:00 UTC, long before the wall clock: idle closes every window
+
+
+def event_set(seed: int = 7, n: int = 900):
+    """Events over ~25 minutes in time order with up to 20 s of disorder (< grace: none
+    late), plus rejects that must not count."""
+    rng = random.Random(seed)
+    countries = sorted(ALLOWED)
+    events = []
+    for i in range(n):
+        t = T0 + i * 25 * 60 // n + rng.randint(-20, 20)
+        events.append({
+            "event_type": rng.choice(["page_view", "button_click"]),
+            "user_id": rng.randint(1, 1000),
+            "page_url": f"/page/{rng.randint(1, 100)}",
+            "button_id": f"b-{i}",
+            "timestamp": max(t, T0),
+            "country": rng.choice(countries),
+        })
+    rejects = [dict(events[i], country="XX") for i in range(0, n, 97)] + \
+              [dict(events[i], user_id=-5) for i in range(5, n, 89)]
+    return events, rejects
+
+
+def oracle(events) -> dict[tuple[str, str], int]:
+    """Count per (country, window start) from the full list: every window containing t."""
+    counts: Counter = Counter()
+    for e in events:
+        t = e["timestamp"]
+        start = t // ADVANCE * ADVANCE
+        while start > t - SIZE:
+            counts[(e["country"], start)] += 1
+            start -= ADVANCE
+    fmt = lambda s: datetime.fromtimestamp(s, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")  # noqa: E731
+    return {(c, fmt(s)): n for (c, s), n in counts.items()}
+
+
+def assigned(hosts_, stage: str) -> float:
+    return sum(h.metric("streamhost_assigned_partitions", stage=stage) for h in hosts_)
+
+
+@pytest.mark.parametrize("instances", [1, 2])
+def test_window_rows_in_clickhouse_equal_the_oracle(instances, hosts):
+    subprocess.run([str(ROOT / "scripts" / "stack"), "reset"], check=True)
+    subprocess.run([str(ROOT / "scripts" / "stack"), "up"], check=True)
+    running = hosts(instances)
+    # Every partition of both stages owned before data flows, so no rebalance mid-run.
+    wait_until("partitions assigned", lambda: assigned(running, "validate") == 3 and assigned(running, "window") == 3,
+               timeout=60)
+    if instances == 2:
+        assert all(h.metric("streamhost_assigned_partitions", stage="window") > 0 for h in running), \
+            "both instances must own window partitions"
+
+    events, rejects = event_set()
+    mixed = events + rejects
+    random.Random(1).shuffle(rejects)
+    produce([json.dumps(e).encode() for e in events[:450] + rejects + events[450:]])
+    want = oracle(events)
+
+    def rows():
+        got = ch_rows("SELECT country, toString(window_start) AS ws, toString(window_end) AS we, "
+                      "average_events, event_count FROM events_db.country_event_averages")
+        return got if len(got) >= len(want) else None
+
+    got = wait_until(f"{len(want)} window rows in ClickHouse", rows, timeout=120)
+    by_key = {(r["country"], r["ws"]): r for r in got}
+    assert len(by_key) == len(got), "duplicate (country, window) rows through the deduplicating view"
+    assert {k: int(r["event_count"]) for k, r in by_key.items()} == want
+    for r in got:
+        assert r["average_events"] == pytest.approx(int(r["event_count"]) * 60 / SIZE)
+    # Rejected events never counted; nothing was late.
+    assert ch_value("SELECT count() FROM events_db.dlq_table WHERE code = 'late_event'") == 0
+    assert len(read_topic("dlq")) == len(rejects)
+    assert sum(watermarks("country_event_averages").values()) >= len(want)
+    assert len(mixed) == sum(watermarks("my_events").values())
+
+    # Now the frontier is past every window: an old event is late, goes to the DLQ, counts nowhere.
+    late = dict(events[0], button_id="late-1")
+    produce([json.dumps(late).encode()])
+    wait_until("the late event in dlq_table",
+               lambda: ch_value("SELECT count() FROM events_db.dlq_table WHERE code = 'late_event'") == 1, timeout=60)
+    row = ch_rows("SELECT stage, rejected_by, source_topic, raw FROM events_db.dlq_table WHERE code = 'late_event'")[0]
+    assert row["stage"] == "window" and row["source_topic"] == "enriched_events"
+    assert json.loads(row["raw"])["button_id"] == "late-1"
+    late_metric = sum(h.metric("streamhost_late_events_total") for h in running)
+    assert late_metric == 1
+    again = {(r["country"], r["ws"]): int(r["event_count"]) for r in ch_rows(
+        "SELECT country, toString(window_start) AS ws, event_count FROM events_db.country_event_averages")}
+    assert again == want, "a late event must not change a closed window"
