@@ -37,6 +37,8 @@ pub struct WindowStage {
     first_offset: HashMap<i32, BTreeMap<i64, i64>>,
     last_offset: HashMap<i32, i64>,
     countries: HashMap<i32, HashSet<String>>,
+    /// When each assigned partition last delivered a record (or was assigned).
+    active: HashMap<i32, Instant>,
     source_topic: String,
 }
 
@@ -47,6 +49,7 @@ impl WindowStage {
             first_offset: HashMap::new(),
             last_offset: HashMap::new(),
             countries: HashMap::new(),
+            active: HashMap::new(),
             source_topic: source_topic.to_string(),
         }
     }
@@ -54,7 +57,9 @@ impl WindowStage {
     /// Count a batch; returns the records to produce (closed windows, late events).
     pub fn process(&mut self, batch: &[SourceRecord]) -> Vec<Output> {
         let mut outputs = Vec::new();
+        let now = Instant::now();
         for record in batch {
+            self.active.insert(record.partition, now);
             // After a rebalance that gave the partition back to us, the consumer restarts
             // from the committed position: records we already counted must not count twice.
             if self
@@ -119,7 +124,7 @@ impl WindowStage {
 
     /// No input for a while: let event time follow the wall clock so windows close.
     pub fn idle(&mut self, now_secs: i64) -> Vec<Output> {
-        self.op.advance_to(now_secs);
+        self.op.on_idle(now_secs);
         let mut outputs = Vec::new();
         self.drain_closed(&mut outputs);
         outputs
@@ -127,6 +132,9 @@ impl WindowStage {
 
     fn drain_closed(&mut self, outputs: &mut Vec<Output>) {
         let closed = self.op.take_closed();
+        for w in &closed {
+            tracing::debug!(country = %w.country, start = w.start, count = w.count, frontier = self.op.frontier(), "window closed");
+        }
         metrics::counter!("streamhost_windows_closed_total").increment(closed.len() as u64);
         outputs.extend(closed.iter().map(average_record));
         let spec = self.op.spec();
@@ -152,9 +160,10 @@ impl WindowStage {
             .collect()
     }
 
-    /// Drop the state of partitions this instance no longer owns: their new owner
-    /// re-reads them from the committed position.
-    pub fn retain_partitions(&mut self, assigned: &[i32]) {
+    /// Follow the consumer's assignment: drop the state of partitions this instance no
+    /// longer owns (their new owner re-reads them from the committed position), and let
+    /// partitions quiet for `idle` stop holding the frontier back.
+    pub fn sync_partitions(&mut self, assigned: &[i32], now: Instant, idle: Duration) {
         let revoked: Vec<i32> = self
             .last_offset
             .keys()
@@ -171,7 +180,16 @@ impl WindowStage {
             for country in self.countries.remove(&p).unwrap_or_default() {
                 self.op.drop_country(&country);
             }
-            self.op.forget_partition(p);
+        }
+        self.active.retain(|p, _| assigned.contains(p));
+        for p in assigned {
+            self.active.entry(*p).or_insert(now);
+        }
+        self.op.assign(assigned);
+        for (p, last) in &self.active {
+            if now.duration_since(*last) >= idle {
+                self.op.mark_idle(*p);
+            }
         }
     }
 }
@@ -238,7 +256,7 @@ pub async fn run(
         let assigned = source.assigned_partitions();
         metrics::gauge!("streamhost_assigned_partitions", "stage" => "window")
             .set(assigned.len() as f64);
-        stage.retain_partitions(&assigned);
+        stage.sync_partitions(&assigned, Instant::now(), idle);
         let outputs = if batch.is_empty() {
             stage.idle(now_secs())
         } else {
@@ -357,7 +375,7 @@ mod tests {
     fn a_revoked_partition_drops_its_windows_and_a_late_event_goes_to_the_dlq() {
         let mut stage = WindowStage::new(SPEC, "enriched_events");
         stage.process(&[rec(0, 1, "US", 5), rec(1, 1, "DE", 5)]);
-        stage.retain_partitions(&[1]);
+        stage.sync_partitions(&[1], Instant::now(), Duration::from_secs(60));
         let out = stage.idle(1_000);
         assert_eq!(counts(&out).len(), 1, "only DE's window is still ours");
         let late = stage.process(&[rec(1, 2, "DE", 5)]);

@@ -38,6 +38,7 @@ fn kafka(context: &'static str) -> impl FnOnce(KafkaError) -> SourceError {
 pub struct Source {
     consumer: StreamConsumer,
     topic: String,
+    last_assignment: std::sync::Mutex<Vec<i32>>,
 }
 
 impl std::fmt::Debug for Source {
@@ -67,6 +68,7 @@ impl Source {
         Ok(Self {
             consumer,
             topic: topic.to_string(),
+            last_assignment: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -129,12 +131,21 @@ impl Source {
             .map_err(kafka("commit"))
     }
 
-    /// Partitions currently assigned to this instance.
+    /// Partitions currently assigned to this instance (logged when they change).
     pub fn assigned_partitions(&self) -> Vec<i32> {
-        self.consumer
+        let mut now: Vec<i32> = self
+            .consumer
             .assignment()
             .map(|tpl| tpl.elements().iter().map(|e| e.partition()).collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        now.sort_unstable();
+        if let Ok(mut last) = self.last_assignment.lock() {
+            if *last != now {
+                tracing::info!(topic = %self.topic, partitions = ?now, "assignment changed");
+                *last = now.clone();
+            }
+        }
+        now
     }
 }
 

@@ -59,12 +59,21 @@ pub enum Observed {
     Late,
 }
 
+#[derive(Debug, Default)]
+struct PartitionClock {
+    /// Highest event time seen on the partition.
+    stream_time: Option<i64>,
+    idle: bool,
+}
+
 #[derive(Debug)]
 pub struct WindowOperator {
     spec: WindowSpec,
     /// Open windows by (start, country): ordered by start, so closing pops from the front.
     open: BTreeMap<(i64, String), u64>,
-    stream_time: HashMap<i32, i64>,
+    partitions: HashMap<i32, PartitionClock>,
+    /// Highest event time ever seen (kept when partitions are forgotten).
+    max_seen: Option<i64>,
     frontier: i64,
     closed: Vec<ClosedWindow>,
 }
@@ -74,7 +83,8 @@ impl WindowOperator {
         Self {
             spec,
             open: BTreeMap::new(),
-            stream_time: HashMap::new(),
+            partitions: HashMap::new(),
+            max_seen: None,
             frontier: i64::MIN,
             closed: Vec::new(),
         }
@@ -99,8 +109,9 @@ impl WindowOperator {
                 }
             }
         }
-        let seen = self.stream_time.entry(partition).or_insert(t);
-        *seen = (*seen).max(t);
+        let clock = self.partitions.entry(partition).or_default();
+        clock.stream_time = clock.stream_time.max(Some(t));
+        clock.idle = false;
         self.recompute_frontier();
         if counted == 0 {
             Observed::Late
@@ -109,10 +120,40 @@ impl WindowOperator {
         }
     }
 
+    /// The partitions this instance reads: new ones hold the frontier until they bring
+    /// data or are marked idle; missing ones are forgotten.
+    pub fn assign(&mut self, partitions: &[i32]) {
+        let gone: Vec<i32> = self
+            .partitions
+            .keys()
+            .filter(|p| !partitions.contains(p))
+            .copied()
+            .collect();
+        for p in gone {
+            self.forget_partition(p);
+        }
+        for p in partitions {
+            self.partitions.entry(*p).or_default();
+        }
+    }
+
+    /// A partition with nothing to read for a while stops holding the frontier back
+    /// (until its next event).
+    pub fn mark_idle(&mut self, partition: i32) {
+        if let Some(clock) = self.partitions.get_mut(&partition) {
+            if !clock.idle {
+                clock.idle = true;
+                self.recompute_frontier();
+            }
+        }
+    }
+
     /// Forget a partition's stream time (revoked or idle) so it no longer holds the
     /// frontier back.
     pub fn forget_partition(&mut self, partition: i32) {
-        self.stream_time.remove(&partition);
+        if let Some(clock) = self.partitions.remove(&partition) {
+            self.max_seen = self.max_seen.max(clock.stream_time);
+        }
         self.recompute_frontier();
     }
 
@@ -121,7 +162,23 @@ impl WindowOperator {
         self.open.retain(|(_, c), _| c != country);
     }
 
-    /// Move the frontier forward to at least `t` (wall-clock idleness), closing windows.
+    /// Input has stopped: let event time follow the wall clock (`now`), but no further
+    /// than it takes to close every window seen so far. Without data, nothing moves, so
+    /// a replay of old events that starts after a pause is not judged late wholesale.
+    pub fn on_idle(&mut self, now: i64) {
+        let max_seen = self
+            .partitions
+            .values()
+            .filter_map(|c| c.stream_time)
+            .max()
+            .max(self.max_seen);
+        if let Some(max_seen) = max_seen {
+            let everything_closed = max_seen.saturating_add(self.spec.size + self.spec.grace);
+            self.advance_to(now.min(everything_closed));
+        }
+    }
+
+    /// Move the frontier forward to at least `t`, closing windows.
     pub fn advance_to(&mut self, t: i64) {
         if t > self.frontier {
             self.frontier = t;
@@ -146,9 +203,15 @@ impl WindowOperator {
     }
 
     fn recompute_frontier(&mut self) {
-        if let Some(min) = self.stream_time.values().min() {
-            if *min > self.frontier {
-                self.frontier = *min;
+        let mut active = self.partitions.values().filter(|c| !c.idle).peekable();
+        if active.peek().is_none() {
+            return;
+        }
+        // An active partition without data yet holds the frontier: it may bring old events.
+        let min = active.map(|c| c.stream_time).min().flatten();
+        if let Some(min) = min {
+            if min > self.frontier {
+                self.frontier = min;
                 self.close_ready();
             }
         }
@@ -269,6 +332,65 @@ mod tests {
         op.advance_to(10_000);
         assert_eq!(op.take_closed().len(), 1);
         assert_eq!(op.open_windows(), 0);
+    }
+
+    #[test]
+    fn idleness_closes_what_was_seen_and_nothing_before_data() {
+        let spec = WindowSpec {
+            size: 300,
+            advance: 60,
+            grace: 30,
+        };
+        let mut op = WindowOperator::new(spec);
+        op.on_idle(2_000_000_000);
+        assert_eq!(
+            op.frontier(),
+            i64::MIN,
+            "no data yet: an idle wall clock moves nothing"
+        );
+        assert_eq!(op.observe(0, "US", 1_000), Observed::Counted(5));
+        op.on_idle(1_200);
+        assert_eq!(
+            op.take_closed().len(),
+            3,
+            "live: only windows the wall clock has passed (+grace)"
+        );
+        op.on_idle(2_000_000_000);
+        assert_eq!(op.take_closed().len(), 2);
+        assert_eq!(
+            op.frontier(),
+            1_000 + 300 + 30,
+            "no further than closing what was seen"
+        );
+        assert_eq!(op.observe(0, "US", 1_000), Observed::Late);
+        assert_eq!(op.observe(0, "US", 1_400), Observed::Counted(5));
+    }
+
+    #[test]
+    fn an_assigned_partition_without_data_holds_the_frontier_until_idle() {
+        let mut op = WindowOperator::new(WindowSpec {
+            size: 60,
+            advance: 60,
+            grace: 0,
+        });
+        op.assign(&[0, 1, 2]);
+        op.observe(0, "US", 10);
+        op.observe(0, "US", 500);
+        op.observe(2, "DE", 400);
+        assert_eq!(
+            op.frontier(),
+            i64::MIN,
+            "partition 1 may still bring old events"
+        );
+        op.observe(1, "JP", 20);
+        assert_eq!(op.frontier(), 20);
+        op.mark_idle(1);
+        assert_eq!(op.frontier(), 400);
+        assert_eq!(op.take_closed().len(), 2, "US and JP [0,60)");
+        op.observe(1, "JP", 30);
+        assert_eq!(op.frontier(), 400, "never moves back");
+        op.assign(&[0]);
+        assert_eq!(op.frontier(), 500);
     }
 
     /// Brute force: replay the events in order, recomputing every partition's stream

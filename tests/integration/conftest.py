@@ -90,11 +90,17 @@ def read_topic(topic: str, start: dict[int, int] | None = None, timeout: float =
         c.close()
 
 
-def produce(payloads: list[bytes], topic: str = "my_events", key=None) -> None:
+def produce(payloads: list[bytes], topic: str = "my_events", key=None, per_second: float | None = None) -> None:
+    """Produce and wait for every acknowledgement; `per_second` paces it like a live stream."""
     p = Producer({"bootstrap.servers": BROKERS, "enable.idempotence": True, "linger.ms": 5})
+    started = time.monotonic()
     for i, payload in enumerate(payloads):
         p.produce(topic, value=payload, key=key(i) if key else None)
         p.poll(0)
+        if per_second:
+            delay = started + (i + 1) / per_second - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
     assert p.flush(30) == 0, "not every test record was delivered"
 
 
