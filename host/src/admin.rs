@@ -2,27 +2,13 @@
 //! `/plugins` (what is loaded, and what was rejected and why).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
 
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct PluginStatus {
-    pub file: String,
-    pub name: Option<String>,
-    pub version: Option<String>,
-    pub wit_version: Option<String>,
-    /// `serving` or `rejected`.
-    pub state: &'static str,
-    pub last_error: Option<String>,
-}
-
-/// What `/plugins` shows; written by whoever (re)loads plugins.
-pub type PluginBoard = Arc<RwLock<Vec<PluginStatus>>>;
+use crate::plugins::status::PluginBoard;
 
 #[derive(Clone)]
 struct AdminState {

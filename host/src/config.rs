@@ -47,6 +47,8 @@ pub struct PluginsConfig {
     pub dir: PathBuf,
     pub memory_mb: usize,
     pub batch_deadline_ms: u64,
+    pub breaker_threshold: u32,
+    pub watch: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +97,8 @@ impl Default for PluginsConfig {
             dir: PathBuf::from("plugins.d"),
             memory_mb: 64,
             batch_deadline_ms: 500,
+            breaker_threshold: 3,
+            watch: true,
         }
     }
 }
@@ -232,6 +236,10 @@ environment variable shown, which wins over the file):
       linear-memory cap per plugin instance
   plugins.batch_deadline_ms STREAMHOST_PLUGINS__BATCH_DEADLINE_MS 500
       CPU budget per plugin call (one batch); past it the batch goes to the DLQ
+  plugins.breaker_threshold STREAMHOST_PLUGINS__BREAKER_THRESHOLD 3
+      failed batches in a row after which a plugin is disabled (until a new file is deployed)
+  plugins.watch            STREAMHOST_PLUGINS__WATCH            true
+      watch plugins.dir and swap the chain live when a .wasm or .toml file changes
   windows.enabled          STREAMHOST_WINDOWS__ENABLED          true
       run the window stage (per-country rolling averages)
   windows.size_secs        STREAMHOST_WINDOWS__SIZE_SECS        300

@@ -2,7 +2,7 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -10,9 +10,10 @@ use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
-use streamhost::admin::{self, PluginBoard, PluginStatus};
+use streamhost::admin;
 use streamhost::config::{Config, HELP};
-use streamhost::plugins::{directory, Chain, LoadedPlugin, PluginRuntime, SandboxLimits};
+use streamhost::plugins::reload::{self, Reloader};
+use streamhost::plugins::{status, Chain, PluginRuntime, SandboxLimits};
 use streamhost::route::Destination;
 use streamhost::source::SourceRecord;
 use streamhost::{aggregate, pipeline, sink::Sink};
@@ -88,49 +89,6 @@ fn init_logging() {
     }
 }
 
-fn load_chain(runtime: &PluginRuntime, dir: &Path, board: &PluginBoard) -> Result<Chain> {
-    let (loaded, failed) = directory::load_all(runtime, dir)
-        .with_context(|| format!("cannot read the plugin directory {}", dir.display()))?;
-    let mut statuses: Vec<PluginStatus> = loaded.iter().map(serving).collect();
-    for error in &failed {
-        tracing::error!(%error, "plugin rejected");
-        statuses.push(PluginStatus {
-            file: error
-                .to_string()
-                .split(':')
-                .next()
-                .unwrap_or_default()
-                .to_string(),
-            name: None,
-            version: None,
-            wit_version: None,
-            state: "rejected",
-            last_error: Some(error.to_string()),
-        });
-    }
-    for p in &loaded {
-        tracing::info!(plugin = %p.id(), wit = %p.wit_version, file = %p.origin, "plugin loaded");
-    }
-    if loaded.is_empty() {
-        tracing::warn!(dir = %dir.display(), "no plugins loaded: every decodable event will be accepted");
-    }
-    if let Ok(mut board) = board.write() {
-        *board = statuses;
-    }
-    Ok(Chain::new(loaded))
-}
-
-fn serving(p: &LoadedPlugin) -> PluginStatus {
-    PluginStatus {
-        file: p.origin.clone(),
-        name: Some(p.name.clone()),
-        version: Some(p.version.clone()),
-        wit_version: Some(p.wit_version.clone()),
-        state: "serving",
-        last_error: None,
-    }
-}
-
 fn sandbox(config: &Config) -> SandboxLimits {
     SandboxLimits {
         memory_bytes: config.plugins.memory_mb << 20,
@@ -144,9 +102,28 @@ async fn run(config_file: Option<&Path>) -> Result<()> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("cannot install the metrics recorder")?;
-    let board: PluginBoard = Arc::new(RwLock::new(Vec::new()));
-    let runtime = PluginRuntime::new(sandbox(&config))?;
-    let chain = load_chain(&runtime, &config.plugins.dir, &board)?;
+    let board = status::new_board();
+    let runtime = Arc::new(PluginRuntime::new(sandbox(&config))?);
+    let dir = &config.plugins.dir;
+    if !dir.is_dir() {
+        bail!(
+            "plugins.dir {} is not a directory (create it, even empty)",
+            dir.display()
+        );
+    }
+    let mut reloader = Reloader::new(runtime, dir, board.clone());
+    let members = reloader
+        .scan()
+        .with_context(|| format!("cannot read the plugin directory {}", dir.display()))?
+        .unwrap_or_default();
+    if members.is_empty() {
+        tracing::warn!(dir = %dir.display(), "no plugins serving: every decodable event will be accepted");
+    }
+    let chain = Chain::new(
+        members,
+        config.plugins.breaker_threshold,
+        Some(board.clone()),
+    );
     let sink = Sink::new(&config.kafka)?;
 
     let (stop_tx, stop) = watch::channel(false);
@@ -162,7 +139,16 @@ async fn run(config_file: Option<&Path>) -> Result<()> {
         stop.clone(),
     ));
 
-    let validate = pipeline::run(&config, chain, &sink, stop.clone());
+    let (updates_tx, updates) = tokio::sync::mpsc::channel(4);
+    if config.plugins.watch {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if let Err(error) = reload::watch(reloader, updates_tx, stop).await {
+                tracing::error!(%error, "cannot watch the plugin directory: live reload is off");
+            }
+        });
+    }
+    let validate = pipeline::run(&config, chain, updates, &sink, stop.clone());
     let windows = async {
         if config.windows.enabled {
             aggregate::run(&config, &sink, stop.clone()).await
@@ -198,21 +184,23 @@ async fn shutdown_signal() {
 fn plugin_check(file: &Path) -> Result<()> {
     let runtime = PluginRuntime::new(SandboxLimits::default())?;
     let plugin = runtime.load_file(file)?;
+    let c = &plugin.compiled;
     println!("ok: {}", file.display());
-    println!("  name        {}", plugin.name);
-    println!("  version     {}", plugin.version);
+    println!("  name        {}", c.name);
+    println!("  version     {}", c.version);
     println!(
-        "  wit         {}@{} (host offers @{})",
+        "  wit         {}@{} (this host: @{}, accepts {})",
         streamhost::plugins::WIT_INTERFACE,
-        plugin.wit_version,
-        streamhost::plugins::WIT_VERSION
+        c.wit_version,
+        streamhost::plugins::WIT_VERSION,
+        streamhost::plugins::ACCEPTED_WIT_VERSIONS.join(", ")
     );
-    if plugin.imports.is_empty() {
+    if c.imports.is_empty() {
         println!("  imports     none");
     } else {
         println!(
             "  imports     {} (linked to traps: plugins get no capabilities)",
-            plugin.imports.join(", ")
+            c.imports.join(", ")
         );
     }
     Ok(())
@@ -222,7 +210,7 @@ fn plugin_test(file: &Path, input: &Path) -> Result<()> {
     let runtime = PluginRuntime::new(SandboxLimits::default())?;
     let plugin = runtime.load_file(file)?;
     let id = plugin.id();
-    let mut chain = Chain::new(vec![plugin]);
+    let mut chain = Chain::of(vec![plugin]);
     let text = std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
     let records: Vec<SourceRecord> = text
         .split(|b| *b == b'\n')

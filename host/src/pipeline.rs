@@ -4,10 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::decode::decode;
+use crate::plugins::reload::ChainUpdate;
 use crate::plugins::{Chain, Outcome};
 use crate::route::{self, Output, Stage};
 use crate::sink::{Sink, SinkError};
@@ -80,6 +81,7 @@ pub fn process_batch(
 pub async fn run(
     config: &Config,
     mut chain: Chain,
+    mut updates: mpsc::Receiver<ChainUpdate>,
     sink: &Sink,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
@@ -89,10 +91,19 @@ pub async fn run(
         &config.kafka.input_topic,
     )?;
     tracing::info!(topic = source.topic(), chain = %chain.processed_by(), "validate stage started");
-    let idle = Duration::from_millis(500);
+    // Short: a chain update waiting while no records arrive is installed within this.
+    let idle = Duration::from_millis(200);
     loop {
         if *stop.borrow() {
             break;
+        }
+        // Between batches only: a batch runs start to end on one chain.
+        while let Ok(update) = updates.try_recv() {
+            chain = chain.with_members(update.members);
+            let took = update.seen_at.elapsed();
+            metrics::counter!("streamhost_plugin_swaps_total").increment(1);
+            metrics::histogram!("streamhost_plugin_swap_seconds").record(took.as_secs_f64());
+            tracing::info!(chain = %chain.processed_by(), swap_ms = took.as_millis() as u64, "plugin chain swapped");
         }
         let batch = tokio::select! {
             batch = source.next_batch(config.pipeline.batch_size, config.batch_wait(), idle) => batch?,

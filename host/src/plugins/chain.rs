@@ -1,8 +1,15 @@
 //! The ordered plugin chain: each plugin sees the events the previous one accepted
 //! (with its changes); the first rejection ends the chain for that event.
+//!
+//! Circuit breaker: a plugin that fails `breaker_threshold` batches in a row is
+//! disabled. A disabled *required* plugin (the default) sends its events to the DLQ as
+//! `plugin_disabled`, so nothing it should have judged slips through; an optional one
+//! (manifest `required = false`, e.g. an enrichment) is skipped. Deploying a new file
+//! for it resets the breaker.
 
 use super::bindings::exports::streamhost::plugin::rules::{Event as WitEvent, Verdict};
 use super::runtime::LoadedPlugin;
+use super::status::{self, PluginBoard};
 use crate::decode::Event;
 
 /// What the chain decided for one event.
@@ -22,24 +29,61 @@ pub struct Rejection {
 
 /// Code for events a plugin could not judge (trap, deadline, memory cap, bad answer).
 pub const PLUGIN_FAILED: &str = "plugin_failed";
+/// Code for events a required plugin did not judge because its breaker is open.
+pub const PLUGIN_DISABLED: &str = "plugin_disabled";
+
+/// One chain member: the plugin and whether the chain may go on without it.
+#[derive(Debug)]
+pub struct Member {
+    pub plugin: LoadedPlugin,
+    pub required: bool,
+}
 
 #[derive(Debug, Default)]
 pub struct Chain {
-    plugins: Vec<LoadedPlugin>,
+    members: Vec<Member>,
+    breaker_threshold: u32,
+    board: Option<PluginBoard>,
 }
 
 impl Chain {
-    pub fn new(plugins: Vec<LoadedPlugin>) -> Self {
-        Self { plugins }
+    pub fn new(members: Vec<Member>, breaker_threshold: u32, board: Option<PluginBoard>) -> Self {
+        Self {
+            members,
+            breaker_threshold: breaker_threshold.max(1),
+            board,
+        }
     }
 
-    pub fn plugins(&self) -> &[LoadedPlugin] {
-        &self.plugins
+    /// A chain of required plugins with the default breaker (3 failures), no board.
+    pub fn of(plugins: Vec<LoadedPlugin>) -> Self {
+        let members = plugins
+            .into_iter()
+            .map(|plugin| Member {
+                plugin,
+                required: true,
+            })
+            .collect();
+        Self::new(members, 3, None)
     }
 
-    /// `quality@0.1.0,enrich@0.2.0`: written into every accepted event.
+    /// The same chain settings with new members (a live swap).
+    pub fn with_members(self, members: Vec<Member>) -> Self {
+        Self { members, ..self }
+    }
+
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// `quality@0.2.0,enrich@0.2.0`: written into every accepted event.
     pub fn processed_by(&self) -> String {
-        let ids: Vec<String> = self.plugins.iter().map(LoadedPlugin::id).collect();
+        let ids: Vec<String> = self
+            .members
+            .iter()
+            .filter(|m| !m.plugin.disabled)
+            .map(|m| m.plugin.id())
+            .collect();
         ids.join(",")
     }
 
@@ -49,19 +93,40 @@ impl Chain {
         let mut indices: Vec<usize> = (0..events.len()).collect();
         let mut batch: Vec<WitEvent> = events.into_iter().map(WitEvent::from).collect();
 
-        for plugin in &mut self.plugins {
+        for member in &mut self.members {
             if batch.is_empty() {
                 break;
             }
-            match plugin.process(&batch) {
+            let plugin = &mut member.plugin;
+            if plugin.disabled {
+                if member.required {
+                    let message = format!(
+                        "{} is disabled after {} failed batches in a row; deploy a fixed version",
+                        plugin.id(),
+                        plugin.consecutive_failures
+                    );
+                    reject_all(
+                        &mut outcomes,
+                        &mut indices,
+                        &mut batch,
+                        PLUGIN_DISABLED,
+                        &message,
+                        &plugin.id(),
+                    );
+                }
+                continue;
+            }
+            let count = batch.len();
+            metrics::counter!("streamhost_plugin_calls_total", "plugin" => plugin.name().to_string())
+                .increment(1);
+            match plugin.process(std::mem::take(&mut batch)) {
                 Ok(verdicts) => {
-                    let mut next_indices = Vec::with_capacity(indices.len());
-                    let mut next_batch = Vec::with_capacity(batch.len());
+                    let mut next_indices = Vec::with_capacity(count);
                     for (index, verdict) in indices.iter().zip(verdicts) {
                         match verdict {
                             Verdict::Accept(event) => {
                                 next_indices.push(*index);
-                                next_batch.push(event);
+                                batch.push(event);
                             }
                             Verdict::Reject(r) => {
                                 outcomes[*index] = Some(Outcome::Rejected(Rejection {
@@ -73,22 +138,32 @@ impl Chain {
                         }
                     }
                     indices = next_indices;
-                    batch = next_batch;
                 }
                 Err(error) => {
-                    tracing::error!(plugin = %plugin.id(), events = batch.len(), %error,
+                    tracing::error!(plugin = %plugin.id(), events = count, %error,
                         "plugin failed on a batch; its events go to the DLQ as {PLUGIN_FAILED}");
-                    metrics::counter!("streamhost_plugin_failures_total", "plugin" => plugin.name.clone())
+                    metrics::counter!("streamhost_plugin_failures_total", "plugin" => plugin.name().to_string())
                         .increment(1);
                     let message = error.to_string();
-                    for index in indices.drain(..) {
-                        outcomes[index] = Some(Outcome::Rejected(Rejection {
-                            code: PLUGIN_FAILED.into(),
-                            message: message.clone(),
-                            rejected_by: plugin.id(),
-                        }));
+                    reject_all(
+                        &mut outcomes,
+                        &mut indices,
+                        &mut batch,
+                        PLUGIN_FAILED,
+                        &message,
+                        &plugin.id(),
+                    );
+                    if plugin.consecutive_failures >= self.breaker_threshold {
+                        plugin.disabled = true;
+                        tracing::error!(plugin = %plugin.id(), failures = plugin.consecutive_failures,
+                            required = member.required,
+                            "circuit breaker open: plugin disabled until a new version is deployed");
+                        metrics::counter!("streamhost_plugin_disabled_total", "plugin" => plugin.name().to_string())
+                            .increment(1);
+                        if let Some(board) = &self.board {
+                            status::mark(board, &plugin.compiled.origin, "disabled", Some(message));
+                        }
                     }
-                    batch.clear();
                 }
             }
         }
@@ -109,6 +184,24 @@ impl Chain {
             })
             .collect()
     }
+}
+
+fn reject_all(
+    outcomes: &mut [Option<Outcome>],
+    indices: &mut Vec<usize>,
+    batch: &mut Vec<WitEvent>,
+    code: &str,
+    message: &str,
+    rejected_by: &str,
+) {
+    for index in indices.drain(..) {
+        outcomes[index] = Some(Outcome::Rejected(Rejection {
+            code: code.into(),
+            message: message.into(),
+            rejected_by: rejected_by.into(),
+        }));
+    }
+    batch.clear();
 }
 
 impl From<Event> for WitEvent {

@@ -1,22 +1,31 @@
 //! Stage 3: the plugin chain. WebAssembly components judge decoded events in batches.
 //!
-//! * [`runtime`]: the wasmtime engine, sandbox limits and one loaded component.
-//! * [`chain`]: the ordered list of plugins an event batch runs through.
-//! * [`directory`]: finding and loading the components in the plugin directory.
+//! * [`runtime`]: the wasmtime engine, sandbox limits, compiled plugins and instances.
+//! * [`chain`]: the ordered list of plugins a batch runs through, with the circuit breaker.
+//! * [`directory`]: the plugin directory: `*.wasm` files and their optional manifests.
+//! * [`reload`]: watching that directory and swapping the chain live.
+//! * [`status`]: what `/plugins` shows.
 
 pub mod chain;
 pub mod directory;
+pub mod reload;
 pub mod runtime;
+pub mod status;
 
 pub use chain::{Chain, Outcome, Rejection};
-pub use runtime::{LoadedPlugin, PluginError, PluginRuntime, SandboxLimits};
+pub use runtime::{CompiledPlugin, LoadedPlugin, PluginError, PluginRuntime, SandboxLimits};
 
-/// The WIT package version this host implements, and the range it accepts.
-pub const WIT_PACKAGE: &str = "streamhost:plugin";
+/// The WIT interface plugins export.
 pub const WIT_INTERFACE: &str = "streamhost:plugin/rules";
-pub const WIT_VERSION: &str = "0.1.0";
+/// The WIT version of `wit/plugin.wit`, which new plugins are built against.
+pub const WIT_VERSION: &str = "0.2.0";
+/// Every version this host loads (each with its semver-compatible patch releases).
+/// 0.1 is 0.2 without `configure`; its frozen copy is `wit/archive/0.1.0/`.
+pub const ACCEPTED_WIT_VERSIONS: &[&str] = &["0.1.0", "0.2.0"];
 
-/// Generated from `wit/plugin.wit`.
+/// Types generated from `wit/plugin.wit`. The functions are looked up by export name
+/// at load time (see `runtime`), so the same types serve every accepted version: the
+/// records did not change between them.
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",

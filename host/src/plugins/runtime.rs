@@ -1,16 +1,16 @@
-//! The wasmtime side: one engine for the process, one sandboxed store per plugin.
+//! The wasmtime side: one engine for the process, one compiled artifact per plugin file
+//! ([`CompiledPlugin`]), and one sandboxed store per serving instance ([`LoadedPlugin`]).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, TypedFunc};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
 
-use super::bindings::exports::streamhost::plugin::rules::{Event as WitEvent, Verdict};
-use super::bindings::{Plugin, PluginPre};
-use super::{WIT_INTERFACE, WIT_VERSION};
+use super::bindings::exports::streamhost::plugin::rules::{Event as WitEvent, PluginInfo, Verdict};
+use super::{ACCEPTED_WIT_VERSIONS, WIT_INTERFACE, WIT_VERSION};
 
 /// How often the engine's epoch advances: the resolution of the per-batch deadline.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -28,13 +28,19 @@ pub enum PluginError {
     MissingInterface { origin: String, found: String },
     #[error(
         "{origin}: built against {WIT_INTERFACE}@{wanted}, but this host offers @{WIT_VERSION} \
-         (compatible: the same major version, and the same minor for 0.x); rebuild it against wit/"
+         and accepts {accepted}; rebuild it against wit/"
     )]
-    IncompatibleVersion { origin: String, wanted: String },
+    IncompatibleVersion {
+        origin: String,
+        wanted: String,
+        accepted: String,
+    },
     #[error("{origin}: cannot instantiate: {reason}")]
     Instantiate { origin: String, reason: String },
     #[error("{origin}: load-time self-check failed: {reason}")]
     SelfCheck { origin: String, reason: String },
+    #[error("{origin}: manifest: {reason}")]
+    Manifest { origin: String, reason: String },
     #[error("{plugin}: {reason}")]
     Failed { plugin: String, reason: String },
 }
@@ -67,14 +73,15 @@ pub struct PluginRuntime {
 
 impl PluginRuntime {
     pub fn new(limits: SandboxLimits) -> Result<Self, PluginError> {
+        let engine_error = |reason: String| PluginError::Compile {
+            origin: "engine".into(),
+            reason,
+        };
         let mut config = Config::new();
         // Epoch interruption: a few % overhead, unlike fuel, and enough to stop a loop.
         config.epoch_interruption(true);
         config.wasm_component_model(true);
-        let engine = Engine::new(&config).map_err(|e| PluginError::Compile {
-            origin: "engine".into(),
-            reason: format!("{e:#}"),
-        })?;
+        let engine = Engine::new(&config).map_err(|e| engine_error(format!("{e:#}")))?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let (stop, ticking) = (ticker_stop.clone(), engine.clone());
         std::thread::Builder::new()
@@ -85,10 +92,7 @@ impl PluginRuntime {
                     ticking.increment_epoch();
                 }
             })
-            .map_err(|e| PluginError::Compile {
-                origin: "engine".into(),
-                reason: format!("cannot start the epoch thread: {e}"),
-            })?;
+            .map_err(|e| engine_error(format!("cannot start the epoch thread: {e}")))?;
         Ok(Self {
             engine,
             limits,
@@ -96,27 +100,28 @@ impl PluginRuntime {
         })
     }
 
-    pub fn limits(&self) -> SandboxLimits {
-        self.limits
-    }
-
-    /// Load a component from a file (compiles it: call this off the hot path).
+    /// Load a component file with no settings (compiles it: call this off the hot path).
     pub fn load_file(&self, path: &Path) -> Result<LoadedPlugin, PluginError> {
         let origin = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|e| PluginError::Read {
             origin: origin.clone(),
             reason: e.to_string(),
         })?;
-        self.load(&bytes, &origin)
+        Arc::new(self.compile(&bytes, &origin, Vec::new())?).instantiate_checked()
     }
 
-    /// Compile, check the interface version, instantiate and self-check a component.
-    pub fn load(&self, bytes: &[u8], origin: &str) -> Result<LoadedPlugin, PluginError> {
+    /// Compile, check the interface version, instantiate, configure and self-check.
+    pub fn compile(
+        &self,
+        bytes: &[u8],
+        origin: &str,
+        settings: Vec<(String, String)>,
+    ) -> Result<CompiledPlugin, PluginError> {
         let component = Component::new(&self.engine, bytes).map_err(|e| PluginError::Compile {
             origin: origin.into(),
             reason: format!("{e:#}"),
         })?;
-        let wit_version = check_interface(&self.engine, &component, origin)?;
+        let (export, wit_version) = find_interface(&self.engine, &component, origin)?;
 
         let mut linker: Linker<SandboxState> = Linker::new(&self.engine);
         // No capabilities: any import (Rust's std pulls in WASI) links to a trap.
@@ -125,43 +130,72 @@ impl PluginRuntime {
             .map_err(|e| instantiate_error(origin, e))?;
         let pre = linker
             .instantiate_pre(&component)
-            .and_then(PluginPre::new)
             .map_err(|e| instantiate_error(origin, e))?;
-
+        let index = |name: &str| -> Result<Option<ComponentExportIndex>, PluginError> {
+            let iface = component.get_export_index(None, &export).ok_or_else(|| {
+                PluginError::MissingInterface {
+                    origin: origin.into(),
+                    found: export.clone(),
+                }
+            })?;
+            Ok(component.get_export_index(Some(&iface), name))
+        };
+        let missing = |name: &str| PluginError::Instantiate {
+            origin: origin.into(),
+            reason: format!("`{export}` has no function `{name}`"),
+        };
+        let exports = Exports {
+            describe: index("describe")?.ok_or_else(|| missing("describe"))?,
+            process: index("process")?.ok_or_else(|| missing("process"))?,
+            configure: index("configure")?,
+        };
+        if exports.configure.is_none() && !settings.is_empty() {
+            return Err(PluginError::Manifest {
+                origin: origin.into(),
+                reason: format!(
+                    "the manifest has [settings] but the plugin is built against @{wit_version}, \
+                     which has no `configure` (added in 0.2.0)"
+                ),
+            });
+        }
         let imports = component
             .component_type()
             .imports(&self.engine)
             .map(|(name, _)| name.to_string())
             .collect();
 
-        let mut plugin = LoadedPlugin {
+        let mut compiled = CompiledPlugin {
             name: String::new(),
             version: String::new(),
             wit_version,
             imports,
             origin: origin.into(),
+            settings,
             engine: self.engine.clone(),
             limits: self.limits,
             pre,
-            instance: None,
+            exports,
         };
-        plugin
+        let mut probe = LoadedPlugin::new(Arc::new(compiled.clone()));
+        probe
             .instantiate()
-            .map_err(|e| instantiate_error(origin, e))?;
-        let info = plugin.describe().map_err(|reason| PluginError::SelfCheck {
+            .map_err(|reason| PluginError::Instantiate {
+                origin: origin.into(),
+                reason,
+            })?;
+        let info = probe.describe().map_err(|reason| PluginError::SelfCheck {
             origin: origin.into(),
             reason: format!("describe() failed: {reason}"),
         })?;
-        if info.name.is_empty() || info.version.is_empty() {
+        if info.name.trim().is_empty() || info.version.trim().is_empty() {
             return Err(PluginError::SelfCheck {
                 origin: origin.into(),
                 reason: "describe() returned an empty name or version".into(),
             });
         }
-        plugin.name = info.name;
-        plugin.version = info.version;
-        plugin.self_check()?;
-        Ok(plugin)
+        compiled.name = info.name;
+        compiled.version = info.version;
+        Ok(compiled)
     }
 }
 
@@ -178,35 +212,41 @@ fn instantiate_error(origin: &str, e: wasmtime::Error) -> PluginError {
     }
 }
 
-/// Find the exported `streamhost:plugin/rules@X.Y.Z` and check X.Y.Z against ours.
-fn check_interface(
+/// Find the exported `streamhost:plugin/rules@X.Y.Z` and check X.Y.Z against the
+/// versions this host accepts. Returns the export's full name and its version.
+fn find_interface(
     engine: &Engine,
     component: &Component,
     origin: &str,
-) -> Result<String, PluginError> {
+) -> Result<(String, String), PluginError> {
     let exports: Vec<String> = component
         .component_type()
         .exports(engine)
         .map(|(name, _)| name.to_string())
         .collect();
     let prefix = format!("{WIT_INTERFACE}@");
-    let Some(version) = exports
-        .iter()
-        .find_map(|name| name.strip_prefix(&prefix))
-        .map(str::to_string)
-    else {
+    let Some(export) = exports.iter().find(|name| name.starts_with(&prefix)) else {
         return Err(PluginError::MissingInterface {
             origin: origin.into(),
             found: exports.join(", "),
         });
     };
-    if !compatible(&version, WIT_VERSION) {
+    let version = export[prefix.len()..].to_string();
+    if !ACCEPTED_WIT_VERSIONS
+        .iter()
+        .any(|offered| compatible(&version, offered))
+    {
         return Err(PluginError::IncompatibleVersion {
             origin: origin.into(),
             wanted: version,
+            accepted: ACCEPTED_WIT_VERSIONS
+                .iter()
+                .map(|v| format!("@{v}"))
+                .collect::<Vec<_>>()
+                .join(", "),
         });
     }
-    Ok(version)
+    Ok((export.clone(), version))
 }
 
 /// Semver compatibility as cargo reads it: same major, and for 0.x the same minor.
@@ -230,13 +270,18 @@ pub struct SandboxState {
     limits: StoreLimits,
 }
 
-struct Instance {
-    store: Store<SandboxState>,
-    bindings: Plugin,
+#[derive(Debug, Clone)]
+struct Exports {
+    describe: ComponentExportIndex,
+    process: ComponentExportIndex,
+    /// Absent in plugins built against 0.1.x.
+    configure: Option<ComponentExportIndex>,
 }
 
-/// One plugin, compiled and instantiated, ready to judge batches.
-pub struct LoadedPlugin {
+/// A compiled, checked plugin: cheap to instantiate again (after a trap, or when a new
+/// chain is built on a reload) without compiling.
+#[derive(Clone)]
+pub struct CompiledPlugin {
     pub name: String,
     pub version: String,
     /// The WIT version the plugin was built against.
@@ -244,62 +289,141 @@ pub struct LoadedPlugin {
     /// What the component imports (all linked to traps: plugins get no capabilities).
     pub imports: Vec<String>,
     pub origin: String,
+    pub settings: Vec<(String, String)>,
     engine: Engine,
     limits: SandboxLimits,
-    pre: PluginPre<SandboxState>,
-    instance: Option<Instance>,
+    pre: InstancePre<SandboxState>,
+    exports: Exports,
 }
 
-impl std::fmt::Debug for LoadedPlugin {
+impl std::fmt::Debug for CompiledPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadedPlugin")
+        f.debug_struct("CompiledPlugin")
             .field("id", &self.id())
             .field("origin", &self.origin)
             .finish_non_exhaustive()
     }
 }
 
-impl LoadedPlugin {
+impl CompiledPlugin {
     /// `name@version`, as written into the DLQ and the `processed_by` field.
     pub fn id(&self) -> String {
         format!("{}@{}", self.name, self.version)
     }
 
+    /// A serving instance that has passed the self-check (one verdict per event).
+    pub fn instantiate_checked(self: Arc<Self>) -> Result<LoadedPlugin, PluginError> {
+        let mut plugin = LoadedPlugin::new(self);
+        plugin.self_check()?;
+        Ok(plugin)
+    }
+}
+
+type ProcessFn = TypedFunc<(Vec<WitEvent>,), (Vec<Verdict>,)>;
+
+struct Instance {
+    store: Store<SandboxState>,
+    describe: TypedFunc<(), (PluginInfo,)>,
+    process: ProcessFn,
+}
+
+/// One plugin instance judging batches, with its own store and failure count.
+pub struct LoadedPlugin {
+    pub compiled: Arc<CompiledPlugin>,
+    instance: Option<Instance>,
+    /// Failed batches in a row (reset by a good one): the circuit breaker's input.
+    pub consecutive_failures: u32,
+    pub disabled: bool,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("id", &self.id())
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoadedPlugin {
+    fn new(compiled: Arc<CompiledPlugin>) -> Self {
+        Self {
+            compiled,
+            instance: None,
+            consecutive_failures: 0,
+            disabled: false,
+        }
+    }
+
+    pub fn id(&self) -> String {
+        self.compiled.id()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.compiled.name
+    }
+
     fn deadline_ticks(&self) -> u64 {
-        let ticks = self.limits.batch_deadline.as_millis() / EPOCH_TICK.as_millis().max(1);
+        let ticks = self.compiled.limits.batch_deadline.as_millis() / EPOCH_TICK.as_millis().max(1);
         u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
     }
 
-    /// A fresh store and instance: after a trap the old instance must not be entered again.
-    fn instantiate(&mut self) -> wasmtime::Result<()> {
+    /// A fresh store and instance, configured: after a trap the old one must not be
+    /// entered again.
+    fn instantiate(&mut self) -> Result<(), String> {
         self.instance = None;
+        let c = &self.compiled;
         let limits = StoreLimitsBuilder::new()
-            .memory_size(self.limits.memory_bytes)
+            .memory_size(c.limits.memory_bytes)
             .trap_on_grow_failure(true)
             .build();
-        let mut store = Store::new(&self.engine, SandboxState { limits });
+        let mut store = Store::new(&c.engine, SandboxState { limits });
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(self.deadline_ticks());
-        let bindings = self.pre.instantiate(&mut store)?;
-        self.instance = Some(Instance { store, bindings });
+        let explain = |e: wasmtime::Error| explain(&e, c.limits);
+        let instance = c.pre.instantiate(&mut store).map_err(explain)?;
+        let describe = instance
+            .get_typed_func::<(), (PluginInfo,)>(&mut store, &c.exports.describe)
+            .map_err(|e| format!("`describe` has the wrong signature: {e:#}"))?;
+        let process = instance
+            .get_typed_func::<(Vec<WitEvent>,), (Vec<Verdict>,)>(&mut store, &c.exports.process)
+            .map_err(|e| format!("`process` has the wrong signature: {e:#}"))?;
+        if let Some(index) = &c.exports.configure {
+            let configure = instance
+                .get_typed_func::<(Vec<(String, String)>,), (Result<(), String>,)>(
+                    &mut store, index,
+                )
+                .map_err(|e| format!("`configure` has the wrong signature: {e:#}"))?;
+            store.set_epoch_deadline(self.deadline_ticks());
+            let (result,) = configure
+                .call(&mut store, (c.settings.clone(),))
+                .map_err(explain)?;
+            result.map_err(|message| format!("configure() refused the settings: {message}"))?;
+        }
+        self.instance = Some(Instance {
+            store,
+            describe,
+            process,
+        });
         Ok(())
     }
 
-    fn describe(
-        &mut self,
-    ) -> Result<super::bindings::exports::streamhost::plugin::rules::PluginInfo, String> {
+    fn describe(&mut self) -> Result<PluginInfo, String> {
         let ticks = self.deadline_ticks();
-        let Some(Instance { store, bindings }) = self.instance.as_mut() else {
+        let limits = self.compiled.limits;
+        let Some(instance) = self.instance.as_mut() else {
             return Err("no instance".into());
         };
-        store.set_epoch_deadline(ticks);
-        bindings
-            .streamhost_plugin_rules()
-            .call_describe(&mut *store)
-            .map_err(|e| explain(&e, self.limits))
+        instance.store.set_epoch_deadline(ticks);
+        instance
+            .describe
+            .call(&mut instance.store, ())
+            .map(|(info,)| info)
+            .map_err(|e| explain(&e, limits))
     }
 
-    /// Run a known-good and an empty batch: a plugin that cannot judge them is not loaded.
+    /// Run an empty batch and a known-good event: a plugin that cannot judge them with
+    /// one verdict each is not loaded.
     fn self_check(&mut self) -> Result<(), PluginError> {
         let sample = WitEvent {
             event_type: "page_view".into(),
@@ -312,52 +436,63 @@ impl LoadedPlugin {
             attributes: Vec::new(),
         };
         for batch in [Vec::new(), vec![sample]] {
-            self.process(&batch).map_err(|e| PluginError::SelfCheck {
-                origin: self.origin.clone(),
+            self.process(batch).map_err(|e| PluginError::SelfCheck {
+                origin: self.compiled.origin.clone(),
                 reason: e.to_string(),
             })?;
         }
+        self.consecutive_failures = 0;
         Ok(())
     }
 
-    /// Judge one batch. On a trap, deadline or memory cap the instance is replaced and
-    /// the error says what happened; the caller decides what happens to the events.
-    pub fn process(&mut self, batch: &[WitEvent]) -> Result<Vec<Verdict>, PluginError> {
-        if self.instance.is_none() {
-            self.instantiate().map_err(|e| PluginError::Failed {
-                plugin: self.id(),
-                reason: format!("cannot re-instantiate: {e:#}"),
-            })?;
+    /// Judge one batch. On a trap, deadline or memory cap the instance is dropped (the
+    /// next call gets a fresh one) and the error says what happened; the caller
+    /// decides what happens to the events.
+    pub fn process(&mut self, batch: Vec<WitEvent>) -> Result<Vec<Verdict>, PluginError> {
+        let expected = batch.len();
+        let result = self.call_process(batch);
+        match &result {
+            Ok(_) => self.consecutive_failures = 0,
+            Err(_) => self.consecutive_failures += 1,
         }
-        let ticks = self.deadline_ticks();
-        let Some(Instance { store, bindings }) = self.instance.as_mut() else {
-            return Err(PluginError::Failed {
-                plugin: self.id(),
-                reason: "no instance".into(),
-            });
-        };
-        store.set_epoch_deadline(ticks);
-        match bindings
-            .streamhost_plugin_rules()
-            .call_process(&mut *store, batch)
-        {
-            Ok(verdicts) if verdicts.len() == batch.len() => Ok(verdicts),
-            Ok(verdicts) => Err(PluginError::Failed {
-                plugin: self.id(),
-                reason: format!(
-                    "returned {} verdicts for {} events (must be one per event)",
-                    verdicts.len(),
-                    batch.len()
-                ),
-            }),
-            Err(e) => {
-                let reason = explain(&e, self.limits);
-                // Entering a trapped instance again is an error: start from a clean one.
-                self.instance = None;
+        result.and_then(|verdicts| {
+            if verdicts.len() == expected {
+                Ok(verdicts)
+            } else {
+                self.consecutive_failures += 1;
                 Err(PluginError::Failed {
                     plugin: self.id(),
-                    reason,
+                    reason: format!(
+                        "returned {} verdicts for {expected} events (must be one per event)",
+                        verdicts.len()
+                    ),
                 })
+            }
+        })
+    }
+
+    fn call_process(&mut self, batch: Vec<WitEvent>) -> Result<Vec<Verdict>, PluginError> {
+        let failed = |plugin: &Self, reason: String| PluginError::Failed {
+            plugin: plugin.id(),
+            reason,
+        };
+        if self.instance.is_none() {
+            self.instantiate()
+                .map_err(|reason| failed(self, format!("cannot instantiate: {reason}")))?;
+        }
+        let ticks = self.deadline_ticks();
+        let limits = self.compiled.limits;
+        let Some(instance) = self.instance.as_mut() else {
+            return Err(failed(self, "no instance".into()));
+        };
+        instance.store.set_epoch_deadline(ticks);
+        match instance.process.call(&mut instance.store, (batch,)) {
+            Ok((verdicts,)) => Ok(verdicts),
+            Err(e) => {
+                let reason = explain(&e, limits);
+                // Entering a trapped instance again is an error: start from a clean one.
+                self.instance = None;
+                Err(failed(self, reason))
             }
         }
     }
@@ -365,22 +500,39 @@ impl LoadedPlugin {
 
 /// Turn a wasmtime error into one line a plugin author can act on.
 fn explain(e: &wasmtime::Error, limits: SandboxLimits) -> String {
-    match e.downcast_ref::<Trap>() {
+    let text = format!("{e:#}");
+    match e.chain().find_map(|cause| cause.downcast_ref::<Trap>()) {
         Some(Trap::Interrupt) => format!(
             "deadline exceeded: the batch ran longer than {} ms",
             limits.batch_deadline.as_millis()
         ),
-        Some(Trap::AllocationTooLarge) | Some(Trap::HeapMisaligned) => {
+        _ if text.contains("forcing trap when growing memory")
+            || text.contains("memory growth failure") =>
+        {
             format!(
-                "out of memory (cap {} MiB): {e:#}",
+                "out of memory: the instance hit its {} MiB cap",
                 limits.memory_bytes >> 20
             )
         }
-        Some(trap) => format!("trapped: {trap}: {e:#}"),
-        None if format!("{e:#}").contains("forcing a memory growth failure") => {
-            format!("out of memory (cap {} MiB)", limits.memory_bytes >> 20)
-        }
-        None => format!("failed: {e:#}"),
+        // The trap names what happened (a Rust panic is `unreachable`); the wasm
+        // backtrace goes to the log, not into every DLQ record.
+        Some(trap) => format!("trapped: {trap}"),
+        None => match e
+            .chain()
+            .find(|c| c.to_string().starts_with("unknown import"))
+        {
+            // Imports are linked to traps. Rust's std calls WASI while printing a panic
+            // message, so a panicking plugin ends up here too.
+            Some(cause) => format!(
+                "trapped: called {}: plugins get no capabilities (a Rust panic does this \
+                 while printing its message: did the plugin panic?)",
+                cause
+                    .to_string()
+                    .trim_start_matches("unknown import: ")
+                    .trim_end_matches(" has not been defined")
+            ),
+            None => format!("failed: {text}"),
+        },
     }
 }
 

@@ -1,0 +1,266 @@
+//! Live plugin swaps. A `notify` watcher on the plugin directory wakes [`watch`]; after
+//! the directory has been quiet for a moment (debounce), [`Reloader::scan`] compiles
+//! what changed off the hot path and, when the serving set changed, hands a complete new
+//! chain to the pipeline, which installs it between two batches. Batches in flight finish
+//! on the old chain; no event is judged twice or skipped; window state is elsewhere.
+//!
+//! A file that does not compile, does not match the interface or fails its self-check
+//! is rejected and the version that served before (if any) keeps serving.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::{mpsc, watch};
+
+use super::chain::Member;
+use super::directory::{self, Manifest};
+use super::runtime::{CompiledPlugin, PluginRuntime};
+use super::status::{self, PluginBoard, PluginStatus};
+
+/// Wait for this long without file events before reloading: editors and copies write
+/// in several steps.
+pub const DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// A new chain for the pipeline, with when the change was first seen (swap latency).
+#[derive(Debug)]
+pub struct ChainUpdate {
+    pub members: Vec<Member>,
+    pub seen_at: Instant,
+}
+
+/// What identifies a chain: per member its id, order, `required` and file fingerprint.
+type ChainShape = Vec<(String, i64, bool, PathBuf, u64)>;
+
+struct Known {
+    fingerprint: u64,
+    /// What serves for this file: the last version that loaded, and its fingerprint.
+    serving: Option<(Arc<CompiledPlugin>, Manifest, u64)>,
+}
+
+/// The directory's plugins as last scanned.
+pub struct Reloader {
+    runtime: Arc<PluginRuntime>,
+    dir: PathBuf,
+    known: BTreeMap<PathBuf, Known>,
+    board: PluginBoard,
+    /// Ids and orders of the chain last handed out, to tell whether anything changed.
+    last_chain: Option<ChainShape>,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn fingerprint(wasm: &[u8], manifest: Option<&str>) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    wasm.hash(&mut h);
+    manifest.hash(&mut h);
+    h.finish()
+}
+
+impl Reloader {
+    pub fn new(runtime: Arc<PluginRuntime>, dir: &Path, board: PluginBoard) -> Self {
+        Self {
+            runtime,
+            dir: dir.to_path_buf(),
+            known: BTreeMap::new(),
+            board,
+            last_chain: None,
+        }
+    }
+
+    /// Look at the directory; compile what changed. Returns the new chain when the set
+    /// of serving plugins (or their order or manifests) changed, else `None`.
+    pub fn scan(&mut self) -> std::io::Result<Option<Vec<Member>>> {
+        let files = directory::plugin_files(&self.dir)?;
+        let gone: Vec<PathBuf> = self
+            .known
+            .keys()
+            .filter(|p| !files.contains(p))
+            .cloned()
+            .collect();
+        for path in gone {
+            tracing::info!(file = %path.display(), "plugin removed");
+            self.known.remove(&path);
+            status::remove(&self.board, &path.display().to_string());
+        }
+        for path in files {
+            self.consider(&path);
+        }
+        let mut serving: Vec<(i64, PathBuf, Arc<CompiledPlugin>, Manifest, u64)> = self
+            .known
+            .iter()
+            .filter_map(|(path, k)| {
+                k.serving
+                    .as_ref()
+                    .map(|(c, m, fp)| (m.order(), path.clone(), c.clone(), m.clone(), *fp))
+            })
+            .filter(|(_, _, _, m, _)| m.enabled)
+            .collect();
+        serving.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let shape: ChainShape = serving
+            .iter()
+            .map(|(order, path, c, m, fp)| (c.id(), *order, m.required, path.clone(), *fp))
+            .collect();
+        if self.last_chain.as_ref() == Some(&shape) {
+            return Ok(None);
+        }
+        let mut members = Vec::with_capacity(serving.len());
+        for (_, path, compiled, manifest, _) in serving {
+            match compiled.clone().instantiate_checked() {
+                Ok(plugin) => members.push(Member {
+                    plugin,
+                    required: manifest.required,
+                }),
+                Err(error) => {
+                    // Checked at compile time; a failure here is reported, not fatal.
+                    tracing::error!(file = %path.display(), %error, "plugin failed to instantiate");
+                    status::mark(
+                        &self.board,
+                        &path.display().to_string(),
+                        "rejected",
+                        Some(error.to_string()),
+                    );
+                }
+            }
+        }
+        self.last_chain = Some(shape);
+        Ok(Some(members))
+    }
+
+    /// Compile `path` if it (or its manifest) changed since the last scan.
+    fn consider(&mut self, path: &Path) {
+        let Ok(bytes) = std::fs::read(path) else {
+            return; // vanished or unreadable mid-write: the next event brings it back
+        };
+        let (manifest_text, manifest) = directory::manifest_for(path);
+        let fp = fingerprint(&bytes, manifest_text.as_deref());
+        if self.known.get(path).is_some_and(|k| k.fingerprint == fp) {
+            return;
+        }
+        let file = path.display().to_string();
+        let previous = self.known.remove(path).and_then(|k| k.serving);
+        let loaded = manifest.and_then(|manifest| {
+            let started = Instant::now();
+            self.runtime
+                .compile(&bytes, &file, manifest.settings())
+                .map(|c| (Arc::new(c), manifest, started.elapsed()))
+                .map_err(|e| e.to_string())
+        });
+        let serving = match loaded {
+            Ok((compiled, manifest, took)) => {
+                tracing::info!(plugin = %compiled.id(), wit = %compiled.wit_version, file = %file,
+                    order = manifest.order(), enabled = manifest.enabled, compile_ms = took.as_millis() as u64,
+                    "plugin loaded");
+                metrics::counter!("streamhost_plugin_loads_total", "result" => "ok").increment(1);
+                status::set(
+                    &self.board,
+                    PluginStatus {
+                        file: file.clone(),
+                        name: Some(compiled.name.clone()),
+                        version: Some(compiled.version.clone()),
+                        wit_version: Some(compiled.wit_version.clone()),
+                        state: if manifest.enabled { "serving" } else { "off" },
+                        order: Some(manifest.order()),
+                        last_error: None,
+                    },
+                );
+                Some((compiled, manifest, fp))
+            }
+            Err(error) => {
+                metrics::counter!("streamhost_plugin_loads_total", "result" => "rejected")
+                    .increment(1);
+                match &previous {
+                    Some((old, _, _)) => {
+                        tracing::error!(file = %file, %error, keeps_serving = %old.id(),
+                        "plugin rejected; the previous version keeps serving")
+                    }
+                    None => tracing::error!(file = %file, %error, "plugin rejected"),
+                }
+                status::set(
+                    &self.board,
+                    PluginStatus {
+                        file: file.clone(),
+                        name: previous.as_ref().map(|(c, _, _)| c.name.clone()),
+                        version: previous.as_ref().map(|(c, _, _)| c.version.clone()),
+                        wit_version: previous.as_ref().map(|(c, _, _)| c.wit_version.clone()),
+                        state: "rejected",
+                        order: previous.as_ref().map(|(_, m, _)| m.order()),
+                        last_error: Some(error),
+                    },
+                );
+                previous
+            }
+        };
+        self.known.insert(
+            path.to_path_buf(),
+            Known {
+                fingerprint: fp,
+                serving,
+            },
+        );
+    }
+}
+
+/// Watch the plugin directory until `stop`; send a [`ChainUpdate`] for every change of
+/// the serving chain.
+pub async fn watch(
+    mut reloader: Reloader,
+    updates: mpsc::Sender<ChainUpdate>,
+    mut stop: watch::Receiver<bool>,
+) -> notify::Result<()> {
+    let (tx, mut rx) = mpsc::channel::<Instant>(256);
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            if event.paths.iter().any(|p| directory::is_relevant(p)) {
+                // Full channel: a reload is already pending, which will see this change too.
+                let _ = tx.try_send(Instant::now());
+            }
+        }
+    })?;
+    watcher.watch(&reloader.dir.clone(), RecursiveMode::NonRecursive)?;
+    tracing::info!(dir = %reloader.dir.display(), "watching the plugin directory");
+    loop {
+        let seen_at = tokio::select! {
+            seen = rx.recv() => match seen { Some(t) => t, None => break },
+            _ = stop.changed() => break,
+        };
+        while let Ok(Some(_)) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
+        let scanned = tokio::task::spawn_blocking(move || {
+            let result = reloader.scan();
+            (reloader, result)
+        })
+        .await;
+        let Ok((back, result)) = scanned else {
+            tracing::error!(
+                "plugin reload task panicked; live reload stops, the current chain keeps serving"
+            );
+            break;
+        };
+        reloader = back;
+        match result {
+            Ok(Some(members)) => {
+                if updates
+                    .send(ChainUpdate { members, seen_at })
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(dir = %reloader.dir.display(), error = %e, "cannot read the plugin directory")
+            }
+        }
+    }
+    Ok(())
+}

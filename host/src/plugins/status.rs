@@ -1,0 +1,52 @@
+//! What `/plugins` shows: one entry per plugin file, written by the reloader (loaded,
+//! rejected) and by the chain (disabled by the circuit breaker).
+
+use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PluginStatus {
+    pub file: String,
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub wit_version: Option<String>,
+    /// `serving`, `rejected` (did not load; a previous version may still serve),
+    /// `disabled` (circuit breaker) or `off` (manifest `enabled = false`).
+    pub state: &'static str,
+    pub order: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+pub type PluginBoard = Arc<RwLock<Vec<PluginStatus>>>;
+
+pub fn new_board() -> PluginBoard {
+    Arc::new(RwLock::new(Vec::new()))
+}
+
+/// Replace the entry for `file` (or add it).
+pub fn set(board: &PluginBoard, status: PluginStatus) {
+    if let Ok(mut entries) = board.write() {
+        match entries.iter_mut().find(|s| s.file == status.file) {
+            Some(entry) => *entry = status,
+            None => entries.push(status),
+        }
+        entries.sort_by(|a, b| a.file.cmp(&b.file));
+    }
+}
+
+pub fn remove(board: &PluginBoard, file: &str) {
+    if let Ok(mut entries) = board.write() {
+        entries.retain(|s| s.file != file);
+    }
+}
+
+/// Change the state (and error) of the entry for `file`, if there is one.
+pub fn mark(board: &PluginBoard, file: &str, state: &'static str, error: Option<String>) {
+    if let Ok(mut entries) = board.write() {
+        if let Some(entry) = entries.iter_mut().find(|s| s.file == file) {
+            entry.state = state;
+            entry.last_error = error;
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! Real components, built by `scripts/build-plugins` (plugins/dist), through the real
+//! runtime: the zoo of bad plugins is rejected or isolated, the chain keeps going, old
+//! WIT versions load, settings reach plugins, and the directory reloader swaps safely.
+
+// A test file: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use streamhost::decode::Event;
+use streamhost::plugins::chain::{Member, PLUGIN_DISABLED, PLUGIN_FAILED};
+use streamhost::plugins::reload::Reloader;
+use streamhost::plugins::status;
+use streamhost::plugins::{
+    Chain, LoadedPlugin, Outcome, PluginError, PluginRuntime, SandboxLimits,
+};
+
+fn dist() -> PathBuf {
+    std::env::var_os("STREAMHOST_PLUGINS_BUILT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist"))
+}
+
+fn wasm(name: &str) -> Vec<u8> {
+    let path = dist().join(name);
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/build-plugins first", path.display()))
+}
+
+fn runtime() -> PluginRuntime {
+    PluginRuntime::new(SandboxLimits {
+        memory_bytes: 16 << 20,
+        batch_deadline: Duration::from_millis(200),
+    })
+    .unwrap()
+}
+
+fn load(rt: &PluginRuntime, name: &str) -> Result<LoadedPlugin, PluginError> {
+    Arc::new(rt.compile(&wasm(name), name, Vec::new())?).instantiate_checked()
+}
+
+fn event(page_url: &str, country: &str, user_id: i64) -> Event {
+    Event {
+        event_type: "page_view".into(),
+        user_id,
+        page_url: page_url.into(),
+        button_id: "b".into(),
+        timestamp: 1_700_000_000,
+        country: country.into(),
+        device_type: None,
+        attributes: Vec::new(),
+    }
+}
+
+fn codes(outcomes: &[Outcome]) -> Vec<String> {
+    outcomes
+        .iter()
+        .map(|o| match o {
+            Outcome::Accepted(_) => "accepted".to_string(),
+            Outcome::Rejected(r) => r.code.clone(),
+        })
+        .collect()
+}
+
+fn message(o: &Outcome) -> String {
+    match o {
+        Outcome::Rejected(r) => format!("{} {}", r.rejected_by, r.message),
+        Outcome::Accepted(_) => "accepted".into(),
+    }
+}
+
+#[test]
+fn bad_plugins_are_rejected_at_load_with_a_reason() {
+    let rt = runtime();
+    let err = load(&rt, "zoo_always_panic.wasm").unwrap_err().to_string();
+    assert!(
+        err.contains("self-check") && err.contains("did the plugin panic?"),
+        "{err}"
+    );
+
+    let err = load(&rt, "zoo_wrong_major.wasm").unwrap_err().to_string();
+    assert!(
+        err.contains("@1.0.0") && err.contains("@0.2.0"),
+        "says wanted and offered: {err}"
+    );
+
+    let err = load(&rt, "zoo_other_interface.wasm")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("zoo:other/rules@0.1.0") && err.contains("streamhost:plugin/rules"),
+        "{err}"
+    );
+
+    let err = rt
+        .compile(b"\0asm\x0d\0\x01\0garbage", "corrupt.wasm", Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("corrupt.wasm: not a valid WebAssembly component"),
+        "{err}"
+    );
+
+    let good = wasm("quality.wasm");
+    let half = &good[..good.len() / 2];
+    let err = rt
+        .compile(half, "half.wasm", Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("half.wasm: not a valid WebAssembly component"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_trap_loop_oom_or_miscount_fails_only_its_batch_and_the_instance_is_replaced() {
+    let rt = runtime();
+    let mut chain = Chain::new(
+        vec![Member {
+            plugin: load(&rt, "zoo_trapdoor.wasm").unwrap(),
+            required: true,
+        }],
+        100,
+        None,
+    );
+    for (url, needle) in [
+        ("/panic", "did the plugin panic?"),
+        ("/loop", "deadline exceeded"),
+        ("/oom", "out of memory"),
+        ("/miscount", "returned 1 verdicts for 2 events"),
+    ] {
+        let started = Instant::now();
+        let out = chain.process(vec![event("/ok", "US", 1), event(url, "US", 2)]);
+        assert_eq!(codes(&out), [PLUGIN_FAILED, PLUGIN_FAILED], "{url}");
+        assert!(
+            message(&out[0]).contains(needle) && message(&out[0]).starts_with("zoo-trapdoor@"),
+            "{url}: {}",
+            message(&out[0])
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{url} took {:?}",
+            started.elapsed()
+        );
+        // The next batch is judged by a fresh instance.
+        let out = chain.process(vec![event("/ok", "US", 1)]);
+        assert_eq!(codes(&out), ["accepted"], "after {url}");
+    }
+}
+
+#[test]
+fn the_circuit_breaker_disables_a_failing_plugin_and_the_chain_goes_on() {
+    let rt = runtime();
+    let board = status::new_board();
+    let members = vec![
+        Member {
+            plugin: load(&rt, "zoo_trapdoor.wasm").unwrap(),
+            required: false,
+        },
+        Member {
+            plugin: load(&rt, "quality.wasm").unwrap(),
+            required: true,
+        },
+    ];
+    let mut chain = Chain::new(members, 3, Some(board));
+    for _ in 0..3 {
+        let out = chain.process(vec![event("/panic", "US", 1)]);
+        assert_eq!(codes(&out), [PLUGIN_FAILED]);
+    }
+    // Optional and disabled: skipped; the quality rules still judge.
+    let out = chain.process(vec![event("/panic", "US", 1), event("/x", "XX", 1)]);
+    assert_eq!(codes(&out), ["accepted", "invalid_country"]);
+    assert_eq!(chain.processed_by(), "quality@0.2.0");
+
+    // Required and disabled: its events go to the DLQ, never unjudged into the output.
+    let members = vec![Member {
+        plugin: load(&rt, "zoo_trapdoor.wasm").unwrap(),
+        required: true,
+    }];
+    let mut chain = Chain::new(members, 2, None);
+    chain.process(vec![event("/panic", "US", 1)]);
+    chain.process(vec![event("/panic", "US", 1)]);
+    let out = chain.process(vec![event("/fine", "US", 1)]);
+    assert_eq!(codes(&out), [PLUGIN_DISABLED]);
+}
+
+#[test]
+fn a_plugin_built_against_wit_0_1_runs_in_a_chain_with_0_2_plugins() {
+    let rt = runtime();
+    let legacy = load(&rt, "legacy_event_type.wasm").unwrap();
+    assert_eq!(legacy.compiled.wit_version, "0.1.0");
+    let mut chain = Chain::of(vec![
+        load(&rt, "enrich.wasm").unwrap(),
+        legacy,
+        load(&rt, "quality.wasm").unwrap(),
+    ]);
+    let mut odd = event("/page/7", " us", 1);
+    odd.event_type = "scroll".into();
+    let out = chain.process(vec![
+        event("/page/7", " us", 1),
+        odd,
+        event("/page/7", "de", -1),
+    ]);
+    assert_eq!(
+        codes(&out),
+        ["accepted", "invalid_event_type", "invalid_user_id"]
+    );
+    let Outcome::Accepted(e) = &out[0] else {
+        unreachable!()
+    };
+    assert_eq!(
+        e.country, "US",
+        "enrich normalised it before quality judged it"
+    );
+    assert!(e.attributes.contains(&("page_id".into(), "7".into())));
+    assert!(e
+        .attributes
+        .contains(&("schema_version".into(), "1".into())));
+    assert_eq!(
+        chain.processed_by(),
+        "enrich@0.2.0,legacy-event-type@0.1.0,quality@0.2.0"
+    );
+}
+
+#[test]
+fn settings_reach_the_plugin_and_bad_settings_reject_it() {
+    let rt = runtime();
+    let settings = vec![("allowed_countries".to_string(), "BR,US".to_string())];
+    let quality = Arc::new(rt.compile(&wasm("quality.wasm"), "q", settings).unwrap())
+        .instantiate_checked()
+        .unwrap();
+    let mut chain = Chain::of(vec![quality]);
+    assert_eq!(
+        codes(&chain.process(vec![event("/p", "BR", 1), event("/p", "DE", 1)])),
+        ["accepted", "invalid_country"]
+    );
+
+    let bad = vec![("allowed_contries".to_string(), "BR".to_string())];
+    let err = rt
+        .compile(&wasm("quality.wasm"), "q.wasm", bad)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("allowed_contries"), "{err}");
+
+    let err = rt
+        .compile(
+            &wasm("legacy_event_type.wasm"),
+            "l.wasm",
+            vec![("a".into(), "b".into())],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no `configure`"), "{err}");
+}
+
+#[test]
+fn the_reloader_swaps_rejects_keeps_the_old_version_and_follows_manifests() {
+    let dir = tempfile::tempdir().unwrap();
+    let board = status::new_board();
+    let mut reloader = Reloader::new(Arc::new(runtime()), dir.path(), board.clone());
+    let ids = |members: &[Member]| members.iter().map(|m| m.plugin.id()).collect::<Vec<_>>();
+    let put = |name: &str, bytes: &[u8]| {
+        let tmp = dir.path().join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, dir.path().join(name)).unwrap();
+    };
+
+    assert_eq!(reloader.scan().unwrap().map(|m| m.len()), Some(0));
+    put("20-quality.wasm", &wasm("quality.wasm"));
+    put("10-enrich.wasm", &wasm("enrich.wasm"));
+    assert_eq!(
+        ids(&reloader.scan().unwrap().unwrap()),
+        ["enrich@0.2.0", "quality@0.2.0"]
+    );
+    assert!(
+        reloader.scan().unwrap().is_none(),
+        "nothing changed, no new chain"
+    );
+
+    // A broken new version is rejected; the old one keeps serving.
+    put("20-quality.wasm", b"not wasm at all");
+    assert!(reloader.scan().unwrap().is_none());
+    let entries = board.read().unwrap().clone();
+    let q = entries
+        .iter()
+        .find(|s| s.file.ends_with("20-quality.wasm"))
+        .unwrap();
+    assert_eq!((q.state, q.version.as_deref()), ("rejected", Some("0.2.0")));
+    assert!(q
+        .last_error
+        .as_deref()
+        .unwrap_or("")
+        .contains("not a valid WebAssembly component"));
+
+    // A manifest: order first, and off.
+    std::fs::write(
+        dir.path().join("10-enrich.toml"),
+        "order = 50\nenabled = false\n",
+    )
+    .unwrap();
+    assert_eq!(ids(&reloader.scan().unwrap().unwrap()), ["quality@0.2.0"]);
+    std::fs::write(dir.path().join("10-enrich.toml"), "order = 500\n").unwrap();
+    assert_eq!(
+        ids(&reloader.scan().unwrap().unwrap()),
+        ["quality@0.2.0", "enrich@0.2.0"]
+    );
+
+    // Rollback: the old file again. Removal: gone.
+    put("20-quality.wasm", &wasm("legacy_event_type.wasm"));
+    assert_eq!(
+        ids(&reloader.scan().unwrap().unwrap()),
+        ["legacy-event-type@0.1.0", "enrich@0.2.0"]
+    );
+    std::fs::remove_file(dir.path().join("10-enrich.wasm")).unwrap();
+    assert_eq!(
+        ids(&reloader.scan().unwrap().unwrap()),
+        ["legacy-event-type@0.1.0"]
+    );
+    assert_eq!(board.read().unwrap().len(), 1);
+}

@@ -1,0 +1,27 @@
+//! Panics on every batch: must be rejected by the load-time self-check.
+#![cfg(target_arch = "wasm32")]
+
+wit_bindgen::generate!({ path: "../../../wit", world: "plugin" });
+
+use exports::streamhost::plugin::rules::{Event, Guest, PluginInfo, Verdict};
+
+struct AlwaysPanic;
+
+impl Guest for AlwaysPanic {
+    fn describe() -> PluginInfo {
+        PluginInfo {
+            name: "zoo-always-panic".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+
+    fn configure(_settings: Vec<(String, String)>) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn process(_batch: Vec<Event>) -> Vec<Verdict> {
+        panic!("always")
+    }
+}
+
+export!(AlwaysPanic);

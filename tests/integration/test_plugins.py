@@ -1,0 +1,135 @@
+"""Live plugin swaps on the real stack: plugins are added, replaced, broken and removed
+in the plugin directory while events flow through the broker; every input must come out
+exactly once (enriched_events or dlq), judged by the chain that was serving."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import threading
+import time
+from pathlib import Path
+
+from conftest import PLUGINS_BUILT, ch_value, produce, read_topic, wait_until, watermarks
+
+N_EVENTS = 3000
+RATE = 250  # events per second: ~12 s of traffic
+
+
+def deploy(plugin_dir: Path, name: str, source: Path | bytes) -> None:
+    """The documented safe deploy: write a hidden temporary file, then rename."""
+    tmp = plugin_dir / f".{name}.tmp"
+    if isinstance(source, bytes):
+        tmp.write_bytes(source)
+    else:
+        shutil.copyfile(source, tmp)
+    tmp.rename(plugin_dir / name)
+
+
+def events(seed: int = 3) -> list[bytes]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(N_EVENTS):
+        out.append(json.dumps({
+            "event_type": rng.choice(["page_view", "button_click", "scroll"]),
+            "user_id": rng.choice([rng.randint(1, 1000), -1]),
+            "page_url": f"/page/{rng.randint(1, 100)}",
+            "button_id": f"swap-{i}",
+            "timestamp": int(time.time()),
+            "country": rng.choice(["US", "DE", "JP", "XX", " us"]),
+        }).encode())
+    return out
+
+
+def test_plugins_swap_live_without_losing_or_doubling_an_event(fresh_stack, hosts, plugin_dir):
+    # plugin_dir starts with 10-quality.wasm
+    start_in, start_enriched, start_dlq = watermarks("my_events"), watermarks("enriched_events"), watermarks("dlq")
+    host = hosts(1)[0]
+    wait_until("quality serving", lambda: [(p["name"], p["state"]) for p in json.loads(host.get("/plugins"))]
+               == [("quality", "serving")], timeout=10)
+
+    producer = threading.Thread(target=produce, args=(events(),), kwargs={"per_second": RATE})
+    producer.start()
+    steps = [
+        ("add enrich", lambda: deploy(plugin_dir, "05-enrich.wasm", PLUGINS_BUILT / "enrich.wasm")),
+        ("add a WIT 0.1 plugin", lambda: deploy(plugin_dir, "30-legacy.wasm", PLUGINS_BUILT / "legacy_event_type.wasm")),
+        ("break quality (half-written file)", lambda: deploy(
+            plugin_dir, "10-quality.wasm", (PLUGINS_BUILT / "quality.wasm").read_bytes()[:5000])),
+        ("repair quality", lambda: deploy(plugin_dir, "10-quality.wasm", PLUGINS_BUILT / "quality.wasm")),
+        ("remove enrich", lambda: (plugin_dir / "05-enrich.wasm").unlink()),
+        ("re-add enrich", lambda: deploy(plugin_dir, "05-enrich.wasm", PLUGINS_BUILT / "enrich.wasm")),
+        ("remove the WIT 0.1 plugin", lambda: (plugin_dir / "30-legacy.wasm").unlink()),
+    ]
+    seen_rejected = False
+    for name, step in steps:
+        time.sleep(1.2)
+        step()
+        if name.startswith("break"):
+            def rejected():
+                board = json.loads(host.get("/plugins"))
+                q = [p for p in board if p["file"].endswith("10-quality.wasm")]
+                return q and q[0]["state"] == "rejected" and q[0]["version"] and "not a valid" in q[0]["last_error"]
+            wait_until("the broken quality file to be rejected on /plugins", rejected, timeout=10, interval=0.1)
+            seen_rejected = True
+    producer.join()
+    assert seen_rejected
+
+    end_in = watermarks("my_events")
+    sent = sum(end_in[p] - start_in.get(p, 0) for p in end_in)
+    assert sent == N_EVENTS
+
+    def outputs_complete():
+        n = sum(watermarks("enriched_events").values()) - sum(start_enriched.values()) + \
+            sum(watermarks("dlq").values()) - sum(start_dlq.values())
+        return n if n >= N_EVENTS else None
+
+    wait_until("every event in enriched_events or dlq", outputs_complete, timeout=60)
+    enriched = [json.loads(m.value()) for m in read_topic("enriched_events", start_enriched)]
+    dlq = [json.loads(m.value()) for m in read_topic("dlq", start_dlq)]
+
+    # Exactly once across both topics.
+    positions = [(e["source_partition"], e["source_offset"]) for e in enriched] + \
+                [(d["source_partition"], d["source_offset"]) for d in dlq]
+    assert len(positions) == N_EVENTS, (len(enriched), len(dlq))
+    assert set(positions) == {(p, o) for p in end_in for o in range(start_in.get(p, 0), end_in[p])}
+
+    # Every output names the chain that judged it, and that chain's rules hold for it.
+    chains = {e["processed_by"] for e in enriched}
+    assert chains <= {
+        "quality@0.2.0",
+        "enrich@0.2.0,quality@0.2.0",
+        "enrich@0.2.0,quality@0.2.0,legacy-event-type@0.1.0",
+        "quality@0.2.0,legacy-event-type@0.1.0",
+    }, chains
+    assert len(chains) >= 3, f"the swaps should have been visible in the output: {chains}"
+    for e in enriched:
+        assert e["user_id"] >= 0 and e["country"] in {"US", "DE", "JP"}, e
+        if "enrich@" in e["processed_by"]:
+            assert e["page_id"] == e["page_url"].removeprefix("/page/") and e["schema_version"] == "1", e
+        else:
+            assert "page_id" not in e, e
+        if "legacy-event-type@" in e["processed_by"]:
+            assert e["event_type"] != "scroll", e
+    for d in dlq:
+        assert d["code"] in {"invalid_user_id", "invalid_country", "invalid_event_type"}, d
+        assert d["rejected_by"] in {"quality@0.2.0", "legacy-event-type@0.1.0"}, d
+    assert any(d["code"] == "invalid_event_type" for d in dlq)
+    # " us" is normalised by enrich when it runs, rejected by quality when it does not.
+    assert any(json.loads(d["raw"])["country"] == " us" for d in dlq)
+
+    # ClickHouse agrees: every position once across events and dlq_table.
+    wait_until("ClickHouse to hold every swap-test event", lambda: ch_value(
+        "SELECT count() FROM events_db.events WHERE button_id LIKE 'swap-%'") + ch_value(
+        "SELECT count() FROM events_db.dlq_table WHERE raw LIKE '%swap-%'") >= N_EVENTS, timeout=90)
+    assert ch_value("SELECT count() FROM events_db.events WHERE button_id LIKE 'swap-%'") == len(enriched)
+    assert ch_value("SELECT count() FROM events_db.dlq_table WHERE raw LIKE '%swap-%'") == len(dlq)
+
+    swaps = host.metric("streamhost_plugin_swaps_total")
+    # No swap for the broken file (rejected) nor for the repair (the serving bytes again).
+    assert swaps == len(steps) - 2, swaps
+    total = host.metric("streamhost_plugin_swap_seconds_sum")
+    count = host.metric("streamhost_plugin_swap_seconds_count")
+    print(f"swap latency (file event -> new chain serving): mean {1000 * total / count:.1f} ms over {count:.0f} swaps")
+    board = json.loads(host.get("/plugins"))
+    assert {p["name"]: p["state"] for p in board} == {"enrich": "serving", "quality": "serving"}, board
