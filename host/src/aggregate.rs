@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::pipeline::PipelineError;
+use crate::restore;
 use crate::route::{self, Destination, Output, Stage};
 use crate::sink::Sink;
 use crate::source::{Source, SourceRecord};
@@ -27,6 +28,9 @@ struct Keyed<'a> {
     #[serde(borrow)]
     country: std::borrow::Cow<'a, str>,
     timestamp: i64,
+    /// Where the validate stage read the event: its identity.
+    source_partition: Option<i32>,
+    source_offset: Option<i64>,
 }
 
 /// The windowing state of one instance plus the bookkeeping for safe commits.
@@ -39,6 +43,10 @@ pub struct WindowStage {
     countries: HashMap<i32, HashSet<String>>,
     /// When each assigned partition last delivered a record (or was assigned).
     active: HashMap<i32, Instant>,
+    /// Per partition taken over, the end offset at that moment (see `process`).
+    replay_until: HashMap<i32, i64>,
+    /// Per (enriched partition, source partition): the highest source offset counted.
+    source_high: HashMap<(i32, i32), i64>,
     source_topic: String,
 }
 
@@ -50,6 +58,8 @@ impl WindowStage {
             last_offset: HashMap::new(),
             countries: HashMap::new(),
             active: HashMap::new(),
+            replay_until: HashMap::new(),
+            source_high: HashMap::new(),
             source_topic: source_topic.to_string(),
         }
     }
@@ -86,9 +96,26 @@ impl WindowStage {
                     continue;
                 }
             };
+            // The validate stage delivers at least once: after its crash, events it had
+            // already written come again, each source partition's in order. Count each
+            // source position once.
+            if let (Some(q), Some(o)) = (keyed.source_partition, keyed.source_offset) {
+                let high = self.source_high.entry((record.partition, q)).or_insert(-1);
+                if o <= *high {
+                    metrics::counter!("streamhost_window_duplicates_skipped_total").increment(1);
+                    continue;
+                }
+                *high = o;
+            }
+            // Records that existed before this instance took the partition over may be
+            // re-reads of windows already emitted; records after that are judged as usual.
+            let replay = self
+                .replay_until
+                .get(&record.partition)
+                .is_some_and(|until| record.offset < *until);
             match self
                 .op
-                .observe(record.partition, &keyed.country, keyed.timestamp)
+                .observe(record.partition, &keyed.country, keyed.timestamp, replay)
             {
                 Observed::Late => {
                     metrics::counter!("streamhost_late_events_total").increment(1);
@@ -105,6 +132,9 @@ impl WindowStage {
                         LATE_EVENT,
                         &message,
                     ));
+                }
+                Observed::Replayed => {
+                    metrics::counter!("streamhost_window_replayed_skipped_total").increment(1);
                 }
                 Observed::Counted(_) => {
                     let firsts = self.first_offset.entry(record.partition).or_default();
@@ -160,6 +190,17 @@ impl WindowStage {
             .collect()
     }
 
+    /// Windows emitted by earlier runs (see [`crate::restore`]), applying to the records
+    /// of `partitions` below the given offsets (what existed when we took them over).
+    pub fn restore_emitted(
+        &mut self,
+        emitted: &HashMap<String, i64>,
+        replay_until: HashMap<i32, i64>,
+    ) {
+        self.op.restore_emitted(emitted);
+        self.replay_until.extend(replay_until);
+    }
+
     /// Follow the consumer's assignment: drop the state of partitions this instance no
     /// longer owns (their new owner re-reads them from the committed position), and let
     /// partitions quiet for `idle` stop holding the frontier back.
@@ -177,6 +218,7 @@ impl WindowStage {
             );
             self.last_offset.remove(&p);
             self.first_offset.remove(&p);
+            self.source_high.retain(|(enriched, _), _| *enriched != p);
             for country in self.countries.remove(&p).unwrap_or_default() {
                 self.op.drop_country(&country);
             }
@@ -244,6 +286,7 @@ pub async fn run(
         grace = spec.grace,
         "window stage started"
     );
+    let mut owned: Vec<i32> = Vec::new();
     loop {
         if *stop.borrow() {
             break;
@@ -253,9 +296,41 @@ pub async fn run(
             _ = stop.changed() => break,
         };
         let started = Instant::now();
+        metrics::counter!("streamhost_window_records_total").increment(batch.len() as u64);
         let assigned = source.assigned_partitions();
         metrics::gauge!("streamhost_assigned_partitions", "stage" => "window")
             .set(assigned.len() as f64);
+        let taken_over: Vec<i32> = assigned
+            .iter()
+            .filter(|p| !owned.contains(p))
+            .copied()
+            .collect();
+        if !taken_over.is_empty() {
+            // Taken-over partitions are re-read from their committed position: learn
+            // first which windows were already emitted (by us before a crash, or by
+            // the previous owner), so they are neither recounted nor re-emitted.
+            let ends = source.high_watermarks(&taken_over);
+            let (brokers, topic) = (
+                config.kafka.brokers.clone(),
+                config.kafka.averages_topic.clone(),
+            );
+            let lookback = Duration::from_secs(w.restore_lookback_secs);
+            let emitted = tokio::task::spawn_blocking(move || {
+                restore::emitted_through(&brokers, &topic, lookback, Duration::from_secs(30))
+            })
+            .await;
+            match emitted {
+                Ok(Ok(emitted)) => {
+                    tracing::info!(partitions = ?taken_over, countries = emitted.len(), "window stage: restored emitted windows");
+                    stage.restore_emitted(&emitted, ends);
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "window stage: cannot restore emitted windows; closed windows may be re-emitted with partial counts")
+                }
+                Err(e) => tracing::error!(error = %e, "window stage: restore task failed"),
+            }
+        }
+        owned = assigned.clone();
         stage.sync_partitions(&assigned, Instant::now(), idle);
         let outputs = if batch.is_empty() {
             stage.idle(now_secs())
@@ -358,6 +433,84 @@ mod tests {
         assert_eq!(v["window_start"], "2023-11-14 22:09:00");
         assert_eq!(v["window_end"], "2023-11-14 22:14:00");
         assert_eq!(out[0].key, "JP|2023-11-14 22:09:00");
+    }
+
+    /// A crash: run 1 counts and emits part of the stream and commits; run 2 starts from
+    /// the committed position. With the emitted windows restored, the last value per
+    /// window (what ClickHouse keeps) equals one uninterrupted run; without, it does not.
+    #[test]
+    fn a_restart_from_the_committed_position_re_emits_nothing_wrong() {
+        let spec = WindowSpec {
+            size: 300,
+            advance: 60,
+            grace: 0,
+        };
+        let records: Vec<SourceRecord> = (0..600).map(|i| rec(0, i, "US", 1_000 + i * 2)).collect();
+        let parse = |outputs: &[Output]| -> Vec<(String, u64)> { counts(outputs) };
+
+        let mut clean = WindowStage::new(spec, "enriched_events");
+        let mut want = parse(&clean.process(&records));
+        want.extend(parse(&clean.idle(10_000)));
+        let want: HashMap<String, u64> = want.into_iter().collect();
+
+        for restore in [true, false] {
+            let mut run1 = WindowStage::new(spec, "enriched_events");
+            let emitted1 = run1.process(&records[..400]);
+            let committed = run1.commit_positions()[&0];
+            assert!(committed < 400, "open windows keep the commit back");
+            let mut last: HashMap<String, u64> = parse(&emitted1).into_iter().collect();
+            let mut run2 = WindowStage::new(spec, "enriched_events");
+            if restore {
+                let mut through: HashMap<String, i64> = HashMap::new();
+                for o in &emitted1 {
+                    let v: serde_json::Value = serde_json::from_slice(&o.payload).unwrap();
+                    let start = crate::restore::parse_datetime(v["window_start"].as_str().unwrap())
+                        .unwrap();
+                    let slot = through.entry("US".into()).or_insert(start);
+                    *slot = (*slot).max(start);
+                }
+                run2.restore_emitted(&through, HashMap::from([(0, 400)]));
+            }
+            last.extend(parse(&run2.process(&records[committed as usize..])));
+            last.extend(parse(&run2.idle(10_000)));
+            if restore {
+                assert_eq!(last, want, "restored: identical to an uninterrupted run");
+            } else {
+                assert_ne!(
+                    last, want,
+                    "without the restore, partial windows overwrite good ones"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn events_the_validate_stage_wrote_twice_count_once() {
+        let mut stage = WindowStage::new(SPEC, "enriched_events");
+        let with_source = |offset: i64, q: i32, o: i64| SourceRecord {
+            partition: 0,
+            offset,
+            timestamp_ms: 0,
+            payload: format!(
+                r#"{{"country":"US","timestamp":5,"source_partition":{q},"source_offset":{o}}}"#
+            )
+            .into_bytes(),
+        };
+        // Source offsets 10, 11 (q=0), 7 (q=1); then the validate stage replays 10, 11.
+        stage.process(&[
+            with_source(1, 0, 10),
+            with_source(2, 0, 11),
+            with_source(3, 1, 7),
+        ]);
+        stage.process(&[
+            with_source(4, 0, 10),
+            with_source(5, 0, 11),
+            with_source(6, 0, 12),
+        ]);
+        assert_eq!(
+            counts(&stage.idle(1_000)),
+            vec![("1970-01-01 00:00:00".to_string(), 4)]
+        );
     }
 
     #[test]

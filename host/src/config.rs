@@ -59,6 +59,7 @@ pub struct WindowsConfig {
     pub advance_secs: i64,
     pub grace_secs: i64,
     pub idle_timeout_secs: u64,
+    pub restore_lookback_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,6 +112,7 @@ impl Default for WindowsConfig {
             advance_secs: 60,
             grace_secs: 30,
             idle_timeout_secs: 10,
+            restore_lookback_secs: 86_400,
         }
     }
 }
@@ -250,6 +252,8 @@ environment variable shown, which wins over the file):
       how long after its end a window still takes out-of-order events
   windows.idle_timeout_secs STREAMHOST_WINDOWS__IDLE_TIMEOUT_SECS 10
       with no input for this long, event time advances with the wall clock so windows close
+  windows.restore_lookback_secs STREAMHOST_WINDOWS__RESTORE_LOOKBACK_SECS 86400
+      on taking over partitions, how far back country_event_averages is read to learn emitted windows
   admin.listen             STREAMHOST_ADMIN__LISTEN             127.0.0.1:9898
       /health and /metrics (loopback by default)
 

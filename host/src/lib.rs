@@ -10,7 +10,8 @@
 //! 5. [`sink`]     produce, wait for every acknowledgement, then commit (1)
 //!
 //! The window stage reads `enriched_events` back ([`aggregate`], on [`window`]) and
-//! writes per-country rolling averages to `country_event_averages`.
+//! writes per-country rolling averages to `country_event_averages`; [`restore`] tells it,
+//! after a crash or rebalance, which windows were already emitted.
 //! [`pipeline`] wires 1–5, [`admin`] serves health and metrics, [`config`] the settings.
 
 pub mod admin;
@@ -19,6 +20,7 @@ pub mod config;
 pub mod decode;
 pub mod pipeline;
 pub mod plugins;
+pub mod restore;
 pub mod route;
 pub mod sink;
 pub mod source;

@@ -131,6 +131,23 @@ impl Source {
             .map_err(kafka("commit"))
     }
 
+    /// End offsets (next offset to be written) of the given partitions; on a broker
+    /// error a partition is left out.
+    pub fn high_watermarks(&self, partitions: &[i32]) -> HashMap<i32, i64> {
+        partitions
+            .iter()
+            .filter_map(|p| {
+                self.consumer
+                    .fetch_watermarks(&self.topic, *p, Duration::from_secs(10))
+                    .map(|(_, high)| (*p, high))
+                    .map_err(
+                        |e| tracing::warn!(partition = p, error = %e, "cannot fetch watermarks"),
+                    )
+                    .ok()
+            })
+            .collect()
+    }
+
     /// Partitions currently assigned to this instance (logged when they change).
     pub fn assigned_partitions(&self) -> Vec<i32> {
         let mut now: Vec<i32> = self

@@ -57,6 +57,9 @@ pub enum Observed {
     Counted(usize),
     /// Every window of this event had closed.
     Late,
+    /// Every open-able window of this event was already emitted by an earlier run
+    /// (see [`WindowOperator::restore_emitted`]): a re-read record, not a late one.
+    Replayed,
 }
 
 #[derive(Debug, Default)]
@@ -74,6 +77,8 @@ pub struct WindowOperator {
     partitions: HashMap<i32, PartitionClock>,
     /// Highest event time ever seen (kept when partitions are forgotten).
     max_seen: Option<i64>,
+    /// Per country, the latest window start an earlier run emitted.
+    emitted: HashMap<String, i64>,
     frontier: i64,
     closed: Vec<ClosedWindow>,
 }
@@ -85,6 +90,7 @@ impl WindowOperator {
             open: BTreeMap::new(),
             partitions: HashMap::new(),
             max_seen: None,
+            emitted: HashMap::new(),
             frontier: i64::MIN,
             closed: Vec::new(),
         }
@@ -95,9 +101,18 @@ impl WindowOperator {
     }
 
     /// Count one event from `partition`. Closed windows pile up for [`Self::take_closed`].
-    pub fn observe(&mut self, partition: i32, country: &str, t: i64) -> Observed {
+    /// `replay`: the record may be a re-read of one an earlier run counted; windows that
+    /// run already emitted are then skipped instead of the event being judged late.
+    pub fn observe(&mut self, partition: i32, country: &str, t: i64, replay: bool) -> Observed {
         let mut counted = 0;
+        let mut replayed = false;
+        let emitted_through = self.emitted.get(country).copied();
         for start in self.spec.starts(t) {
+            // Emitted by an earlier run: closed for good.
+            if emitted_through.is_some_and(|e| start <= e) {
+                replayed |= replay;
+                continue;
+            }
             if self.is_closed(start) {
                 continue;
             }
@@ -113,10 +128,21 @@ impl WindowOperator {
         clock.stream_time = clock.stream_time.max(Some(t));
         clock.idle = false;
         self.recompute_frontier();
-        if counted == 0 {
-            Observed::Late
-        } else {
-            Observed::Counted(counted)
+        match (counted, replayed) {
+            (0, true) => Observed::Replayed,
+            (0, false) => Observed::Late,
+            (n, _) => Observed::Counted(n),
+        }
+    }
+
+    /// Windows an earlier run already emitted: per country, the latest emitted window
+    /// start. Windows close in start order, so every window of that country up to it
+    /// was emitted (or had no events); they are neither counted nor emitted again.
+    pub fn restore_emitted(&mut self, emitted: &HashMap<String, i64>) {
+        for (country, start) in emitted {
+            let slot = self.emitted.entry(country.clone()).or_insert(*start);
+            *slot = (*slot).max(*start);
+            self.open.retain(|(s, c), _| c != country || *s > *start);
         }
     }
 
@@ -287,25 +313,25 @@ mod tests {
             advance: 60,
             grace: 10,
         });
-        assert_eq!(op.observe(0, "US", 5), Observed::Counted(1));
-        assert_eq!(op.observe(0, "US", 65), Observed::Counted(1));
+        assert_eq!(op.observe(0, "US", 5, false), Observed::Counted(1));
+        assert_eq!(op.observe(0, "US", 65, false), Observed::Counted(1));
         assert!(
             op.take_closed().is_empty(),
             "window [0,60) still within grace"
         );
         assert_eq!(
-            op.observe(0, "US", 55),
+            op.observe(0, "US", 55, false),
             Observed::Counted(1),
             "out of order, in grace"
         );
-        op.observe(0, "DE", 70);
+        op.observe(0, "DE", 70, false);
         let closed = op.take_closed();
         assert_eq!(closed.len(), 1);
         assert_eq!(
             (closed[0].start, closed[0].end, closed[0].count),
             (0, 60, 2)
         );
-        assert_eq!(op.observe(0, "US", 30), Observed::Late);
+        assert_eq!(op.observe(0, "US", 30, false), Observed::Late);
         assert_eq!(op.open_windows(), 2);
     }
 
@@ -316,11 +342,11 @@ mod tests {
             advance: 60,
             grace: 0,
         });
-        op.observe(0, "US", 10);
-        op.observe(1, "US", 10);
-        op.observe(0, "US", 500);
+        op.observe(0, "US", 10, false);
+        op.observe(1, "US", 10, false);
+        op.observe(0, "US", 500, false);
         assert!(op.take_closed().is_empty());
-        op.observe(1, "US", 200);
+        op.observe(1, "US", 200, false);
         assert_eq!(op.take_closed().len(), 1);
         op.forget_partition(1);
         assert_eq!(op.frontier(), 500);
@@ -348,7 +374,7 @@ mod tests {
             i64::MIN,
             "no data yet: an idle wall clock moves nothing"
         );
-        assert_eq!(op.observe(0, "US", 1_000), Observed::Counted(5));
+        assert_eq!(op.observe(0, "US", 1_000, false), Observed::Counted(5));
         op.on_idle(1_200);
         assert_eq!(
             op.take_closed().len(),
@@ -362,8 +388,8 @@ mod tests {
             1_000 + 300 + 30,
             "no further than closing what was seen"
         );
-        assert_eq!(op.observe(0, "US", 1_000), Observed::Late);
-        assert_eq!(op.observe(0, "US", 1_400), Observed::Counted(5));
+        assert_eq!(op.observe(0, "US", 1_000, false), Observed::Late);
+        assert_eq!(op.observe(0, "US", 1_400, false), Observed::Counted(5));
     }
 
     #[test]
@@ -374,23 +400,59 @@ mod tests {
             grace: 0,
         });
         op.assign(&[0, 1, 2]);
-        op.observe(0, "US", 10);
-        op.observe(0, "US", 500);
-        op.observe(2, "DE", 400);
+        op.observe(0, "US", 10, false);
+        op.observe(0, "US", 500, false);
+        op.observe(2, "DE", 400, false);
         assert_eq!(
             op.frontier(),
             i64::MIN,
             "partition 1 may still bring old events"
         );
-        op.observe(1, "JP", 20);
+        op.observe(1, "JP", 20, false);
         assert_eq!(op.frontier(), 20);
         op.mark_idle(1);
         assert_eq!(op.frontier(), 400);
         assert_eq!(op.take_closed().len(), 2, "US and JP [0,60)");
-        op.observe(1, "JP", 30);
+        op.observe(1, "JP", 30, false);
         assert_eq!(op.frontier(), 400, "never moves back");
         op.assign(&[0]);
         assert_eq!(op.frontier(), 500);
+    }
+
+    #[test]
+    fn windows_an_earlier_run_emitted_are_not_counted_or_emitted_again() {
+        let mut op = WindowOperator::new(WindowSpec {
+            size: 120,
+            advance: 60,
+            grace: 0,
+        });
+        op.restore_emitted(&HashMap::from([("US".to_string(), 60)]));
+        assert_eq!(
+            op.observe(0, "DE", 100, true),
+            Observed::Counted(2),
+            "other countries are unaffected"
+        );
+        // t=100 is in windows 0 and 60, both emitted before: a re-read record.
+        assert_eq!(op.observe(0, "US", 100, true), Observed::Replayed);
+        // ... or, if it is new, a late one.
+        assert_eq!(op.observe(0, "US", 100, false), Observed::Late);
+        // t=130 is in 60 (emitted) and 120 (not): counted once.
+        assert_eq!(op.observe(0, "US", 130, true), Observed::Counted(1));
+        op.advance_to(1_000);
+        let mut closed: Vec<(String, i64, u64)> = op
+            .take_closed()
+            .into_iter()
+            .map(|w| (w.country, w.start, w.count))
+            .collect();
+        closed.sort();
+        assert_eq!(
+            closed,
+            [
+                ("DE".into(), 0, 1),
+                ("DE".into(), 60, 1),
+                ("US".into(), 120, 1)
+            ]
+        );
     }
 
     /// Brute force: replay the events in order, recomputing every partition's stream
@@ -448,7 +510,7 @@ mod tests {
         let mut late = 0;
         let mut emitted = BTreeMap::new();
         for (p, c, t) in events {
-            if op.observe(*p, c, *t) == Observed::Late {
+            if op.observe(*p, c, *t, false) == Observed::Late {
                 late += 1;
             }
             for w in op.take_closed() {

@@ -54,6 +54,22 @@ def oracle(events) -> dict[tuple[str, str], int]:
     return {(c, fmt(s)): n for (c, s), n in counts.items()}
 
 
+def settled_window_rows(running) -> dict[tuple[str, str], int]:
+    """Wait until the hosts have closed every window (idleness) and ClickHouse has
+    ingested every record of country_event_averages; then (country, window) → count."""
+    def settled():
+        if sum(h.metric("streamhost_records_in_total") for h in running) == 0:
+            return False
+        if any(h.metric("streamhost_open_windows") != 0 for h in running):
+            return False
+        emitted = sum(watermarks("country_event_averages").values())
+        return emitted > 0 and ch_value("SELECT count() FROM events_db.country_event_averages_raw") >= emitted
+
+    wait_until("every window closed and in ClickHouse", settled, timeout=150)
+    return {(r["country"], r["ws"]): int(r["event_count"]) for r in ch_rows(
+        "SELECT country, toString(window_start) AS ws, event_count FROM events_db.country_event_averages")}
+
+
 def assigned(hosts_, stage: str) -> float:
     return sum(h.metric("streamhost_assigned_partitions", stage=stage) for h in hosts_)
 
@@ -81,12 +97,9 @@ def test_window_rows_in_clickhouse_equal_the_oracle(instances, hosts):
     produce([json.dumps(e).encode() for e in events[:450] + rejects + events[450:]], per_second=100)
     want = oracle(events)
 
-    def rows():
-        got = ch_rows("SELECT country, toString(window_start) AS ws, toString(window_end) AS we, "
-                      "average_events, event_count FROM events_db.country_event_averages")
-        return got if len(got) >= len(want) else None
-
-    got = wait_until(f"{len(want)} window rows in ClickHouse", rows, timeout=120)
+    settled_window_rows(running)
+    got = ch_rows("SELECT country, toString(window_start) AS ws, toString(window_end) AS we, "
+                  "average_events, event_count FROM events_db.country_event_averages")
     by_key = {(r["country"], r["ws"]): r for r in got}
     assert len(by_key) == len(got), "duplicate (country, window) rows through the deduplicating view"
     assert {k: int(r["event_count"]) for k, r in by_key.items()} == want
