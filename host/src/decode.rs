@@ -174,7 +174,9 @@ fn take_i64(map: &mut Map<String, Value>, field: &'static str) -> Result<i64, De
     if let Some(i) = n.as_i64() {
         return Ok(i);
     }
-    if n.is_u64() {
+    // Whole numbers beyond 64 bits arrive as u64 or, past u64, as f64.
+    let whole = n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0);
+    if whole {
         return Err(DecodeError::OutOfRange {
             field,
             detail: format!("{n} does not fit a signed 64-bit integer"),
@@ -384,6 +386,32 @@ mod tests {
                 String::from_utf8_lossy(&payload)
             );
         }
+    }
+
+    /// tests/fixtures/bad-inputs: `CODE--name.bin`. Decoder codes must come out of the
+    /// decoder; the quality plugin's codes must decode fine and be left to the plugin.
+    #[test]
+    fn the_bad_input_corpus_gets_the_codes_its_file_names_say() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/bad-inputs");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let Some((expected, _)) = name.strip_suffix(".bin").and_then(|n| n.split_once("--"))
+            else {
+                continue;
+            };
+            let payload = std::fs::read(&path).unwrap();
+            let got = decode(&payload, LIMIT);
+            if ["invalid_user_id", "invalid_country"].contains(&expected) {
+                assert!(got.is_ok(), "{name}: {got:?}");
+            } else {
+                assert_eq!(got.map(|_| ()).unwrap_err().code(), expected, "{name}");
+            }
+            seen += 1;
+        }
+        assert!(seen >= 30, "corpus has {seen} cases");
     }
 
     #[test]

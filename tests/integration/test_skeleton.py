@@ -93,49 +93,55 @@ def test_brief_generator_end_to_end(fresh_stack, hosts):
     assert len(read_topic("dlq")) == len(dlq)
 
 
-BAD_INPUTS = {
-    "empty_message": b"",
-    "invalid_utf8": b'{"event_type": "page_view", "country": "\xff\xfe"}',
-    "malformed_json": b'{"event_type": "page_view", ',
-    "not_an_object": b"[1, 2, 3]",
-    "missing_field": b'{"event_type": "page_view", "user_id": 1, "page_url": "/p", "button_id": "b", "timestamp": 1700000000}',
-    "wrong_type": b'{"event_type": "page_view", "user_id": "1", "page_url": "/p", "button_id": "b", "timestamp": 1700000000, "country": "US"}',
-    "null_field": b'{"event_type": "page_view", "user_id": 1, "page_url": null, "button_id": "b", "timestamp": 1700000000, "country": "US"}',
-    "out_of_range": b'{"event_type": "page_view", "user_id": 1, "page_url": "/p", "button_id": "b", "timestamp": 1700000000000, "country": "US"}',
-    "duplicate_field": b'{"event_type": "page_view", "user_id": 1, "page_url": "/p", "button_id": "b", "timestamp": 1700000000, "country": "US", "country": "XX"}',
-}
+CORPUS = sorted((ROOT / "tests" / "fixtures" / "bad-inputs").glob("*--*.bin"))
+# Made here rather than stored; the host runs with a 64 KiB limit for it, because the
+# broker refuses messages over its own 1 MB limit before the host could.
+MAX_MESSAGE = 65536
+TOO_LARGE = b'{"event_type": "page_view", "pad": "' + b"x" * MAX_MESSAGE + b'"}'
 
 
-def test_undecodable_records_reach_the_dlq_with_their_own_code(fresh_stack, hosts):
+def test_the_bad_input_corpus_lands_in_the_dlq_each_with_its_code(fresh_stack, hosts):
     start = watermarks("dlq")
-    hosts(1)
+    hosts(1, STREAMHOST_PIPELINE__MAX_MESSAGE_BYTES=str(MAX_MESSAGE))
+    cases = [(p.name.split("--")[0], p.read_bytes()) for p in CORPUS] + [("message_too_large", TOO_LARGE)]
+    assert len(cases) >= 30 and len({c for c, _ in cases}) >= 13
     # Current time: the window stage has already seen this module's live events.
     good = json.dumps({"event_type": "page_view", "user_id": 5, "page_url": "/p", "button_id": "b",
                        "timestamp": int(time.time()), "country": "US", "campaign": "new-field"}).encode()
-    produce(list(BAD_INPUTS.values()) + [good])
+    produce([payload for _, payload in cases] + [good])
 
     def dlq_complete():
         n = sum(watermarks("dlq").values()) - sum(start.values())
-        return n if n >= len(BAD_INPUTS) else None
+        return n if n >= len(cases) else None
 
     wait_until("every bad record in the dlq topic", dlq_complete, timeout=60)
-    records = [json.loads(m.value()) for m in read_topic("dlq", start)]
-    by_code = {r["code"]: r for r in records}
-    assert set(by_code) == set(BAD_INPUTS), sorted(by_code)
-    for code, payload in BAD_INPUTS.items():
-        r = by_code[code]
-        assert r["stage"] == "decode" and r["rejected_by"] == "host"
-        assert r["source_topic"] == "my_events" and r["message"]
-        if code == "invalid_utf8":
-            assert r["raw_encoding"] == "escaped"
-            assert r["raw"].encode().decode("unicode_escape").encode("latin-1") == payload
-        else:
-            assert r["raw"].encode() == payload
-    # ... and in ClickHouse, where the invalid UTF-8 one is stored escaped.
+    records = sorted((json.loads(m.value()) for m in read_topic("dlq", start)), key=lambda r: r["source_offset"])
+    assert len(records) == len(cases), "one DLQ record per bad input, nothing dropped"
+    by_raw: dict[bytes, dict] = {}
+    for r in records:
+        raw = r["raw"].encode()
+        if r["raw_encoding"] == "escaped":
+            raw = r["raw"].encode().decode("unicode_escape").encode("latin-1")
+        by_raw[raw] = r
+    for code, payload in cases:
+        r = by_raw.get(payload)
+        assert r is not None, f"{code}: original bytes not found in the DLQ"
+        assert r["code"] == code, (code, r["code"], r["message"])
+        assert r["message"] and r["source_topic"] == "my_events"
+        assert r["stage"] == ("plugin" if code in ("invalid_user_id", "invalid_country") else "decode")
+        assert r["raw_encoding"] == ("escaped" if code == "invalid_utf8" else "utf8")
+    # ... and in ClickHouse, every one once, with its code.
+    want: dict[str, int] = {}
+    for code, _ in cases:
+        want[code] = want.get(code, 0) + 1
     wait_until("dlq rows in ClickHouse",
-               lambda: ch_value("SELECT count() FROM events_db.dlq_table WHERE stage = 'decode'") >= len(BAD_INPUTS))
-    rows = ch_rows("SELECT code, count() AS n FROM events_db.dlq_table WHERE stage = 'decode' GROUP BY code")
-    assert {r["code"]: int(r["n"]) for r in rows} == {c: 1 for c in BAD_INPUTS}
+               lambda: ch_value("SELECT count() FROM events_db.dlq_table WHERE stage = 'decode'") >= len(
+                   [c for c, _ in cases if not c.startswith("invalid_u") and not c.startswith("invalid_c")]), timeout=60)
+    # >=: the brief-generator test before this one also left invalid_* rows.
+    rows = ch_rows("SELECT code, count() AS n FROM events_db.dlq_table FINAL GROUP BY code")
+    got = {r["code"]: int(r["n"]) for r in rows}
+    for code, n in want.items():
+        assert got.get(code, 0) >= n, (code, got)
     # The good record passes, and its unknown field travels on to enriched_events.
     enriched = [json.loads(m.value()) for m in read_topic("enriched_events")]
     assert any(e.get("campaign") == "new-field" for e in enriched)
