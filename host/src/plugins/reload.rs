@@ -161,6 +161,9 @@ impl Reloader {
                     order = manifest.order(), enabled = manifest.enabled, compile_ms = took.as_millis() as u64,
                     "plugin loaded");
                 metrics::counter!("streamhost_plugin_loads_total", "result" => "ok").increment(1);
+                metrics::gauge!("streamhost_plugin_info", "file" => file.clone(), "plugin" => compiled.name.clone(),
+                    "version" => compiled.version.clone(), "wit" => compiled.wit_version.clone())
+                .set(1.0);
                 status::set(
                     &self.board,
                     PluginStatus {
