@@ -1,0 +1,241 @@
+//! In-process pipeline benchmark: decode → plugin chain → route → window on generated
+//! events, the chain once as WebAssembly components (plugins/dist) and once as the same
+//! rules compiled natively. Single thread; prints a markdown table.
+//!
+//!     STREAMHOST_PLUGINS_BUILT=plugins/dist cargo bench --bench pipeline
+//!     BENCH_EVENTS=1000000 BENCH_OUT=docs/benchmarks-inprocess.md cargo bench --bench pipeline
+//!
+//! Figures are medians of BENCH_ROUNDS (5) rounds; compare the ratios, not the absolute
+//! numbers, on a shared machine.
+
+// A benchmark binary: a failed unwrap is a failed run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use streamhost::decode::{decode, Decoded, Event};
+use streamhost::plugins::{Chain, Outcome, PluginRuntime, SandboxLimits};
+use streamhost::route;
+use streamhost::source::SourceRecord;
+use streamhost::window::{WindowOperator, WindowSpec};
+
+const BATCH: usize = 1024;
+
+fn payloads(n: usize) -> Vec<SourceRecord> {
+    // Deterministic mix like the brief's generator: ~14 % bad countries, ~5 % bad ids.
+    let countries = ["US", "CA", "UK", "DE", "FR", "JP", "XX"];
+    (0..n)
+        .map(|i| {
+            let user = if i % 20 == 0 { -((i % 1000) as i64) } else { (i % 1000) as i64 + 1 };
+            let device = if i % 2 == 0 { r#", "device_type": "mobile""# } else { "" };
+            let json = format!(
+                r#"{{"event_type": "page_view", "user_id": {user}, "page_url": "/page/{}", "button_id": "5f1c8a3e-0b7d-4c55-9a6e-{:012}", "timestamp": {}, "country": "{}"{device}}}"#,
+                i % 100,
+                i,
+                1_700_000_000 + i as i64 / 50,
+                countries[i % 7]
+            );
+            SourceRecord { partition: (i % 3) as i32, offset: i as i64, timestamp_ms: 0, payload: json.into_bytes() }
+        })
+        .collect()
+}
+
+fn wasm_chain() -> Chain {
+    let dist = std::env::var_os("STREAMHOST_PLUGINS_BUILT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist"));
+    let rt = PluginRuntime::new(SandboxLimits {
+        memory_bytes: 64 << 20,
+        batch_deadline: Duration::from_secs(5),
+    })
+    .unwrap();
+    let load = |name: &str| {
+        let bytes = std::fs::read(dist.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}; run scripts/build-plugins"));
+        Arc::new(rt.compile(&bytes, name, Vec::new()).unwrap())
+            .instantiate_checked()
+            .unwrap()
+    };
+    Chain::of(vec![load("enrich.wasm"), load("quality.wasm")])
+}
+
+/// The same rules as enrich + quality, natively.
+fn native_chain(events: Vec<Event>, allowed: &[String]) -> Vec<Outcome> {
+    events
+        .into_iter()
+        .map(|mut e| {
+            e.country = enrich::normalise_country(&e.country);
+            if let Some(id) = enrich::page_id(&e.page_url) {
+                e.attributes.push(("page_id".into(), id.to_string()));
+            }
+            e.attributes.push((
+                "schema_version".into(),
+                enrich::schema_version(e.device_type.is_some()).into(),
+            ));
+            match quality::check(e.user_id, &e.country, allowed) {
+                Ok(()) => Outcome::Accepted(e),
+                Err(p) => Outcome::Rejected(streamhost::plugins::Rejection {
+                    code: p.code().into(),
+                    message: p.to_string(),
+                    rejected_by: "native".into(),
+                }),
+            }
+        })
+        .collect()
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    xs[xs.len() / 2]
+}
+
+/// ns per event of `f` over all records, median of `rounds`.
+fn time<F: FnMut() -> usize>(rounds: usize, n: usize, mut f: F) -> f64 {
+    let mut samples = Vec::new();
+    for _ in 0..rounds {
+        let start = Instant::now();
+        let touched = f();
+        std::hint::black_box(touched);
+        samples.push(start.elapsed().as_nanos() as f64 / n as f64);
+    }
+    median(samples)
+}
+
+fn decode_all(records: &[SourceRecord]) -> Vec<(usize, Decoded)> {
+    records
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| decode(&r.payload, 1 << 20).ok().map(|d| (i, d)))
+        .collect()
+}
+
+fn main() {
+    let n: usize = std::env::var("BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let records = payloads(n);
+    let decoded = decode_all(&records);
+    let events: Vec<Event> = decoded.iter().map(|(_, d)| d.event.clone()).collect();
+    let allowed = quality::Settings::parse(&[]).unwrap().allowed_countries;
+    let mut chain = wasm_chain();
+
+    let t_decode = time(rounds, n, || decode_all(&records).len());
+    let t_wasm = time(rounds, events.len(), || {
+        events
+            .chunks(BATCH)
+            .map(|b| chain.process(b.to_vec()).len())
+            .sum()
+    });
+    let t_native = time(rounds, events.len(), || {
+        events
+            .chunks(BATCH)
+            .map(|b| native_chain(b.to_vec(), &allowed).len())
+            .sum()
+    });
+    let t_clone = time(rounds, events.len(), || {
+        events.chunks(BATCH).map(|b| b.to_vec().len()).sum()
+    });
+    let outcomes: Vec<Outcome> = events
+        .chunks(BATCH)
+        .flat_map(|b| native_chain(b.to_vec(), &allowed))
+        .collect();
+    let t_route = time(rounds, outcomes.len(), || {
+        outcomes
+            .iter()
+            .zip(&decoded)
+            .map(|(o, (i, d))| match o {
+                Outcome::Accepted(e) => {
+                    route::enriched(e, &d.extra, &records[*i], "enrich@0.2.0,quality@0.2.0")
+                        .payload
+                        .len()
+                }
+                Outcome::Rejected(r) => route::dlq(
+                    &records[*i],
+                    "my_events",
+                    route::Stage::Plugin,
+                    &r.rejected_by,
+                    &r.code,
+                    &r.message,
+                )
+                .payload
+                .len(),
+            })
+            .sum()
+    });
+    let accepted: Vec<&Event> = outcomes
+        .iter()
+        .filter_map(|o| {
+            if let Outcome::Accepted(e) = o {
+                Some(e)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let t_window = time(rounds, accepted.len(), || {
+        let mut op = WindowOperator::new(WindowSpec {
+            size: 300,
+            advance: 60,
+            grace: 30,
+        });
+        for (i, e) in accepted.iter().enumerate() {
+            op.observe((i % 3) as i32, &e.country, e.timestamp, false);
+        }
+        op.take_closed().len()
+    });
+    let t_full_wasm = time(rounds, n, || {
+        records
+            .chunks(BATCH)
+            .map(|b| streamhost::pipeline::process_batch(&mut chain, b, "my_events", 1 << 20).len())
+            .sum()
+    });
+
+    let wasm_net = t_wasm - t_clone;
+    let native_net = t_native - t_clone;
+    let pipeline_native = t_decode + native_net + t_route;
+    let rows = [
+        ("decode (serde_json, host)", t_decode),
+        (
+            "plugin chain enrich+quality, WASM (per decoded event, batches of 1024)",
+            wasm_net,
+        ),
+        ("same rules, native Rust", native_net),
+        ("route (JSON for enriched_events / dlq)", t_route),
+        ("window operator (per accepted event)", t_window),
+        (
+            "whole validate stage with WASM chain (process_batch)",
+            t_full_wasm,
+        ),
+        (
+            "whole validate stage with native rules (decode + rules + route)",
+            pipeline_native,
+        ),
+    ];
+    let mut out = String::new();
+    out.push_str(&format!(
+        "In-process pipeline, {n} events, median of {rounds} rounds, one thread.\n\n"
+    ));
+    out.push_str("| stage | ns/event |\n|---|---:|\n");
+    for (name, ns) in rows {
+        out.push_str(&format!("| {name} | {ns:.0} |\n"));
+    }
+    out.push_str(&format!(
+        "\nRatios (same run): WASM chain / native rules = {:.1}x; whole stage native / WASM = {:.2} \
+         (target >= 0.7); events/s per core, whole stage with WASM: {:.0}\n",
+        wasm_net / native_net,
+        pipeline_native / t_full_wasm,
+        1e9 / t_full_wasm
+    ));
+    print!("{out}");
+    if let Ok(path) = std::env::var("BENCH_OUT") {
+        std::fs::write(&path, out).unwrap();
+        eprintln!("written to {path}");
+    }
+}
