@@ -5,6 +5,7 @@
 //! Unknown fields are kept aside and written back to `enriched_events` unchanged, so a
 //! producer that adds a field loses nothing before ClickHouse gets a column for it.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -102,6 +103,58 @@ pub fn decode(payload: &[u8], max_message_bytes: usize) -> Result<Decoded, Decod
         return Err(DecodeError::Empty);
     }
     let text = std::str::from_utf8(payload).map_err(|e| DecodeError::InvalidUtf8(e.to_string()))?;
+    if let Some(decoded) = decode_fast(text) {
+        return Ok(decoded);
+    }
+    decode_checked(text)
+}
+
+/// The common case, typed and borrowed: exactly the schema's fields with the right
+/// types, no unknown or repeated keys. Anything else (`None`) takes [`decode_checked`],
+/// which accepts the same inputs and says precisely what is wrong with the others;
+/// `fast_and_checked_paths_agree` tests that they agree.
+fn decode_fast(text: &str) -> Option<Decoded> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Fast<'a> {
+        #[serde(borrow)]
+        event_type: Cow<'a, str>,
+        user_id: i64,
+        #[serde(borrow)]
+        page_url: Cow<'a, str>,
+        #[serde(borrow)]
+        button_id: Cow<'a, str>,
+        timestamp: i64,
+        #[serde(borrow)]
+        country: Cow<'a, str>,
+        #[serde(borrow, default)]
+        device_type: Option<Cow<'a, str>>,
+    }
+    let f: Fast = serde_json::from_str(text).ok()?;
+    let too_long = [&f.event_type, &f.page_url, &f.button_id, &f.country]
+        .into_iter()
+        .chain(f.device_type.as_ref())
+        .any(|s| s.len() > MAX_FIELD_BYTES);
+    if too_long || !(0..=MAX_TIMESTAMP).contains(&f.timestamp) {
+        return None;
+    }
+    Some(Decoded {
+        event: Event {
+            event_type: f.event_type.into_owned(),
+            user_id: f.user_id,
+            page_url: f.page_url.into_owned(),
+            button_id: f.button_id.into_owned(),
+            timestamp: f.timestamp,
+            country: f.country.into_owned(),
+            device_type: f.device_type.map(Cow::into_owned),
+            attributes: Vec::new(),
+        },
+        extra: Map::new(),
+    })
+}
+
+/// Field by field, with a precise error for the first problem.
+fn decode_checked(text: &str) -> Result<Decoded, DecodeError> {
     let top: TopLevel =
         serde_json::from_str(text).map_err(|e| DecodeError::MalformedJson(e.to_string()))?;
     let fields = match top {
@@ -175,8 +228,10 @@ fn take_i64(map: &mut Map<String, Value>, field: &'static str) -> Result<i64, De
         return Ok(i);
     }
     // Whole numbers beyond 64 bits arrive as u64 or, past u64, as f64.
-    let whole = n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0);
-    if whole {
+    let beyond = n.is_u64()
+        || n.as_f64()
+            .is_some_and(|f| f.fract() == 0.0 && f.abs() >= 9.2e18);
+    if beyond {
         return Err(DecodeError::OutOfRange {
             field,
             detail: format!("{n} does not fit a signed 64-bit integer"),
@@ -412,6 +467,68 @@ mod tests {
             seen += 1;
         }
         assert!(seen >= 30, "corpus has {seen} cases");
+    }
+
+    mod agreement {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("null".to_string()),
+                Just("true".to_string()),
+                any::<i64>().prop_map(|i| i.to_string()),
+                Just("18446744073709551615".to_string()),
+                Just("1e3".to_string()),
+                Just("4.5".to_string()),
+                (0u64..5_000_000_000).prop_map(|t| t.to_string()),
+                "[a-zA-Z/ _\\\\\"é]{0,12}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+                Just("\"x\"".to_string()),
+                Just(format!("\"{}\"", "y".repeat(MAX_FIELD_BYTES + 1))),
+                Just("[1, {\"a\": 2}]".to_string()),
+            ]
+        }
+
+        fn object() -> impl Strategy<Value = String> {
+            let key = prop_oneof![
+                Just("event_type"),
+                Just("user_id"),
+                Just("page_url"),
+                Just("button_id"),
+                Just("timestamp"),
+                Just("country"),
+                Just("device_type"),
+                Just("extra"),
+                Just("countr\\u0079"),
+            ];
+            prop::collection::vec((key, value()), 0..10).prop_map(|fields| {
+                let body: Vec<String> = fields
+                    .iter()
+                    .map(|(k, v)| format!("\"{k}\": {v}"))
+                    .collect();
+                format!("{{{}}}", body.join(", "))
+            })
+        }
+
+        fn valid() -> impl Strategy<Value = String> {
+            (any::<i64>(), 0i64..=MAX_TIMESTAMP, "[A-Z]{2}", prop::option::of("[a-z]{1,8}")).prop_map(|(u, t, c, d)| {
+                let device = d.map(|d| format!(r#", "device_type": "{d}""#)).unwrap_or_default();
+                format!(r#"{{"event_type": "page_view", "user_id": {u}, "page_url": "/p", "button_id": "b", "timestamp": {t}, "country": "{c}"{device}}}"#)
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+            #[test]
+            fn fast_and_checked_paths_agree(text in prop_oneof![object(), valid()]) {
+                let checked = decode_checked(&text);
+                match decode_fast(&text) {
+                    Some(fast) => prop_assert_eq!(Ok(fast), checked, "{}", text),
+                    None => prop_assert!(checked.is_err() || !checked.as_ref().unwrap().extra.is_empty()
+                        || text.contains("u0079"), "fast refused a plain valid event: {}", text),
+                }
+            }
+        }
     }
 
     #[test]
