@@ -55,34 +55,58 @@ pub fn enriched(
     source: &SourceRecord,
     processed_by: &str,
 ) -> Output {
-    let mut out = Map::with_capacity(10 + extra.len() + event.attributes.len());
-    for (k, v) in extra {
-        if !RESERVED.contains(&k.as_str()) {
-            out.insert(k.clone(), v.clone());
-        }
-    }
-    for (k, v) in &event.attributes {
-        if !RESERVED.contains(&k.as_str()) {
-            out.insert(k.clone(), Value::String(v.clone()));
-        }
-    }
-    out.insert("event_type".into(), event.event_type.clone().into());
-    out.insert("user_id".into(), event.user_id.into());
-    out.insert("page_url".into(), event.page_url.clone().into());
-    out.insert("button_id".into(), event.button_id.clone().into());
-    out.insert("timestamp".into(), event.timestamp.into());
-    out.insert("country".into(), event.country.clone().into());
-    out.insert(
-        "device_type".into(),
-        event.device_type.clone().map_or(Value::Null, Value::String),
-    );
-    out.insert("source_partition".into(), source.partition.into());
-    out.insert("source_offset".into(), source.offset.into());
-    out.insert("processed_by".into(), processed_by.into());
+    let json = EnrichedJson {
+        event,
+        extra,
+        source,
+        processed_by,
+    };
     Output {
         destination: Destination::Enriched,
         key: event.country.clone(),
-        payload: Value::Object(out).to_string().into_bytes(),
+        // Serialising strings, numbers and JSON values cannot fail.
+        payload: serde_json::to_vec(&json).unwrap_or_default(),
+    }
+}
+
+/// Written straight to bytes (no intermediate `Map`: this runs once per event).
+/// Precedence for a name that appears twice: our fields, then the last plugin
+/// attribute, then the input's unknown field; each name is written once.
+struct EnrichedJson<'a> {
+    event: &'a Event,
+    extra: &'a Map<String, Value>,
+    source: &'a SourceRecord,
+    processed_by: &'a str,
+}
+
+impl Serialize for EnrichedJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let e = self.event;
+        let attributes = &e.attributes;
+        let mut map = serializer.serialize_map(None)?;
+        for (k, v) in self.extra {
+            if !RESERVED.contains(&k.as_str()) && !attributes.iter().any(|(a, _)| a == k) {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        for (i, (k, v)) in attributes.iter().enumerate() {
+            let overridden = attributes[i + 1..].iter().any(|(later, _)| later == k);
+            if !RESERVED.contains(&k.as_str()) && !overridden {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        map.serialize_entry("event_type", &e.event_type)?;
+        map.serialize_entry("user_id", &e.user_id)?;
+        map.serialize_entry("page_url", &e.page_url)?;
+        map.serialize_entry("button_id", &e.button_id)?;
+        map.serialize_entry("timestamp", &e.timestamp)?;
+        map.serialize_entry("country", &e.country)?;
+        map.serialize_entry("device_type", &e.device_type)?;
+        map.serialize_entry("source_partition", &self.source.partition)?;
+        map.serialize_entry("source_offset", &self.source.offset)?;
+        map.serialize_entry("processed_by", self.processed_by)?;
+        map.end()
     }
 }
 
@@ -187,6 +211,32 @@ mod tests {
         assert_eq!(v["source_partition"], 2);
         assert_eq!(v["device_type"], Value::Null);
         assert_eq!(v["processed_by"], "quality@0.1.0");
+    }
+
+    #[test]
+    fn enriched_writes_every_name_once_with_the_documented_precedence() {
+        let mut e = event();
+        e.attributes.push(("page_id".into(), "2".into()));
+        e.attributes.push(("campaign".into(), "from-plugin".into()));
+        let mut extra = Map::new();
+        extra.insert("campaign".into(), "from-input".into());
+        extra.insert("nested".into(), serde_json::json!({"a": [1, 2]}));
+        let out = enriched(&e, &extra, &source(b"{}"), "p@1");
+        let text = String::from_utf8(out.payload.clone()).unwrap();
+        for name in ["page_id", "campaign", "country", "nested"] {
+            assert_eq!(
+                text.matches(&format!("\"{name}\":")).count(),
+                1,
+                "{name} in {text}"
+            );
+        }
+        let v: Value = serde_json::from_slice(&out.payload).unwrap();
+        assert_eq!(v["page_id"], "2", "the last attribute wins");
+        assert_eq!(
+            v["campaign"], "from-plugin",
+            "a plugin attribute wins over an input field"
+        );
+        assert_eq!(v["nested"]["a"][1], 2);
     }
 
     #[test]
