@@ -31,6 +31,7 @@ pub struct KafkaConfig {
     pub dlq_topic: String,
     pub averages_topic: String,
     pub window_group_id: String,
+    pub idempotence: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,6 +79,7 @@ impl Default for KafkaConfig {
             dlq_topic: "dlq".into(),
             averages_topic: "country_event_averages".into(),
             window_group_id: "streamhost-windows".into(),
+            idempotence: true,
         }
     }
 }
@@ -226,6 +228,8 @@ environment variable shown, which wins over the file):
       one record per closed (country, window)
   kafka.window_group_id    STREAMHOST_KAFKA__WINDOW_GROUP_ID    streamhost-windows
       consumer group of the window stage (reads enriched_events)
+  kafka.idempotence        STREAMHOST_KAFKA__IDEMPOTENCE        true
+      idempotent producer (no duplicates from its own retries); off only for brokers that mishandle it
   pipeline.batch_size      STREAMHOST_PIPELINE__BATCH_SIZE      1024
       records per batch through decode, plugins and produce
   pipeline.batch_wait_ms   STREAMHOST_PIPELINE__BATCH_WAIT_MS   50

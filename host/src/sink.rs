@@ -40,7 +40,7 @@ impl Sink {
             .set("client.id", "streamhost-producer")
             .set("acks", "all")
             // No duplicates or reordering from the producer's own retries.
-            .set("enable.idempotence", "true")
+            .set("enable.idempotence", kafka.idempotence.to_string())
             .set("linger.ms", "5")
             .set("batch.num.messages", "10000")
             // Retry inside librdkafka for a long time; past that we retry ourselves.
