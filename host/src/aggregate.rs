@@ -201,6 +201,15 @@ impl WindowStage {
         self.replay_until.extend(replay_until);
     }
 
+    /// Of `assigned`, the partitions this stage did not own until now.
+    pub fn taken_over(&self, assigned: &[i32]) -> Vec<i32> {
+        assigned
+            .iter()
+            .filter(|p| !self.active.contains_key(p))
+            .copied()
+            .collect()
+    }
+
     /// Follow the consumer's assignment: drop the state of partitions this instance no
     /// longer owns (their new owner re-reads them from the committed position), and let
     /// partitions quiet for `idle` stop holding the frontier back.
@@ -286,7 +295,6 @@ pub async fn run(
         grace = spec.grace,
         "window stage started"
     );
-    let mut owned: Vec<i32> = Vec::new();
     loop {
         if *stop.borrow() {
             break;
@@ -300,11 +308,7 @@ pub async fn run(
         let assigned = source.assigned_partitions();
         metrics::gauge!("streamhost_assigned_partitions", "stage" => "window")
             .set(assigned.len() as f64);
-        let taken_over: Vec<i32> = assigned
-            .iter()
-            .filter(|p| !owned.contains(p))
-            .copied()
-            .collect();
+        let taken_over = stage.taken_over(&assigned);
         if !taken_over.is_empty() {
             // Taken-over partitions are re-read from their committed position: learn
             // first which windows were already emitted (by us before a crash, or by
@@ -330,7 +334,6 @@ pub async fn run(
                 Err(e) => tracing::error!(error = %e, "window stage: restore task failed"),
             }
         }
-        owned = assigned.clone();
         stage.sync_partitions(&assigned, Instant::now(), idle);
         let outputs = if batch.is_empty() {
             stage.idle(now_secs())
@@ -446,11 +449,10 @@ mod tests {
             grace: 0,
         };
         let records: Vec<SourceRecord> = (0..600).map(|i| rec(0, i, "US", 1_000 + i * 2)).collect();
-        let parse = |outputs: &[Output]| -> Vec<(String, u64)> { counts(outputs) };
 
         let mut clean = WindowStage::new(spec, "enriched_events");
-        let mut want = parse(&clean.process(&records));
-        want.extend(parse(&clean.idle(10_000)));
+        let mut want = counts(&clean.process(&records));
+        want.extend(counts(&clean.idle(10_000)));
         let want: HashMap<String, u64> = want.into_iter().collect();
 
         for restore in [true, false] {
@@ -458,21 +460,20 @@ mod tests {
             let emitted1 = run1.process(&records[..400]);
             let committed = run1.commit_positions()[&0];
             assert!(committed < 400, "open windows keep the commit back");
-            let mut last: HashMap<String, u64> = parse(&emitted1).into_iter().collect();
+            let mut last: HashMap<String, u64> = counts(&emitted1).into_iter().collect();
             let mut run2 = WindowStage::new(spec, "enriched_events");
             if restore {
                 let mut through: HashMap<String, i64> = HashMap::new();
                 for o in &emitted1 {
                     let v: serde_json::Value = serde_json::from_slice(&o.payload).unwrap();
-                    let start = crate::restore::parse_datetime(v["window_start"].as_str().unwrap())
-                        .unwrap();
+                    let start = crate::timefmt::parse(v["window_start"].as_str().unwrap()).unwrap();
                     let slot = through.entry("US".into()).or_insert(start);
                     *slot = (*slot).max(start);
                 }
                 run2.restore_emitted(&through, HashMap::from([(0, 400)]));
             }
-            last.extend(parse(&run2.process(&records[committed as usize..])));
-            last.extend(parse(&run2.idle(10_000)));
+            last.extend(counts(&run2.process(&records[committed as usize..])));
+            last.extend(counts(&run2.idle(10_000)));
             if restore {
                 assert_eq!(last, want, "restored: identical to an uninterrupted run");
             } else {

@@ -12,15 +12,13 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::timefmt;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
-use time::format_description::FormatItem;
-use time::macros::format_description;
-use time::PrimitiveDateTime;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
@@ -38,15 +36,6 @@ pub enum RestoreError {
 struct Emitted {
     country: String,
     window_start: String,
-}
-
-const FORMAT: &[FormatItem<'static>] =
-    format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
-
-pub(crate) fn parse_datetime(s: &str) -> Option<i64> {
-    PrimitiveDateTime::parse(s, FORMAT)
-        .ok()
-        .map(|dt| dt.assume_utc().unix_timestamp())
 }
 
 /// Per country, the latest window start written to `topic` in the last `lookback`.
@@ -123,7 +112,7 @@ pub fn emitted_through(
             .payload()
             .and_then(|p| serde_json::from_slice::<Emitted>(p).ok())
         {
-            if let Some(start) = parse_datetime(&w.window_start) {
+            if let Some(start) = timefmt::parse(&w.window_start) {
                 let slot = emitted.entry(w.country).or_insert(start);
                 *slot = (*slot).max(start);
             }
@@ -136,14 +125,4 @@ pub fn emitted_through(
         }
     }
     Ok(emitted)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn parses_what_the_window_stage_writes() {
-        let s = crate::timefmt::datetime(1_700_000_040);
-        assert_eq!(super::parse_datetime(&s), Some(1_700_000_040));
-        assert_eq!(super::parse_datetime("garbage"), None);
-    }
 }

@@ -2,7 +2,7 @@
 
 use time::format_description::FormatItem;
 use time::macros::format_description;
-use time::OffsetDateTime;
+use time::{OffsetDateTime, PrimitiveDateTime};
 
 const FORMAT: &[FormatItem<'static>] =
     format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
@@ -19,6 +19,13 @@ pub fn datetime_ms(ms: i64) -> String {
     datetime(ms.div_euclid(1000))
 }
 
+/// `YYYY-MM-DD hh:mm:ss` (UTC) → seconds since the epoch; the inverse of [`datetime`].
+pub fn parse(s: &str) -> Option<i64> {
+    PrimitiveDateTime::parse(s, FORMAT)
+        .ok()
+        .map(|dt| dt.assume_utc().unix_timestamp())
+}
+
 pub fn now() -> String {
     datetime(OffsetDateTime::now_utc().unix_timestamp())
 }
@@ -30,5 +37,14 @@ mod tests {
         assert_eq!(super::datetime(0), "1970-01-01 00:00:00");
         assert_eq!(super::datetime(1_700_000_000), "2023-11-14 22:13:20");
         assert_eq!(super::datetime_ms(1_700_000_000_999), "2023-11-14 22:13:20");
+    }
+
+    #[test]
+    fn parse_is_the_inverse_of_datetime() {
+        assert_eq!(
+            super::parse(&super::datetime(1_700_000_040)),
+            Some(1_700_000_040)
+        );
+        assert_eq!(super::parse("garbage"), None);
     }
 }

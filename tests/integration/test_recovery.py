@@ -14,6 +14,12 @@ from conftest import ROOT, ch_rows, ch_value, produce, read_topic, wait_until, w
 from test_windows import GRACE, event_set, oracle, settled_window_rows
 
 
+def positions_in_clickhouse() -> int:
+    """Input positions in `events` plus `dlq_table`, re-deliveries collapsed."""
+    return ch_value("SELECT count() FROM (SELECT source_partition, source_offset FROM events_db.events FINAL)") + \
+        ch_value("SELECT count() FROM (SELECT source_partition, source_offset FROM events_db.dlq_table FINAL)")
+
+
 def test_kill_9_mid_stream_loses_nothing_and_changes_no_figure(hosts, extra_env={}):
     subprocess.run([str(ROOT / "scripts" / "stack"), "reset"], check=True)
     subprocess.run([str(ROOT / "scripts" / "stack"), "up"], check=True)
@@ -43,10 +49,7 @@ def test_kill_9_mid_stream_loses_nothing_and_changes_no_figure(hosts, extra_env=
 
     # Every input position exactly once in ClickHouse (after collapsing re-deliveries).
     valid = len(events)
-    wait_until("every event in ClickHouse", lambda: ch_value(
-        "SELECT count() FROM (SELECT source_partition, source_offset FROM events_db.events FINAL)") +
-        ch_value("SELECT count() FROM (SELECT source_partition, source_offset FROM events_db.dlq_table FINAL)")
-        >= total, timeout=120)
+    wait_until("every event in ClickHouse", lambda: positions_in_clickhouse() >= total, timeout=120)
     assert ch_value("SELECT count() FROM events_db.events FINAL") == valid
     assert ch_value("SELECT uniqExact(source_partition, source_offset) FROM events_db.events") == valid
     assert ch_value("SELECT count() FROM events_db.dlq_table FINAL") == len(rejects)
@@ -97,10 +100,7 @@ def test_clickhouse_restart_mid_stream_loses_nothing(hosts):
     total = len(payloads)
     assert sum(watermarks("my_events").values()) == total
 
-    wait_until("every event in ClickHouse", lambda: ch_value(
-        "SELECT count() FROM (SELECT source_partition, source_offset FROM events_db.events FINAL)") +
-        ch_value("SELECT count() FROM (SELECT source_partition, source_offset FROM events_db.dlq_table FINAL)")
-        >= total, timeout=180)
+    wait_until("every event in ClickHouse", lambda: positions_in_clickhouse() >= total, timeout=180)
     assert ch_value("SELECT count() FROM events_db.events FINAL") == len(events)
     assert ch_value("SELECT count() FROM events_db.dlq_table FINAL") == len(rejects)
     assert settled_window_rows([host]) == oracle(events)
