@@ -60,3 +60,11 @@ stop_pidfile() {
   fi
   rm -f "$pidfile"
 }
+
+# Superset (the dashboard): its own venv, keyed by its pins; metadata under $STATE.
+SUPERSET_REQ=$ROOT/superset/requirements.txt
+SUPERSET_ENV=$CACHE/superset-venv-$(cat "$SUPERSET_REQ" "$ROOT/superset/constraints.txt" | sha256sum | cut -c1-12)
+SUPERSET_PORT=${STREAMHOST_SUPERSET_PORT:-8088}
+SUPERSET_HOME=$STATE/superset
+SUPERSET_USER=${STREAMHOST_SUPERSET_USER:-admin}
+SUPERSET_PASSWORD=${STREAMHOST_SUPERSET_PASSWORD:-admin}

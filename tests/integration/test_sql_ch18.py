@@ -1,0 +1,125 @@
+"""The ClickHouse model on the running 18.16 server (the local stack), fed through its
+Kafka engine tables as in production: exact daily active users where the brief's view
+overcounts, one row per window after re-emission, DLQ rows with their reasons, old and
+new schema rows side by side, a broken message that blocks nothing, and the documented
+procedure for adding a field next time."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+from conftest import BROKERS, ROOT, ch, ch_rows, ch_value, produce, wait_until
+
+
+
+def enriched(i: int, user: int, part: int, country: str = "US", **extra) -> bytes:
+    """A record as the host writes it to enriched_events: position i in source partition
+    `part`; each test uses its own partition number and day, so they share one stack."""
+    return json.dumps({"event_type": "page_view", "user_id": user, "page_url": "/", "button_id": "b",
+                       "timestamp": f"2026-01-0{part} 10:00:00", "country": country,
+                       "source_partition": part, "source_offset": i, "processed_by": "test", **extra}).encode()
+
+
+def test_daily_active_users_are_exact_where_the_briefs_view_overcounts(fresh_stack):
+    # The brief's view, verbatim but for its target (ours has that name) and its source:
+    # on 18.16 a view does not fire for rows another view inserted, so it reads the Kafka
+    # table, exactly like daily_active_users_mv does.
+    ch("CREATE TABLE events_db.brief_dau (event_date Date, country String, dau UInt64) "
+       "ENGINE = MergeTree() ORDER BY (event_date, country)")
+    ch("CREATE MATERIALIZED VIEW events_db.brief_dau_mv TO events_db.brief_dau AS SELECT "
+       "toDate(timestamp) AS event_date, country, count(DISTINCT user_id) AS dau "
+       "FROM events_db.enriched_events_queue GROUP BY event_date, country")
+    try:
+        # Three rounds, each a separate insert block (the Kafka engine flushes every
+        # 7.5 s): users 1-10 come back in every round, 5 new users per round.
+        offset = 0
+        for rnd in range(3):
+            users = list(range(1, 11)) + list(range(100 + 5 * rnd, 105 + 5 * rnd))
+            produce([enriched(offset + k, u, 1) for k, u in enumerate(users)], topic="enriched_events")
+            offset += len(users)
+            wait_until(f"round {rnd} in ClickHouse", lambda: ch_value("SELECT count() FROM events_db.events WHERE source_partition = 1") >= offset, 60)
+            time.sleep(8)
+        exact = ch_value("SELECT dau FROM events_db.daily_active_users_final WHERE event_date = '2026-01-01'")
+        brief = ch_value("SELECT sum(dau) FROM events_db.brief_dau WHERE event_date = '2026-01-01'")
+        assert exact == 10 + 15
+        assert ch_value("SELECT count() FROM events_db.brief_dau") >= 2, "the rounds must have been separate blocks"
+        assert brief > exact, (brief, exact)
+    finally:
+        ch("DROP TABLE IF EXISTS events_db.brief_dau_mv")
+        ch("DROP TABLE IF EXISTS events_db.brief_dau")
+
+
+def test_window_rows_deduplicate_and_dlq_rows_keep_their_reasons(fresh_stack):
+    window = {"country": "DE", "window_start": "2026-01-01 10:00:00", "window_end": "2026-01-01 10:05:00"}
+    # The same window emitted twice (a restart re-emits it), with the same figures.
+    produce([json.dumps({**window, "average_events": 4.2, "event_count": 21}).encode()] * 2, topic="country_event_averages")
+    dlq = [json.dumps({"code": code, "message": f"m-{code}", "stage": stage, "rejected_by": by,
+                       "source_topic": "my_events", "source_partition": 1, "source_offset": i,
+                       "source_time": "2026-01-01 10:00:00", "dlq_time": "2026-01-01 10:00:01",
+                       "raw": raw, "raw_encoding": enc}).encode()
+           for i, (code, stage, by, raw, enc) in enumerate([
+               ("invalid_country", "plugin", "quality", '{"country":"XX"}', "utf8"),
+               ("malformed_json", "decode", "host", "{oops", "utf8"),
+               ("invalid_utf8", "decode", "host", r"\xff\xfe", "escaped")])]
+    produce(dlq + dlq[:1], topic="dlq")  # one re-delivery
+    wait_until("window rows", lambda: ch_value("SELECT count() FROM events_db.country_event_averages_raw") >= 2, 60)
+    wait_until("dlq rows", lambda: ch_value("SELECT count() FROM events_db.dlq_table") >= 4, 60)
+    assert ch_rows("SELECT country, toString(window_start) AS window_start, toString(window_end) AS window_end, "
+                   "average_events, event_count FROM events_db.country_event_averages") == [
+        {**window, "average_events": 4.2, "event_count": 21}]
+    rows = ch_rows("SELECT code, stage, rejected_by, raw, raw_encoding FROM events_db.dlq_table FINAL ORDER BY source_offset")
+    assert [(r["code"], r["stage"], r["raw_encoding"]) for r in rows] == [
+        ("invalid_country", "plugin", "utf8"), ("malformed_json", "decode", "utf8"), ("invalid_utf8", "decode", "escaped")]
+    assert rows[2]["raw"] == r"\xff\xfe"
+
+
+def test_old_and_new_schema_rows_land_side_by_side(fresh_stack):
+    produce([
+        enriched(0, 1, 2),                                      # before the generator's change
+        enriched(1, 2, 2, device_type="mobile"),                # after it
+        enriched(2, 3, 2, device_type="tablet", campaign="x"),  # an unknown field: ignored
+        enriched(3, 4, 2),
+    ], topic="enriched_events")
+    wait_until("the four rows", lambda: ch_value("SELECT count() FROM events_db.events WHERE source_partition = 2") >= 4, 60)
+    rows = ch_rows("SELECT user_id, device_type FROM events_db.events WHERE source_partition = 2 ORDER BY user_id")
+    assert rows == [{"user_id": 1, "device_type": None}, {"user_id": 2, "device_type": "mobile"},
+                    {"user_id": 3, "device_type": "tablet"}, {"user_id": 4, "device_type": None}]
+    assert ch_value("SELECT count() FROM events_db.events WHERE source_partition = 2 AND device_type IS NULL") == 2
+
+
+def test_a_broken_message_blocks_nothing(fresh_stack):
+    """The host never writes a malformed record to its output topics, but another writer
+    might. 18.16 skips it and goes on reading. (Good rows in the *same* Kafka block as a
+    broken one can be lost on 18.16: docs/clickhouse.md; here it arrives in a block of its own.)"""
+    produce([b'{"event_type": "page_view", "user_id": "not a number"'], topic="enriched_events")
+    time.sleep(9)  # the Kafka engine flushes a block every 7.5 s
+    produce([enriched(i, 50 + i, 4) for i in range(5)], topic="enriched_events")
+    wait_until("the rows after the broken message", lambda: ch_value(
+        "SELECT count() FROM events_db.events WHERE source_partition = 4") >= 5, 60)
+    assert ch_value("SELECT count() FROM events_db.events WHERE source_partition = 4") == 5
+
+
+def test_adding_a_field_loses_nothing(fresh_stack):
+    """Runs the procedure of docs/clickhouse.md ("Adding a field next time") while records
+    keep arriving: every record lands once, the new ones with the new field."""
+    doc = (ROOT / "docs" / "clickhouse.md").read_text()
+    section = doc[doc.index("### Adding a field next time"):]
+    sql = re.search(r"```sql\n(.*?)```", section, re.S).group(1)
+    sql = sql.replace("{{KAFKA_BROKERS}}", BROKERS)
+
+    produce([enriched(i, 10 + i, 3) for i in range(5)], topic="enriched_events")
+    wait_until("rows before", lambda: ch_value("SELECT count() FROM events_db.events WHERE source_partition = 3") >= 5, 60)
+    statements = [s.strip() for s in re.sub(r"--[^\n]*", "", sql).split(";") if s.strip()]
+    for n, statement in enumerate(statements):
+        ch(statement)
+        if n == 2:  # while nothing consumes: these must be read when the views are back
+            produce([enriched(5 + i, 20 + i, 3, campaign="during") for i in range(5)], topic="enriched_events")
+    produce([enriched(10 + i, 30 + i, 3, campaign="after") for i in range(5)], topic="enriched_events")
+    wait_until("every record", lambda: ch_value("SELECT count() FROM events_db.events WHERE source_partition = 3") >= 15, 90)
+    time.sleep(2)
+    rows = ch_rows("SELECT source_offset, campaign FROM events_db.events WHERE source_partition = 3 ORDER BY source_offset")
+    assert [r["source_offset"] for r in rows] == list(range(15)), "lost or doubled records"
+    assert [r["campaign"] for r in rows] == [None] * 5 + ["during"] * 5 + ["after"] * 5
+    assert ch_value("SELECT sum(dau) FROM events_db.daily_active_users_final WHERE event_date = '2026-01-03'") == 15
