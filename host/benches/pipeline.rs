@@ -5,6 +5,10 @@
 //!     STREAMHOST_PLUGINS_BUILT=plugins/dist cargo bench --bench pipeline
 //!     BENCH_EVENTS=1000000 BENCH_OUT=docs/benchmarks-inprocess.md cargo bench --bench pipeline
 //!
+//! `BENCH_BASELINE_DIST=DIR` (a directory with another build of `enrich.wasm` and
+//! `quality.wasm`, e.g. the WIT 0.2 ones: docs/benchmarks.md) adds rows for that chain,
+//! measured in the same run.
+//!
 //! Figures are medians of BENCH_ROUNDS (5) rounds; compare the ratios, not the absolute
 //! numbers, on a shared machine.
 
@@ -42,18 +46,16 @@ fn payloads(n: usize) -> Vec<SourceRecord> {
         .collect()
 }
 
-fn wasm_chain() -> Chain {
-    let dist = std::env::var_os("STREAMHOST_PLUGINS_BUILT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist"));
+fn wasm_chain(dist: &std::path::Path) -> Chain {
     let rt = PluginRuntime::new(SandboxLimits {
         memory_bytes: 64 << 20,
         batch_deadline: Duration::from_secs(5),
     })
     .unwrap();
     let load = |name: &str| {
-        let bytes = std::fs::read(dist.join(name))
-            .unwrap_or_else(|e| panic!("{name}: {e}; run scripts/build-plugins"));
+        let bytes = std::fs::read(dist.join(name)).unwrap_or_else(|e| {
+            panic!("{}/{name}: {e}; run scripts/build-plugins", dist.display())
+        });
         Arc::new(rt.compile(&bytes, name, Vec::new()).unwrap())
             .instantiate_checked()
             .unwrap()
@@ -124,7 +126,19 @@ fn main() {
     let decoded = decode_all(&records);
     let events: Vec<Event> = decoded.iter().map(|(_, d)| d.event.clone()).collect();
     let allowed = quality::Settings::parse(&[]).unwrap().allowed_countries;
-    let mut chain = wasm_chain();
+    let dist = std::env::var_os("STREAMHOST_PLUGINS_BUILT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist"));
+    let mut chain = wasm_chain(&dist);
+    let mut baseline =
+        std::env::var_os("BENCH_BASELINE_DIST").map(|d| wasm_chain(&PathBuf::from(d)));
+    let wit = |c: &Chain| {
+        c.members()
+            .iter()
+            .map(|m| format!("{} (WIT {})", m.plugin.id(), m.plugin.compiled.wit_version))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
 
     let t_decode = time(rounds, n, || decode_all(&records).len());
     let t_wasm = time(rounds, events.len(), || {
@@ -132,6 +146,14 @@ fn main() {
             .chunks(BATCH)
             .map(|b| chain.process(b.to_vec()).len())
             .sum()
+    });
+    let t_base = baseline.as_mut().map(|chain| {
+        time(rounds, events.len(), || {
+            events
+                .chunks(BATCH)
+                .map(|b| chain.process(b.to_vec()).len())
+                .sum()
+        })
     });
     let t_native = time(rounds, events.len(), || {
         events
@@ -196,32 +218,60 @@ fn main() {
             .map(|b| streamhost::pipeline::process_batch(&mut chain, b, "my_events", 1 << 20).len())
             .sum()
     });
+    let t_full_base = baseline.as_mut().map(|chain| {
+        time(rounds, n, || {
+            records
+                .chunks(BATCH)
+                .map(|b| streamhost::pipeline::process_batch(chain, b, "my_events", 1 << 20).len())
+                .sum()
+        })
+    });
 
     let wasm_net = t_wasm - t_clone;
     let native_net = t_native - t_clone;
     let pipeline_native = t_decode + native_net + t_route;
-    let rows = [
-        ("decode (serde_json, host)", t_decode),
+    let mut rows = vec![
+        ("decode (serde_json, host)".to_string(), t_decode),
         (
-            "plugin chain enrich+quality, WASM (per decoded event, batches of 1024)",
+            "plugin chain enrich+quality, WASM (per decoded event, batches of 1024)".to_string(),
             wasm_net,
         ),
-        ("same rules, native Rust", native_net),
-        ("route (JSON for enriched_events / dlq)", t_route),
-        ("window operator (per accepted event)", t_window),
+    ];
+    if let Some(t) = t_base {
+        rows.push(("same chain, baseline build".to_string(), t - t_clone));
+    }
+    rows.extend([
+        ("same rules, native Rust".to_string(), native_net),
         (
-            "whole validate stage with WASM chain (process_batch)",
+            "route (JSON for enriched_events / dlq)".to_string(),
+            t_route,
+        ),
+        ("window operator (per accepted event)".to_string(), t_window),
+        (
+            "whole validate stage with WASM chain (process_batch)".to_string(),
             t_full_wasm,
         ),
-        (
-            "whole validate stage with native rules (decode + rules + route)",
-            pipeline_native,
-        ),
-    ];
+    ]);
+    if let Some(t) = t_full_base {
+        rows.push((
+            "whole validate stage with the baseline WASM chain".to_string(),
+            t,
+        ));
+    }
+    rows.push((
+        "whole validate stage with native rules (decode + rules + route)".to_string(),
+        pipeline_native,
+    ));
     let mut out = String::new();
     out.push_str(&format!(
-        "In-process pipeline, {n} events, median of {rounds} rounds, one thread.\n\n"
+        "In-process pipeline, {n} events, median of {rounds} rounds, one thread.\n\
+         WASM chain: {}\n",
+        wit(&chain)
     ));
+    if let Some(b) = &baseline {
+        out.push_str(&format!("Baseline chain: {}\n", wit(b)));
+    }
+    out.push('\n');
     out.push_str("| stage | ns/event |\n|---|---:|\n");
     for (name, ns) in rows {
         out.push_str(&format!("| {name} | {ns:.0} |\n"));
@@ -233,6 +283,15 @@ fn main() {
         pipeline_native / t_full_wasm,
         1e9 / t_full_wasm
     ));
+    if let (Some(chain), Some(stage)) = (t_base, t_full_base) {
+        out.push_str(&format!(
+            "Baseline (same run): WASM chain / native rules = {:.1}x; whole stage native / WASM = {:.2}; \
+             whole stage baseline / new = {:.2}x\n",
+            (chain - t_clone) / native_net,
+            pipeline_native / stage,
+            stage / t_full_wasm
+        ));
+    }
     print!("{out}");
     if let Ok(path) = std::env::var("BENCH_OUT") {
         std::fs::write(&path, out).unwrap();
