@@ -5,6 +5,10 @@
 //!     STREAMHOST_PLUGINS_BUILT=plugins/dist cargo bench --bench pipeline
 //!     BENCH_EVENTS=1000000 BENCH_OUT=docs/benchmarks-inprocess.md cargo bench --bench pipeline
 //!
+//! `BENCH_BASELINE_DIST=DIR` (a directory with another build of `enrich.wasm` and
+//! `quality.wasm`, e.g. the WIT 0.2 ones: docs/benchmarks.md) adds rows for that chain,
+//! measured in the same run.
+//!
 //! Figures are medians of BENCH_ROUNDS (5) rounds; compare the ratios, not the absolute
 //! numbers, on a shared machine.
 
@@ -17,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use streamhost::decode::{decode, Decoded, Event};
 use streamhost::plugins::{Chain, Outcome, PluginRuntime, SandboxLimits};
-use streamhost::route;
+use streamhost::route::{self, Output};
 use streamhost::source::SourceRecord;
 use streamhost::window::{WindowOperator, WindowSpec};
 
@@ -42,18 +46,16 @@ fn payloads(n: usize) -> Vec<SourceRecord> {
         .collect()
 }
 
-fn wasm_chain() -> Chain {
-    let dist = std::env::var_os("STREAMHOST_PLUGINS_BUILT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist"));
+fn wasm_chain(dist: &std::path::Path) -> Chain {
     let rt = PluginRuntime::new(SandboxLimits {
         memory_bytes: 64 << 20,
         batch_deadline: Duration::from_secs(5),
     })
     .unwrap();
     let load = |name: &str| {
-        let bytes = std::fs::read(dist.join(name))
-            .unwrap_or_else(|e| panic!("{name}: {e}; run scripts/build-plugins"));
+        let bytes = std::fs::read(dist.join(name)).unwrap_or_else(|e| {
+            panic!("{}/{name}: {e}; run scripts/build-plugins", dist.display())
+        });
         Arc::new(rt.compile(&bytes, name, Vec::new()).unwrap())
             .instantiate_checked()
             .unwrap()
@@ -84,6 +86,46 @@ fn native_chain(events: Vec<Event>, allowed: &[String]) -> Vec<Outcome> {
             }
         })
         .collect()
+}
+
+/// `pipeline::process_batch` with the native rules instead of the plugin chain: the
+/// same decode, the same routing, the same output order.
+fn native_process_batch(records: &[SourceRecord], allowed: &[String]) -> Vec<Output> {
+    let mut outputs = Vec::with_capacity(records.len());
+    let mut decoded = Vec::with_capacity(records.len());
+    let mut events = Vec::with_capacity(records.len());
+    for record in records {
+        match decode(&record.payload, 1 << 20) {
+            Ok(d) => {
+                events.push(d.event);
+                decoded.push((record, d.extra));
+            }
+            Err(e) => outputs.push(route::dlq(
+                record,
+                "my_events",
+                route::Stage::Decode,
+                "host",
+                e.code(),
+                &e.to_string(),
+            )),
+        }
+    }
+    for ((record, extra), outcome) in decoded.into_iter().zip(native_chain(events, allowed)) {
+        outputs.push(match outcome {
+            Outcome::Accepted(e) => {
+                route::enriched(&e, &extra, record, "enrich@0.2.0,quality@0.2.0")
+            }
+            Outcome::Rejected(r) => route::dlq(
+                record,
+                "my_events",
+                route::Stage::Plugin,
+                &r.rejected_by,
+                &r.code,
+                &r.message,
+            ),
+        });
+    }
+    outputs
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -124,7 +166,19 @@ fn main() {
     let decoded = decode_all(&records);
     let events: Vec<Event> = decoded.iter().map(|(_, d)| d.event.clone()).collect();
     let allowed = quality::Settings::parse(&[]).unwrap().allowed_countries;
-    let mut chain = wasm_chain();
+    let dist = std::env::var_os("STREAMHOST_PLUGINS_BUILT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist"));
+    let mut chain = wasm_chain(&dist);
+    let mut baseline =
+        std::env::var_os("BENCH_BASELINE_DIST").map(|d| wasm_chain(&PathBuf::from(d)));
+    let wit = |c: &Chain| {
+        c.members()
+            .iter()
+            .map(|m| format!("{} (WIT {})", m.plugin.id(), m.plugin.compiled.wit_version))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
 
     let t_decode = time(rounds, n, || decode_all(&records).len());
     let t_wasm = time(rounds, events.len(), || {
@@ -132,6 +186,14 @@ fn main() {
             .chunks(BATCH)
             .map(|b| chain.process(b.to_vec()).len())
             .sum()
+    });
+    let t_base = baseline.as_mut().map(|chain| {
+        time(rounds, events.len(), || {
+            events
+                .chunks(BATCH)
+                .map(|b| chain.process(b.to_vec()).len())
+                .sum()
+        })
     });
     let t_native = time(rounds, events.len(), || {
         events
@@ -190,49 +252,107 @@ fn main() {
         }
         op.take_closed().len()
     });
-    let t_full_wasm = time(rounds, n, || {
+    // The whole stage three ways, interleaved within each round so that the load of
+    // this shared machine at that moment hits all of them alike; the target ratio is
+    // the median of the per-round ratios.
+    let mut full_wasm = Vec::new();
+    let mut full_native = Vec::new();
+    let mut full_base = Vec::new();
+    let whole = |chain: &mut Chain| -> usize {
         records
             .chunks(BATCH)
-            .map(|b| streamhost::pipeline::process_batch(&mut chain, b, "my_events", 1 << 20).len())
+            .map(|b| streamhost::pipeline::process_batch(chain, b, "my_events", 1 << 20).len())
             .sum()
-    });
+    };
+    for _ in 0..rounds {
+        full_wasm.push(time(1, n, || whole(&mut chain)));
+        full_native.push(time(1, n, || {
+            records
+                .chunks(BATCH)
+                .map(|b| native_process_batch(b, &allowed).len())
+                .sum()
+        }));
+        if let Some(chain) = baseline.as_mut() {
+            full_base.push(time(1, n, || whole(chain)));
+        }
+    }
+    let per_round = |a: &[f64], b: &[f64]| median(a.iter().zip(b).map(|(x, y)| x / y).collect());
+    let t_full_wasm = median(full_wasm.clone());
+    let t_full_native = median(full_native.clone());
+    let ratio_full = per_round(&full_native, &full_wasm);
+    let t_full_base = (!full_base.is_empty()).then(|| median(full_base.clone()));
+    let ratio_full_base = (!full_base.is_empty()).then(|| per_round(&full_native, &full_base));
+    let speedup = (!full_base.is_empty()).then(|| per_round(&full_base, &full_wasm));
 
     let wasm_net = t_wasm - t_clone;
     let native_net = t_native - t_clone;
     let pipeline_native = t_decode + native_net + t_route;
-    let rows = [
-        ("decode (serde_json, host)", t_decode),
+    let mut rows = vec![
+        ("decode (serde_json, host)".to_string(), t_decode),
         (
-            "plugin chain enrich+quality, WASM (per decoded event, batches of 1024)",
+            "plugin chain enrich+quality, WASM (per decoded event, batches of 1024)".to_string(),
             wasm_net,
         ),
-        ("same rules, native Rust", native_net),
-        ("route (JSON for enriched_events / dlq)", t_route),
-        ("window operator (per accepted event)", t_window),
+    ];
+    if let Some(t) = t_base {
+        rows.push(("same chain, baseline build".to_string(), t - t_clone));
+    }
+    rows.extend([
+        ("same rules, native Rust".to_string(), native_net),
         (
-            "whole validate stage with WASM chain (process_batch)",
+            "route (JSON for enriched_events / dlq)".to_string(),
+            t_route,
+        ),
+        ("window operator (per accepted event)".to_string(), t_window),
+        (
+            "whole validate stage with WASM chain (process_batch)".to_string(),
             t_full_wasm,
         ),
-        (
-            "whole validate stage with native rules (decode + rules + route)",
-            pipeline_native,
-        ),
-    ];
+    ]);
+    if let Some(t) = t_full_base {
+        rows.push((
+            "whole validate stage with the baseline WASM chain".to_string(),
+            t,
+        ));
+    }
+    rows.push((
+        "whole validate stage with native rules (process_batch with the rules as Rust)".to_string(),
+        t_full_native,
+    ));
+    rows.push((
+        "(sum of decode + native rules + route, as in earlier runs)".to_string(),
+        pipeline_native,
+    ));
     let mut out = String::new();
     out.push_str(&format!(
-        "In-process pipeline, {n} events, median of {rounds} rounds, one thread.\n\n"
+        "In-process pipeline, {n} events, median of {rounds} rounds, one thread.\n\
+         WASM chain: {}\n",
+        wit(&chain)
     ));
+    if let Some(b) = &baseline {
+        out.push_str(&format!("Baseline chain: {}\n", wit(b)));
+    }
+    out.push('\n');
     out.push_str("| stage | ns/event |\n|---|---:|\n");
     for (name, ns) in rows {
         out.push_str(&format!("| {name} | {ns:.0} |\n"));
     }
     out.push_str(&format!(
         "\nRatios (same run): WASM chain / native rules = {:.1}x; whole stage native / WASM = {:.2} \
-         (target >= 0.7); events/s per core, whole stage with WASM: {:.0}\n",
+         (median of per-round ratios; target >= 0.7); events/s per core, whole stage with WASM: {:.0}\n",
         wasm_net / native_net,
-        pipeline_native / t_full_wasm,
+        ratio_full,
         1e9 / t_full_wasm
     ));
+    if let (Some(chain), Some(ratio), Some(speedup)) = (t_base, ratio_full_base, speedup) {
+        out.push_str(&format!(
+            "Baseline (same run): WASM chain / native rules = {:.1}x; whole stage native / WASM = {:.2}; \
+             whole stage baseline / new = {:.2}x\n",
+            (chain - t_clone) / native_net,
+            ratio,
+            speedup
+        ));
+    }
     print!("{out}");
     if let Ok(path) = std::env::var("BENCH_OUT") {
         std::fs::write(&path, out).unwrap();

@@ -195,6 +195,7 @@ fn plugin_check(file: &Path) -> Result<()> {
         streamhost::plugins::WIT_VERSION,
         streamhost::plugins::ACCEPTED_WIT_VERSIONS.join(", ")
     );
+    println!("  contract    {}", c.contract);
     if c.imports.is_empty() {
         println!("  imports     none");
     } else {

@@ -82,8 +82,8 @@ fn bad_plugins_are_rejected_at_load_with_a_reason() {
 
     let err = load(&rt, "zoo_wrong_major.wasm").unwrap_err().to_string();
     assert!(
-        err.contains("@1.0.0") && err.contains("@0.2.0"),
-        "says wanted and offered: {err}"
+        err.contains("@1.0.0") && err.contains("@0.3.0") && err.contains("@0.2.0"),
+        "says wanted, offered and accepted: {err}"
     );
 
     let err = load(&rt, "zoo_other_interface.wasm")
@@ -130,7 +130,10 @@ fn a_trap_loop_oom_or_miscount_fails_only_its_batch_and_the_instance_is_replaced
         ("/panic", "did the plugin panic?"),
         ("/loop", "deadline exceeded"),
         ("/oom", "out of memory"),
-        ("/miscount", "returned 1 verdicts for 2 events"),
+        (
+            "/miscount",
+            "bad answer: a rejection names event 2, but the batch has 2 events",
+        ),
     ] {
         let started = Instant::now();
         let out = chain.process(vec![event("/ok", "US", 1), event(url, "US", 2)]);
@@ -226,6 +229,55 @@ fn a_plugin_built_against_wit_0_1_runs_in_a_chain_with_0_2_plugins() {
 }
 
 #[test]
+fn a_0_3_plugin_says_what_it_is_and_a_0_2_plugin_keeps_working() {
+    let rt = runtime();
+    let quality = load(&rt, "quality.wasm").unwrap();
+    assert_eq!(quality.compiled.wit_version, "0.3.0");
+    assert_eq!(
+        quality.compiled.contract.to_string(),
+        "validator reading user_id, country"
+    );
+    let enrich = load(&rt, "enrich.wasm").unwrap();
+    assert_eq!(
+        enrich.compiled.contract.to_string(),
+        "enricher reading page_url, country, device_type"
+    );
+
+    // The quality rules built against 0.2: whole events in, one verdict each.
+    let settings = vec![("allowed_countries".to_string(), "BR,US".to_string())];
+    let v2 = Arc::new(rt.compile(&wasm("legacy_v2.wasm"), "v2", settings).unwrap())
+        .instantiate_checked()
+        .unwrap();
+    assert_eq!(v2.compiled.wit_version, "0.2.0");
+    assert_eq!(
+        v2.compiled.contract.to_string(),
+        "whole events in and out (0.1/0.2)"
+    );
+    let mut chain = Chain::of(vec![enrich, v2]);
+    let out = chain.process(vec![
+        event("/page/3", " br", 1),
+        event("/p", "DE", 1),
+        event("/p", "US", -2),
+    ]);
+    assert_eq!(
+        codes(&out),
+        ["accepted", "invalid_country", "invalid_user_id"]
+    );
+    let Outcome::Accepted(e) = &out[0] else {
+        unreachable!()
+    };
+    assert_eq!(e.country, "BR");
+    assert_eq!(
+        e.attributes,
+        [
+            ("page_id".to_string(), "3".to_string()),
+            ("schema_version".to_string(), "1".to_string())
+        ]
+    );
+    assert_eq!(chain.processed_by(), "enrich@0.2.0,legacy-v2@0.2.0");
+}
+
+#[test]
 fn settings_reach_the_plugin_and_bad_settings_reject_it() {
     let rt = runtime();
     let settings = vec![("allowed_countries".to_string(), "BR,US".to_string())];
@@ -306,6 +358,13 @@ fn the_reloader_swaps_rejects_keeps_the_old_version_and_follows_manifests() {
     assert_eq!(
         ids(&reloader.scan().unwrap().unwrap()),
         ["quality@0.2.0", "enrich@0.2.0"]
+    );
+
+    // A live swap across interface generations: 0.3 out, the same rules built for 0.2 in.
+    put("20-quality.wasm", &wasm("legacy_v2.wasm"));
+    assert_eq!(
+        ids(&reloader.scan().unwrap().unwrap()),
+        ["legacy-v2@0.2.0", "enrich@0.2.0"]
     );
 
     // Rollback: the old file again. Removal: gone.

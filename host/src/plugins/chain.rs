@@ -7,7 +7,7 @@
 //! (manifest `required = false`, e.g. an enrichment) is skipped. Deploying a new file
 //! for it resets the breaker.
 
-use super::bindings::exports::streamhost::plugin::rules::{Event as WitEvent, Verdict};
+use super::answer::Judged;
 use super::runtime::LoadedPlugin;
 use super::status::{self, PluginBoard};
 use crate::decode::Event;
@@ -91,7 +91,7 @@ impl Chain {
     pub fn process(&mut self, events: Vec<Event>) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
         let mut indices: Vec<usize> = (0..events.len()).collect();
-        let mut batch: Vec<WitEvent> = events.into_iter().map(WitEvent::from).collect();
+        let mut batch = events;
 
         for member in &mut self.members {
             if batch.is_empty() {
@@ -120,19 +120,20 @@ impl Chain {
             metrics::counter!("streamhost_plugin_calls_total", "plugin" => plugin.name().to_string())
                 .increment(1);
             match plugin.process(std::mem::take(&mut batch)) {
-                Ok(verdicts) => {
+                Ok(judged) => {
                     let mut next_indices = Vec::with_capacity(count);
-                    for (index, verdict) in indices.iter().zip(verdicts) {
-                        match verdict {
-                            Verdict::Accept(event) => {
+                    let id = plugin.id();
+                    for (index, judgement) in indices.iter().zip(judged) {
+                        match judgement {
+                            Judged::Accepted(event) => {
                                 next_indices.push(*index);
                                 batch.push(event);
                             }
-                            Verdict::Reject(r) => {
+                            Judged::Rejected { code, message } => {
                                 outcomes[*index] = Some(Outcome::Rejected(Rejection {
-                                    code: r.code,
-                                    message: r.message,
-                                    rejected_by: plugin.id(),
+                                    code,
+                                    message,
+                                    rejected_by: id.clone(),
                                 }));
                             }
                         }
@@ -168,7 +169,7 @@ impl Chain {
             }
         }
         for (index, event) in indices.into_iter().zip(batch) {
-            outcomes[index] = Some(Outcome::Accepted(event.into()));
+            outcomes[index] = Some(Outcome::Accepted(event));
         }
         outcomes
             .into_iter()
@@ -189,7 +190,7 @@ impl Chain {
 fn reject_all(
     outcomes: &mut [Option<Outcome>],
     indices: &mut Vec<usize>,
-    batch: &mut Vec<WitEvent>,
+    batch: &mut Vec<Event>,
     code: &str,
     message: &str,
     rejected_by: &str,
@@ -202,34 +203,4 @@ fn reject_all(
         }));
     }
     batch.clear();
-}
-
-impl From<Event> for WitEvent {
-    fn from(e: Event) -> Self {
-        WitEvent {
-            event_type: e.event_type,
-            user_id: e.user_id,
-            page_url: e.page_url,
-            button_id: e.button_id,
-            timestamp: e.timestamp,
-            country: e.country,
-            device_type: e.device_type,
-            attributes: e.attributes,
-        }
-    }
-}
-
-impl From<WitEvent> for Event {
-    fn from(e: WitEvent) -> Self {
-        Event {
-            event_type: e.event_type,
-            user_id: e.user_id,
-            page_url: e.page_url,
-            button_id: e.button_id,
-            timestamp: e.timestamp,
-            country: e.country,
-            device_type: e.device_type,
-            attributes: e.attributes,
-        }
-    }
 }

@@ -9,8 +9,12 @@ use std::time::Duration;
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, TypedFunc};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
 
-use super::bindings::exports::streamhost::plugin::rules::{Event as WitEvent, PluginInfo, Verdict};
+use super::answer::{self, Judged};
+use super::bindings::{v2, v3};
+use super::contract::Contract;
+use super::{columns, whole};
 use super::{ACCEPTED_WIT_VERSIONS, WIT_INTERFACE, WIT_VERSION};
+use crate::decode::Event;
 
 /// How often the engine's epoch advances: the resolution of the per-batch deadline.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -145,6 +149,7 @@ impl PluginRuntime {
             reason: format!("`{export}` has no function `{name}`"),
         };
         let exports = Exports {
+            generation: Generation::of(&wit_version),
             describe: index("describe")?.ok_or_else(|| missing("describe"))?,
             process: index("process")?.ok_or_else(|| missing("process"))?,
             configure: index("configure")?,
@@ -168,6 +173,8 @@ impl PluginRuntime {
             name: String::new(),
             version: String::new(),
             wit_version,
+            // Until `describe` says otherwise (0.3); the self-check runs after it.
+            contract: Contract::WholeEvent,
             imports,
             origin: origin.into(),
             settings,
@@ -195,6 +202,7 @@ impl PluginRuntime {
         }
         compiled.name = info.name;
         compiled.version = info.version;
+        compiled.contract = info.contract;
         Ok(compiled)
     }
 }
@@ -270,8 +278,28 @@ pub struct SandboxState {
     limits: StoreLimits,
 }
 
+/// Which generated bindings a plugin's functions use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Generation {
+    /// 0.1 and 0.2: `wit/archive/0.2.0` (0.1 lacks only `configure`).
+    WholeEvent,
+    /// 0.3: `wit/plugin.wit`.
+    Columns,
+}
+
+impl Generation {
+    fn of(wit_version: &str) -> Self {
+        if compatible(wit_version, "0.3.0") {
+            Generation::Columns
+        } else {
+            Generation::WholeEvent
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Exports {
+    generation: Generation,
     describe: ComponentExportIndex,
     process: ComponentExportIndex,
     /// Absent in plugins built against 0.1.x.
@@ -286,6 +314,8 @@ pub struct CompiledPlugin {
     pub version: String,
     /// The WIT version the plugin was built against.
     pub wit_version: String,
+    /// How the host crosses into it (0.3 plugins declare kind and fields in `describe`).
+    pub contract: Contract,
     /// What the component imports (all linked to traps: plugins get no capabilities).
     pub imports: Vec<String>,
     pub origin: String,
@@ -311,7 +341,7 @@ impl CompiledPlugin {
         format!("{}@{}", self.name, self.version)
     }
 
-    /// A serving instance that has passed the self-check (one verdict per event).
+    /// A serving instance that has passed the self-check (one judgement per event).
     pub fn instantiate_checked(self: Arc<Self>) -> Result<LoadedPlugin, PluginError> {
         let mut plugin = LoadedPlugin::new(self);
         plugin.self_check()?;
@@ -319,12 +349,28 @@ impl CompiledPlugin {
     }
 }
 
-type ProcessFn = TypedFunc<(Vec<WitEvent>,), (Vec<Verdict>,)>;
+/// `describe()` of any version, in host terms.
+struct Description {
+    name: String,
+    version: String,
+    contract: Contract,
+}
+
+/// The typed functions of one instance, per generation.
+enum Calls {
+    WholeEvent {
+        describe: TypedFunc<(), (v2::PluginInfo,)>,
+        process: TypedFunc<(Vec<v2::Event>,), (Vec<v2::Verdict>,)>,
+    },
+    Columns {
+        describe: TypedFunc<(), (v3::PluginInfo,)>,
+        process: TypedFunc<(v3::Batch,), (v3::Answer,)>,
+    },
+}
 
 struct Instance {
     store: Store<SandboxState>,
-    describe: TypedFunc<(), (PluginInfo,)>,
-    process: ProcessFn,
+    calls: Calls,
 }
 
 /// One plugin instance judging batches, with its own store and failure count.
@@ -382,12 +428,28 @@ impl LoadedPlugin {
         store.set_epoch_deadline(self.deadline_ticks());
         let explain = |e: wasmtime::Error| explain(&e, c.limits);
         let instance = c.pre.instantiate(&mut store).map_err(explain)?;
-        let describe = instance
-            .get_typed_func::<(), (PluginInfo,)>(&mut store, &c.exports.describe)
-            .map_err(|e| format!("`describe` has the wrong signature: {e:#}"))?;
-        let process = instance
-            .get_typed_func::<(Vec<WitEvent>,), (Vec<Verdict>,)>(&mut store, &c.exports.process)
-            .map_err(|e| format!("`process` has the wrong signature: {e:#}"))?;
+        let describe_error =
+            |e: wasmtime::Error| format!("`describe` has the wrong signature: {e:#}");
+        let process_error =
+            |e: wasmtime::Error| format!("`process` has the wrong signature: {e:#}");
+        let calls = match c.exports.generation {
+            Generation::WholeEvent => Calls::WholeEvent {
+                describe: instance
+                    .get_typed_func(&mut store, c.exports.describe)
+                    .map_err(describe_error)?,
+                process: instance
+                    .get_typed_func(&mut store, c.exports.process)
+                    .map_err(process_error)?,
+            },
+            Generation::Columns => Calls::Columns {
+                describe: instance
+                    .get_typed_func(&mut store, c.exports.describe)
+                    .map_err(describe_error)?,
+                process: instance
+                    .get_typed_func(&mut store, c.exports.process)
+                    .map_err(process_error)?,
+            },
+        };
         if let Some(index) = &c.exports.configure {
             let configure = instance
                 .get_typed_func::<(Vec<(String, String)>,), (Result<(), String>,)>(
@@ -400,32 +462,45 @@ impl LoadedPlugin {
                 .map_err(explain)?;
             result.map_err(|message| format!("configure() refused the settings: {message}"))?;
         }
-        self.instance = Some(Instance {
-            store,
-            describe,
-            process,
-        });
+        self.instance = Some(Instance { store, calls });
         Ok(())
     }
 
-    fn describe(&mut self) -> Result<PluginInfo, String> {
+    fn describe(&mut self) -> Result<Description, String> {
         let ticks = self.deadline_ticks();
         let limits = self.compiled.limits;
         let Some(instance) = self.instance.as_mut() else {
             return Err("no instance".into());
         };
         instance.store.set_epoch_deadline(ticks);
-        instance
-            .describe
-            .call(&mut instance.store, ())
-            .map(|(info,)| info)
-            .map_err(|e| explain(&e, limits))
+        let explain = |e: wasmtime::Error| explain(&e, limits);
+        match &instance.calls {
+            Calls::WholeEvent { describe, .. } => {
+                let (info,) = describe.call(&mut instance.store, ()).map_err(explain)?;
+                Ok(Description {
+                    name: info.name,
+                    version: info.version,
+                    contract: Contract::WholeEvent,
+                })
+            }
+            Calls::Columns { describe, .. } => {
+                let (info,) = describe.call(&mut instance.store, ()).map_err(explain)?;
+                Ok(Description {
+                    name: info.name,
+                    version: info.version,
+                    contract: Contract::Columns {
+                        kind: info.kind,
+                        reads: info.reads,
+                    },
+                })
+            }
+        }
     }
 
-    /// Run an empty batch and a known-good event: a plugin that cannot judge them with
-    /// one verdict each is not loaded.
+    /// Run an empty batch and a known-good event: a plugin that cannot judge them (one
+    /// verdict each, or a 0.3 answer that fits the batch) is not loaded.
     fn self_check(&mut self) -> Result<(), PluginError> {
-        let sample = WitEvent {
+        let sample = Event {
             event_type: "page_view".into(),
             user_id: 1,
             page_url: "/page/1".into(),
@@ -445,33 +520,20 @@ impl LoadedPlugin {
         Ok(())
     }
 
-    /// Judge one batch. On a trap, deadline or memory cap the instance is dropped (the
-    /// next call gets a fresh one) and the error says what happened; the caller
+    /// Judge one batch: one judgement per event, in order. On a trap, deadline,
+    /// memory cap or an answer that does not fit the batch, the instance is dropped
+    /// (the next call gets a fresh one) and the error says what happened; the caller
     /// decides what happens to the events.
-    pub fn process(&mut self, batch: Vec<WitEvent>) -> Result<Vec<Verdict>, PluginError> {
-        let expected = batch.len();
+    pub fn process(&mut self, batch: Vec<Event>) -> Result<Vec<Judged>, PluginError> {
         let result = self.call_process(batch);
         match &result {
             Ok(_) => self.consecutive_failures = 0,
             Err(_) => self.consecutive_failures += 1,
         }
-        result.and_then(|verdicts| {
-            if verdicts.len() == expected {
-                Ok(verdicts)
-            } else {
-                self.consecutive_failures += 1;
-                Err(PluginError::Failed {
-                    plugin: self.id(),
-                    reason: format!(
-                        "returned {} verdicts for {expected} events (must be one per event)",
-                        verdicts.len()
-                    ),
-                })
-            }
-        })
+        result
     }
 
-    fn call_process(&mut self, batch: Vec<WitEvent>) -> Result<Vec<Verdict>, PluginError> {
+    fn call_process(&mut self, batch: Vec<Event>) -> Result<Vec<Judged>, PluginError> {
         let failed = |plugin: &Self, reason: String| PluginError::Failed {
             plugin: plugin.id(),
             reason,
@@ -482,19 +544,49 @@ impl LoadedPlugin {
         }
         let ticks = self.deadline_ticks();
         let limits = self.compiled.limits;
+        let contract = self.compiled.contract;
         let Some(instance) = self.instance.as_mut() else {
             return Err(failed(self, "no instance".into()));
         };
         instance.store.set_epoch_deadline(ticks);
-        match instance.process.call(&mut instance.store, (batch,)) {
-            Ok((verdicts,)) => Ok(verdicts),
-            Err(e) => {
-                let reason = explain(&e, limits);
-                // Entering a trapped instance again is an error: start from a clean one.
-                self.instance = None;
-                Err(failed(self, reason))
+        let expected = batch.len();
+        let answered = match (&instance.calls, contract) {
+            (Calls::WholeEvent { process, .. }, _) => process
+                .call(&mut instance.store, (whole::to_wit(batch),))
+                .map_err(|e| explain(&e, limits))
+                .and_then(|(verdicts,)| {
+                    if verdicts.len() == expected {
+                        Ok(verdicts.into_iter().map(whole::judged).collect())
+                    } else {
+                        Err(format!(
+                            "returned {} verdicts for {expected} events (must be one per event)",
+                            verdicts.len()
+                        ))
+                    }
+                }),
+            (Calls::Columns { process, .. }, Contract::Columns { kind, reads }) => {
+                match columns::batch(&batch, reads) {
+                    // The batch, not the plugin, is at fault; the instance is fine.
+                    Err(e) => return Err(failed(self, e.to_string())),
+                    Ok(columns) => process
+                        .call(&mut instance.store, (columns,))
+                        .map_err(|e| explain(&e, limits))
+                        .and_then(|(answer,)| {
+                            answer::apply(batch, answer, kind)
+                                .map_err(|e| format!("bad answer: {e}"))
+                        }),
+                }
             }
-        }
+            (Calls::Columns { .. }, Contract::WholeEvent) => {
+                Err("internal: a 0.3 plugin without a described contract".into())
+            }
+        };
+        answered.map_err(|reason| {
+            // Entering a trapped instance again is an error, and one that answered
+            // nonsense may be in any state: start from a clean one.
+            self.instance = None;
+            failed(self, reason)
+        })
     }
 }
 

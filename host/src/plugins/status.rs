@@ -11,6 +11,8 @@ pub struct PluginStatus {
     pub name: Option<String>,
     pub version: Option<String>,
     pub wit_version: Option<String>,
+    /// How the host crosses into it, e.g. `validator reading user_id, country` (0.3).
+    pub contract: Option<String>,
     /// `serving`, `rejected` (did not load; a previous version may still serve),
     /// `disabled` (circuit breaker) or `off` (manifest `enabled = false`).
     pub state: &'static str,

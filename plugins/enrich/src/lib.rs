@@ -13,15 +13,47 @@
 mod component {
     wit_bindgen::generate!({ path: "../../wit", world: "plugin" });
 
-    use exports::streamhost::plugin::rules::{Event, Guest, PluginInfo, Verdict};
+    use exports::streamhost::plugin::rules::{
+        Answer, AttributeUpdate, Batch, Fields, Guest, Kind, PluginInfo, TextColumn, TextField,
+        TextUpdate,
+    };
 
     struct Enrich;
+
+    /// Builds the column of one update: `events[k]` gets value k.
+    #[derive(Default)]
+    struct Column {
+        events: Vec<u32>,
+        text: String,
+        ends: Vec<u32>,
+    }
+
+    impl Column {
+        fn push(&mut self, event: usize, value: impl std::fmt::Display) {
+            use std::fmt::Write;
+            self.events.push(event as u32);
+            // Formats straight into the column: no String per value.
+            let _ = write!(self.text, "{value}");
+            self.ends.push(self.text.len() as u32);
+        }
+
+        fn finish(self) -> (Vec<u32>, TextColumn) {
+            let values = TextColumn {
+                text: self.text,
+                ends: self.ends,
+            };
+            (self.events, values)
+        }
+    }
 
     impl Guest for Enrich {
         fn describe() -> PluginInfo {
             PluginInfo {
                 name: env!("CARGO_PKG_NAME").to_string(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
+                kind: Kind::Enricher,
+                // `device_type` only for its presence (schema_version).
+                reads: Fields::COUNTRY | Fields::PAGE_URL | Fields::DEVICE_TYPE,
             }
         }
 
@@ -32,19 +64,63 @@ mod component {
             }
         }
 
-        fn process(batch: Vec<Event>) -> Vec<Verdict> {
-            batch
-                .into_iter()
-                .map(|mut e| {
-                    e.country = super::normalise_country(&e.country);
-                    if let Some(id) = super::page_id(&e.page_url) {
-                        e.attributes.push(("page_id".into(), id.to_string()));
-                    }
-                    let version = super::schema_version(e.device_type.is_some());
-                    e.attributes.push(("schema_version".into(), version.into()));
-                    Verdict::Accept(e)
-                })
-                .collect()
+        fn process(batch: Batch) -> Answer {
+            let mut countries = Column::default();
+            let mut page_ids = Column::default();
+            let mut versions = Column::default();
+            let (mut country_start, mut url_start) = (0, 0);
+            let rows = batch
+                .country
+                .ends
+                .iter()
+                .zip(&batch.page_url.ends)
+                .zip(&batch.device_type_present);
+            for (event, ((&country_end, &url_end), &has_device_type)) in rows.enumerate() {
+                let (country_end, url_end) = (country_end as usize, url_end as usize);
+                let country = batch
+                    .country
+                    .text
+                    .get(country_start..country_end)
+                    .unwrap_or_default();
+                let url = batch
+                    .page_url
+                    .text
+                    .get(url_start..url_end)
+                    .unwrap_or_default();
+                (country_start, url_start) = (country_end, url_end);
+
+                // Only real changes cross back: most countries arrive normalised.
+                if !super::is_normalised(country) {
+                    countries.push(event, super::normalise_country(country));
+                }
+                if let Some(id) = super::page_id(url) {
+                    page_ids.push(event, id);
+                }
+                versions.push(event, super::schema_version(has_device_type));
+            }
+            let (country_events, country_values) = countries.finish();
+            let mut attribute_updates = Vec::new();
+            // In this order, as the 0.2 plugin added them: page_id, then schema_version.
+            for (name, column) in [("page_id", page_ids), ("schema_version", versions)] {
+                let (events, values) = column.finish();
+                if !events.is_empty() {
+                    attribute_updates.push(AttributeUpdate {
+                        name: name.to_string(),
+                        events,
+                        values,
+                    });
+                }
+            }
+            Answer {
+                rejections: Vec::new(),
+                text_updates: vec![TextUpdate {
+                    field: TextField::Country,
+                    events: country_events,
+                    values: country_values,
+                }],
+                number_updates: Vec::new(),
+                attribute_updates,
+            }
         }
     }
 
@@ -53,6 +129,12 @@ mod component {
 
 pub fn normalise_country(country: &str) -> String {
     country.trim().to_ascii_uppercase()
+}
+
+/// Whether [`normalise_country`] would leave `country` as it is (checked without
+/// allocating: most countries arrive normalised).
+pub fn is_normalised(country: &str) -> bool {
+    country.trim() == country && !country.bytes().any(|b| b.is_ascii_lowercase())
 }
 
 /// `/page/42` → 42.
@@ -77,6 +159,15 @@ mod tests {
         assert_eq!(normalise_country(" us "), "US");
         assert_eq!(normalise_country("De"), "DE");
         assert_eq!(normalise_country("XX"), "XX");
+    }
+
+    #[test]
+    fn is_normalised_agrees_with_normalise_country() {
+        for c in [
+            "US", " us", "us", "De", "", " ", "XX ", "ÜS", "üs", "U S", "\tUS", "us\u{a0}",
+        ] {
+            assert_eq!(is_normalised(c), normalise_country(c) == c, "{c:?}");
+        }
     }
 
     #[test]

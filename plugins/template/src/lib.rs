@@ -12,15 +12,25 @@
 mod component {
     wit_bindgen::generate!({ path: "../../wit", world: "plugin" });
 
-    use exports::streamhost::plugin::rules::{Event, Guest, PluginInfo, Rejection, Verdict};
+    use exports::streamhost::plugin::rules::{
+        Answer, Batch, Fields, Guest, Kind, PluginInfo, Rejection,
+    };
 
     struct Plugin;
 
     impl Guest for Plugin {
+        /// `kind`: `Validator` if the plugin only accepts or rejects (the host then
+        /// refuses an answer with changes), `Enricher` if it changes fields or adds
+        /// attributes (`text_updates`, `number_updates`, `attribute_updates` in the
+        /// answer; see plugins/enrich). `reads`: the fields you look at, and no more:
+        /// every declared string field is copied into the plugin for every event, the
+        /// others arrive as empty columns.
         fn describe() -> PluginInfo {
             PluginInfo {
                 name: env!("CARGO_PKG_NAME").to_string(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
+                kind: Kind::Validator,
+                reads: Fields::EVENT_TYPE,
             }
         }
 
@@ -33,19 +43,31 @@ mod component {
             }
         }
 
-        /// One verdict per event, in order. Accept (possibly changed: add fields with
-        /// `event.attributes.push((name, value))`) or reject with a stable code.
-        fn process(batch: Vec<Event>) -> Vec<Verdict> {
-            batch
-                .into_iter()
-                .map(|event| match super::judge(&event.event_type) {
-                    Ok(()) => Verdict::Accept(event),
-                    Err((code, message)) => Verdict::Reject(Rejection {
+        /// The batch arrives in columns: event i's `event_type` is
+        /// `text[ends[i - 1]..ends[i]]`. Answer with the events you reject (by index,
+        /// with a stable code); every event not listed is accepted.
+        fn process(batch: Batch) -> Answer {
+            let column = &batch.event_type;
+            let mut rejections = Vec::new();
+            let mut start = 0;
+            for (event, &end) in column.ends.iter().enumerate() {
+                let end = end as usize;
+                let event_type = column.text.get(start..end).unwrap_or_default();
+                start = end;
+                if let Err((code, message)) = super::judge(event_type) {
+                    rejections.push(Rejection {
+                        event: event as u32,
                         code: code.into(),
                         message,
-                    }),
-                })
-                .collect()
+                    });
+                }
+            }
+            Answer {
+                rejections,
+                text_updates: Vec::new(),
+                number_updates: Vec::new(),
+                attribute_updates: Vec::new(),
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 
 wit_bindgen::generate!({ path: "../../../wit", world: "plugin" });
 
-use exports::streamhost::plugin::rules::{Event, Guest, PluginInfo, Verdict};
+use exports::streamhost::plugin::rules::{Answer, Batch, Fields, Guest, Kind, PluginInfo};
 
 struct AlwaysPanic;
 
@@ -12,6 +12,8 @@ impl Guest for AlwaysPanic {
         PluginInfo {
             name: "zoo-always-panic".into(),
             version: env!("CARGO_PKG_VERSION").into(),
+            kind: Kind::Validator,
+            reads: Fields::empty(),
         }
     }
 
@@ -19,7 +21,7 @@ impl Guest for AlwaysPanic {
         Ok(())
     }
 
-    fn process(_batch: Vec<Event>) -> Vec<Verdict> {
+    fn process(_batch: Batch) -> Answer {
         panic!("always")
     }
 }

@@ -3,7 +3,9 @@
 
 wit_bindgen::generate!({ path: "../../../wit", world: "plugin" });
 
-use exports::streamhost::plugin::rules::{Event, Guest, PluginInfo, Verdict};
+use exports::streamhost::plugin::rules::{
+    Answer, Batch, Fields, Guest, Kind, PluginInfo, Rejection,
+};
 
 struct Trapdoor;
 
@@ -12,6 +14,8 @@ impl Guest for Trapdoor {
         PluginInfo {
             name: "zoo-trapdoor".into(),
             version: env!("CARGO_PKG_VERSION").into(),
+            kind: Kind::Validator,
+            reads: Fields::PAGE_URL,
         }
     }
 
@@ -19,10 +23,12 @@ impl Guest for Trapdoor {
         Ok(())
     }
 
-    fn process(batch: Vec<Event>) -> Vec<Verdict> {
-        let mut miscount = false;
-        for e in &batch {
-            match e.page_url.as_str() {
+    fn process(batch: Batch) -> Answer {
+        let mut rejections = Vec::new();
+        let mut start = 0;
+        for &end in &batch.page_url.ends {
+            let end = end as usize;
+            match batch.page_url.text.get(start..end).unwrap_or_default() {
                 "/panic" => panic!("trapdoor: asked to panic"),
                 "/loop" => {
                     let mut n: u64 = 0;
@@ -36,15 +42,22 @@ impl Guest for Trapdoor {
                         hog.push(std::hint::black_box(vec![1u8; 1 << 20]));
                     }
                 }
-                "/miscount" => miscount = true,
+                // An answer about an event that is not in the batch.
+                "/miscount" => rejections.push(Rejection {
+                    event: batch.size,
+                    code: "miscount".into(),
+                    message: "one past the end".into(),
+                }),
                 _ => {}
             }
+            start = end;
         }
-        let mut verdicts: Vec<Verdict> = batch.into_iter().map(Verdict::Accept).collect();
-        if miscount {
-            verdicts.pop();
+        Answer {
+            rejections,
+            text_updates: Vec::new(),
+            number_updates: Vec::new(),
+            attribute_updates: Vec::new(),
         }
-        verdicts
     }
 }
 

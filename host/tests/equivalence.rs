@@ -1,0 +1,190 @@
+//! The WASM chain and the same rules compiled natively give identical outputs: the
+//! same routes, the same enriched JSON, the same DLQ codes and messages. Run for the
+//! 0.3 plugins (columns in, differences out) and for a chain with the 0.2 build of the
+//! quality rules (`legacy-v2`, whole events in and out), so a faster crossing cannot
+//! change what the pipeline writes.
+
+// A test file: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use streamhost::decode::{decode, Event};
+use streamhost::pipeline::process_batch;
+use streamhost::plugins::{Chain, LoadedPlugin, PluginRuntime, SandboxLimits};
+use streamhost::route::{self, Output, Stage};
+use streamhost::source::SourceRecord;
+
+fn dist() -> PathBuf {
+    std::env::var_os("STREAMHOST_PLUGINS_BUILT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist"))
+}
+
+fn load(rt: &PluginRuntime, name: &str, settings: &[(&str, &str)]) -> LoadedPlugin {
+    let path = dist().join(name);
+    let bytes = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/build-plugins first", path.display()));
+    let settings = settings
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Arc::new(rt.compile(&bytes, name, settings).unwrap())
+        .instantiate_checked()
+        .unwrap()
+}
+
+/// Events covering every branch of both rules, plus unknown fields and odd text.
+fn records() -> Vec<SourceRecord> {
+    let countries = [
+        "US", "CA", "UK", "DE", "FR", "JP", "XX", " us", "de ", "Fr", "üs", "", "BR", "u s",
+    ];
+    let urls = [
+        "/page/1",
+        "/page/42",
+        "/page/",
+        "/pages/3",
+        "/page/-1",
+        "/",
+        "/page/9é",
+    ];
+    let devices = [None, Some("mobile"), Some(""), Some("tablet")];
+    (0..700)
+        .map(|i| {
+            let user = if i % 13 == 0 { -(i as i64) } else { i as i64 };
+            let device = devices[i % devices.len()]
+                .map(|d| format!(r#", "device_type": "{d}""#))
+                .unwrap_or_default();
+            let extra = if i % 5 == 0 { r#", "campaign": "spring""# } else { "" };
+            let json = format!(
+                r#"{{"event_type": "page_view", "user_id": {user}, "page_url": "{}", "button_id": "b-{i}", "timestamp": {}, "country": "{}"{device}{extra}}}"#,
+                urls[i % urls.len()],
+                1_700_000_000 + i as i64,
+                countries[i % countries.len()],
+            );
+            let payload = if i % 97 == 0 { b"{not json".to_vec() } else { json.into_bytes() };
+            SourceRecord {
+                partition: (i % 3) as i32,
+                offset: i as i64,
+                timestamp_ms: 1_700_000_000_000,
+                payload,
+            }
+        })
+        .collect()
+}
+
+/// `process_batch` with enrich + quality written as native Rust.
+fn native(records: &[SourceRecord], allowed: &[String], ids: (&str, &str)) -> Vec<Output> {
+    let (processed_by, rejected_by) = ids;
+    let mut outputs = Vec::new();
+    let mut judged = Vec::new();
+    for record in records {
+        match decode(&record.payload, 1 << 20) {
+            Err(e) => outputs.push(route::dlq(
+                record,
+                "my_events",
+                Stage::Decode,
+                "host",
+                e.code(),
+                &e.to_string(),
+            )),
+            Ok(d) => {
+                let mut e: Event = d.event;
+                e.country = enrich::normalise_country(&e.country);
+                if let Some(id) = enrich::page_id(&e.page_url) {
+                    e.attributes.push(("page_id".into(), id.to_string()));
+                }
+                e.attributes.push((
+                    "schema_version".into(),
+                    enrich::schema_version(e.device_type.is_some()).into(),
+                ));
+                judged.push((record, d.extra, e));
+            }
+        }
+    }
+    for (record, extra, e) in judged {
+        outputs.push(match quality::check(e.user_id, &e.country, allowed) {
+            Ok(()) => route::enriched(&e, &extra, record, processed_by),
+            Err(p) => route::dlq(
+                record,
+                "my_events",
+                Stage::Plugin,
+                rejected_by,
+                p.code(),
+                &p.to_string(),
+            ),
+        });
+    }
+    outputs
+}
+
+/// Outputs as comparable values: the DLQ's wall-clock `dlq_time` removed.
+fn comparable(outputs: &[Output]) -> Vec<(String, String, serde_json::Value)> {
+    outputs
+        .iter()
+        .map(|o| {
+            let mut v: serde_json::Value = serde_json::from_slice(&o.payload).unwrap();
+            if let Some(map) = v.as_object_mut() {
+                map.remove("dlq_time");
+            }
+            (format!("{:?}", o.destination), o.key.clone(), v)
+        })
+        .collect()
+}
+
+fn assert_same(wasm: &[Output], native: &[Output]) {
+    let (wasm, native) = (comparable(wasm), comparable(native));
+    assert_eq!(wasm.len(), native.len());
+    for (i, (w, n)) in wasm.iter().zip(&native).enumerate() {
+        assert_eq!(w, n, "output {i}");
+    }
+}
+
+#[test]
+fn wasm_chains_of_every_version_write_what_the_native_rules_write() {
+    let rt = PluginRuntime::new(SandboxLimits {
+        memory_bytes: 64 << 20,
+        batch_deadline: Duration::from_secs(5),
+    })
+    .unwrap();
+    let records = records();
+    for (quality, settings) in [
+        ("quality.wasm", vec![]),
+        ("legacy_v2.wasm", vec![]),
+        ("quality.wasm", vec![("allowed_countries", "BR,US")]),
+        ("legacy_v2.wasm", vec![("allowed_countries", "BR,US")]),
+    ] {
+        let allowed = quality::Settings::parse(
+            &settings
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap()
+        .allowed_countries;
+        let mut chain = Chain::of(vec![
+            load(&rt, "enrich.wasm", &[]),
+            load(&rt, quality, &settings),
+        ]);
+        let processed_by = chain.processed_by();
+        let rejected_by = chain.members()[1].plugin.id();
+        // Uneven batch sizes: offsets must not leak from one batch into the next.
+        // (`process_batch` writes a batch's decode rejections first, so compare per batch.)
+        let (mut wasm, mut expected) = (Vec::new(), Vec::new());
+        for batch in records.chunks(173) {
+            wasm.extend(process_batch(&mut chain, batch, "my_events", 1 << 20));
+            expected.extend(native(batch, &allowed, (&processed_by, &rejected_by)));
+        }
+        assert_same(&wasm, &expected);
+        let dlq = wasm
+            .iter()
+            .filter(|o| matches!(o.destination, route::Destination::Dlq))
+            .count();
+        assert!(
+            dlq > 100 && dlq < records.len() - 100,
+            "{quality}: {dlq} in the DLQ"
+        );
+    }
+}
