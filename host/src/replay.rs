@@ -17,7 +17,8 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
@@ -360,12 +361,9 @@ impl fmt::Display for Summary {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    #[error("{context}: {source}")]
-    Kafka {
-        context: String,
-        #[source]
-        source: KafkaError,
-    },
+    // KafkaError's message already names its cause: one line, no source chain.
+    #[error("{context}: {error}")]
+    Kafka { context: String, error: KafkaError },
     #[error("topic {0} does not exist (or has no partitions)")]
     NoTopic(String),
     #[error("name the codes to replay with --code (a dry run without --code lists them all)")]
@@ -380,9 +378,10 @@ pub enum ReplayError {
         idle: Duration,
         partitions: Vec<i32>,
     },
-    #[error("{failed} of the selected records were not acknowledged by the broker (first error: {first}); the others are in {to}, so running the same replay again would duplicate them")]
+    #[error("{failed} of the selected records were not acknowledged by the broker (first error: {first}); {}", acknowledged(*.replayed, .to))]
     Delivery {
         failed: u64,
+        replayed: u64,
         first: String,
         to: String,
     },
@@ -397,9 +396,17 @@ pub struct ReplayFailed {
     pub error: ReplayError,
 }
 
+fn acknowledged(replayed: u64, to: &str) -> String {
+    if replayed == 0 {
+        "none was, so running it again is safe".to_string()
+    } else {
+        format!("{replayed} were and are in {to}: the same replay again would produce those again (narrow it with --since/--until)")
+    }
+}
+
 fn kafka(context: impl Into<String>) -> impl FnOnce(KafkaError) -> ReplayError {
     let context = context.into();
-    move |source| ReplayError::Kafka { context, source }
+    move |error| ReplayError::Kafka { context, error }
 }
 
 /// Records produced but not yet acknowledged; settled in chunks of this size.
@@ -455,16 +462,22 @@ fn replay(
 ) -> Result<(), ReplayError> {
     check(kafka_config, plan)?;
     let topic = kafka_config.dlq_topic.as_str();
-    let consumer: BaseConsumer = ClientConfig::new()
+    let consumer: BaseConsumer<QuietEof> = ClientConfig::new()
         .set("bootstrap.servers", &kafka_config.brokers)
         .set("group.id", "streamhost-dlq-replay")
         .set("client.id", "streamhost-dlq-replay")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest")
-        .create()
+        .create_with_context(QuietEof)
         .map_err(kafka("kafka consumer"))?;
-    let mut ends = bounds(&consumer, topic)?;
+    let mut ends = bounds(&consumer, topic).map_err(|e| match e {
+        ReplayError::Kafka { context, error } => ReplayError::Kafka {
+            context: format!("{context} (brokers {})", kafka_config.brokers),
+            error,
+        },
+        other => other,
+    })?;
     let producer: Option<FutureProducer> = if plan.dry_run {
         None
     } else {
@@ -567,6 +580,7 @@ fn replay(
     if failed > 0 {
         return Err(ReplayError::Delivery {
             failed,
+            replayed: summary.replayed(),
             first: summary.first_failure.clone().unwrap_or_default(),
             to: plan.to.clone(),
         });
@@ -574,9 +588,31 @@ fn replay(
     Ok(())
 }
 
+/// The consumer's context: librdkafka also reports reaching a partition's end as a
+/// client-level error; for this read that is the expected way to finish, not an error.
+struct QuietEof;
+
+impl ClientContext for QuietEof {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        ) {
+            tracing::debug!(%error, reason, "end of partition");
+        } else {
+            tracing::error!(%error, reason, "librdkafka error");
+        }
+    }
+}
+
+impl ConsumerContext for QuietEof {}
+
 /// Per partition with records, its high watermark now; the consumer is assigned to
 /// read each from its low watermark.
-fn bounds(consumer: &BaseConsumer, topic: &str) -> Result<HashMap<i32, i64>, ReplayError> {
+fn bounds(
+    consumer: &BaseConsumer<QuietEof>,
+    topic: &str,
+) -> Result<HashMap<i32, i64>, ReplayError> {
     let metadata = consumer
         .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
         .map_err(kafka(format!("metadata of {topic}")))?;
@@ -854,6 +890,24 @@ mod tests {
             ),
             Err(ReplayError::EmptyRange)
         ));
+    }
+
+    #[test]
+    fn a_failed_delivery_says_whether_running_again_duplicates() {
+        let error = |replayed| ReplayError::Delivery {
+            failed: 2,
+            replayed,
+            first: "UnknownTopicOrPartition".into(),
+            to: "my_events".into(),
+        };
+        let none = error(0).to_string();
+        assert!(none.starts_with("2 of the selected records were not acknowledged"));
+        assert!(
+            none.contains("UnknownTopicOrPartition") && none.contains("safe"),
+            "{none}"
+        );
+        let some = error(5).to_string();
+        assert!(some.contains("5 were and are in my_events"), "{some}");
     }
 
     #[test]
