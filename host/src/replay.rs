@@ -392,7 +392,7 @@ pub enum ReplayError {
 #[error("{error}")]
 pub struct ReplayFailed {
     pub summary: Box<Summary>,
-    #[source]
+    /// Shown as this error's message (not as its source, so it is not printed twice).
     pub error: ReplayError,
 }
 
