@@ -12,7 +12,8 @@
 //! The window stage reads `enriched_events` back ([`aggregate`], on [`window`]) and
 //! writes per-country rolling averages to `country_event_averages`; [`restore`] tells it,
 //! after a crash or rebalance, which windows were already emitted.
-//! [`pipeline`] wires 1–5, [`admin`] serves health and metrics, [`config`] the settings.
+//! [`pipeline`] wires 1–5, [`admin`] serves health and metrics, [`config`] the settings;
+//! [`replay`] puts dead-lettered input events back (`streamhost dlq replay`).
 
 pub mod admin;
 pub mod aggregate;
@@ -20,6 +21,7 @@ pub mod config;
 pub mod decode;
 pub mod pipeline;
 pub mod plugins;
+pub mod replay;
 pub mod restore;
 pub mod route;
 pub mod sink;

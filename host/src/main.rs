@@ -14,6 +14,7 @@ use streamhost::admin;
 use streamhost::config::{Config, HELP};
 use streamhost::plugins::reload::{self, Reloader};
 use streamhost::plugins::{status, Chain, PluginRuntime, SandboxLimits};
+use streamhost::replay::{self, TimeField};
 use streamhost::route::Destination;
 use streamhost::source::SourceRecord;
 use streamhost::{aggregate, pipeline, sink::Sink};
@@ -44,6 +45,53 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// The dead-letter queue.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Produce dead-lettered input events again (e.g. after fixing a rule), chosen by
+    /// code and time. Reads the DLQ to its end at the start, restores the original bytes
+    /// and waits for every acknowledgement. Replaying the same records twice makes two
+    /// events: narrow with --since/--until and look first with --dry-run.
+    #[command(after_long_help = HELP)]
+    Replay(ReplayArgs),
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// TOML configuration file, as for `run` (kafka.brokers, kafka.dlq_topic, kafka.input_topic).
+    #[arg(long, short, env = "STREAMHOST_CONFIG")]
+    config: Option<PathBuf>,
+    /// Replay records with this code (repeatable). Required unless --dry-run.
+    #[arg(long = "code", value_name = "CODE")]
+    codes: Vec<String>,
+    /// Only records at or after this UTC time ('YYYY-MM-DD hh:mm:ss').
+    #[arg(long, value_parser = replay::parse_time, value_name = "TIME")]
+    since: Option<i64>,
+    /// Only records before this UTC time ('YYYY-MM-DD hh:mm:ss'), exclusive.
+    #[arg(long, value_parser = replay::parse_time, value_name = "TIME")]
+    until: Option<i64>,
+    /// The DLQ record time --since/--until apply to.
+    #[arg(long, value_enum, default_value_t = TimeField::DlqTime)]
+    time_field: TimeField,
+    /// Topic to produce to (default: kafka.input_topic).
+    #[arg(long, value_name = "TOPIC")]
+    to: Option<String>,
+    /// Also replay records whose source_topic is not kafka.input_topic (e.g. late_event,
+    /// whose raw is an enriched_events record, not an input event).
+    #[arg(long)]
+    any_source: bool,
+    /// Print what would be replayed (counts per code); produce nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Give up when no record arrives for this long while reading the DLQ.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    idle_timeout_secs: u64,
 }
 
 #[derive(Subcommand)]
@@ -73,6 +121,35 @@ fn main() -> Result<()> {
         Command::Plugin {
             command: PluginCommand::Test { file, input },
         } => plugin_test(&file, &input),
+        Command::Dlq {
+            command: DlqCommand::Replay(args),
+        } => dlq_replay(args),
+    }
+}
+
+fn dlq_replay(args: ReplayArgs) -> Result<()> {
+    let config = Config::load(args.config.as_deref())?;
+    let kafka = &config.kafka;
+    let plan = replay::Plan {
+        codes: args.codes,
+        since: args.since,
+        until: args.until,
+        time_field: args.time_field,
+        source_topic: (!args.any_source).then(|| kafka.input_topic.clone()),
+        to: args.to.unwrap_or_else(|| kafka.input_topic.clone()),
+        dry_run: args.dry_run,
+    };
+    match replay::run(kafka, &plan, Duration::from_secs(args.idle_timeout_secs)) {
+        Ok(summary) => {
+            println!("{summary}");
+            Ok(())
+        }
+        Err(failed) => {
+            if failed.summary.read > 0 || failed.summary.replayed() > 0 {
+                println!("{}", failed.summary);
+            }
+            Err(failed.error).context("dlq replay")
+        }
     }
 }
 

@@ -20,6 +20,23 @@ pub enum SinkError {
     Stopped(usize),
 }
 
+/// The producer settings every writer of this host uses (the pipeline's [`Sink`], `dlq
+/// replay`): acknowledged by all in-sync replicas, idempotent unless switched off.
+pub fn producer_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("client.id", client_id)
+        .set("acks", "all")
+        // No duplicates or reordering from the producer's own retries.
+        .set("enable.idempotence", kafka.idempotence.to_string())
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        // Retry inside librdkafka for a long time; past that the caller decides.
+        .set("message.timeout.ms", "30000");
+    config
+}
+
 pub struct Sink {
     producer: FutureProducer,
     enriched_topic: String,
@@ -35,16 +52,7 @@ impl std::fmt::Debug for Sink {
 
 impl Sink {
     pub fn new(kafka: &KafkaConfig) -> Result<Self, SinkError> {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &kafka.brokers)
-            .set("client.id", "streamhost-producer")
-            .set("acks", "all")
-            // No duplicates or reordering from the producer's own retries.
-            .set("enable.idempotence", kafka.idempotence.to_string())
-            .set("linger.ms", "5")
-            .set("batch.num.messages", "10000")
-            // Retry inside librdkafka for a long time; past that we retry ourselves.
-            .set("message.timeout.ms", "30000")
+        let producer: FutureProducer = producer_config(kafka, "streamhost-producer")
             .create()
             .map_err(SinkError::Create)?;
         Ok(Self {
