@@ -191,16 +191,35 @@ def events_in_ch(lo: int, hi: int) -> int:
                     f" WHERE timestamp >= toDateTime({lo}) AND timestamp < toDateTime({hi})")
 
 
-def settle(host: Host, lo: int, hi: int, n_events: int, timeout: float = 180) -> None:
-    """Until the host has closed every window (idleness) and ClickHouse holds every event
-    of [lo, hi) and every record of country_event_averages."""
+STALLS: list[str] = []
+
+
+def settle(host: Host, lo: int, hi: int, n_events: int, n_windows: int, timeout: float = 150) -> bool:
+    """Until ClickHouse holds every event of [lo, hi), and the host has emitted every
+    window of it into ClickHouse, or (if it never does: windows can be lost, see (g))
+    has counted input, closed every window and emitted nothing new for 10 s."""
+    history: list[int] = []
+
     def done():
-        if host.metric("streamhost_open_windows") != 0:
+        if events_in_ch(lo, hi) < n_events:
             return False
-        emitted = sum(watermarks("country_event_averages").values())
-        return (ch_value("SELECT count() FROM events_db.country_event_averages_raw") >= emitted
-                and events_in_ch(lo, hi) >= n_events)
-    wait_until("windows closed and everything in ClickHouse", done, timeout=timeout)
+        rows = len(host_rows(lo, hi))
+        if rows >= n_windows:
+            return True
+        history.append(rows)
+        quiet = len(history) >= 6 and len(set(history[-6:])) == 1
+        return (quiet and host.metric("streamhost_window_records_total") > 0
+                and host.metric("streamhost_open_windows") == 0)
+    try:
+        wait_until("every window of the range in ClickHouse (or nothing more coming)", done, timeout=timeout, interval=2)
+        return True
+    except AssertionError as e:
+        # Compare what is there rather than abort: a ClickHouse 18.16 Kafka consumer on
+        # Tansu can wedge (docs/guarantees.md); the results then say so.
+        log(f"not settled: {e}")
+        STALLS.append(f"{fmt(lo)[:10]}: {events_in_ch(lo, hi)} of {n_events} events in ClickHouse, "
+                      f"{len(host_rows(lo, hi))} of {n_windows} host windows after {timeout:.0f} s")
+        return False
 
 
 # ---------------------------------------------------------------- hosts
@@ -224,10 +243,10 @@ class Hosts:
                 h.stop()
 
 
-def assigned(host: Host, validate: int = 3, window: int = 3) -> None:
+def assigned(host: Host, validate: int = 3, window: int = 3, timeout: float = 90) -> None:
     wait_until(f"{host.log_path.stem}: partitions assigned",
                lambda: host.metric("streamhost_assigned_partitions", stage="validate") == validate
-               and host.metric("streamhost_assigned_partitions", stage="window") == window, timeout=90)
+               and host.metric("streamhost_assigned_partitions", stage="window") == window, timeout=timeout)
 
 
 # ---------------------------------------------------------------- scenarios
@@ -239,8 +258,8 @@ def correctness(hosts: Hosts) -> dict:
     disordered = spread(D2 + 600, 25 * 60, 900, "b", seed=2, jitter=12)
     log(f"(a)+(b): {len(in_order)} + {len(disordered)} events; (b) disorder up to {max_disorder(disordered)} s")
     produce(in_order + disordered, per_second=300)
-    settle(host, D1, D3, len(in_order) + len(disordered))
     want_a, want_b = within(oracle(in_order), D1, D2), within(oracle(disordered), D2, D3)
+    settle(host, D1, D3, len(in_order) + len(disordered), len(want_a) + len(want_b))
     out = {
         "a": {"events": len(in_order), "host": compare(host_rows(D1, D2), want_a),
               "ch": compare(ch_side_rows(D1, D2), want_a)},
@@ -273,33 +292,60 @@ def correctness(hosts: Hosts) -> dict:
     return out
 
 
-def crash(hosts: Hosts, kills: int = 3) -> dict:
-    """(d) kill -9 of the host mid-stream, restarted 2 s later, `kills` times during one
-    stream (at ~20 %, 45 %, 70 % of it): at-least-once re-delivery. One kill at 100/s
-    often lands between batches and re-delivers nothing; a busier stream and several
-    kills make re-deliveries (the thing under test) very likely, and they are counted."""
+def crash(hosts: Hosts, kills: int = 2) -> dict:
+    """(d) kill -9 of the host mid-stream, restarted after 7 s, `kills` times during one
+    stream: a quarter of the way in, then as soon as the restarted host produces again
+    (working through the backlog of its downtime in batches of up to 1024). At-least-once
+    re-delivery needs the kill to land between a batch's produce and its commit, so it
+    is a matter of timing: a kill in a calm stream usually re-delivers nothing, a kill
+    right after a large batch became visible in enriched_events often does (928 of
+    4000 in one run, none in another). What was re-delivered is counted, not assumed.
+
+    Restarts wait 7 s, past the 6 s group session of the dead host: Tansu 0.6 once left
+    a host restarted after 2 s without partitions for minutes (the quirk seen with
+    ClickHouse's consumers in docs/guarantees.md). If a restarted host still gets no
+    partitions in 45 s, it is stopped cleanly and started again; retries are recorded."""
     events = spread(D3 + 600, 25 * 60, 4000, "d", seed=4)
     enriched_before = watermarks("enriched_events")
     averages_before = watermarks("country_event_averages")
     raw_before = ch_value(f"SELECT count() FROM events_db.country_event_averages_raw WHERE window_start >= toDateTime({D3})")
     assert raw_before == 0
-    host = hosts.start("host-d0", STREAMHOST_WINDOWS__IDLE_TIMEOUT_SECS="3")
+    env = {"STREAMHOST_WINDOWS__IDLE_TIMEOUT_SECS": "3"}
+    host = hosts.start("host-d0", **env)
     assigned(host)
     producer = threading.Thread(target=produce, args=(events,), kwargs={"per_second": 400})
     producer.start()
-    killed_at = []
-    for k, share in enumerate([0.2, 0.45, 0.7][:kills]):
-        wait_until(f"{share:.0%} of (d) in enriched_events", lambda: sum(watermarks("enriched_events").values())
-                   - sum(enriched_before.values()) >= share * len(events), timeout=120, interval=0.1)
+    killed_at: list[int] = []
+    retries: list[str] = []
+
+    def enriched() -> int:
+        return sum(watermarks("enriched_events").values()) - sum(enriched_before.values())
+
+    wait_until("25 % of (d) in enriched_events", lambda: enriched() >= len(events) // 4, timeout=120, interval=0.05)
+    for k in range(1, kills + 1):
         host.kill()
-        killed_at.append(sum(watermarks("enriched_events").values()) - sum(enriched_before.values()))
-        log(f"(d): kill -9 #{k + 1} with {killed_at[-1]} records of {len(events)} in enriched_events")
-        time.sleep(2)
-        host = hosts.start(f"host-d{k + 1}", STREAMHOST_WINDOWS__IDLE_TIMEOUT_SECS="3")
+        killed_at.append(enriched())
+        log(f"(d): kill -9 #{k} with {killed_at[-1]} records of {len(events)} in enriched_events")
+        for attempt in range(3):
+            time.sleep(7)
+            mark = enriched()
+            host = hosts.start(f"host-d{k}-{attempt}", **env)
+            try:
+                if k < kills:  # kill again as soon as it produces
+                    wait_until("the restarted host producing", lambda: enriched() > mark, timeout=45, interval=0.05)
+                else:
+                    assigned(host, timeout=45)
+                break
+            except AssertionError:
+                retries.append(f"restart {k}: nothing after 45 s, stopped and started again")
+                log(retries[-1])
+                host.stop()
+        else:
+            raise AssertionError("the restarted host never got its partitions")
     producer.join()
     second = host
-    settle(second, D3, D4, len(events))
     want = within(oracle(events), D3, D4)
+    settle(second, D3, D4, len(events), len(want))
     emitted = [json.loads(m.value()) for m in read_topic("country_event_averages", start=averages_before)]
     emitted_d = [e for e in emitted if fmt(D3) <= e["window_start"] < fmt(D4)]
 
@@ -315,7 +361,7 @@ def crash(hosts: Hosts, kills: int = 3) -> dict:
     naive_d = within(dict(naive), D3, D4)
     raw_rows = ch_value(f"SELECT count() FROM events_db.country_event_averages_raw WHERE window_start >= toDateTime({D3}) AND window_start < toDateTime({D4})")
     out = {
-        "events": len(events), "kills": len(killed_at), "killed_after_inputs": killed_at,
+        "events": len(events), "kills": len(killed_at), "killed_at_enriched": killed_at, "restart_retries": retries,
         "emitted_records": len(emitted_d), "emitted_windows": len({(e["country"], e["window_start"]) for e in emitted_d}),
         "enriched_records": sum(1 for e in delivered if D3 <= e["timestamp"] < D4),
         "events_rows_plain": ch_value(f"SELECT count() FROM events_db.events WHERE timestamp >= toDateTime({D3}) AND timestamp < toDateTime({D4})"),
@@ -375,8 +421,8 @@ def burst_and_live(hosts: Hosts) -> dict:
                     "window_cpu_us_per_event": (w_cpu - idle_rate * wall) / n * 1e6,
                     "validate_cpu_us_per_event": v_cpu / n * 1e6,
                     "window_rss_mb": rss_mb(wpid), "validate_rss_mb": rss_mb(vpid)}
-    settle(window, D4, D4 + DAY, n)
     want = within(oracle(burst), D4, D4 + DAY)
+    settle(window, D4, D4 + DAY, n, len(want))
     out["burst"]["late"] = window.metric("streamhost_late_events_total") - late0
     out["burst"]["host"] = compare(host_rows(D4, D4 + DAY), want)
     out["burst"]["ch"] = compare(ch_side_rows(D4, D4 + DAY), want)
@@ -430,7 +476,7 @@ def burst_and_live(hosts: Hosts) -> dict:
     poller.join()
     # How ClickHouse wrote the live events: parts (insert blocks) and when.
     parts = ch_rows("SELECT name, rows, toUInt32(modification_time) AS t FROM system.parts WHERE database = 'events_db'"
-                    f" AND table = 'events' AND active AND max_date >= toDate(toDateTime({live_lo})) ORDER BY t")
+                    f" AND table = 'events' AND active AND partition = '{datetime.fromtimestamp(live_lo, timezone.utc):%Y%m}' ORDER BY t")
     flushes = Counter(round(t - t_live, 1) for t in seen_event.values())
 
     def first_window(e):  # the earliest-closing window that contains the event
@@ -540,6 +586,7 @@ def main() -> int:
         log("(e)+(f): burst and live")
         result["resources"] = burst_and_live(hosts)
         result["costs"] = costs()
+        result["stalls"] = STALLS
         result["uptime_end"] = uptime()
         result["runtime_s"] = time.monotonic() - started
     finally:
