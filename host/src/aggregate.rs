@@ -47,6 +47,8 @@ pub struct WindowStage {
     replay_until: HashMap<i32, i64>,
     /// Per (enriched partition, source partition): the highest source offset counted.
     source_high: HashMap<(i32, i32), i64>,
+    /// No input arrived for the idle timeout; the next batch wakes every partition.
+    quiet: bool,
     source_topic: String,
 }
 
@@ -60,6 +62,7 @@ impl WindowStage {
             active: HashMap::new(),
             replay_until: HashMap::new(),
             source_high: HashMap::new(),
+            quiet: false,
             source_topic: source_topic.to_string(),
         }
     }
@@ -68,6 +71,15 @@ impl WindowStage {
     pub fn process(&mut self, batch: &[SourceRecord]) -> Vec<Output> {
         let mut outputs = Vec::new();
         let now = Instant::now();
+        if self.quiet && !batch.is_empty() {
+            // A backlog after a pause arrives one partition at a time: the quiet ones
+            // must hold the frontier again (their idle clocks restart now).
+            self.quiet = false;
+            self.op.wake();
+            for seen in self.active.values_mut() {
+                *seen = now;
+            }
+        }
         for record in batch {
             self.active.insert(record.partition, now);
             // After a rebalance that gave the partition back to us, the consumer restarts
@@ -154,6 +166,7 @@ impl WindowStage {
 
     /// No input for a while: let event time follow the wall clock so windows close.
     pub fn idle(&mut self, now_secs: i64) -> Vec<Output> {
+        self.quiet = true;
         self.op.on_idle(now_secs);
         let mut outputs = Vec::new();
         self.drain_closed(&mut outputs);
@@ -523,6 +536,23 @@ mod tests {
             counts(&stage.idle(1_000)),
             vec![("1970-01-01 00:00:00".to_string(), 3)]
         );
+    }
+
+    /// Found by bench/tradeoff: after a pause, the first partition of a backlog to
+    /// deliver moved the frontier past the other partitions' (older) events.
+    #[test]
+    fn a_backlog_after_a_pause_is_not_judged_late_partition_by_partition() {
+        let mut stage = WindowStage::new(SPEC, "enriched_events");
+        stage.process(&[rec(0, 1, "US", 5), rec(1, 1, "DE", 5)]);
+        let later = Instant::now() + Duration::from_secs(120);
+        stage.sync_partitions(&[0, 1], later, Duration::from_secs(60));
+        assert_eq!(counts(&stage.idle(1_000)).len(), 2);
+        // The backlog: partition 0 delivers far ahead first, then partition 1.
+        assert!(stage.process(&[rec(0, 2, "US", 5_000)]).is_empty());
+        let out = stage.process(&[rec(1, 2, "DE", 1_900)]);
+        assert!(out.iter().all(|o| o.destination != Destination::Dlq), "DE's event was judged late");
+        let closed = counts(&stage.idle(1_000_000));
+        assert_eq!(closed.len(), 2, "one window each for the US and the DE event: {closed:?}");
     }
 
     #[test]

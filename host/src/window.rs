@@ -174,6 +174,16 @@ impl WindowOperator {
         }
     }
 
+    /// Input resumed after a quiet spell: every partition holds the frontier again
+    /// until it brings data or stays quiet for the idle timeout once more. Otherwise the
+    /// first partition of a backlog to deliver would pull the frontier past the others'
+    /// older events, and those would be judged late.
+    pub fn wake(&mut self) {
+        for clock in self.partitions.values_mut() {
+            clock.idle = false;
+        }
+    }
+
     /// Forget a partition's stream time (revoked or idle) so it no longer holds the
     /// frontier back.
     pub fn forget_partition(&mut self, partition: i32) {
