@@ -4,6 +4,9 @@
 --   * {{KAFKA_BROKERS}} is the broker list as ClickHouse sees it.
 -- Render with `sql/render ch18|current BROKERS`; docs/clickhouse.md explains each choice.
 -- Every statement is idempotent (IF NOT EXISTS): applying twice changes nothing.
+-- kafka_max_block_size on 18.16: its Kafka engine ends a block only when a poll comes
+-- back empty or the block is full (65536 rows by default), so a steady stream stayed
+-- invisible until it stopped (bench/tradeoff, docs/clickhouse.md).
 
 CREATE DATABASE IF NOT EXISTS events_db;
 
@@ -48,6 +51,7 @@ ENGINE = Kafka SETTINGS
     kafka_topic_list = 'enriched_events',
     kafka_group_name = 'clickhouse_events',
     kafka_skip_broken_messages = 1000,                        -- @current
+    kafka_max_block_size = 500,                               -- @ch18
     kafka_format = 'JSONEachRow';
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS events_db.events_mv TO events_db.events AS
@@ -122,6 +126,7 @@ ENGINE = Kafka SETTINGS
     kafka_topic_list = 'dlq',
     kafka_group_name = 'clickhouse_dlq',
     kafka_skip_broken_messages = 1000,                        -- @current
+    kafka_max_block_size = 500,                               -- @ch18
     kafka_format = 'JSONEachRow';
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS events_db.dlq_mv TO events_db.dlq_table AS
