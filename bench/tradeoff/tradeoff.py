@@ -563,6 +563,11 @@ def costs() -> dict:
 
 
 # ---------------------------------------------------------------- report
+# The docs check (tests/docs) runs the documented command this way: the scenarios that
+# compare both sides with the oracle, in a minute instead of five, nothing rewritten.
+QUICK = os.environ.get("TRADEOFF_QUICK") == "1"
+
+
 def main() -> int:
     started = time.monotonic()
     result: dict = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "uptime_start": uptime()}
@@ -581,6 +586,11 @@ def main() -> int:
         hosts = Hosts(plugins)
         log("(a)-(c): correctness")
         result["correctness"] = correctness(hosts)
+        if QUICK:
+            c = result["correctness"]
+            exact = all(c[k][side]["equal"] for k in ("a", "b") for side in ("host", "ch"))
+            log(f"quick run (TRADEOFF_QUICK=1): (a)-(c) only, docs untouched; (a), (b) exact on both sides: {exact}")
+            return 0 if exact else 1
         log("(d): kill -9")
         result["crash"] = crash(hosts)
         log("(e)+(f): burst and live")

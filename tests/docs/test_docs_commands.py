@@ -4,7 +4,8 @@ docs/*.md runs here, in the order the docs give them, and must succeed.
 Exceptions are few and explicit: `./scripts/test` is what CI runs (it runs this file);
 servers (`streamhost run ...`) are started, must answer /health, and are stopped; the
 "write a plugin" recipe is done for real with the edits the docs ask of the reader;
-benchmarks run with a small event count. A command this file does not know how to run
+benchmarks run with a small event count (`BENCH_EVENTS`, `TRADEOFF_QUICK=1`: the
+scenarios that compare with an oracle, which must still be exact). A command this file does not know how to run
 fails the test with its location, so a new one cannot slip in unchecked.
 
 Runs last (scripts/test orders it after the integration tests): it resets the stack."""
@@ -115,7 +116,7 @@ def test_every_documented_command_runs():
             elif re.search(r"streamhost run( --config \S+)?$", cmd):
                 run_server(where, cmd)
             else:
-                env = {**os.environ, "DEMO_SECONDS": "30"}
+                env = {**os.environ, "DEMO_SECONDS": "30", "TRADEOFF_QUICK": "1"}
                 for big, small in SMALLER.items():
                     cmd = cmd.replace(big, small)
                 if "cargo bench" in cmd and "BENCH_EVENTS=" not in cmd:
