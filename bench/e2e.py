@@ -447,6 +447,9 @@ def report(args, loadinfo, results, swap, c200, cmdline) -> str:
         if sh.get("rate_steady") and pt.get("rate_steady"):
             lines.append(f"* the same after the first output (start-up left out): "
                          f"**{sh['rate_steady'] / pt['rate_steady']:.2f}**")
+    if pt and "streamhost-validate" in by:
+        ratio = by["streamhost-validate"]["rate"] / pt["rate"]
+        lines.append(f"* streamhost without the window stage / passthrough = **{ratio:.2f}**")
     if sh and "quix" in by:
         ratio = sh["rate"] / by["quix"]["rate"]
         lines.append(f"* streamhost / Quix Streams = **{ratio:.1f}** (target ≥ 20: "
@@ -512,7 +515,7 @@ def main() -> int:
     # Streams needs the retention.ms of a windowed input (for its changelog topic).
     create_topics(args, ["quix_enriched"], config=["retention.ms=-1"])
     topics = ["my_events", "passthrough_out", "quix_dlq", "quix_averages"]
-    for name in ("streamhost", "swap", "c200"):
+    for name in ("streamhost", "validate", "swap", "c200"):
         topics += [f"{name}_enriched", f"{name}_dlq", f"{name}_averages"]
     if args.countries_events:
         topics.append("my_events_c200")
@@ -533,14 +536,18 @@ def main() -> int:
                    "--output", "passthrough_out", "--group", group]
             results.append(run_contender(args, probe, c, cmd, dict(os.environ), group, "my_events",
                                          args.events, ["passthrough_out"]))
-        elif c == "streamhost":
-            plugins = args.state / "plugins-streamhost"
+        elif c in ("streamhost", "streamhost-validate"):
+            # streamhost-validate: the validate stage only (windows.enabled = false).
+            prefix = "streamhost" if c == "streamhost" else "validate"
+            plugins = args.state / f"plugins-{prefix}"
             write_plugins(plugins)
             port = free_port()
-            cmd, env = streamhost_cmd(args, "streamhost", "my_events", plugins, port)
+            cmd, env = streamhost_cmd(args, prefix, "my_events", plugins, port)
+            if c == "streamhost-validate":
+                env["STREAMHOST_WINDOWS__ENABLED"] = "false"
             results.append(run_contender(args, probe, c, cmd, env, env["STREAMHOST_KAFKA__GROUP_ID"],
                                          "my_events", args.events,
-                                         ["streamhost_enriched", "streamhost_dlq", "streamhost_averages"], port))
+                                         [f"{prefix}_enriched", f"{prefix}_dlq", f"{prefix}_averages"], port))
         elif c == "quix":
             group = f"quix-{RUN_TAG}"
             state = args.state / "quix-state"
