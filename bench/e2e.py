@@ -29,6 +29,7 @@ import random
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -264,7 +265,7 @@ def scrape(port: int) -> dict[str, float]:
 def run_contender(args, probe: Probe, name: str, cmd: list[str], env: dict, group: str, topic: str,
                   n: int, outputs: list[str], admin_port: int | None = None, on_progress=None) -> dict:
     """Start, wait until N inputs are accounted for, sample memory, stop."""
-    logfile = args.state / f"{name}.log"
+    logfile = args.state / f"{name}-{RUN_TAG}-{len(_children)}.log"
     logfile.unlink(missing_ok=True)
     tansu_cpu0 = proc_status(args.tansu_pid).get("cpu", 0.0)
     load_before = uptime()
@@ -406,7 +407,7 @@ def swap_phases(batches, t_swap: float, t_installed: float, span: float) -> list
 # ---------------------------------------------------------------------------- report
 
 def report(args, loadinfo, results, swap, c200, cmdline) -> str:
-    by = {r["name"]: r for r in results}
+    by = {(r["round"], r["name"]): r for r in results}
     lines = [
         f"### Run of {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, N = {args.events:,} events",
         "",
@@ -422,9 +423,10 @@ def report(args, loadinfo, results, swap, c200, cmdline) -> str:
         "| CPU s (process) | CPU µs/event | CPU s (Tansu) | load before → after |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    pt = by.get("passthrough")
-    sh = by.get("streamhost")
+    rounds = sorted({r["round"] for r in results})
     for r in results:
+        pt = by.get((r["round"], "passthrough"))
+        sh = by.get((r["round"], "streamhost"))
         vs_pt = f"{r['rate'] / pt['rate']:.2f}" if pt else "–"
         sh_vs = f"{sh['rate'] / r['rate']:.2f}" if sh else "–"
         flag = "" if r["complete"] else " (timeout: partial)"
@@ -433,36 +435,48 @@ def report(args, loadinfo, results, swap, c200, cmdline) -> str:
         steady_txt = f"{steady:,.0f}" if steady else "–"
         steady_vs = f"{steady / pt_steady:.2f}" if steady and pt_steady else "–"
         startup = f"{r['startup']:.1f}" if r.get("startup") is not None else "–"
+        name = r["name"] if len(rounds) == 1 else f"{r['name']} (round {r['round']})"
         lines.append(
-            f"| {r['name']}{flag} | {r['events']:,} | {r['wall']:.1f} | {r['rate']:,.0f} | {vs_pt} | {sh_vs} "
+            f"| {name}{flag} | {r['events']:,} | {r['wall']:.1f} | {r['rate']:,.0f} | {vs_pt} | {sh_vs} "
             f"| {startup} | {steady_txt} | {steady_vs} "
             f"| {r['vmhwm_mib']:.0f} | {r['cpu']:.1f} | {r['cpu'] * 1e6 / max(r['events'], 1):.1f} "
             f"| {r['tansu_cpu']:.1f} "
             f"| {r['load_before']} → {r['load_after']} |")
     lines.append("")
-    if pt and sh:
-        ratio = sh["rate"] / pt["rate"]
-        lines.append(f"* streamhost / passthrough = **{ratio:.2f}** (target ≥ 0.8: "
-                     f"{'met' if ratio >= 0.8 else 'not met'})")
-        if sh.get("rate_steady") and pt.get("rate_steady"):
-            lines.append(f"* the same after the first output (start-up left out): "
-                         f"**{sh['rate_steady'] / pt['rate_steady']:.2f}**")
-    if pt and "streamhost-validate" in by:
-        ratio = by["streamhost-validate"]["rate"] / pt["rate"]
-        lines.append(f"* streamhost without the window stage / passthrough = **{ratio:.2f}**")
-    if sh and "quix" in by:
-        ratio = sh["rate"] / by["quix"]["rate"]
-        lines.append(f"* streamhost / Quix Streams = **{ratio:.1f}** (target ≥ 20: "
-                     f"{'met' if ratio >= 20 else 'not met'})")
-        if sh.get("rate_steady") and by["quix"].get("rate_steady"):
-            lines.append(f"* the same after the first output: "
-                         f"**{sh['rate_steady'] / by['quix']['rate_steady']:.1f}**")
+
+    def ratios(a: str, b: str, key: str = "rate") -> list[float]:
+        return [by[(n, a)][key] / by[(n, b)][key] for n in rounds
+                if (n, a) in by and (n, b) in by and by[(n, a)].get(key) and by[(n, b)].get(key)]
+
+    def show(values: list[float], digits: int) -> str:
+        each = ", ".join(f"{v:.{digits}f}" for v in values)
+        return f"**{statistics.median(values):.{digits}f}**" + (f" (rounds: {each})" if len(values) > 1 else "")
+
+    for a, b, label, target, digits in [
+        ("streamhost", "passthrough", "streamhost / passthrough", 0.8, 2),
+        ("streamhost-validate", "passthrough", "streamhost without the window stage / passthrough", None, 2),
+        ("streamhost", "quix", "streamhost / Quix Streams", 20, 1),
+        ("streamhost-validate", "quix", "streamhost without the window stage / Quix Streams", None, 1),
+    ]:
+        values = ratios(a, b)
+        if not values:
+            continue
+        verdict = ""
+        if target is not None:
+            met = statistics.median(values) >= target
+            verdict = f" (target ≥ {target}: {'met' if met else 'not met'})"
+        lines.append(f"* {label} = {show(values, digits)}{verdict}; after the first output: "
+                     f"{show(ratios(a, b, 'rate_steady'), digits) if ratios(a, b, 'rate_steady') else '–'}")
+    cpu = [by[(n, "quix")]["cpu"] / by[(n, "streamhost")]["cpu"] for n in rounds
+           if (n, "quix") in by and (n, "streamhost") in by]
+    if cpu:
+        lines.append(f"* CPU per event, Quix Streams / streamhost = {show(cpu, 1)}")
     for r in results:
         outs = ", ".join(f"{t} {c:,}" for t, c in r["outputs"].items())
         extra = ""
         if r.get("late_events") is not None:
             extra = f"; open windows (max) {r['open_windows_max']:.0f}, late events {r['late_events']:.0f}"
-        lines.append(f"* {r['name']}: done by {r['done_by'] or '–'}; outputs after stop: {outs}{extra}")
+        lines.append(f"* {r['name']} (round {r['round']}): done by {r['done_by'] or '–'}; outputs after stop: {outs}{extra}")
     if swap:
         lines += ["", f"Hot swap under load: `20-quality.wasm` replaced (atomic rename, new bytes) after "
                       f"{swap['at']:,} of {args.events:,} events; new chain serving after "
@@ -488,6 +502,8 @@ def main() -> int:
     p.add_argument("--events", type=int, default=1_000_000)
     p.add_argument("--rate", type=int, default=1000, help="event-time events per second in the backlog")
     p.add_argument("--contenders", default="passthrough,streamhost,quix")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the contenders this many times (every other round in reverse order)")
     p.add_argument("--no-swap", action="store_true", help="skip the hot-swap run")
     p.add_argument("--swap-span", type=float, default=10.0, help="seconds of the before and after phases")
     p.add_argument("--countries-events", type=int, default=200_000,
@@ -513,9 +529,14 @@ def main() -> int:
     args.tansu_pid = tansu.pid
     # Tansu 0.6 describes a topic's config with only what was set at creation, and Quix
     # Streams needs the retention.ms of a windowed input (for its changelog topic).
-    create_topics(args, ["quix_enriched"], config=["retention.ms=-1"])
-    topics = ["my_events", "passthrough_out", "quix_dlq", "quix_averages"]
-    for name in ("streamhost", "validate", "swap", "c200"):
+    sfxs = [""] + [f"_r{r}" for r in range(2, args.rounds + 1)]
+    create_topics(args, [f"quix_enriched{x}" for x in sfxs], config=["retention.ms=-1"])
+    topics = ["my_events"]
+    for x in sfxs:
+        topics += [f"passthrough_out{x}", f"quix_dlq{x}", f"quix_averages{x}"]
+        for name in ("streamhost", "validate"):
+            topics += [f"{name}{x}_enriched", f"{name}{x}_dlq", f"{name}{x}_averages"]
+    for name in ("swap", "c200"):
         topics += [f"{name}_enriched", f"{name}_dlq", f"{name}_averages"]
     if args.countries_events:
         topics.append("my_events_c200")
@@ -529,37 +550,45 @@ def main() -> int:
         sys.exit(f"my_events holds {probe.end('my_events')} records, expected {args.events}")
 
     results = []
-    for c in contenders:
-        if c == "passthrough":
-            group = f"passthrough-{RUN_TAG}"
-            cmd = [args.passthrough_bin, "--brokers", args.brokers, "--input", "my_events",
-                   "--output", "passthrough_out", "--group", group]
-            results.append(run_contender(args, probe, c, cmd, dict(os.environ), group, "my_events",
-                                         args.events, ["passthrough_out"]))
-        elif c in ("streamhost", "streamhost-validate"):
-            # streamhost-validate: the validate stage only (windows.enabled = false).
-            prefix = "streamhost" if c == "streamhost" else "validate"
-            plugins = args.state / f"plugins-{prefix}"
-            write_plugins(plugins)
-            port = free_port()
-            cmd, env = streamhost_cmd(args, prefix, "my_events", plugins, port)
-            if c == "streamhost-validate":
-                env["STREAMHOST_WINDOWS__ENABLED"] = "false"
-            results.append(run_contender(args, probe, c, cmd, env, env["STREAMHOST_KAFKA__GROUP_ID"],
-                                         "my_events", args.events,
-                                         [f"{prefix}_enriched", f"{prefix}_dlq", f"{prefix}_averages"], port))
-        elif c == "quix":
-            group = f"quix-{RUN_TAG}"
-            state = args.state / "quix-state"
-            shutil.rmtree(state, ignore_errors=True)
-            env = dict(os.environ, QUIX_BROKERS=args.brokers, QUIX_GROUP=group, QUIX_INPUT="my_events",
-                       QUIX_ENRICHED="quix_enriched", QUIX_DLQ="quix_dlq", QUIX_AVERAGES="quix_averages",
-                       QUIX_STATE_DIR=str(state))
-            cmd = [sys.executable, str(ROOT / "bench/quix/app.py")]
-            results.append(run_contender(args, probe, c, cmd, env, group, "my_events", args.events,
-                                         ["quix_enriched", "quix_dlq", "quix_averages"]))
-        else:
-            sys.exit(f"unknown contender {c}")
+    for rnd in range(1, args.rounds + 1):
+        # Every other round in reverse order, so a drift in the machine's load does not
+        # always hit the same contender.
+        order = contenders if rnd % 2 else contenders[::-1]
+        sfx = "" if rnd == 1 else f"_r{rnd}"
+        for c in order:
+            tag = f"{RUN_TAG}-r{rnd}"
+            if c == "passthrough":
+                group = f"passthrough-{tag}"
+                cmd = [args.passthrough_bin, "--brokers", args.brokers, "--input", "my_events",
+                       "--output", f"passthrough_out{sfx}", "--group", group]
+                r = run_contender(args, probe, c, cmd, dict(os.environ), group, "my_events",
+                                  args.events, [f"passthrough_out{sfx}"])
+            elif c in ("streamhost", "streamhost-validate"):
+                # streamhost-validate: the validate stage only (windows.enabled = false).
+                prefix = ("streamhost" if c == "streamhost" else "validate") + sfx
+                plugins = args.state / f"plugins-{prefix}"
+                write_plugins(plugins)
+                port = free_port()
+                cmd, env = streamhost_cmd(args, prefix, "my_events", plugins, port)
+                if c == "streamhost-validate":
+                    env["STREAMHOST_WINDOWS__ENABLED"] = "false"
+                r = run_contender(args, probe, c, cmd, env, env["STREAMHOST_KAFKA__GROUP_ID"],
+                                  "my_events", args.events,
+                                  [f"{prefix}_enriched", f"{prefix}_dlq", f"{prefix}_averages"], port)
+            elif c == "quix":
+                group = f"quix-{tag}"
+                state = args.state / "quix-state"
+                shutil.rmtree(state, ignore_errors=True)
+                env = dict(os.environ, QUIX_BROKERS=args.brokers, QUIX_GROUP=group, QUIX_INPUT="my_events",
+                           QUIX_ENRICHED=f"quix_enriched{sfx}", QUIX_DLQ=f"quix_dlq{sfx}",
+                           QUIX_AVERAGES=f"quix_averages{sfx}", QUIX_STATE_DIR=str(state))
+                cmd = [sys.executable, str(ROOT / "bench/quix/app.py")]
+                r = run_contender(args, probe, c, cmd, env, group, "my_events", args.events,
+                                  [f"quix_enriched{sfx}", f"quix_dlq{sfx}", f"quix_averages{sfx}"])
+            else:
+                sys.exit(f"unknown contender {c}")
+            r["round"] = rnd
+            results.append(r)
 
     swap = None
     if not args.no_swap:
