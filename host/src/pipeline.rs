@@ -130,7 +130,12 @@ pub async fn run(
         let seconds = started.elapsed().as_secs_f64();
         metrics::histogram!("streamhost_batch_seconds").record(seconds);
         // Per-batch latencies, for percentiles over any interval (bench/e2e's hot-swap phases).
-        tracing::debug!(records = batch.len(), seconds, process_seconds, "batch committed");
+        tracing::debug!(
+            records = batch.len(),
+            seconds,
+            process_seconds,
+            "batch committed"
+        );
     }
     tracing::info!("validate stage stopped");
     Ok(())
