@@ -61,6 +61,20 @@ def _type_name(v) -> str:
     return "an object"
 
 
+class _Object(dict):
+    """A JSON object that remembers a repeated key (the host rejects those at the top level)."""
+
+    repeated = None
+
+    @classmethod
+    def of(cls, pairs):
+        obj = cls(pairs)
+        if len(obj) != len(pairs):
+            seen = set()
+            obj.repeated = next(k for k, _ in pairs if k in seen or seen.add(k))
+        return obj
+
+
 def decode(payload: bytes) -> dict:
     """host/src/decode.rs: shape and types."""
     if payload is None or not payload.strip():
@@ -70,11 +84,13 @@ def decode(payload: bytes) -> dict:
     except UnicodeDecodeError as e:
         raise Reject("decode", "invalid_utf8", f"payload is not valid UTF-8: {e}", "host") from None
     try:
-        v = json.loads(text)
-    except ValueError as e:
+        v = json.loads(text, object_pairs_hook=_Object.of)
+    except (ValueError, RecursionError) as e:
         raise Reject("decode", "malformed_json", f"malformed JSON: {e}", "host") from None
     if not isinstance(v, dict):
         raise Reject("decode", "not_an_object", f"expected a JSON object, found {_type_name(v)}", "host")
+    if v.repeated:
+        raise Reject("decode", "duplicate_field", f"field `{v.repeated}` appears more than once", "host")
     for field in STRING_FIELDS + ("user_id", "timestamp"):
         if field not in v:
             raise Reject("decode", "missing_field", f"required field `{field}` is missing", "host")
