@@ -455,6 +455,9 @@ def report(args, loadinfo, results, swap, c200, cmdline) -> str:
     for a, b, label, target, digits in [
         ("streamhost", "passthrough", "streamhost / passthrough", 0.8, 2),
         ("streamhost-validate", "passthrough", "streamhost without the window stage / passthrough", None, 2),
+        ("passthrough-keep", "passthrough", "passthrough to the input's partition / passthrough", None, 2),
+        ("streamhost-validate", "passthrough-keep", "streamhost without the window stage / passthrough-keep",
+         None, 2),
         ("streamhost", "quix", "streamhost / Quix Streams", 20, 1),
         ("streamhost-validate", "quix", "streamhost without the window stage / Quix Streams", None, 1),
     ]:
@@ -533,7 +536,7 @@ def main() -> int:
     create_topics(args, [f"quix_enriched{x}" for x in sfxs], config=["retention.ms=-1"])
     topics = ["my_events"]
     for x in sfxs:
-        topics += [f"passthrough_out{x}", f"quix_dlq{x}", f"quix_averages{x}"]
+        topics += [f"passthrough_out{x}", f"passthrough_keep_out{x}", f"quix_dlq{x}", f"quix_averages{x}"]
         for name in ("streamhost", "validate"):
             topics += [f"{name}{x}_enriched", f"{name}{x}_dlq", f"{name}{x}_averages"]
     for name in ("swap", "c200"):
@@ -557,12 +560,16 @@ def main() -> int:
         sfx = "" if rnd == 1 else f"_r{rnd}"
         for c in order:
             tag = f"{RUN_TAG}-r{rnd}"
-            if c == "passthrough":
-                group = f"passthrough-{tag}"
+            if c in ("passthrough", "passthrough-keep"):
+                # passthrough-keep: each record to its input partition number.
+                group = f"{c}-{tag}"
+                out = f"{c.replace('-', '_')}_out{sfx}"
                 cmd = [args.passthrough_bin, "--brokers", args.brokers, "--input", "my_events",
-                       "--output", f"passthrough_out{sfx}", "--group", group]
+                       "--output", out, "--group", group]
+                if c == "passthrough-keep":
+                    cmd.append("--keep-partition")
                 r = run_contender(args, probe, c, cmd, dict(os.environ), group, "my_events",
-                                  args.events, [f"passthrough_out{sfx}"])
+                                  args.events, [out])
             elif c in ("streamhost", "streamhost-validate"):
                 # streamhost-validate: the validate stage only (windows.enabled = false).
                 prefix = ("streamhost" if c == "streamhost" else "validate") + sfx

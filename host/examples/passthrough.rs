@@ -39,6 +39,10 @@ struct Args {
     batch_size: usize,
     #[arg(long, default_value_t = 50)]
     batch_wait_ms: u64,
+    /// Produce each record to its input partition number (default: the producer's
+    /// partitioner, which spreads keyless records by sticky random choice).
+    #[arg(long)]
+    keep_partition: bool,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -99,6 +103,9 @@ async fn main() -> Result<()> {
             }
             if let Some(payload) = m.payload() {
                 record = record.payload(payload);
+            }
+            if args.keep_partition {
+                record = record.partition(m.partition());
             }
             producer.send(record, Timeout::Never)
         });
