@@ -148,6 +148,47 @@ impl Source {
             .collect()
     }
 
+    /// Which of `partitions` still have records to read (the consumer's position, or
+    /// its committed offset before the first fetch, is behind the end). A quiet
+    /// partition with a backlog is slow, not idle. Network round trips: call it only
+    /// for partitions about to be declared idle. A partition whose state cannot be
+    /// read counts as caught up, so the frontier cannot stall on a broker error.
+    pub fn pending(&self, partitions: &[i32]) -> Vec<i32> {
+        let timeout = Duration::from_secs(2);
+        let mut tpl = TopicPartitionList::new();
+        for p in partitions {
+            tpl.add_partition(&self.topic, *p);
+        }
+        let positions = self.consumer.position().unwrap_or_default();
+        let committed = self
+            .consumer
+            .committed_offsets(tpl, timeout)
+            .unwrap_or_default();
+        let at = |list: &TopicPartitionList, p: i32| match list
+            .find_partition(&self.topic, p)
+            .map(|e| e.offset())
+        {
+            Some(Offset::Offset(o)) => Some(o),
+            _ => None,
+        };
+        partitions
+            .iter()
+            .copied()
+            .filter(|p| {
+                let Some(position) = at(&positions, *p).or_else(|| at(&committed, *p)) else {
+                    return false;
+                };
+                match self.consumer.fetch_watermarks(&self.topic, *p, timeout) {
+                    Ok((_, high)) => position < high,
+                    Err(e) => {
+                        tracing::warn!(partition = p, error = %e, "cannot fetch watermarks");
+                        false
+                    }
+                }
+            })
+            .collect()
+    }
+
     /// Partitions currently assigned to this instance (logged when they change).
     pub fn assigned_partitions(&self) -> Vec<i32> {
         let mut now: Vec<i32> = self

@@ -174,6 +174,10 @@ impl WindowOperator {
         }
     }
 
+    pub fn is_idle(&self, partition: i32) -> bool {
+        self.partitions.get(&partition).is_some_and(|c| c.idle)
+    }
+
     /// Input resumed after a quiet spell: every partition holds the frontier again
     /// until it brings data or stays quiet for the idle timeout once more. Otherwise the
     /// first partition of a backlog to deliver would pull the frontier past the others'

@@ -10,14 +10,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--brokers", required=True)
     parser.add_argument("--partitions", type=int, default=3)
+    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                        help="topic config for the topics created (repeatable)")
     parser.add_argument("topics", nargs="+")
     args = parser.parse_args()
 
     admin = AdminClient({"bootstrap.servers": args.brokers})
     existing = admin.list_topics(timeout=15).topics
     wanted = [t for t in args.topics if t not in existing]
+    config = dict(c.split("=", 1) for c in args.config)
     futures = admin.create_topics(
-        [NewTopic(t, num_partitions=args.partitions, replication_factor=1) for t in wanted],
+        [NewTopic(t, num_partitions=args.partitions, replication_factor=1, config=config) for t in wanted],
         operation_timeout=15,
     ) if wanted else {}
     failed = 0

@@ -4,7 +4,7 @@ docs/*.md runs here, in the order the docs give them, and must succeed.
 Exceptions are few and explicit: `./scripts/test` is what CI runs (it runs this file);
 servers (`streamhost run ...`) are started, must answer /health, and are stopped; the
 "write a plugin" recipe is done for real with the edits the docs ask of the reader;
-benchmarks run with a small event count (`BENCH_EVENTS`, `TRADEOFF_QUICK=1`: the
+benchmarks run with a small event count (`BENCH_EVENTS`, `bench/e2e --events`, `TRADEOFF_QUICK=1`: the
 scenarios that compare with an oracle, which must still be exact). A command this file does not know how to run
 fails the test with its location, so a new one cannot slip in unchecked.
 
@@ -62,7 +62,7 @@ def healthy(url: str) -> bool:
 def run_server(where: str, cmd: str) -> None:
     """A documented `streamhost run`: it must come up and stop cleanly on SIGTERM."""
     assert sh("scripts/stack up").returncode == 0
-    proc = subprocess.Popen(["bash", "-c", "exec " + cmd], cwd=ROOT, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(["bash", "-c", "exec env " + cmd], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 30
@@ -121,6 +121,8 @@ def test_every_documented_command_runs():
                     cmd = cmd.replace(big, small)
                 if "cargo bench" in cmd and "BENCH_EVENTS=" not in cmd:
                     cmd = "BENCH_EVENTS=2000 " + cmd
+                if cmd.startswith("bench/e2e"):
+                    cmd += " --events 30000 --countries-events 3000"  # argparse: the last value wins
                 r = sh(cmd, env=env)
                 assert r.returncode == 0, f"{where}: `{cmd}` failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
             ran.append(cmd)

@@ -1,0 +1,133 @@
+//! The ceiling of the end-to-end benchmark (`bench/e2e`): consume → produce with no work.
+//!
+//! Same client, version and settings as the host's validate stage (`source.rs`,
+//! `sink.rs`): batches of up to `--batch-size` records or `--batch-wait-ms`, every record
+//! produced unchanged (key and payload) with `acks=all`, idempotence and `linger.ms=5`,
+//! and the batch's offsets committed only after every delivery is acknowledged. What is
+//! left out is exactly the host's work: decode, the plugin chain, route, the windows.
+//!
+//!     cargo run --release --example passthrough -- \
+//!         --brokers 127.0.0.1:19192 --input my_events --output passthrough_out
+//!
+//! Runs until SIGINT/SIGTERM.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use futures::future::join_all;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::time::Instant;
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    brokers: String,
+    #[arg(long, default_value = "my_events")]
+    input: String,
+    #[arg(long, default_value = "passthrough_out")]
+    output: String,
+    #[arg(long, default_value = "passthrough")]
+    group: String,
+    #[arg(long, default_value_t = 1024)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 50)]
+    batch_wait_ms: u64,
+    /// Produce each record to its input partition number (default: the producer's
+    /// partitioner, which spreads keyless records by sticky random choice).
+    #[arg(long)]
+    keep_partition: bool,
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &args.brokers)
+        .set("group.id", &args.group)
+        .set("client.id", format!("passthrough-{}", args.group))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .context("consumer")?;
+    consumer.subscribe(&[&args.input]).context("subscribe")?;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &args.brokers)
+        .set("client.id", "passthrough-producer")
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .context("producer")?;
+
+    let wait = Duration::from_millis(args.batch_wait_ms);
+    let stop = tokio::signal::ctrl_c();
+    tokio::pin!(stop);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("SIGTERM handler")?;
+    let mut total: u64 = 0;
+    loop {
+        let first = tokio::select! {
+            m = consumer.recv() => m.context("receive")?.detach(),
+            _ = &mut stop => break,
+            _ = term.recv() => break,
+        };
+        let mut batch: Vec<OwnedMessage> = vec![first];
+        let deadline = Instant::now() + wait;
+        while batch.len() < args.batch_size {
+            match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(Ok(m)) => batch.push(m.detach()),
+                Ok(Err(e)) => {
+                    eprintln!("receive error while filling a batch: {e}");
+                    break;
+                }
+                Err(_elapsed) => break,
+            }
+        }
+        let deliveries = batch.iter().map(|m| {
+            let mut record = FutureRecord::<[u8], [u8]>::to(&args.output);
+            if let Some(key) = m.key() {
+                record = record.key(key);
+            }
+            if let Some(payload) = m.payload() {
+                record = record.payload(payload);
+            }
+            if args.keep_partition {
+                record = record.partition(m.partition());
+            }
+            producer.send(record, Timeout::Never)
+        });
+        for result in join_all(deliveries).await {
+            result.map_err(|(e, _)| e).context("delivery")?;
+        }
+        let mut next: HashMap<i32, i64> = HashMap::new();
+        for m in &batch {
+            let entry = next.entry(m.partition()).or_insert(m.offset() + 1);
+            *entry = (*entry).max(m.offset() + 1);
+        }
+        let mut tpl = TopicPartitionList::with_capacity(next.len());
+        for (partition, offset) in next {
+            tpl.add_partition_offset(&args.input, partition, Offset::Offset(offset))
+                .context("commit list")?;
+        }
+        consumer.commit(&tpl, CommitMode::Async).context("commit")?;
+        total += batch.len() as u64;
+    }
+    producer
+        .flush(Timeout::After(Duration::from_secs(10)))
+        .context("flush")?;
+    eprintln!("passthrough: {total} records copied");
+    Ok(())
+}
