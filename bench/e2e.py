@@ -34,15 +34,17 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import generate  # noqa: E402  (the event shape lives in scripts/generate.py)
+
 PARTITIONS = 3
-COUNTRIES = ["US", "CA", "UK", "DE", "FR", "JP", "XX"]
+COUNTRIES = generate.COUNTRIES
 RUN_TAG = time.strftime("%H%M%S")
 
 _children: list[subprocess.Popen] = []
@@ -163,24 +165,8 @@ class Probe:
 # ---------------------------------------------------------------------------- the backlog
 
 def event(rng: random.Random, ts: int, new_schema: bool, countries: list[str]) -> bytes:
-    """The brief's generator: 5 % negative ids, XX among the countries, 5 % ZZ."""
-    user_id = rng.randint(1, 1000)
-    if rng.random() < 0.05:
-        user_id = -user_id
-    country = rng.choice(countries)
-    if rng.random() < 0.05:
-        country = "ZZ"
-    e = {
-        "event_type": rng.choice(["page_view", "button_click"]),
-        "user_id": user_id,
-        "page_url": f"/page/{rng.randint(1, 100)}",
-        "button_id": str(uuid.UUID(int=rng.getrandbits(128))),
-        "timestamp": ts,
-        "country": country,
-    }
-    if new_schema:
-        e["device_type"] = rng.choice(["mobile", "desktop", "tablet"])
-    return json.dumps(e).encode()
+    """The brief's generator (scripts/generate.py): 5 % negative ids, XX among the countries, 5 % ZZ."""
+    return json.dumps(generate.event(rng, ts, new_schema, 0.05, countries)).encode()
 
 
 def load(args, topic: str, n: int, countries: list[str], seed: int) -> dict:

@@ -20,11 +20,13 @@ from confluent_kafka import Producer
 COUNTRIES = ["US", "CA", "UK", "DE", "FR", "JP", "XX"]
 
 
-def event(rng: random.Random, now: int, new_schema: bool, bad_rate: float) -> dict:
+def event(rng: random.Random, now: int, new_schema: bool, bad_rate: float,
+          countries: list[str] = COUNTRIES) -> dict:
+    """One event of the brief's shape; bench/e2e.py uses it too (with 200 countries)."""
     user_id = rng.randint(1, 1000)
     if rng.random() < bad_rate:
         user_id = -user_id
-    country = rng.choice(COUNTRIES)
+    country = rng.choice(countries)
     if rng.random() < bad_rate:
         country = "ZZ"
     e = {
