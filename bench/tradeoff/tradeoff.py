@@ -608,6 +608,7 @@ def main() -> int:
     log(f"results: {out}")
     from report import write_report  # noqa: PLC0415
     write_report(result, ROOT / "docs" / "tradeoffs.md")
+    subprocess.run([sys.executable, str(Path(__file__).with_name("plot.py")), str(out)], check=True)
     return 0
 
 
