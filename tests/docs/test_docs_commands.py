@@ -79,6 +79,7 @@ def run_server(where: str, cmd: str) -> None:
 def write_a_plugin(where: str) -> None:
     """docs/plugins.md "Writing one", including the edits it leaves to the reader."""
     members = (ROOT / "plugins" / "Cargo.toml").read_text()
+    lock = (ROOT / "plugins" / "Cargo.lock").read_text()
     try:
         assert sh("cp -r plugins/template plugins/myrule").returncode == 0
         cargo = ROOT / "plugins" / "myrule" / "Cargo.toml"
@@ -89,6 +90,7 @@ def write_a_plugin(where: str) -> None:
         assert (ROOT / "plugins" / "dist" / "myrule.wasm").exists()
     finally:
         (ROOT / "plugins" / "Cargo.toml").write_text(members)
+        (ROOT / "plugins" / "Cargo.lock").write_text(lock)
         shutil.rmtree(ROOT / "plugins" / "myrule", ignore_errors=True)
         (ROOT / "plugins" / "dist" / "myrule.wasm").unlink(missing_ok=True)
 
