@@ -68,3 +68,12 @@ SUPERSET_PORT=${STREAMHOST_SUPERSET_PORT:-8088}
 SUPERSET_HOME=$STATE/superset
 SUPERSET_USER=${STREAMHOST_SUPERSET_USER:-admin}
 SUPERSET_PASSWORD=${STREAMHOST_SUPERSET_PASSWORD:-admin}
+
+# Install Debian packages (root): wait for another apt/dpkg to finish instead of failing
+# on its lock; refresh the package lists only if the first attempt needs it.
+apt_install() {
+  [ "$(id -u)" = 0 ] || die "installing $* needs root (apt-get)"
+  local apt=(apt-get -o DPkg::Lock::Timeout=600 -y -qq)
+  DEBIAN_FRONTEND=noninteractive "${apt[@]}" install "$@" >/dev/null 2>&1 \
+    || { "${apt[@]}" update >&2 && DEBIAN_FRONTEND=noninteractive "${apt[@]}" install "$@" >&2; }
+}
