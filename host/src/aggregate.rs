@@ -345,7 +345,7 @@ pub async fn run(
             // Taken-over partitions are re-read from their committed position: learn
             // first which windows were already emitted (by us before a crash, or by
             // the previous owner), so they are neither recounted nor re-emitted.
-            let ends = source.high_watermarks(&taken_over);
+            let ends = source.high_watermarks(&taken_over, Duration::from_secs(10));
             let (brokers, topic) = (
                 config.kafka.brokers.clone(),
                 config.kafka.averages_topic.clone(),

@@ -133,12 +133,12 @@ impl Source {
 
     /// End offsets (next offset to be written) of the given partitions; on a broker
     /// error a partition is left out.
-    pub fn high_watermarks(&self, partitions: &[i32]) -> HashMap<i32, i64> {
+    pub fn high_watermarks(&self, partitions: &[i32], timeout: Duration) -> HashMap<i32, i64> {
         partitions
             .iter()
             .filter_map(|p| {
                 self.consumer
-                    .fetch_watermarks(&self.topic, *p, Duration::from_secs(10))
+                    .fetch_watermarks(&self.topic, *p, timeout)
                     .map(|(_, high)| (*p, high))
                     .map_err(
                         |e| tracing::warn!(partition = p, error = %e, "cannot fetch watermarks"),
@@ -155,37 +155,39 @@ impl Source {
     /// read counts as caught up, so the frontier cannot stall on a broker error.
     pub fn pending(&self, partitions: &[i32]) -> Vec<i32> {
         let timeout = Duration::from_secs(2);
-        let mut tpl = TopicPartitionList::new();
-        for p in partitions {
-            tpl.add_partition(&self.topic, *p);
-        }
-        let positions = self.consumer.position().unwrap_or_default();
-        let committed = self
-            .consumer
-            .committed_offsets(tpl, timeout)
-            .unwrap_or_default();
-        let at = |list: &TopicPartitionList, p: i32| match list
+        let offset_of = |list: &TopicPartitionList, p: i32| match list
             .find_partition(&self.topic, p)
             .map(|e| e.offset())
         {
             Some(Offset::Offset(o)) => Some(o),
             _ => None,
         };
+        let positions = self.consumer.position().unwrap_or_default();
+        let mut at: HashMap<i32, i64> = partitions
+            .iter()
+            .filter_map(|p| offset_of(&positions, *p).map(|o| (*p, o)))
+            .collect();
+        // Not fetched from yet: the committed offset is where reading starts.
+        let mut unknown = TopicPartitionList::new();
+        for p in partitions.iter().filter(|p| !at.contains_key(p)) {
+            unknown.add_partition(&self.topic, *p);
+        }
+        if unknown.count() > 0 {
+            let committed = self
+                .consumer
+                .committed_offsets(unknown, timeout)
+                .unwrap_or_default();
+            at.extend(
+                partitions
+                    .iter()
+                    .filter_map(|p| offset_of(&committed, *p).map(|o| (*p, o))),
+            );
+        }
+        let ends = self.high_watermarks(&at.keys().copied().collect::<Vec<_>>(), timeout);
         partitions
             .iter()
             .copied()
-            .filter(|p| {
-                let Some(position) = at(&positions, *p).or_else(|| at(&committed, *p)) else {
-                    return false;
-                };
-                match self.consumer.fetch_watermarks(&self.topic, *p, timeout) {
-                    Ok((_, high)) => position < high,
-                    Err(e) => {
-                        tracing::warn!(partition = p, error = %e, "cannot fetch watermarks");
-                        false
-                    }
-                }
-            })
+            .filter(|p| matches!((at.get(p), ends.get(p)), (Some(at), Some(end)) if at < end))
             .collect()
     }
 
