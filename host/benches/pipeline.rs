@@ -25,6 +25,9 @@ use streamhost::route::{self, Output};
 use streamhost::source::SourceRecord;
 use streamhost::window::{WindowOperator, WindowSpec};
 
+#[path = "../tests/native_rules/mod.rs"]
+mod native_rules;
+
 const BATCH: usize = 1024;
 
 fn payloads(n: usize) -> Vec<SourceRecord> {
@@ -68,15 +71,8 @@ fn native_chain(events: Vec<Event>, allowed: &[String]) -> Vec<Outcome> {
     events
         .into_iter()
         .map(|mut e| {
-            e.country = enrich::normalise_country(&e.country);
-            if let Some(id) = enrich::page_id(&e.page_url) {
-                e.attributes.push(("page_id".into(), id.to_string()));
-            }
-            e.attributes.push((
-                "schema_version".into(),
-                enrich::schema_version(e.device_type.is_some()).into(),
-            ));
-            match quality::check(e.user_id, &e.country, allowed) {
+            native_rules::enrich(&mut e);
+            match native_rules::judge(&e, allowed) {
                 Ok(()) => Outcome::Accepted(e),
                 Err(p) => Outcome::Rejected(streamhost::plugins::Rejection {
                     code: p.code().into(),

@@ -17,6 +17,8 @@ use streamhost::plugins::{Chain, LoadedPlugin, PluginRuntime, SandboxLimits};
 use streamhost::route::{self, Output, Stage};
 use streamhost::source::SourceRecord;
 
+mod native_rules;
+
 fn dist() -> PathBuf {
     std::env::var_os("STREAMHOST_PLUGINS_BUILT")
         .map(PathBuf::from)
@@ -92,20 +94,13 @@ fn native(records: &[SourceRecord], allowed: &[String], ids: (&str, &str)) -> Ve
             )),
             Ok(d) => {
                 let mut e: Event = d.event;
-                e.country = enrich::normalise_country(&e.country);
-                if let Some(id) = enrich::page_id(&e.page_url) {
-                    e.attributes.push(("page_id".into(), id.to_string()));
-                }
-                e.attributes.push((
-                    "schema_version".into(),
-                    enrich::schema_version(e.device_type.is_some()).into(),
-                ));
+                native_rules::enrich(&mut e);
                 judged.push((record, d.extra, e));
             }
         }
     }
     for (record, extra, e) in judged {
-        outputs.push(match quality::check(e.user_id, &e.country, allowed) {
+        outputs.push(match native_rules::judge(&e, allowed) {
             Ok(()) => route::enriched(&e, &extra, record, processed_by),
             Err(p) => route::dlq(
                 record,
