@@ -163,6 +163,15 @@ DATASETS = {
 }
 
 RECENT = 'DATEADD(DATETIME("now"), -3, hour) : now'
+# Both line charts: one line per country, the same legend and tooltip.
+LINE_CHART = {
+    "groupby": ["country"],
+    "row_limit": 10000,
+    "truncate_metric": True,
+    "show_legend": True,
+    "legendType": "scroll",
+    "rich_tooltip": True,
+}
 COMMON = {"adhoc_filters": [], "time_range": "No filter", "extra_form_data": {}, "dashboards": []}
 
 CHARTS = [
@@ -186,13 +195,8 @@ CHARTS = [
                     "comparator": RECENT,
                 }
             ],
+            **LINE_CHART,
             "metrics": ["average_events"],
-            "groupby": ["country"],
-            "row_limit": 10000,
-            "truncate_metric": True,
-            "show_legend": True,
-            "legendType": "scroll",
-            "rich_tooltip": True,
             "y_axis_title": "events / min",
             "y_axis_title_margin": 30,
             "markerEnabled": True,
@@ -207,13 +211,8 @@ CHARTS = [
         "params": {
             "x_axis": "day",
             "time_grain_sqla": "P1D",
+            **LINE_CHART,
             "metrics": ["dau"],
-            "groupby": ["country"],
-            "row_limit": 10000,
-            "truncate_metric": True,
-            "show_legend": True,
-            "legendType": "scroll",
-            "rich_tooltip": True,
             "markerEnabled": True,
             "markerSize": 6,
         },
