@@ -3,24 +3,27 @@
 //! Same client, version and settings as the host's validate stage (`source.rs`,
 //! `sink.rs`): batches of up to `--batch-size` records or `--batch-wait-ms`, every record
 //! produced unchanged (key and payload) with `acks=all`, idempotence and `linger.ms=5`,
-//! and the batch's offsets committed only after every delivery is acknowledged. What is
-//! left out is exactly the host's work: decode, the plugin chain, route, the windows.
+//! up to `--in-flight` batches waiting for their acknowledgements, and each batch's
+//! offsets committed, in order, only after every delivery is acknowledged. What is left
+//! out is exactly the host's work: decode, the plugin chain, route, the windows.
 //!
 //!     cargo run --release --example passthrough -- \
 //!         --brokers 127.0.0.1:19192 --input my_events --output passthrough_out
 //!
 //! Runs until SIGINT/SIGTERM.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use futures::future::join_all;
+use futures::future::{join_all, JoinAll};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::Instant;
@@ -43,6 +46,12 @@ struct Args {
     /// partitioner, which spreads keyless records by sticky random choice).
     #[arg(long)]
     keep_partition: bool,
+    /// Batches produced but not yet acknowledged (the host's `pipeline.in_flight_batches`).
+    #[arg(long, default_value_t = 4)]
+    in_flight: usize,
+    /// The producer's `linger.ms` (the host's is 5).
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -66,7 +75,7 @@ async fn main() -> Result<()> {
         .set("client.id", "passthrough-producer")
         .set("acks", "all")
         .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
+        .set("linger.ms", args.linger_ms.to_string())
         .set("batch.num.messages", "10000")
         .set("message.timeout.ms", "30000")
         .create()
@@ -78,9 +87,18 @@ async fn main() -> Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("SIGTERM handler")?;
     let mut total: u64 = 0;
+    let mut in_flight: VecDeque<(HashMap<i32, i64>, JoinAll<DeliveryFuture>)> = VecDeque::new();
     loop {
+        // As the host does: when the input goes quiet, what is in flight is committed.
+        let quiet = tokio::time::sleep(Duration::from_millis(200));
         let first = tokio::select! {
             m = consumer.recv() => m.context("receive")?.detach(),
+            _ = quiet, if !in_flight.is_empty() => {
+                while !in_flight.is_empty() {
+                    commit_oldest(&consumer, &args.input, &mut in_flight).await?;
+                }
+                continue;
+            }
             _ = &mut stop => break,
             _ = term.recv() => break,
         };
@@ -96,7 +114,9 @@ async fn main() -> Result<()> {
                 Err(_elapsed) => break,
             }
         }
-        let deliveries = batch.iter().map(|m| {
+        // Enqueued here, in order; acknowledged while the next batches are read.
+        let mut deliveries = Vec::with_capacity(batch.len());
+        for m in &batch {
             let mut record = FutureRecord::<[u8], [u8]>::to(&args.output);
             if let Some(key) = m.key() {
                 record = record.key(key);
@@ -107,27 +127,60 @@ async fn main() -> Result<()> {
             if args.keep_partition {
                 record = record.partition(m.partition());
             }
-            producer.send(record, Timeout::Never)
-        });
-        for result in join_all(deliveries).await {
-            result.map_err(|(e, _)| e).context("delivery")?;
+            loop {
+                match producer.send_result(record) {
+                    Ok(delivery) => deliveries.push(delivery),
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                    Err((e, _)) => return Err(e).context("enqueue"),
+                }
+                break;
+            }
         }
         let mut next: HashMap<i32, i64> = HashMap::new();
         for m in &batch {
             let entry = next.entry(m.partition()).or_insert(m.offset() + 1);
             *entry = (*entry).max(m.offset() + 1);
         }
-        let mut tpl = TopicPartitionList::with_capacity(next.len());
-        for (partition, offset) in next {
-            tpl.add_partition_offset(&args.input, partition, Offset::Offset(offset))
-                .context("commit list")?;
+        in_flight.push_back((next, join_all(deliveries)));
+        while in_flight.len() >= args.in_flight.max(1) {
+            commit_oldest(&consumer, &args.input, &mut in_flight).await?;
         }
-        consumer.commit(&tpl, CommitMode::Async).context("commit")?;
         total += batch.len() as u64;
+    }
+    while !in_flight.is_empty() {
+        commit_oldest(&consumer, &args.input, &mut in_flight).await?;
     }
     producer
         .flush(Timeout::After(Duration::from_secs(10)))
         .context("flush")?;
     eprintln!("passthrough: {total} records copied");
+    Ok(())
+}
+
+/// Wait for the oldest batch's acknowledgements, then commit its offsets.
+async fn commit_oldest(
+    consumer: &StreamConsumer,
+    topic: &str,
+    in_flight: &mut VecDeque<(HashMap<i32, i64>, JoinAll<DeliveryFuture>)>,
+) -> Result<()> {
+    let Some((next, deliveries)) = in_flight.pop_front() else {
+        return Ok(());
+    };
+    for result in deliveries.await {
+        result
+            .context("producer dropped")?
+            .map_err(|(e, _)| e)
+            .context("delivery")?;
+    }
+    let mut tpl = TopicPartitionList::with_capacity(next.len());
+    for (partition, offset) in next {
+        tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+            .context("commit list")?;
+    }
+    consumer.commit(&tpl, CommitMode::Async).context("commit")?;
     Ok(())
 }

@@ -384,7 +384,7 @@ pub async fn run(
             stage.process(&batch)
         };
         if !outputs.is_empty() {
-            sink.send_all(&outputs, &stop).await?;
+            sink.send_all(outputs, &stop).await?;
         }
         source.commit_positions(&stage.commit_positions())?;
         if !batch.is_empty() {

@@ -39,6 +39,7 @@ pub struct KafkaConfig {
 pub struct PipelineConfig {
     pub batch_size: usize,
     pub batch_wait_ms: u64,
+    pub in_flight_batches: usize,
     pub max_message_bytes: usize,
 }
 
@@ -89,6 +90,7 @@ impl Default for PipelineConfig {
         Self {
             batch_size: 1024,
             batch_wait_ms: 50,
+            in_flight_batches: 4,
             max_message_bytes: 1 << 20,
         }
     }
@@ -169,6 +171,13 @@ impl Config {
         if self.pipeline.batch_size == 0 {
             return Err(invalid("pipeline.batch_size", &0, "must be at least 1"));
         }
+        if self.pipeline.in_flight_batches == 0 {
+            return Err(invalid(
+                "pipeline.in_flight_batches",
+                &0,
+                "must be at least 1",
+            ));
+        }
         let w = &self.windows;
         if w.size_secs <= 0 {
             return Err(invalid(
@@ -234,6 +243,8 @@ environment variable shown, which wins over the file):
       records per batch through decode, plugins and produce
   pipeline.batch_wait_ms   STREAMHOST_PIPELINE__BATCH_WAIT_MS   50
       longest wait to fill a batch before processing a partial one
+  pipeline.in_flight_batches STREAMHOST_PIPELINE__IN_FLIGHT_BATCHES 4
+      batches produced but not yet acknowledged; 1 = wait for each batch's acks
   pipeline.max_message_bytes STREAMHOST_PIPELINE__MAX_MESSAGE_BYTES 1048576
       larger payloads go to the DLQ as message_too_large
   plugins.dir              STREAMHOST_PLUGINS__DIR              plugins.d

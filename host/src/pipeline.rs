@@ -1,8 +1,13 @@
 //! The validate stage, end to end: `my_events` → decode → plugin chain → route →
 //! `enriched_events` / `dlq`, committing input positions only after the outputs are
-//! acknowledged.
+//! acknowledged. Up to `pipeline.in_flight_batches` batches wait for their
+//! acknowledgements while the next one is read and judged; commits stay in order.
 
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
 
 use tokio::sync::{mpsc, watch};
 
@@ -12,7 +17,7 @@ use crate::plugins::reload::ChainUpdate;
 use crate::plugins::{Chain, Outcome};
 use crate::route::{self, Output, Stage};
 use crate::sink::{Sink, SinkError};
-use crate::source::{Source, SourceError, SourceRecord};
+use crate::source::{next_positions, Source, SourceError, SourceRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -77,6 +82,73 @@ pub fn process_batch(
     outputs
 }
 
+/// A batch whose outputs are with the producer. Its input positions are committed once
+/// they are all acknowledged, and only after every batch before it: a crash re-reads
+/// from the oldest unacknowledged batch, never skips one.
+struct Pending<'a> {
+    records: usize,
+    started: Instant,
+    process_seconds: f64,
+    positions: HashMap<i32, i64>,
+    acked: BoxFuture<'a, Result<(), SinkError>>,
+}
+
+/// The batches in flight, oldest first.
+struct InFlight<'a> {
+    batches: VecDeque<Pending<'a>>,
+    source: &'a Source,
+}
+
+impl InFlight<'_> {
+    /// Commit every acknowledged batch at the head, without waiting.
+    fn commit_ready(&mut self) -> Result<(), PipelineError> {
+        while let Some(head) = self.batches.front_mut() {
+            match head.acked.as_mut().now_or_never() {
+                None => break,
+                Some(acked) => {
+                    acked?;
+                    self.commit_head()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Wait for the oldest batch and commit it.
+    async fn commit_oldest(&mut self) -> Result<(), PipelineError> {
+        if let Some(head) = self.batches.front_mut() {
+            head.acked.as_mut().await?;
+            self.commit_head()?;
+        }
+        Ok(())
+    }
+
+    async fn commit_all(&mut self) -> Result<(), PipelineError> {
+        while !self.batches.is_empty() {
+            self.commit_oldest().await?;
+        }
+        Ok(())
+    }
+
+    fn commit_head(&mut self) -> Result<(), PipelineError> {
+        let Some(batch) = self.batches.pop_front() else {
+            return Ok(());
+        };
+        self.source.commit_positions(&batch.positions)?;
+        let seconds = batch.started.elapsed().as_secs_f64();
+        metrics::histogram!("streamhost_batch_seconds").record(seconds);
+        metrics::gauge!("streamhost_batches_in_flight").set(self.batches.len() as f64);
+        // Per-batch latencies, for percentiles over any interval (bench/e2e's hot-swap phases).
+        tracing::debug!(
+            records = batch.records,
+            seconds,
+            process_seconds = batch.process_seconds,
+            "batch committed"
+        );
+        Ok(())
+    }
+}
+
 /// Run the validate stage until `stop` turns true.
 pub async fn run(
     config: &Config,
@@ -93,7 +165,13 @@ pub async fn run(
     tracing::info!(topic = source.topic(), chain = %chain.processed_by(), "validate stage started");
     // Short: a chain update waiting while no records arrive is installed within this.
     let idle = Duration::from_millis(200);
+    let depth = config.pipeline.in_flight_batches;
+    let mut in_flight = InFlight {
+        batches: VecDeque::with_capacity(depth),
+        source: &source,
+    };
     loop {
+        in_flight.commit_ready()?;
         if *stop.borrow() {
             break;
         }
@@ -112,6 +190,8 @@ pub async fn run(
         metrics::gauge!("streamhost_assigned_partitions", "stage" => "validate")
             .set(source.assigned_partitions().len() as f64);
         if batch.is_empty() {
+            // Nothing to overlap with: let the positions catch up.
+            in_flight.commit_all().await?;
             continue;
         }
         let started = Instant::now();
@@ -125,18 +205,23 @@ pub async fn run(
         );
         let process_seconds = started.elapsed().as_secs_f64();
         metrics::histogram!("streamhost_batch_process_seconds").record(process_seconds);
-        sink.send_all(&outputs, &stop).await?;
-        source.commit(&batch)?;
-        let seconds = started.elapsed().as_secs_f64();
-        metrics::histogram!("streamhost_batch_seconds").record(seconds);
-        // Per-batch latencies, for percentiles over any interval (bench/e2e's hot-swap phases).
-        tracing::debug!(
-            records = batch.len(),
-            seconds,
+        let delivery = sink.enqueue(outputs).await;
+        let stop = stop.clone();
+        in_flight.batches.push_back(Pending {
+            records: batch.len(),
+            started,
             process_seconds,
-            "batch committed"
-        );
+            positions: next_positions(&batch),
+            acked: async move { sink.settle(delivery, &stop).await }.boxed(),
+        });
+        metrics::gauge!("streamhost_batches_in_flight").set(in_flight.batches.len() as f64);
+        // While these are acknowledged, the next batch is read and judged.
+        while in_flight.batches.len() >= depth {
+            in_flight.commit_oldest().await?;
+        }
     }
+    // Whatever was produced is waited for and committed: a clean stop re-reads nothing.
+    in_flight.commit_all().await?;
     tracing::info!("validate stage stopped");
     Ok(())
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 use futures::future::join_all;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 
 use crate::config::KafkaConfig;
@@ -35,6 +36,20 @@ pub fn producer_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
         // Retry inside librdkafka for a long time; past that the caller decides.
         .set("message.timeout.ms", "30000");
     config
+}
+
+/// Outputs handed to the producer, with their pending acknowledgements.
+pub struct Deliveries {
+    outputs: Vec<Output>,
+    deliveries: Vec<Result<DeliveryFuture, KafkaError>>,
+}
+
+impl std::fmt::Debug for Deliveries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deliveries")
+            .field("outputs", &self.outputs.len())
+            .finish_non_exhaustive()
+    }
 }
 
 pub struct Sink {
@@ -71,46 +86,88 @@ impl Sink {
         }
     }
 
-    /// Produce every output and return once all are acknowledged. Failed deliveries are
-    /// retried (the broker may be down for a while) until `stop` says to give up.
-    pub async fn send_all(
-        &self,
-        outputs: &[Output],
-        stop: &tokio::sync::watch::Receiver<bool>,
-    ) -> Result<(), SinkError> {
-        let mut pending: Vec<&Output> = outputs.iter().collect();
-        let mut backoff = Duration::from_millis(200);
-        while !pending.is_empty() {
-            let deliveries = pending.iter().map(|o| {
+    /// Hand every output to the producer now, in order, and return the batch's
+    /// deliveries to [`Sink::settle`] later. Waits only while the producer's queue is
+    /// full. Enqueueing here, not in a spawned task, is what keeps the outputs of
+    /// batches in flight in their input order.
+    pub async fn enqueue(&self, outputs: Vec<Output>) -> Deliveries {
+        let mut deliveries = Vec::with_capacity(outputs.len());
+        for o in &outputs {
+            loop {
                 let record = FutureRecord::to(self.topic(o.destination))
                     .key(o.key.as_bytes())
                     .payload(o.payload.as_slice());
-                self.producer.send(record, Timeout::Never)
-            });
-            let results = join_all(deliveries).await;
+                match self.producer.send_result(record) {
+                    Ok(delivery) => deliveries.push(Ok(delivery)),
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                    // Settled as a failed delivery: produced again with the backoff.
+                    Err((error, _)) => deliveries.push(Err(error)),
+                }
+                break;
+            }
+        }
+        Deliveries {
+            outputs,
+            deliveries,
+        }
+    }
+
+    /// Wait until every output of `batch` is acknowledged. Failed deliveries are
+    /// produced again (the broker may be down for a while) until `stop` says to give up.
+    pub async fn settle(
+        &self,
+        mut batch: Deliveries,
+        stop: &tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), SinkError> {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let results = join_all(batch.deliveries.into_iter().map(|d| async move {
+                match d {
+                    Ok(delivery) => match delivery.await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err((error, _))) => Err(error),
+                        Err(_canceled) => Err(KafkaError::Canceled),
+                    },
+                    Err(error) => Err(error),
+                }
+            }))
+            .await;
             let mut failed = Vec::new();
-            for (output, result) in pending.iter().zip(results) {
+            for (output, result) in batch.outputs.into_iter().zip(results) {
+                let topic = self.topic(output.destination);
                 match result {
-                    Ok(_) => metrics::counter!("streamhost_records_out_total",
-                        "topic" => self.topic(output.destination).to_string())
+                    Ok(()) => metrics::counter!("streamhost_records_out_total",
+                        "topic" => topic.to_string())
                     .increment(1),
-                    Err((error, _)) => {
-                        tracing::warn!(topic = self.topic(output.destination), %error, "delivery failed; will retry");
-                        failed.push(*output);
+                    Err(error) => {
+                        tracing::warn!(topic, %error, "delivery failed; will retry");
+                        failed.push(output);
                     }
                 }
             }
-            pending = failed;
-            if pending.is_empty() {
-                break;
+            if failed.is_empty() {
+                return Ok(());
             }
             if *stop.borrow() {
-                return Err(SinkError::Stopped(pending.len()));
+                return Err(SinkError::Stopped(failed.len()));
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
+            batch = self.enqueue(failed).await;
         }
-        Ok(())
+    }
+
+    /// Produce every output and return once all are acknowledged (one batch in flight).
+    pub async fn send_all(
+        &self,
+        outputs: Vec<Output>,
+        stop: &tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), SinkError> {
+        let batch = self.enqueue(outputs).await;
+        self.settle(batch, stop).await
     }
 
     pub fn flush(&self, timeout: Duration) {

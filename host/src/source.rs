@@ -108,12 +108,7 @@ impl Source {
 
     /// Commit the position after the highest offset of each partition in `records`.
     pub fn commit(&self, records: &[SourceRecord]) -> Result<(), SourceError> {
-        let mut next: HashMap<i32, i64> = HashMap::new();
-        for r in records {
-            let entry = next.entry(r.partition).or_insert(r.offset + 1);
-            *entry = (*entry).max(r.offset + 1);
-        }
-        self.commit_positions(&next)
+        self.commit_positions(&next_positions(records))
     }
 
     /// Commit explicit next-to-read positions per partition.
@@ -207,6 +202,17 @@ impl Source {
         }
         now
     }
+}
+
+/// The position after the highest offset of each partition in `records`: what to
+/// commit once their outputs are acknowledged.
+pub fn next_positions(records: &[SourceRecord]) -> HashMap<i32, i64> {
+    let mut next: HashMap<i32, i64> = HashMap::new();
+    for r in records {
+        let entry = next.entry(r.partition).or_insert(r.offset + 1);
+        *entry = (*entry).max(r.offset + 1);
+    }
+    next
 }
 
 fn detach<M: Message>(m: &M) -> SourceRecord {
