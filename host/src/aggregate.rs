@@ -16,9 +16,9 @@ use crate::pipeline::PipelineError;
 use crate::restore;
 use crate::route::{self, Destination, Output, Stage};
 use crate::sink::Sink;
-use crate::source::{Source, SourceRecord};
+use crate::source::{GroupLag, Source, SourceRecord};
 use crate::timefmt;
-use crate::window::{ClosedWindow, Observed, WindowOperator, WindowSpec};
+use crate::window::{ClosedWindow, Lane, Observed, WindowOperator, WindowSpec};
 
 /// Code for events whose windows had all closed when they arrived.
 pub const LATE_EVENT: &str = "late_event";
@@ -43,6 +43,10 @@ pub struct WindowStage {
     countries: HashMap<i32, HashSet<String>>,
     /// When each assigned partition last delivered a record (or was assigned).
     active: HashMap<i32, Instant>,
+    /// When each lane (partition, source partition) last delivered a record.
+    lanes: HashMap<Lane, Instant>,
+    /// The partitions of the validate stage's input, whose lanes hold the frontier.
+    sources: Vec<i32>,
     /// Per partition taken over, the end offset at that moment (see `process`).
     replay_until: HashMap<i32, i64>,
     /// Per (enriched partition, source partition): the highest source offset counted.
@@ -60,6 +64,8 @@ impl WindowStage {
             last_offset: HashMap::new(),
             countries: HashMap::new(),
             active: HashMap::new(),
+            lanes: HashMap::new(),
+            sources: Vec::new(),
             replay_until: HashMap::new(),
             source_high: HashMap::new(),
             quiet: false,
@@ -76,7 +82,7 @@ impl WindowStage {
             // must hold the frontier again (their idle clocks restart now).
             self.quiet = false;
             self.op.wake();
-            for seen in self.active.values_mut() {
+            for seen in self.active.values_mut().chain(self.lanes.values_mut()) {
                 *seen = now;
             }
         }
@@ -125,9 +131,14 @@ impl WindowStage {
                 .replay_until
                 .get(&record.partition)
                 .is_some_and(|until| record.offset < *until);
+            let lane = Lane {
+                partition: record.partition,
+                source: keyed.source_partition,
+            };
+            self.lanes.insert(lane, now);
             match self
                 .op
-                .observe(record.partition, &keyed.country, keyed.timestamp, replay)
+                .observe(lane, &keyed.country, keyed.timestamp, replay)
             {
                 Observed::Late => {
                     metrics::counter!("streamhost_late_events_total").increment(1);
@@ -223,26 +234,37 @@ impl WindowStage {
             .collect()
     }
 
-    /// Partitions that have been quiet for `idle` and would now stop holding the
-    /// frontier back: the caller asks the consumer which of them still have a backlog.
-    pub fn idle_candidates(&self, now: Instant, idle: Duration) -> Vec<i32> {
-        self.active
+    /// The partitions of the validate stage's input: each one's records get a lane of
+    /// their own in every partition assigned from now on.
+    pub fn set_sources(&mut self, sources: Vec<i32>) {
+        self.sources = sources;
+    }
+
+    /// Lanes that have been quiet for `idle` and would now stop holding the frontier
+    /// back: the caller asks which of their partitions and sources still have a backlog.
+    pub fn idle_candidates(&self, now: Instant, idle: Duration) -> Vec<Lane> {
+        self.lanes
             .iter()
-            .filter(|(p, last)| now.duration_since(**last) >= idle && !self.op.is_idle(**p))
-            .map(|(p, _)| *p)
+            .filter(|(lane, last)| now.duration_since(**last) >= idle && !self.op.is_idle(**lane))
+            .map(|(lane, _)| *lane)
             .collect()
     }
 
     /// Follow the consumer's assignment: drop the state of partitions this instance no
     /// longer owns (their new owner re-reads them from the committed position), and let
-    /// partitions quiet for `idle` stop holding the frontier back, unless they are
-    /// `pending` (records left to read: slow, not idle; their idle clock restarts).
+    /// lanes quiet for `idle` stop holding the frontier back, unless their partition is
+    /// `pending` (records left to read here) or, for a lane that has brought data, their
+    /// source is in `pending_sources` (a backlog the validate stage has yet to read):
+    /// slow, not idle; their idle clock restarts. A lane that never brought data is not
+    /// held by its source: nothing says the backlog has records for it (a partition no
+    /// country hashes to would otherwise hold the frontier for a whole catch-up).
     pub fn sync_partitions(
         &mut self,
         assigned: &[i32],
         now: Instant,
         idle: Duration,
         pending: &[i32],
+        pending_sources: &[i32],
     ) {
         let revoked: Vec<i32> = self
             .last_offset
@@ -263,15 +285,30 @@ impl WindowStage {
             }
         }
         self.active.retain(|p, _| assigned.contains(p));
+        self.lanes
+            .retain(|lane, _| assigned.contains(&lane.partition));
         for p in assigned {
             self.active.entry(*p).or_insert(now);
+            if self.sources.is_empty() {
+                self.lanes.entry(Lane::from(*p)).or_insert(now);
+            }
+            for s in &self.sources {
+                let lane = Lane {
+                    partition: *p,
+                    source: Some(*s),
+                };
+                self.lanes.entry(lane).or_insert(now);
+            }
         }
-        self.op.assign(assigned);
-        for (p, last) in &mut self.active {
-            if pending.contains(p) {
+        self.op.assign(assigned, &self.sources);
+        for (lane, last) in &mut self.lanes {
+            let slow = pending.contains(&lane.partition)
+                || (lane.source.is_some_and(|s| pending_sources.contains(&s))
+                    && self.op.has_data(*lane));
+            if slow {
                 *last = now;
             } else if now.duration_since(*last) >= idle {
-                self.op.mark_idle(*p);
+                self.op.mark_idle(*lane);
             }
         }
     }
@@ -320,6 +357,20 @@ pub async fn run(
         &config.kafka.enriched_topic,
     )?;
     let mut stage = WindowStage::new(spec, &config.kafka.enriched_topic);
+    // The validate stage's progress on its input: a source partition it has yet to
+    // catch up on is slow, not idle, and keeps holding the frontier.
+    let input = GroupLag::new(
+        &config.kafka.brokers,
+        &config.kafka.group_id,
+        &config.kafka.input_topic,
+    )?;
+    let round_trip = Duration::from_secs(2);
+    // Less than this behind is a live stream's batches in flight, not a backlog: a lane
+    // that stopped getting records must not be held by a source that is merely busy.
+    let backlog = (config.pipeline.batch_size * config.pipeline.in_flight_batches) as i64;
+    let sources = tokio::task::block_in_place(|| input.partitions(Duration::from_secs(10)));
+    tracing::info!(topic = %config.kafka.input_topic, partitions = ?sources, "window stage: one lane per source partition");
+    stage.set_sources(sources);
     let idle = Duration::from_secs(w.idle_timeout_secs.max(1));
     tracing::info!(
         size = spec.size,
@@ -368,16 +419,27 @@ pub async fn run(
         }
         let now = Instant::now();
         let candidates = stage.idle_candidates(now, idle);
-        let pending = if candidates.is_empty() {
-            Vec::new()
+        let (pending, pending_sources) = if candidates.is_empty() {
+            (Vec::new(), Vec::new())
         } else {
-            // Blocking round trips to the broker, rare (a partition quiet for `idle`).
-            tokio::task::block_in_place(|| source.pending(&candidates))
+            // Blocking round trips to the broker, rare (a lane quiet for `idle`).
+            let mut partitions: Vec<i32> = candidates.iter().map(|l| l.partition).collect();
+            let mut sources: Vec<i32> = candidates.iter().filter_map(|l| l.source).collect();
+            partitions.sort_unstable();
+            partitions.dedup();
+            sources.sort_unstable();
+            sources.dedup();
+            tokio::task::block_in_place(|| {
+                (
+                    source.pending(&partitions),
+                    input.pending(&sources, backlog, round_trip),
+                )
+            })
         };
-        if !pending.is_empty() {
-            tracing::debug!(partitions = ?pending, "window stage: quiet partitions still have a backlog, they keep holding the frontier");
+        if !pending.is_empty() || !pending_sources.is_empty() {
+            tracing::debug!(partitions = ?pending, sources = ?pending_sources, "window stage: quiet lanes still have a backlog, they keep holding the frontier");
         }
-        stage.sync_partitions(&assigned, now, idle, &pending);
+        stage.sync_partitions(&assigned, now, idle, &pending, &pending_sources);
         let outputs = if batch.is_empty() {
             stage.idle(now_secs())
         } else {
@@ -581,7 +643,7 @@ mod tests {
             2
         );
         // Partition 1 is quiet but has records left to read.
-        stage.sync_partitions(&[0, 1], later, Duration::from_secs(60), &[1]);
+        stage.sync_partitions(&[0, 1], later, Duration::from_secs(60), &[1], &[]);
         assert!(stage.process(&[rec(0, 2, "US", 5_000)]).is_empty());
         let out = stage.process(&[rec(1, 2, "DE", 1_900)]);
         assert!(
@@ -590,11 +652,60 @@ mod tests {
         );
         // Without a backlog it is idle: the frontier follows partition 0.
         let much_later = later + Duration::from_secs(120);
-        stage.sync_partitions(&[0, 1], much_later, Duration::from_secs(60), &[]);
+        stage.sync_partitions(&[0, 1], much_later, Duration::from_secs(60), &[], &[]);
         let late = stage.process(&[rec(0, 3, "US", 10_000), rec(1, 3, "DE", 2_000)]);
         assert!(
             late.iter().any(|o| o.destination == Destination::Dlq),
             "an idle partition must not hold the frontier"
+        );
+    }
+
+    /// Found by bench/e2e at 1M: the validate stage reads the source partitions at
+    /// different speeds, so within one enriched partition one source ran minutes ahead
+    /// of another, and 14-29 % of a catch-up was judged late. Each source is a lane.
+    #[test]
+    fn a_source_partition_behind_the_others_is_not_judged_late() {
+        let mut stage = WindowStage::new(SPEC, "enriched_events");
+        stage.set_sources(vec![0, 1, 2]);
+        stage.sync_partitions(&[0], Instant::now(), Duration::from_secs(60), &[], &[]);
+        let from = |offset: i64, source: i32, t: i64| {
+            SourceRecord {
+            partition: 0,
+            offset,
+            timestamp_ms: 0,
+            payload: format!(
+                r#"{{"country":"US","timestamp":{t},"source_partition":{source},"source_offset":{offset}}}"#
+            )
+            .into_bytes(),
+        }
+        };
+        // Source 0 is read far ahead; source 1 has delivered only its beginning.
+        assert!(stage
+            .process(&[from(1, 1, 5), from(2, 0, 5_000)])
+            .is_empty());
+        // Source 1 is quiet for the idle timeout but the validate stage has not caught
+        // up on it: slow, not idle. Source 2 has a backlog too but never brought
+        // anything to this partition: it does not hold the frontier.
+        let later = Instant::now() + Duration::from_secs(120);
+        stage.sync_partitions(&[0], later, Duration::from_secs(60), &[], &[1, 2]);
+        let out = stage.process(&[from(3, 1, 1_900)]);
+        assert!(
+            out.iter().all(|o| o.destination != Destination::Dlq),
+            "source 1's event was judged late"
+        );
+        assert!(
+            !counts(&out).is_empty(),
+            "the frontier follows source 1 (source 2 must not hold it): {out:?}"
+        );
+        // Caught up and still quiet: idle, the frontier follows source 0.
+        let much_later = later + Duration::from_secs(120);
+        stage.sync_partitions(&[0], much_later, Duration::from_secs(60), &[], &[]);
+        let closed = counts(&stage.process(&[from(4, 0, 10_000)]));
+        assert!(
+            closed
+                .iter()
+                .any(|(start, _)| start == "1970-01-01 00:31:00"),
+            "the window of the event at 1900 s closes once source 1 is idle: {closed:?}"
         );
     }
 
@@ -605,7 +716,7 @@ mod tests {
         let mut stage = WindowStage::new(SPEC, "enriched_events");
         stage.process(&[rec(0, 1, "US", 5), rec(1, 1, "DE", 5)]);
         let later = Instant::now() + Duration::from_secs(120);
-        stage.sync_partitions(&[0, 1], later, Duration::from_secs(60), &[]);
+        stage.sync_partitions(&[0, 1], later, Duration::from_secs(60), &[], &[]);
         assert_eq!(counts(&stage.idle(1_000)).len(), 2);
         // The backlog: partition 0 delivers far ahead first, then partition 1.
         assert!(stage.process(&[rec(0, 2, "US", 5_000)]).is_empty());
@@ -626,7 +737,7 @@ mod tests {
     fn a_revoked_partition_drops_its_windows_and_a_late_event_goes_to_the_dlq() {
         let mut stage = WindowStage::new(SPEC, "enriched_events");
         stage.process(&[rec(0, 1, "US", 5), rec(1, 1, "DE", 5)]);
-        stage.sync_partitions(&[1], Instant::now(), Duration::from_secs(60), &[]);
+        stage.sync_partitions(&[1], Instant::now(), Duration::from_secs(60), &[], &[]);
         let out = stage.idle(1_000);
         assert_eq!(counts(&out).len(), 1, "only DE's window is still ours");
         let late = stage.process(&[rec(1, 2, "DE", 5)]);

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -201,6 +201,92 @@ impl Source {
             }
         }
         now
+    }
+}
+
+/// How far another consumer group has got on a topic, read without joining the group
+/// (no subscription: only offset fetches and metadata). The window stage uses it to
+/// tell a source partition the validate stage has yet to catch up on from an idle one.
+pub struct GroupLag {
+    consumer: BaseConsumer,
+    topic: String,
+}
+
+impl std::fmt::Debug for GroupLag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupLag")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GroupLag {
+    pub fn new(brokers: &str, group_id: &str, topic: &str) -> Result<Self, SourceError> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", group_id)
+            .set("client.id", format!("streamhost-lag-{group_id}"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(kafka("create lag reader"))?;
+        Ok(Self {
+            consumer,
+            topic: topic.to_string(),
+        })
+    }
+
+    /// The topic's partitions; empty when the broker cannot say (then the window stage
+    /// falls back to one lane per partition).
+    pub fn partitions(&self, timeout: Duration) -> Vec<i32> {
+        match self.consumer.fetch_metadata(Some(&self.topic), timeout) {
+            Ok(meta) => meta
+                .topics()
+                .iter()
+                .filter(|t| t.name() == self.topic)
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(topic = %self.topic, error = %e, "cannot read the topic's partitions");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Which of `partitions` the group's committed offset is more than `min_lag`
+    /// records behind the end of: a backlog, not the few batches a live stream keeps in
+    /// flight. A partition whose state cannot be read counts as caught up, so the
+    /// frontier cannot stall on a broker error.
+    pub fn pending(&self, partitions: &[i32], min_lag: i64, timeout: Duration) -> Vec<i32> {
+        let mut list = TopicPartitionList::new();
+        for p in partitions {
+            list.add_partition(&self.topic, *p);
+        }
+        let committed = match self.consumer.committed_offsets(list, timeout) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(topic = %self.topic, error = %e, "cannot read the group's committed offsets");
+                return Vec::new();
+            }
+        };
+        partitions
+            .iter()
+            .copied()
+            .filter(|p| {
+                let Ok((low, high)) = self.consumer.fetch_watermarks(&self.topic, *p, timeout)
+                else {
+                    return false;
+                };
+                // Nothing committed yet: the group starts at the beginning.
+                let at = match committed
+                    .find_partition(&self.topic, *p)
+                    .map(|e| e.offset())
+                {
+                    Some(Offset::Offset(o)) => o,
+                    _ => low,
+                };
+                high - at > min_lag
+            })
+            .collect()
     }
 }
 

@@ -3,9 +3,13 @@
 //! Semantics (docs/aggregation.md has the full argument):
 //! * a window is `[start, start + size)` with `start` a multiple of `advance`;
 //!   an event at `t` belongs to the `size / advance` windows that contain `t`;
-//! * each input partition has a stream time: the highest event time seen on it;
-//!   the **frontier** is the minimum stream time over the partitions that are not idle,
-//!   and never moves back;
+//! * each **lane** has a stream time: the highest event time seen on it. A lane is an
+//!   input partition together with the source partition (of `my_events`) its records
+//!   were read from: each source partition is written in order, but the validate stage
+//!   reads them at different speeds, so within one input partition the sources can be
+//!   minutes apart while a backlog is caught up;
+//! * the **frontier** is the minimum stream time over the lanes that are not idle, and
+//!   never moves back;
 //! * a window closes when `frontier >= end + grace`: it is emitted once and its state
 //!   freed. An event counts in each of its windows that is still open; an event
 //!   whose windows are all closed is **late** (the caller sends it to the DLQ);
@@ -62,9 +66,27 @@ pub enum Observed {
     Replayed,
 }
 
+/// Where a record's event time runs in order: an input partition, and the source
+/// partition the validate stage read it from (`None` for records that do not say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Lane {
+    pub partition: i32,
+    pub source: Option<i32>,
+}
+
+/// A partition's records with no source partition (and the tests' shorthand).
+impl From<i32> for Lane {
+    fn from(partition: i32) -> Self {
+        Lane {
+            partition,
+            source: None,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
-struct PartitionClock {
-    /// Highest event time seen on the partition.
+struct LaneClock {
+    /// Highest event time seen on the lane.
     stream_time: Option<i64>,
     idle: bool,
 }
@@ -74,7 +96,7 @@ pub struct WindowOperator {
     spec: WindowSpec,
     /// Open windows by (start, country): ordered by start, so closing pops from the front.
     open: BTreeMap<(i64, String), u64>,
-    partitions: HashMap<i32, PartitionClock>,
+    lanes: HashMap<Lane, LaneClock>,
     /// Highest event time ever seen (kept when partitions are forgotten).
     max_seen: Option<i64>,
     /// Per country, the latest window start an earlier run emitted.
@@ -88,7 +110,7 @@ impl WindowOperator {
         Self {
             spec,
             open: BTreeMap::new(),
-            partitions: HashMap::new(),
+            lanes: HashMap::new(),
             max_seen: None,
             emitted: HashMap::new(),
             frontier: i64::MIN,
@@ -100,10 +122,16 @@ impl WindowOperator {
         self.spec
     }
 
-    /// Count one event from `partition`. Closed windows pile up for [`Self::take_closed`].
+    /// Count one event from `lane`. Closed windows pile up for [`Self::take_closed`].
     /// `replay`: the record may be a re-read of one an earlier run counted; windows that
     /// run already emitted are then skipped instead of the event being judged late.
-    pub fn observe(&mut self, partition: i32, country: &str, t: i64, replay: bool) -> Observed {
+    pub fn observe(
+        &mut self,
+        lane: impl Into<Lane>,
+        country: &str,
+        t: i64,
+        replay: bool,
+    ) -> Observed {
         let mut counted = 0;
         let mut replayed = false;
         let emitted_through = self.emitted.get(country).copied();
@@ -124,7 +152,7 @@ impl WindowOperator {
                 }
             }
         }
-        let clock = self.partitions.entry(partition).or_default();
+        let clock = self.lanes.entry(lane.into()).or_default();
         clock.stream_time = clock.stream_time.max(Some(t));
         clock.idle = false;
         self.recompute_frontier();
@@ -146,27 +174,38 @@ impl WindowOperator {
         }
     }
 
-    /// The partitions this instance reads: new ones hold the frontier until they bring
-    /// data or are marked idle; missing ones are forgotten.
-    pub fn assign(&mut self, partitions: &[i32]) {
+    /// The partitions this instance reads, and the source partitions that feed them:
+    /// new lanes hold the frontier until they bring data or are marked idle; the lanes
+    /// of partitions no longer read are forgotten. Without known sources, one lane per
+    /// partition.
+    pub fn assign(&mut self, partitions: &[i32], sources: &[i32]) {
         let gone: Vec<i32> = self
-            .partitions
+            .lanes
             .keys()
+            .map(|l| l.partition)
             .filter(|p| !partitions.contains(p))
-            .copied()
             .collect();
         for p in gone {
             self.forget_partition(p);
         }
         for p in partitions {
-            self.partitions.entry(*p).or_default();
+            if sources.is_empty() {
+                self.lanes.entry(Lane::from(*p)).or_default();
+            }
+            for s in sources {
+                let lane = Lane {
+                    partition: *p,
+                    source: Some(*s),
+                };
+                self.lanes.entry(lane).or_default();
+            }
         }
     }
 
-    /// A partition with nothing to read for a while stops holding the frontier back
-    /// (until its next event).
-    pub fn mark_idle(&mut self, partition: i32) {
-        if let Some(clock) = self.partitions.get_mut(&partition) {
+    /// A lane with nothing to read for a while stops holding the frontier back (until
+    /// its next event).
+    pub fn mark_idle(&mut self, lane: impl Into<Lane>) {
+        if let Some(clock) = self.lanes.get_mut(&lane.into()) {
             if !clock.idle {
                 clock.idle = true;
                 self.recompute_frontier();
@@ -174,26 +213,38 @@ impl WindowOperator {
         }
     }
 
-    pub fn is_idle(&self, partition: i32) -> bool {
-        self.partitions.get(&partition).is_some_and(|c| c.idle)
+    pub fn is_idle(&self, lane: impl Into<Lane>) -> bool {
+        self.lanes.get(&lane.into()).is_some_and(|c| c.idle)
     }
 
-    /// Input resumed after a quiet spell: every partition holds the frontier again
-    /// until it brings data or stays quiet for the idle timeout once more. Otherwise the
-    /// first partition of a backlog to deliver would pull the frontier past the others'
-    /// older events, and those would be judged late.
+    /// Whether the lane has brought any event yet.
+    pub fn has_data(&self, lane: impl Into<Lane>) -> bool {
+        self.lanes
+            .get(&lane.into())
+            .is_some_and(|c| c.stream_time.is_some())
+    }
+
+    /// Input resumed after a quiet spell: every lane holds the frontier again until it
+    /// brings data or stays quiet for the idle timeout once more. Otherwise the first
+    /// lane of a backlog to deliver would pull the frontier past the others' older
+    /// events, and those would be judged late.
     pub fn wake(&mut self) {
-        for clock in self.partitions.values_mut() {
+        for clock in self.lanes.values_mut() {
             clock.idle = false;
         }
     }
 
-    /// Forget a partition's stream time (revoked or idle) so it no longer holds the
-    /// frontier back.
+    /// Forget the stream times of a partition's lanes (revoked) so they no longer hold
+    /// the frontier back.
     pub fn forget_partition(&mut self, partition: i32) {
-        if let Some(clock) = self.partitions.remove(&partition) {
-            self.max_seen = self.max_seen.max(clock.stream_time);
-        }
+        let stream_time = self
+            .lanes
+            .iter()
+            .filter(|(l, _)| l.partition == partition)
+            .filter_map(|(_, c)| c.stream_time)
+            .max();
+        self.max_seen = self.max_seen.max(stream_time);
+        self.lanes.retain(|l, _| l.partition != partition);
         self.recompute_frontier();
     }
 
@@ -207,7 +258,7 @@ impl WindowOperator {
     /// a replay of old events that starts after a pause is not judged late wholesale.
     pub fn on_idle(&mut self, now: i64) {
         let max_seen = self
-            .partitions
+            .lanes
             .values()
             .filter_map(|c| c.stream_time)
             .max()
@@ -243,11 +294,11 @@ impl WindowOperator {
     }
 
     fn recompute_frontier(&mut self) {
-        let mut active = self.partitions.values().filter(|c| !c.idle).peekable();
+        let mut active = self.lanes.values().filter(|c| !c.idle).peekable();
         if active.peek().is_none() {
             return;
         }
-        // An active partition without data yet holds the frontier: it may bring old events.
+        // An active lane without data yet holds the frontier: it may bring old events.
         let min = active.map(|c| c.stream_time).min().flatten();
         if let Some(min) = min {
             if min > self.frontier {
@@ -407,13 +458,48 @@ mod tests {
     }
 
     #[test]
+    fn each_source_partition_holds_the_frontier_within_a_partition() {
+        // One enriched partition fed by two source partitions read at different speeds
+        // (a backlog being caught up): source 0 is minutes ahead of source 1.
+        let mut op = WindowOperator::new(SPEC);
+        op.assign(&[0], &[0, 1]);
+        let lane = |source| Lane {
+            partition: 0,
+            source: Some(source),
+        };
+        assert_eq!(op.observe(lane(0), "US", 100, false), Observed::Counted(5));
+        assert_eq!(op.observe(lane(0), "US", 900, false), Observed::Counted(5));
+        assert_eq!(op.frontier(), i64::MIN, "source 1 has brought nothing yet");
+        assert_eq!(op.observe(lane(1), "US", 110, false), Observed::Counted(5));
+        assert_eq!(op.frontier(), 110);
+        // Source 1 catches up through the same windows: none of it is late.
+        for t in (120..900).step_by(60) {
+            assert!(matches!(
+                op.observe(lane(1), "US", t, false),
+                Observed::Counted(_)
+            ));
+        }
+        assert!(op.frontier() >= 840);
+        // Idle lanes stop holding; a lane without a source (foreign writer) is its own.
+        op.mark_idle(lane(1));
+        assert_eq!(op.frontier(), 900);
+        assert!(op.is_idle(lane(1)) && !op.is_idle(lane(0)));
+        assert_eq!(op.observe(0, "US", 2_000, false), Observed::Counted(5));
+        assert_eq!(
+            op.frontier(),
+            900,
+            "the no-source lane is ahead, source 0 holds"
+        );
+    }
+
+    #[test]
     fn an_assigned_partition_without_data_holds_the_frontier_until_idle() {
         let mut op = WindowOperator::new(WindowSpec {
             size: 60,
             advance: 60,
             grace: 0,
         });
-        op.assign(&[0, 1, 2]);
+        op.assign(&[0, 1, 2], &[]);
         op.observe(0, "US", 10, false);
         op.observe(0, "US", 500, false);
         op.observe(2, "DE", 400, false);
@@ -429,7 +515,7 @@ mod tests {
         assert_eq!(op.take_closed().len(), 2, "US and JP [0,60)");
         op.observe(1, "JP", 30, false);
         assert_eq!(op.frontier(), 400, "never moves back");
-        op.assign(&[0]);
+        op.assign(&[0], &[]);
         assert_eq!(op.frontier(), 500);
     }
 
