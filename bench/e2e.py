@@ -420,9 +420,7 @@ def report(args, loadinfo, results, swap, c200, cmdline) -> str:
     lines = [
         f"### Run of {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, N = {args.events:,} events",
         "",
-        "```bash",
-        cmdline,
-        "```",
+        f"Command: `{cmdline}`",
         "",
         f"Backlog: {loadinfo['events']:,} events loaded into `my_events` ({PARTITIONS} partitions) in "
         f"{loadinfo['seconds']:.1f} s ({loadinfo['rate']:,.0f} events/s, Python producer, acks=all)"
