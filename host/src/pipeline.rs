@@ -63,7 +63,27 @@ pub fn process_batch(
     for ((record, extra), outcome) in decoded.into_iter().zip(outcomes) {
         match outcome {
             Outcome::Accepted(event) => {
-                outputs.push(route::enriched(&event, &extra, record, &processed_by));
+                let output = route::enriched(&event, &extra, record, &processed_by);
+                if output.payload.len() <= route::MAX_OUTPUT_BYTES {
+                    outputs.push(output);
+                    continue;
+                }
+                // The broker would refuse it on every attempt, and every batch behind it
+                // would wait: the event goes to the DLQ instead.
+                metrics::counter!("streamhost_rejections_total", "stage" => "route", "code" => route::OUTPUT_TOO_LARGE)
+                    .increment(1);
+                outputs.push(route::dlq(
+                    record,
+                    source_topic,
+                    Stage::Route,
+                    "host",
+                    route::OUTPUT_TOO_LARGE,
+                    &format!(
+                        "the enriched record would be {} bytes, over the {}-byte limit on output records",
+                        output.payload.len(),
+                        route::MAX_OUTPUT_BYTES
+                    ),
+                ));
             }
             Outcome::Rejected(r) => {
                 metrics::counter!("streamhost_rejections_total", "stage" => "plugin", "code" => r.code.clone())

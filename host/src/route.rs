@@ -9,6 +9,15 @@ use crate::decode::Event;
 use crate::source::SourceRecord;
 use crate::timefmt;
 
+/// The largest record value this host produces: librdkafka's `message.max.bytes`
+/// default (1,000,000, also set explicitly in [`crate::sink::producer_config`]) less room
+/// for the key and the record's framing. A larger record is refused on every attempt,
+/// and the batches behind it would wait for it forever.
+pub const MAX_OUTPUT_BYTES: usize = 1_000_000 - 4_096;
+
+/// Code for an accepted event whose enriched record would be over [`MAX_OUTPUT_BYTES`].
+pub const OUTPUT_TOO_LARGE: &str = "output_too_large";
+
 /// Where an output record goes (topic names come from the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Destination {
@@ -30,6 +39,8 @@ pub struct Output {
 pub enum Stage {
     Decode,
     Plugin,
+    /// Turning an accepted event into its output record.
+    Route,
     Window,
 }
 
@@ -142,7 +153,7 @@ pub fn dlq(
         Ok(text) => (text.to_string(), "utf8"),
         Err(_) => (source.payload.escape_ascii().to_string(), "escaped"),
     };
-    let record = DlqRecord {
+    let mut record = DlqRecord {
         code,
         message,
         stage,
@@ -155,15 +166,47 @@ pub fn dlq(
         raw,
         raw_encoding,
     };
+    let key = format!("{source_topic}/{}/{}", source.partition, source.offset);
+    let mut payload = to_json(&record);
+    if payload.len() > MAX_OUTPUT_BYTES {
+        // Rare (an input near the broker's limit grows when escaped): keep the start of
+        // the bytes, say so, and point at the original, which the input topic still has.
+        let full = record.raw.len();
+        let explained = format!(
+            "{message} [raw truncated: it holds the start of the {}-byte original ({} form), which is at {key}]",
+            source.payload.len(),
+            record.raw_encoding
+        );
+        record.message = &explained;
+        record.raw_encoding = "truncated";
+        // Escaping grows the bytes by about payload / raw: cut in proportion.
+        let mut keep = full * (MAX_OUTPUT_BYTES - 2_048) / payload.len();
+        loop {
+            while !record.raw.is_char_boundary(keep) {
+                keep -= 1;
+            }
+            record.raw.truncate(keep);
+            payload = to_json(&record);
+            if payload.len() <= MAX_OUTPUT_BYTES {
+                break;
+            }
+            // Escaping made the cut too small (quotes, control characters): cut more.
+            keep = keep * 9 / 10;
+        }
+    }
     Output {
         destination: Destination::Dlq,
         // The source position identifies the record: a re-delivery has the same key.
-        key: format!("{source_topic}/{}/{}", source.partition, source.offset),
-        payload: serde_json::to_vec(&record).unwrap_or_else(|e| {
-            // Serialising plain strings and numbers cannot fail; say so if it ever does.
-            format!("{{\"code\":\"internal\",\"message\":\"{e}\"}}").into_bytes()
-        }),
+        key,
+        payload,
     }
+}
+
+fn to_json(record: &DlqRecord<'_>) -> Vec<u8> {
+    serde_json::to_vec(record).unwrap_or_else(|e| {
+        // Serialising plain strings and numbers cannot fail; say so if it ever does.
+        format!("{{\"code\":\"internal\",\"message\":\"{e}\"}}").into_bytes()
+    })
 }
 
 #[cfg(test)]
@@ -193,6 +236,39 @@ mod tests {
                 ("country".into(), "XX".into()),
             ],
         }
+    }
+
+    #[test]
+    fn a_dlq_record_over_the_output_limit_keeps_the_start_of_raw_and_says_so() {
+        // Near the broker's limit, and quotes double when escaped into JSON.
+        let payload = "\"x".repeat(400_000).into_bytes();
+        let out = dlq(
+            &source(&payload),
+            "my_events",
+            Stage::Decode,
+            "host",
+            "malformed_json",
+            "m",
+        );
+        assert!(
+            out.payload.len() <= MAX_OUTPUT_BYTES,
+            "{}",
+            out.payload.len()
+        );
+        let v: Value = serde_json::from_slice(&out.payload).unwrap();
+        assert_eq!(v["raw_encoding"], "truncated");
+        let raw = v["raw"].as_str().unwrap();
+        assert!(raw.len() > 400_000 && payload.starts_with(raw.as_bytes()));
+        let message = v["message"].as_str().unwrap();
+        assert!(message.starts_with("m [raw truncated"), "{message}");
+        assert!(message.contains("800000-byte original") && message.contains("my_events/2/41"));
+        // Below the limit nothing changes.
+        let small = dlq(&source(b"{}"), "my_events", Stage::Decode, "host", "c", "m");
+        let v: Value = serde_json::from_slice(&small.payload).unwrap();
+        assert_eq!(
+            (v["raw"].as_str(), v["raw_encoding"].as_str()),
+            (Some("{}"), Some("utf8"))
+        );
     }
 
     #[test]

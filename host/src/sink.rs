@@ -33,6 +33,8 @@ pub fn producer_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
         .set("enable.idempotence", kafka.idempotence.to_string())
         .set("linger.ms", "5")
         .set("batch.num.messages", "10000")
+        // Explicit: route::MAX_OUTPUT_BYTES keeps every record under it.
+        .set("message.max.bytes", "1000000")
         // Retry inside librdkafka for a long time; past that the caller decides.
         .set("message.timeout.ms", "30000");
     config

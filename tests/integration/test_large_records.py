@@ -1,0 +1,55 @@
+"""Inputs near the broker's size limit on the real stack. The broker takes them, but what
+the host makes of them is larger: an enriched record adds fields, a DLQ record adds
+fields and escapes the original. A record the producer refuses is refused on every
+retry, and with commits in order every batch behind it would wait for it: one input
+would stall the pipeline. Such an event must land in the DLQ (`output_too_large`), a
+DLQ record too large must keep the start of its original and say where the rest is,
+and the events after them must flow."""
+
+from __future__ import annotations
+
+import json
+
+from confluent_kafka import Producer
+
+from conftest import BROKERS, read_topic, wait_until, watermarks
+
+# Under the test producer's 1,000,000-byte limit (with its framing), over what the
+# enriched record may be once the host adds its fields (route::MAX_OUTPUT_BYTES).
+PAD = 995_800
+
+
+def event(i: int, **extra) -> dict:
+    return {"event_type": "page_view", "user_id": 7, "page_url": "/p", "button_id": f"big-{i}",
+            "timestamp": 1_764_000_000 + i, "country": "DE", **extra}
+
+
+def test_an_input_near_the_size_limit_goes_to_the_dlq_and_stalls_nothing(fresh_stack, hosts):
+    start_enriched, start_dlq = watermarks("enriched_events"), watermarks("dlq")
+    host = hosts(1, STREAMHOST_WINDOWS__ENABLED="false")[0]
+    big_valid = json.dumps(event(1, notes="n" * PAD)).encode()
+    big_rejected = json.dumps(event(2, user_id=-1, notes='"' * (PAD // 2))).encode()
+    after = [json.dumps(event(10 + i)).encode() for i in range(20)]
+    p = Producer({"bootstrap.servers": BROKERS, "enable.idempotence": True, "linger.ms": 5})
+    for payload in [big_valid, big_rejected, *after]:
+        p.produce("my_events", value=payload, partition=0)
+        p.poll(0)
+    assert p.flush(30) == 0, "the broker refused a test record"
+
+    wait_until("the 20 small events behind the big ones enriched",
+               lambda: sum(watermarks("enriched_events").values()) - sum(start_enriched.values()) >= 20,
+               timeout=90)
+    wait_until("both big events in the DLQ",
+               lambda: sum(watermarks("dlq").values()) - sum(start_dlq.values()) >= 2, timeout=60)
+    enriched = [json.loads(m.value()) for m in read_topic("enriched_events", start_enriched)]
+    assert sorted(e["button_id"] for e in enriched) == sorted(f"big-{10 + i}" for i in range(20))
+    dlq = {json.loads(m.value())["source_offset"]: json.loads(m.value()) for m in read_topic("dlq", start_dlq)}
+    assert len(dlq) == 2
+    too_large, rejected = (dlq[o] for o in sorted(dlq))
+    assert (too_large["code"], too_large["stage"]) == ("output_too_large", "route")
+    assert (rejected["code"], rejected["stage"]) == ("invalid_user_id", "plugin")
+    for record, original in ((too_large, big_valid), (rejected, big_rejected)):
+        assert record["raw_encoding"] == "truncated"
+        assert original.startswith(record["raw"].encode()) and len(record["raw"]) > 400_000
+        assert f"{len(original)}-byte original" in record["message"]
+    assert host.metric("streamhost_rejections_total", code="output_too_large") == 1
