@@ -41,8 +41,8 @@ pub struct WindowStage {
     first_offset: HashMap<i32, BTreeMap<i64, i64>>,
     last_offset: HashMap<i32, i64>,
     countries: HashMap<i32, HashSet<String>>,
-    /// When each assigned partition last delivered a record (or was assigned).
-    active: HashMap<i32, Instant>,
+    /// The partitions this stage owns (to tell which ones it is taking over).
+    owned: HashSet<i32>,
     /// When each lane (partition, source partition) last delivered a record.
     lanes: HashMap<Lane, Instant>,
     /// The partitions of the validate stage's input, whose lanes hold the frontier.
@@ -63,7 +63,7 @@ impl WindowStage {
             first_offset: HashMap::new(),
             last_offset: HashMap::new(),
             countries: HashMap::new(),
-            active: HashMap::new(),
+            owned: HashSet::new(),
             lanes: HashMap::new(),
             sources: Vec::new(),
             replay_until: HashMap::new(),
@@ -82,12 +82,11 @@ impl WindowStage {
             // must hold the frontier again (their idle clocks restart now).
             self.quiet = false;
             self.op.wake();
-            for seen in self.active.values_mut().chain(self.lanes.values_mut()) {
+            for seen in self.lanes.values_mut() {
                 *seen = now;
             }
         }
         for record in batch {
-            self.active.insert(record.partition, now);
             // After a rebalance that gave the partition back to us, the consumer restarts
             // from the committed position: records we already counted must not count twice.
             if self
@@ -229,7 +228,7 @@ impl WindowStage {
     pub fn taken_over(&self, assigned: &[i32]) -> Vec<i32> {
         assigned
             .iter()
-            .filter(|p| !self.active.contains_key(p))
+            .filter(|p| !self.owned.contains(p))
             .copied()
             .collect()
     }
@@ -284,23 +283,15 @@ impl WindowStage {
                 self.op.drop_country(&country);
             }
         }
-        self.active.retain(|p, _| assigned.contains(p));
+        self.owned.retain(|p| assigned.contains(p));
         self.lanes
             .retain(|lane, _| assigned.contains(&lane.partition));
-        for p in assigned {
-            self.active.entry(*p).or_insert(now);
-            if self.sources.is_empty() {
-                self.lanes.entry(Lane::from(*p)).or_insert(now);
-            }
-            for s in &self.sources {
-                let lane = Lane {
-                    partition: *p,
-                    source: Some(*s),
-                };
-                self.lanes.entry(lane).or_insert(now);
-            }
-        }
+        self.owned.extend(assigned);
         self.op.assign(assigned, &self.sources);
+        // A new lane's idle clock starts when it appears.
+        for lane in self.op.lanes() {
+            self.lanes.entry(lane).or_insert(now);
+        }
         for (lane, last) in &mut self.lanes {
             let slow = pending.contains(&lane.partition)
                 || (lane.source.is_some_and(|s| pending_sources.contains(&s))

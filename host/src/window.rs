@@ -217,6 +217,11 @@ impl WindowOperator {
         self.lanes.get(&lane.into()).is_some_and(|c| c.idle)
     }
 
+    /// Every lane the operator keeps a clock for.
+    pub fn lanes(&self) -> impl Iterator<Item = Lane> + '_ {
+        self.lanes.keys().copied()
+    }
+
     /// Whether the lane has brought any event yet.
     pub fn has_data(&self, lane: impl Into<Lane>) -> bool {
         self.lanes
