@@ -87,16 +87,14 @@ async fn main() -> Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("SIGTERM handler")?;
     let mut total: u64 = 0;
-    let mut in_flight: VecDeque<(HashMap<i32, i64>, JoinAll<DeliveryFuture>)> = VecDeque::new();
+    let mut in_flight = InFlight::new();
     loop {
         // As the host does: when the input goes quiet, what is in flight is committed.
         let quiet = tokio::time::sleep(Duration::from_millis(200));
         let first = tokio::select! {
             m = consumer.recv() => m.context("receive")?.detach(),
             _ = quiet, if !in_flight.is_empty() => {
-                while !in_flight.is_empty() {
-                    commit_oldest(&consumer, &args.input, &mut in_flight).await?;
-                }
+                commit_all(&consumer, &args.input, &mut in_flight).await?;
                 continue;
             }
             _ = &mut stop => break,
@@ -151,9 +149,7 @@ async fn main() -> Result<()> {
         }
         total += batch.len() as u64;
     }
-    while !in_flight.is_empty() {
-        commit_oldest(&consumer, &args.input, &mut in_flight).await?;
-    }
+    commit_all(&consumer, &args.input, &mut in_flight).await?;
     producer
         .flush(Timeout::After(Duration::from_secs(10)))
         .context("flush")?;
@@ -161,11 +157,24 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
+type InFlight = VecDeque<(HashMap<i32, i64>, JoinAll<DeliveryFuture>)>;
+
+async fn commit_all(
+    consumer: &StreamConsumer,
+    topic: &str,
+    in_flight: &mut InFlight,
+) -> Result<()> {
+    while !in_flight.is_empty() {
+        commit_oldest(consumer, topic, in_flight).await?;
+    }
+    Ok(())
+}
+
 /// Wait for the oldest batch's acknowledgements, then commit its offsets.
 async fn commit_oldest(
     consumer: &StreamConsumer,
     topic: &str,
-    in_flight: &mut VecDeque<(HashMap<i32, i64>, JoinAll<DeliveryFuture>)>,
+    in_flight: &mut InFlight,
 ) -> Result<()> {
     let Some((next, deliveries)) = in_flight.pop_front() else {
         return Ok(());
