@@ -106,11 +106,6 @@ impl Source {
         Ok(batch)
     }
 
-    /// Commit the position after the highest offset of each partition in `records`.
-    pub fn commit(&self, records: &[SourceRecord]) -> Result<(), SourceError> {
-        self.commit_positions(&next_positions(records))
-    }
-
     /// Commit explicit next-to-read positions per partition.
     pub fn commit_positions(&self, next: &HashMap<i32, i64>) -> Result<(), SourceError> {
         if next.is_empty() {
