@@ -44,18 +44,14 @@ pub fn process_batch(
                 events.push(d.event);
                 decoded.push((record, d.extra));
             }
-            Err(e) => {
-                metrics::counter!("streamhost_rejections_total", "stage" => "decode", "code" => e.code())
-                    .increment(1);
-                outputs.push(route::dlq(
-                    record,
-                    source_topic,
-                    Stage::Decode,
-                    "host",
-                    e.code(),
-                    &e.to_string(),
-                ));
-            }
+            Err(e) => outputs.push(reject(
+                record,
+                source_topic,
+                Stage::Decode,
+                "host",
+                e.code(),
+                &e.to_string(),
+            )),
         }
     }
     let outcomes = chain.process(events);
@@ -70,9 +66,7 @@ pub fn process_batch(
                 }
                 // The broker would refuse it on every attempt, and every batch behind it
                 // would wait: the event goes to the DLQ instead.
-                metrics::counter!("streamhost_rejections_total", "stage" => "route", "code" => route::OUTPUT_TOO_LARGE)
-                    .increment(1);
-                outputs.push(route::dlq(
+                outputs.push(reject(
                     record,
                     source_topic,
                     Stage::Route,
@@ -85,21 +79,31 @@ pub fn process_batch(
                     ),
                 ));
             }
-            Outcome::Rejected(r) => {
-                metrics::counter!("streamhost_rejections_total", "stage" => "plugin", "code" => r.code.clone())
-                    .increment(1);
-                outputs.push(route::dlq(
-                    record,
-                    source_topic,
-                    Stage::Plugin,
-                    &r.rejected_by,
-                    &r.code,
-                    &r.message,
-                ));
-            }
+            Outcome::Rejected(r) => outputs.push(reject(
+                record,
+                source_topic,
+                Stage::Plugin,
+                &r.rejected_by,
+                &r.code,
+                &r.message,
+            )),
         }
     }
     outputs
+}
+
+/// A rejection: counted by stage and code, and routed to the DLQ with the original bytes.
+fn reject(
+    record: &SourceRecord,
+    source_topic: &str,
+    stage: Stage,
+    rejected_by: &str,
+    code: &str,
+    message: &str,
+) -> Output {
+    metrics::counter!("streamhost_rejections_total", "stage" => stage.as_str(), "code" => code.to_owned())
+        .increment(1);
+    route::dlq(record, source_topic, stage, rejected_by, code, message)
 }
 
 /// A batch whose outputs are with the producer. Its input positions are committed once

@@ -34,14 +34,31 @@ pub struct Output {
 }
 
 /// Which part of the pipeline turned a record away.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     Decode,
     Plugin,
     /// Turning an accepted event into its output record.
     Route,
     Window,
+}
+
+impl Stage {
+    /// The name used in DLQ records and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Decode => "decode",
+            Stage::Plugin => "plugin",
+            Stage::Route => "route",
+            Stage::Window => "window",
+        }
+    }
+}
+
+impl Serialize for Stage {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
 }
 
 /// Field names the host writes itself; input fields of the same name are not copied.
