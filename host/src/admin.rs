@@ -1,29 +1,46 @@
-//! The admin endpoint (loopback by default): `/health`, `/metrics` (Prometheus text),
+//! The admin endpoint (loopback by default): `/health` (200, or 503 with the stalled
+//! partitions), `/metrics` (Prometheus text),
 //! `/plugins` (what is loaded, and what was rejected and why).
 
 use std::net::SocketAddr;
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::liveness::Health;
 use crate::plugins::status::PluginBoard;
 
 #[derive(Clone)]
 struct AdminState {
     metrics: PrometheusHandle,
     plugins: PluginBoard,
+    health: Health,
 }
 
 pub async fn serve(
     listen: SocketAddr,
     metrics: PrometheusHandle,
     plugins: PluginBoard,
+    health: Health,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let app = Router::new()
-        .route("/health", get(|| async { "ok\n" }))
+        .route(
+            "/health",
+            get(|State(s): State<AdminState>| async move {
+                // 503 while a stage sees a stalled partition: a supervisor can act on it.
+                let (ready, text) = s.health.report();
+                let status = if ready {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                (status, text)
+            }),
+        )
         .route(
             "/metrics",
             get(|State(s): State<AdminState>| async move { s.metrics.render() }),
@@ -34,7 +51,11 @@ pub async fn serve(
                 Json(s.plugins.read().map(|p| p.clone()).unwrap_or_default())
             }),
         )
-        .with_state(AdminState { metrics, plugins });
+        .with_state(AdminState {
+            metrics,
+            plugins,
+            health,
+        });
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(%listen, "admin endpoint: /health /metrics /plugins");
     axum::serve(listener, app)

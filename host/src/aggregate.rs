@@ -1,5 +1,5 @@
 //! The window stage: `enriched_events` (keyed by country, so each country's events sit in
-//! one partition and its windows on one instance) → [`WindowOperator`] →
+//! one partition and its windows on one instance) → [`PartitionedWindows`] →
 //! `country_event_averages`, late events → `dlq`.
 //!
 //! Input positions are committed no further than the oldest event still in an open
@@ -12,13 +12,14 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::liveness::{Health, StageName, Watchdog, WatchdogConfig};
 use crate::pipeline::PipelineError;
 use crate::restore;
 use crate::route::{self, Destination, Output, Stage};
 use crate::sink::Sink;
 use crate::source::{GroupLag, Source, SourceRecord};
 use crate::timefmt;
-use crate::window::{ClosedWindow, Lane, Observed, WindowOperator, WindowSpec};
+use crate::window::{ClosedWindow, Lane, Observed, PartitionedWindows, WindowSpec};
 
 /// Code for events whose windows had all closed when they arrived.
 pub const LATE_EVENT: &str = "late_event";
@@ -36,11 +37,10 @@ struct Keyed<'a> {
 /// The windowing state of one instance plus the bookkeeping for safe commits.
 #[derive(Debug)]
 pub struct WindowStage {
-    op: WindowOperator,
+    op: PartitionedWindows,
     /// Per partition: window start → lowest offset counted in it (open windows only).
     first_offset: HashMap<i32, BTreeMap<i64, i64>>,
     last_offset: HashMap<i32, i64>,
-    countries: HashMap<i32, HashSet<String>>,
     /// The partitions this stage owns (to tell which ones it is taking over).
     owned: HashSet<i32>,
     /// When each lane (partition, source partition) last delivered a record.
@@ -59,10 +59,9 @@ pub struct WindowStage {
 impl WindowStage {
     pub fn new(spec: WindowSpec, source_topic: &str) -> Self {
         Self {
-            op: WindowOperator::new(spec),
+            op: PartitionedWindows::new(spec),
             first_offset: HashMap::new(),
             last_offset: HashMap::new(),
-            countries: HashMap::new(),
             owned: HashSet::new(),
             lanes: HashMap::new(),
             sources: Vec::new(),
@@ -144,7 +143,7 @@ impl WindowStage {
                     let message = format!(
                         "event time {} is behind the window frontier {} by more than the grace period; all its windows had closed",
                         timefmt::datetime(keyed.timestamp),
-                        timefmt::datetime(self.op.frontier())
+                        timefmt::datetime(self.op.frontier(record.partition))
                     );
                     outputs.push(route::dlq(
                         record,
@@ -163,10 +162,6 @@ impl WindowStage {
                     for start in self.op.spec().starts(keyed.timestamp) {
                         firsts.entry(start).or_insert(record.offset);
                     }
-                    self.countries
-                        .entry(record.partition)
-                        .or_default()
-                        .insert(keyed.country.into_owned());
                 }
             }
         }
@@ -174,10 +169,11 @@ impl WindowStage {
         outputs
     }
 
-    /// No input for a while: let event time follow the wall clock so windows close.
-    pub fn idle(&mut self, now_secs: i64) -> Vec<Output> {
+    /// No input for a while: let event time follow the wall clock so windows close,
+    /// except on the `holding` partitions, which still have records to come.
+    pub fn idle(&mut self, now_secs: i64, holding: &[i32]) -> Vec<Output> {
         self.quiet = true;
-        self.op.on_idle(now_secs);
+        self.op.on_idle(now_secs, holding);
         let mut outputs = Vec::new();
         self.drain_closed(&mut outputs);
         outputs
@@ -185,14 +181,14 @@ impl WindowStage {
 
     fn drain_closed(&mut self, outputs: &mut Vec<Output>) {
         let closed = self.op.take_closed();
-        for w in &closed {
-            tracing::debug!(country = %w.country, start = w.start, count = w.count, frontier = self.op.frontier(), "window closed");
+        for (partition, w) in &closed {
+            tracing::debug!(partition, country = %w.country, start = w.start, count = w.count, frontier = self.op.frontier(*partition), "window closed");
         }
         metrics::counter!("streamhost_windows_closed_total").increment(closed.len() as u64);
-        outputs.extend(closed.iter().map(average_record));
+        outputs.extend(closed.iter().map(|(_, w)| average_record(w)));
         let spec = self.op.spec();
-        let frontier = self.op.frontier();
-        for firsts in self.first_offset.values_mut() {
+        for (partition, firsts) in self.first_offset.iter_mut() {
+            let frontier = self.op.frontier(*partition);
             firsts.retain(|start, _| start + spec.size + spec.grace > frontier);
         }
         metrics::gauge!("streamhost_open_windows").set(self.op.open_windows() as f64);
@@ -220,8 +216,27 @@ impl WindowStage {
         emitted: &HashMap<String, i64>,
         replay_until: HashMap<i32, i64>,
     ) {
-        self.op.restore_emitted(emitted);
+        let partitions: Vec<i32> = replay_until.keys().copied().collect();
+        self.op.restore_emitted(emitted, &partitions);
         self.replay_until.extend(replay_until);
+    }
+
+    /// Drop the state of partitions revoked from this instance. One assigned again is
+    /// taken over afresh: re-read from the committed position, emitted windows restored.
+    pub fn forget(&mut self, revoked: &[i32]) {
+        for p in revoked {
+            if self.owned.remove(p) || self.last_offset.contains_key(p) {
+                tracing::info!(
+                    partition = p,
+                    "window stage: partition revoked, dropping its state"
+                );
+            }
+            self.last_offset.remove(p);
+            self.first_offset.remove(p);
+            self.source_high.retain(|(enriched, _), _| enriched != p);
+            self.replay_until.remove(p);
+            self.op.forget(*p);
+        }
     }
 
     /// Of `assigned`, the partitions this stage did not own until now.
@@ -271,18 +286,7 @@ impl WindowStage {
             .filter(|p| !assigned.contains(p))
             .copied()
             .collect();
-        for p in revoked {
-            tracing::info!(
-                partition = p,
-                "window stage: partition revoked, dropping its state"
-            );
-            self.last_offset.remove(&p);
-            self.first_offset.remove(&p);
-            self.source_high.retain(|(enriched, _), _| *enriched != p);
-            for country in self.countries.remove(&p).unwrap_or_default() {
-                self.op.drop_country(&country);
-            }
-        }
+        self.forget(&revoked);
         self.owned.retain(|p| assigned.contains(p));
         self.lanes
             .retain(|lane, _| assigned.contains(&lane.partition));
@@ -334,6 +338,7 @@ fn now_secs() -> i64 {
 pub async fn run(
     config: &Config,
     sink: &Sink,
+    health: &Health,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
     let w = &config.windows;
@@ -342,15 +347,26 @@ pub async fn run(
         advance: w.advance_secs,
         grace: w.grace_secs,
     };
-    let source = Source::new(
+    let mut source = Source::new(
         &config.kafka.brokers,
         &config.kafka.window_group_id,
         &config.kafka.enriched_topic,
     )?;
+    let watchdog = Watchdog::start(
+        WatchdogConfig {
+            stage: StageName::Window,
+            brokers: config.kafka.brokers.clone(),
+            group_id: config.kafka.window_group_id.clone(),
+            topic: config.kafka.enriched_topic.clone(),
+            stall_timeout: config.stall_timeout(),
+            longest_turn: Duration::from_secs(w.idle_timeout_secs.max(1)),
+        },
+        health.clone(),
+    )?;
     let mut stage = WindowStage::new(spec, &config.kafka.enriched_topic);
     // The validate stage's progress on its input: a source partition it has yet to
     // catch up on is slow, not idle, and keeps holding the frontier.
-    let input = GroupLag::new(
+    let mut input = GroupLag::new(
         &config.kafka.brokers,
         &config.kafka.group_id,
         &config.kafka.input_topic,
@@ -361,6 +377,7 @@ pub async fn run(
     let backlog = (config.pipeline.batch_size * config.pipeline.in_flight_batches) as i64;
     let sources = tokio::task::block_in_place(|| input.partitions(Duration::from_secs(10)));
     tracing::info!(topic = %config.kafka.input_topic, partitions = ?sources, "window stage: one lane per source partition");
+    let all_sources = sources.clone();
     stage.set_sources(sources);
     let idle = Duration::from_secs(w.idle_timeout_secs.max(1));
     tracing::info!(
@@ -373,6 +390,13 @@ pub async fn run(
         if *stop.borrow() {
             break;
         }
+        // Outputs are sent and positions committed at the end of every turn, so a
+        // rejoin here loses nothing; records re-read afterwards are skipped by offset.
+        let orphans = watchdog.orphans(&source.assigned_partitions());
+        if !orphans.is_empty() {
+            watchdog.take_over(&mut source, &orphans)?;
+            continue;
+        }
         let batch = tokio::select! {
             batch = source.next_batch(config.pipeline.batch_size, config.batch_wait(), idle) => batch?,
             _ = stop.changed() => break,
@@ -380,8 +404,11 @@ pub async fn run(
         let started = Instant::now();
         metrics::counter!("streamhost_window_records_total").increment(batch.len() as u64);
         let assigned = source.assigned_partitions();
-        metrics::gauge!("streamhost_assigned_partitions", "stage" => "window")
+        // Read by another owner meanwhile, even if ours again: their state is stale.
+        stage.forget(&source.take_revoked());
+        metrics::gauge!("streamhost_assigned_partitions", "stage" => StageName::Window.as_str())
             .set(assigned.len() as f64);
+        watchdog.turned(&assigned);
         let taken_over = stage.taken_over(&assigned);
         if !taken_over.is_empty() {
             // Taken-over partitions are re-read from their committed position: learn
@@ -410,7 +437,16 @@ pub async fn run(
         }
         let now = Instant::now();
         let candidates = stage.idle_candidates(now, idle);
-        let (pending, pending_sources) = if candidates.is_empty() {
+        let (pending, pending_sources) = if batch.is_empty() {
+            // About to let event time follow the wall clock: every partition and source
+            // is asked (no input for `idle`, so rare).
+            tokio::task::block_in_place(|| {
+                (
+                    source.pending(&assigned),
+                    input.pending(&all_sources, backlog, round_trip),
+                )
+            })
+        } else if candidates.is_empty() {
             (Vec::new(), Vec::new())
         } else {
             // Blocking round trips to the broker, rare (a lane quiet for `idle`).
@@ -432,7 +468,14 @@ pub async fn run(
         }
         stage.sync_partitions(&assigned, now, idle, &pending, &pending_sources);
         let outputs = if batch.is_empty() {
-            stage.idle(now_secs())
+            // Records still to come (a rebalance's pause, or a source partition waiting
+            // for a new owner) are not idleness: those partitions keep their event time.
+            let holding = if pending_sources.is_empty() {
+                pending
+            } else {
+                assigned.clone()
+            };
+            stage.idle(now_secs(), &holding)
         } else {
             stage.process(&batch)
         };
@@ -499,7 +542,7 @@ mod tests {
         stage.process(&[rec(0, 12, "US", 200), rec(1, 5, "DE", 200)]);
         let pos = stage.commit_positions();
         assert_eq!(pos[&0], 12, "only the window of offset 12 is still open");
-        let out = stage.idle(10_000);
+        let out = stage.idle(10_000, &[]);
         assert_eq!(counts(&out).len(), 2);
         let pos = stage.commit_positions();
         assert_eq!(
@@ -523,7 +566,7 @@ mod tests {
             .map(|i| rec(0, i, "JP", 1_700_000_000 + i))
             .collect();
         stage.process(&batch);
-        let out = stage.idle(1_800_000_000);
+        let out = stage.idle(1_800_000_000, &[]);
         assert_eq!(out.len(), 5, "one event time, five hopping windows");
         let v: serde_json::Value = serde_json::from_slice(&out[0].payload).unwrap();
         assert_eq!(v["country"], "JP");
@@ -548,7 +591,7 @@ mod tests {
 
         let mut clean = WindowStage::new(spec, "enriched_events");
         let mut want = counts(&clean.process(&records));
-        want.extend(counts(&clean.idle(10_000)));
+        want.extend(counts(&clean.idle(10_000, &[])));
         let want: HashMap<String, u64> = want.into_iter().collect();
 
         for restore in [true, false] {
@@ -569,7 +612,7 @@ mod tests {
                 run2.restore_emitted(&through, HashMap::from([(0, 400)]));
             }
             last.extend(counts(&run2.process(&records[committed as usize..])));
-            last.extend(counts(&run2.idle(10_000)));
+            last.extend(counts(&run2.idle(10_000, &[])));
             if restore {
                 assert_eq!(last, want, "restored: identical to an uninterrupted run");
             } else {
@@ -605,7 +648,7 @@ mod tests {
             with_source(6, 0, 12),
         ]);
         assert_eq!(
-            counts(&stage.idle(1_000)),
+            counts(&stage.idle(1_000, &[])),
             vec![("1970-01-01 00:00:00".to_string(), 4)]
         );
     }
@@ -616,7 +659,7 @@ mod tests {
         stage.process(&[rec(0, 1, "US", 5), rec(0, 2, "US", 6)]);
         stage.process(&[rec(0, 1, "US", 5), rec(0, 2, "US", 6), rec(0, 3, "US", 7)]);
         assert_eq!(
-            counts(&stage.idle(1_000)),
+            counts(&stage.idle(1_000, &[])),
             vec![("1970-01-01 00:00:00".to_string(), 3)]
         );
     }
@@ -625,30 +668,81 @@ mod tests {
     /// quiet for the idle timeout and stopped holding the frontier; its events, still
     /// unread, were then judged late (a third of a 1M-event catch-up).
     #[test]
-    fn a_quiet_partition_with_a_backlog_keeps_holding_the_frontier() {
+    fn a_quiet_lane_of_a_partition_with_a_backlog_keeps_holding_its_frontier() {
         let mut stage = WindowStage::new(SPEC, "enriched_events");
-        stage.process(&[rec(0, 1, "US", 5), rec(1, 1, "DE", 5)]);
+        stage.set_sources(vec![0, 1]);
+        let start = Instant::now();
+        stage.sync_partitions(&[0], start, Duration::from_secs(60), &[], &[]);
+        let from = |offset: i64, source: i32, country: &str, t: i64| {
+            SourceRecord {
+            partition: 0,
+            offset,
+            timestamp_ms: 0,
+            payload: format!(
+                r#"{{"country":"{country}","timestamp":{t},"source_partition":{source},"source_offset":{offset}}}"#
+            )
+            .into_bytes(),
+        }
+        };
+        stage.process(&[from(1, 0, "US", 5), from(2, 1, "DE", 5)]);
         let later = Instant::now() + Duration::from_secs(120);
         assert_eq!(
             stage.idle_candidates(later, Duration::from_secs(60)).len(),
             2
         );
-        // Partition 1 is quiet but has records left to read.
-        stage.sync_partitions(&[0, 1], later, Duration::from_secs(60), &[1], &[]);
-        assert!(stage.process(&[rec(0, 2, "US", 5_000)]).is_empty());
-        let out = stage.process(&[rec(1, 2, "DE", 1_900)]);
+        // Both lanes are quiet, but the partition has records left to read.
+        stage.sync_partitions(&[0], later, Duration::from_secs(60), &[0], &[]);
+        assert!(stage.process(&[from(3, 0, "US", 5_000)]).is_empty());
+        let out = stage.process(&[from(4, 1, "DE", 1_900)]);
         assert!(
             out.iter().all(|o| o.destination != Destination::Dlq),
             "DE's event was judged late"
         );
-        // Without a backlog it is idle: the frontier follows partition 0.
+        // Without a backlog the quiet lane is idle: the frontier follows source 0.
         let much_later = later + Duration::from_secs(120);
-        stage.sync_partitions(&[0, 1], much_later, Duration::from_secs(60), &[], &[]);
-        let late = stage.process(&[rec(0, 3, "US", 10_000), rec(1, 3, "DE", 2_000)]);
+        stage.sync_partitions(&[0], much_later, Duration::from_secs(60), &[], &[]);
+        let late = stage.process(&[from(5, 0, "US", 10_000), from(6, 1, "DE", 2_000)]);
         assert!(
             late.iter().any(|o| o.destination == Destination::Dlq),
-            "an idle partition must not hold the frontier"
+            "an idle lane must not hold the frontier"
         );
+    }
+
+    /// Found by the failover test: after a takeover, the consumer delivered nothing for
+    /// longer than the idle timeout (the rebalance's pause) while the partition had a
+    /// backlog; event time jumped to the wall clock and the backlog was judged late.
+    #[test]
+    fn a_partition_with_records_to_come_keeps_its_event_time_when_input_pauses() {
+        let mut stage = WindowStage::new(SPEC, "enriched_events");
+        stage.process(&[rec(0, 1, "US", 10), rec(1, 1, "DE", 10)]);
+        let out = stage.idle(1_000_000, &[0]);
+        assert_eq!(counts(&out).len(), 1, "only partition 1's window closes");
+        let out = stage.process(&[rec(0, 2, "US", 20)]);
+        assert!(out.iter().all(|o| o.destination != Destination::Dlq));
+        assert_eq!(
+            counts(&stage.idle(1_000_000, &[])),
+            [("1970-01-01 00:00:00".to_string(), 2)]
+        );
+    }
+
+    /// Found by the failover test: a survivor that takes over a crashed instance's
+    /// partition had already advanced its own partitions' event time, and judged the
+    /// taken-over partition's open windows late (12,689 of 30,000 events). Each
+    /// partition keeps its own event time.
+    #[test]
+    fn a_partition_taken_over_is_not_judged_by_the_others_clock() {
+        let mut stage = WindowStage::new(SPEC, "enriched_events");
+        let now = Instant::now();
+        stage.sync_partitions(&[0], now, Duration::from_secs(60), &[], &[]);
+        stage.process(&[rec(0, 1, "US", 10), rec(0, 2, "US", 5_000)]);
+        stage.sync_partitions(&[0, 1], now, Duration::from_secs(60), &[], &[]);
+        let out = stage.process(&[rec(1, 7, "DE", 100), rec(1, 8, "DE", 110)]);
+        assert!(
+            out.iter().all(|o| o.destination != Destination::Dlq),
+            "the taken-over partition's events were judged late"
+        );
+        let out = stage.idle(10_000, &[]);
+        assert!(counts(&out).contains(&("1970-01-01 00:01:00".to_string(), 2)));
     }
 
     /// Found by bench/e2e at 1M: the validate stage reads the source partitions at
@@ -708,7 +802,7 @@ mod tests {
         stage.process(&[rec(0, 1, "US", 5), rec(1, 1, "DE", 5)]);
         let later = Instant::now() + Duration::from_secs(120);
         stage.sync_partitions(&[0, 1], later, Duration::from_secs(60), &[], &[]);
-        assert_eq!(counts(&stage.idle(1_000)).len(), 2);
+        assert_eq!(counts(&stage.idle(1_000, &[])).len(), 2);
         // The backlog: partition 0 delivers far ahead first, then partition 1.
         assert!(stage.process(&[rec(0, 2, "US", 5_000)]).is_empty());
         let out = stage.process(&[rec(1, 2, "DE", 1_900)]);
@@ -716,7 +810,7 @@ mod tests {
             out.iter().all(|o| o.destination != Destination::Dlq),
             "DE's event was judged late"
         );
-        let closed = counts(&stage.idle(1_000_000));
+        let closed = counts(&stage.idle(1_000_000, &[]));
         assert_eq!(
             closed.len(),
             2,
@@ -729,7 +823,7 @@ mod tests {
         let mut stage = WindowStage::new(SPEC, "enriched_events");
         stage.process(&[rec(0, 1, "US", 5), rec(1, 1, "DE", 5)]);
         stage.sync_partitions(&[1], Instant::now(), Duration::from_secs(60), &[], &[]);
-        let out = stage.idle(1_000);
+        let out = stage.idle(1_000, &[]);
         assert_eq!(counts(&out).len(), 1, "only DE's window is still ours");
         let late = stage.process(&[rec(1, 2, "DE", 5)]);
         assert_eq!(late.len(), 1);

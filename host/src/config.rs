@@ -32,6 +32,7 @@ pub struct KafkaConfig {
     pub averages_topic: String,
     pub window_group_id: String,
     pub idempotence: bool,
+    pub stall_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,6 +82,7 @@ impl Default for KafkaConfig {
             averages_topic: "country_event_averages".into(),
             window_group_id: "streamhost-windows".into(),
             idempotence: true,
+            stall_timeout_secs: 20,
         }
     }
 }
@@ -213,6 +215,10 @@ impl Config {
         Ok(())
     }
 
+    pub fn stall_timeout(&self) -> Duration {
+        Duration::from_secs(self.kafka.stall_timeout_secs)
+    }
+
     pub fn batch_wait(&self) -> Duration {
         Duration::from_millis(self.pipeline.batch_wait_ms)
     }
@@ -239,6 +245,9 @@ environment variable shown, which wins over the file):
       consumer group of the window stage (reads enriched_events)
   kafka.idempotence        STREAMHOST_KAFKA__IDEMPOTENCE        true
       idempotent producer (no duplicates from its own retries); off only for brokers that mishandle it
+  kafka.stall_timeout_secs STREAMHOST_KAFKA__STALL_TIMEOUT_SECS 20
+      a partition with no live owner for this long is orphaned: /health says so, and an
+      instance that does not own it rejoins its group to take it over (0: off)
   pipeline.batch_size      STREAMHOST_PIPELINE__BATCH_SIZE      1024
       records per batch through decode, plugins and produce
   pipeline.batch_wait_ms   STREAMHOST_PIPELINE__BATCH_WAIT_MS   50

@@ -13,12 +13,14 @@
 //! writes per-country rolling averages to `country_event_averages`; [`restore`] tells it,
 //! after a crash or rebalance, which windows were already emitted.
 //! [`pipeline`] wires 1–5, [`admin`] serves health and metrics, [`config`] the settings;
+//! [`liveness`] makes sure every input partition is read by some instance;
 //! [`replay`] puts dead-lettered input events back (`streamhost dlq replay`).
 
 pub mod admin;
 pub mod aggregate;
 pub mod config;
 pub mod decode;
+pub mod liveness;
 pub mod pipeline;
 pub mod plugins;
 pub mod replay;

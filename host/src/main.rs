@@ -12,6 +12,7 @@ use tracing_subscriber::EnvFilter;
 
 use streamhost::admin;
 use streamhost::config::{Config, HELP};
+use streamhost::liveness::Health;
 use streamhost::plugins::reload::{self, Reloader};
 use streamhost::plugins::{status, Chain, PluginRuntime, SandboxLimits};
 use streamhost::replay::{self, TimeField};
@@ -209,10 +210,12 @@ async fn run(config_file: Option<&Path>) -> Result<()> {
         tracing::info!("shutdown requested: finishing the current batch");
         let _ = stop_tx.send(true);
     });
+    let health = Health::default();
     let admin = tokio::spawn(admin::serve(
         config.admin.listen,
         metrics,
         board.clone(),
+        health.clone(),
         stop.clone(),
     ));
 
@@ -225,10 +228,10 @@ async fn run(config_file: Option<&Path>) -> Result<()> {
             }
         });
     }
-    let validate = pipeline::run(&config, chain, updates, &sink, stop.clone());
+    let validate = pipeline::run(&config, chain, updates, &sink, &health, stop.clone());
     let windows = async {
         if config.windows.enabled {
-            aggregate::run(&config, &sink, stop.clone()).await
+            aggregate::run(&config, &sink, &health, stop.clone()).await
         } else {
             Ok(())
         }

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::decode::decode;
+use crate::liveness::{Health, StageName, Watchdog, WatchdogConfig};
 use crate::plugins::reload::ChainUpdate;
 use crate::plugins::{Chain, Outcome};
 use crate::route::{self, Output, Stage};
@@ -120,18 +121,17 @@ struct Pending<'a> {
 /// The batches in flight, oldest first.
 struct InFlight<'a> {
     batches: VecDeque<Pending<'a>>,
-    source: &'a Source,
 }
 
 impl InFlight<'_> {
     /// Commit every acknowledged batch at the head, without waiting.
-    fn commit_ready(&mut self) -> Result<(), PipelineError> {
+    fn commit_ready(&mut self, source: &Source) -> Result<(), PipelineError> {
         while let Some(head) = self.batches.front_mut() {
             match head.acked.as_mut().now_or_never() {
                 None => break,
                 Some(acked) => {
                     acked?;
-                    self.commit_head()?;
+                    self.commit_head(source)?;
                 }
             }
         }
@@ -139,26 +139,26 @@ impl InFlight<'_> {
     }
 
     /// Wait for the oldest batch and commit it.
-    async fn commit_oldest(&mut self) -> Result<(), PipelineError> {
+    async fn commit_oldest(&mut self, source: &Source) -> Result<(), PipelineError> {
         if let Some(head) = self.batches.front_mut() {
             head.acked.as_mut().await?;
-            self.commit_head()?;
+            self.commit_head(source)?;
         }
         Ok(())
     }
 
-    async fn commit_all(&mut self) -> Result<(), PipelineError> {
+    async fn commit_all(&mut self, source: &Source) -> Result<(), PipelineError> {
         while !self.batches.is_empty() {
-            self.commit_oldest().await?;
+            self.commit_oldest(source).await?;
         }
         Ok(())
     }
 
-    fn commit_head(&mut self) -> Result<(), PipelineError> {
+    fn commit_head(&mut self, source: &Source) -> Result<(), PipelineError> {
         let Some(batch) = self.batches.pop_front() else {
             return Ok(());
         };
-        self.source.commit_positions(&batch.positions)?;
+        source.commit_positions(&batch.positions)?;
         let seconds = batch.started.elapsed().as_secs_f64();
         metrics::histogram!("streamhost_batch_seconds").record(seconds);
         metrics::gauge!("streamhost_batches_in_flight").set(self.batches.len() as f64);
@@ -179,23 +179,35 @@ pub async fn run(
     mut chain: Chain,
     mut updates: mpsc::Receiver<ChainUpdate>,
     sink: &Sink,
+    health: &Health,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
-    let source = Source::new(
+    let stage = StageName::Validate;
+    // Short: a chain update waiting while no records arrive is installed within this.
+    let idle = Duration::from_millis(200);
+    let mut source = Source::new(
         &config.kafka.brokers,
         &config.kafka.group_id,
         &config.kafka.input_topic,
     )?;
+    let watchdog = Watchdog::start(
+        WatchdogConfig {
+            stage,
+            brokers: config.kafka.brokers.clone(),
+            group_id: config.kafka.group_id.clone(),
+            topic: config.kafka.input_topic.clone(),
+            stall_timeout: config.stall_timeout(),
+            longest_turn: idle,
+        },
+        health.clone(),
+    )?;
     tracing::info!(topic = source.topic(), chain = %chain.processed_by(), "validate stage started");
-    // Short: a chain update waiting while no records arrive is installed within this.
-    let idle = Duration::from_millis(200);
     let depth = config.pipeline.in_flight_batches;
     let mut in_flight = InFlight {
         batches: VecDeque::with_capacity(depth),
-        source: &source,
     };
     loop {
-        in_flight.commit_ready()?;
+        in_flight.commit_ready(&source)?;
         if *stop.borrow() {
             break;
         }
@@ -207,15 +219,25 @@ pub async fn run(
             metrics::histogram!("streamhost_plugin_swap_seconds").record(took.as_secs_f64());
             tracing::info!(chain = %chain.processed_by(), swap_ms = took.as_millis() as u64, "plugin chain swapped");
         }
+        let orphans = watchdog.orphans(&source.assigned_partitions());
+        if !orphans.is_empty() {
+            // What was read is committed first: the new generation resumes from there.
+            in_flight.commit_all(&source).await?;
+            watchdog.take_over(&mut source, &orphans)?;
+            continue;
+        }
         let batch = tokio::select! {
             batch = source.next_batch(config.pipeline.batch_size, config.batch_wait(), idle) => batch?,
             _ = stop.changed() => break,
         };
-        metrics::gauge!("streamhost_assigned_partitions", "stage" => "validate")
-            .set(source.assigned_partitions().len() as f64);
+        let assigned = source.assigned_partitions();
+        metrics::gauge!("streamhost_assigned_partitions", "stage" => stage.as_str())
+            .set(assigned.len() as f64);
+        let positions = next_positions(&batch);
+        watchdog.turned(&assigned);
         if batch.is_empty() {
             // Nothing to overlap with: let the positions catch up.
-            in_flight.commit_all().await?;
+            in_flight.commit_all(&source).await?;
             continue;
         }
         let started = Instant::now();
@@ -235,17 +257,17 @@ pub async fn run(
             records: batch.len(),
             started,
             process_seconds,
-            positions: next_positions(&batch),
+            positions,
             acked: async move { sink.settle(delivery, &stop).await }.boxed(),
         });
         metrics::gauge!("streamhost_batches_in_flight").set(in_flight.batches.len() as f64);
         // While these are acknowledged, the next batch is read and judged.
         while in_flight.batches.len() >= depth {
-            in_flight.commit_oldest().await?;
+            in_flight.commit_oldest(&source).await?;
         }
     }
     // Whatever was produced is waited for and committed: a clean stop re-reads nothing.
-    in_flight.commit_all().await?;
+    in_flight.commit_all(&source).await?;
     tracing::info!("validate stage stopped");
     Ok(())
 }

@@ -1,11 +1,15 @@
 //! Stage 1: read batches of records from Kafka, and commit positions once their
 //! outputs are acknowledged (at-least-once: a crash re-reads, never skips).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -29,14 +33,44 @@ pub enum SourceError {
         #[source]
         source: KafkaError,
     },
+    #[error("cannot start a thread: {0}")]
+    Thread(String),
 }
 
 fn kafka(context: &'static str) -> impl FnOnce(KafkaError) -> SourceError {
     move |source| SourceError::Kafka { context, source }
 }
 
+/// Records every partition revoked from the consumer, for stages that keep state per
+/// partition: a partition revoked and assigned again between two looks at the
+/// assignment was read by another owner meanwhile, and its state is stale.
+#[derive(Clone, Default)]
+struct Revocations(Arc<Mutex<HashSet<i32>>>);
+
+impl Revocations {
+    fn add(&self, partitions: impl IntoIterator<Item = i32>) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(partitions);
+    }
+}
+
+impl ClientContext for Revocations {}
+
+impl ConsumerContext for Revocations {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            self.add(list.elements().iter().map(|e| e.partition()));
+        }
+    }
+}
+
 pub struct Source {
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<Revocations>,
+    revoked: Revocations,
+    brokers: String,
+    group_id: String,
     topic: String,
     last_assignment: std::sync::Mutex<Vec<i32>>,
 }
@@ -51,7 +85,25 @@ impl std::fmt::Debug for Source {
 
 impl Source {
     pub fn new(brokers: &str, group_id: &str, topic: &str) -> Result<Self, SourceError> {
-        let consumer: StreamConsumer = ClientConfig::new()
+        let revoked = Revocations::default();
+        let consumer = Self::consumer(brokers, group_id, &revoked)?;
+        consumer.subscribe(&[topic]).map_err(kafka("subscribe"))?;
+        Ok(Self {
+            consumer,
+            revoked,
+            brokers: brokers.to_string(),
+            group_id: group_id.to_string(),
+            topic: topic.to_string(),
+            last_assignment: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    fn consumer(
+        brokers: &str,
+        group_id: &str,
+        revoked: &Revocations,
+    ) -> Result<StreamConsumer<Revocations>, SourceError> {
+        ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("group.id", group_id)
             .set("client.id", format!("streamhost-{group_id}"))
@@ -62,14 +114,37 @@ impl Source {
             .set("session.timeout.ms", "6000")
             .set("heartbeat.interval.ms", "1000")
             .set("fetch.wait.max.ms", "100")
-            .create()
-            .map_err(kafka("create"))?;
-        consumer.subscribe(&[topic]).map_err(kafka("subscribe"))?;
-        Ok(Self {
-            consumer,
-            topic: topic.to_string(),
-            last_assignment: std::sync::Mutex::new(Vec::new()),
-        })
+            .create_with_context(revoked.clone())
+            .map_err(kafka("create"))
+    }
+
+    /// Partitions revoked since the last call (assigned again or not).
+    pub fn take_revoked(&self) -> Vec<i32> {
+        let mut revoked: Vec<i32> = self
+            .revoked
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .collect();
+        revoked.sort_unstable();
+        revoked
+    }
+
+    /// Leave the group, then join it again as a new member: the coordinator forms a
+    /// new generation from the members alive and hands out every partition. Blocks
+    /// until the old member has left (call it off the async workers); commit what
+    /// was processed first, since reading resumes from the committed positions.
+    pub fn rejoin(&mut self) -> Result<(), SourceError> {
+        // The new client is created before the old one is dropped, but it joins only
+        // once the old one has left: joining first could make the leaving member the
+        // leader of the new generation.
+        let fresh = Self::consumer(&self.brokers, &self.group_id, &self.revoked)?;
+        self.revoked.add(self.assigned_partitions());
+        drop(std::mem::replace(&mut self.consumer, fresh));
+        self.consumer
+            .subscribe(&[self.topic.as_str()])
+            .map_err(kafka("subscribe"))
     }
 
     pub fn topic(&self) -> &str {
@@ -205,6 +280,8 @@ impl Source {
 pub struct GroupLag {
     consumer: BaseConsumer,
     topic: String,
+    /// Per partition, the committed offset at the previous reading.
+    previous: HashMap<i32, i64>,
 }
 
 impl std::fmt::Debug for GroupLag {
@@ -227,6 +304,7 @@ impl GroupLag {
         Ok(Self {
             consumer,
             topic: topic.to_string(),
+            previous: HashMap::new(),
         })
     }
 
@@ -247,11 +325,13 @@ impl GroupLag {
         }
     }
 
-    /// Which of `partitions` the group's committed offset is more than `min_lag`
-    /// records behind the end of: a backlog, not the few batches a live stream keeps in
-    /// flight. A partition whose state cannot be read counts as caught up, so the
-    /// frontier cannot stall on a broker error.
-    pub fn pending(&self, partitions: &[i32], min_lag: i64, timeout: Duration) -> Vec<i32> {
+    /// Which of `partitions` still have records for the group to read that matter: more
+    /// than `min_lag` behind the end (a backlog, not the few batches a live stream keeps
+    /// in flight), or any records at all while the committed offset has not moved since
+    /// the previous reading (nobody is reading the partition: its owner crashed and the
+    /// partition waits for a new one). A partition whose state cannot be read counts as
+    /// caught up, so the frontier cannot stall on a broker error.
+    pub fn pending(&mut self, partitions: &[i32], min_lag: i64, timeout: Duration) -> Vec<i32> {
         let mut list = TopicPartitionList::new();
         for p in partitions {
             list.add_partition(&self.topic, *p);
@@ -279,7 +359,12 @@ impl GroupLag {
                     Some(Offset::Offset(o)) => o,
                     _ => low,
                 };
-                high - at > min_lag
+                let standing = self
+                    .previous
+                    .insert(*p, at)
+                    .is_none_or(|before| before == at);
+                let lag = high - at;
+                lag > min_lag || (lag > 0 && standing)
             })
             .collect()
     }

@@ -253,11 +253,6 @@ impl WindowOperator {
         self.recompute_frontier();
     }
 
-    /// Drop the open windows of a country (its partition moved to another instance).
-    pub fn drop_country(&mut self, country: &str) {
-        self.open.retain(|(_, c), _| c != country);
-    }
-
     /// Input has stopped: let event time follow the wall clock (`now`), but no further
     /// than it takes to close every window seen so far. Without data, nothing moves, so
     /// a replay of old events that starts after a pause is not judged late wholesale.
@@ -331,6 +326,126 @@ impl WindowOperator {
                 average: self.spec.average(count),
             });
         }
+    }
+}
+
+/// One [`WindowOperator`] per input partition. Each partition has its own event time,
+/// as a Kafka Streams task does: the records of a partition taken over from another
+/// instance are judged by that partition's clock, not by the one this instance's other
+/// partitions have already advanced (which would judge its open windows late). The
+/// input must be keyed by the window key, so that a country's windows live in one
+/// partition (`enriched_events` is keyed by country).
+#[derive(Debug)]
+pub struct PartitionedWindows {
+    spec: WindowSpec,
+    ops: BTreeMap<i32, WindowOperator>,
+}
+
+impl PartitionedWindows {
+    pub fn new(spec: WindowSpec) -> Self {
+        Self {
+            spec,
+            ops: BTreeMap::new(),
+        }
+    }
+
+    pub fn spec(&self) -> WindowSpec {
+        self.spec
+    }
+
+    fn op(&mut self, partition: i32) -> &mut WindowOperator {
+        let spec = self.spec;
+        self.ops
+            .entry(partition)
+            .or_insert_with(|| WindowOperator::new(spec))
+    }
+
+    /// Count one event on its partition's operator.
+    pub fn observe(&mut self, lane: Lane, country: &str, t: i64, replay: bool) -> Observed {
+        self.op(lane.partition).observe(lane, country, t, replay)
+    }
+
+    /// The partitions this instance reads and the source partitions that feed them: a
+    /// new partition gets an operator of its own; a partition no longer read is dropped
+    /// with its open windows (its new owner re-reads them).
+    pub fn assign(&mut self, partitions: &[i32], sources: &[i32]) {
+        self.ops.retain(|p, _| partitions.contains(p));
+        for p in partitions {
+            self.op(*p).assign(&[*p], sources);
+        }
+    }
+
+    /// Drop a partition's operator and open windows (revoked).
+    pub fn forget(&mut self, partition: i32) {
+        self.ops.remove(&partition);
+    }
+
+    /// Windows emitted by earlier runs, for the partitions just taken over.
+    pub fn restore_emitted(&mut self, emitted: &HashMap<String, i64>, partitions: &[i32]) {
+        for p in partitions {
+            self.op(*p).restore_emitted(emitted);
+        }
+    }
+
+    pub fn mark_idle(&mut self, lane: Lane) {
+        if let Some(op) = self.ops.get_mut(&lane.partition) {
+            op.mark_idle(lane);
+        }
+    }
+
+    pub fn is_idle(&self, lane: Lane) -> bool {
+        self.ops
+            .get(&lane.partition)
+            .is_some_and(|op| op.is_idle(lane))
+    }
+
+    pub fn has_data(&self, lane: Lane) -> bool {
+        self.ops
+            .get(&lane.partition)
+            .is_some_and(|op| op.has_data(lane))
+    }
+
+    pub fn lanes(&self) -> impl Iterator<Item = Lane> + '_ {
+        self.ops.values().flat_map(WindowOperator::lanes)
+    }
+
+    /// See [`WindowOperator::wake`].
+    pub fn wake(&mut self) {
+        self.ops.values_mut().for_each(WindowOperator::wake);
+    }
+
+    /// See [`WindowOperator::on_idle`]: each partition up to what it has seen, except
+    /// the `holding` ones.
+    pub fn on_idle(&mut self, now: i64, holding: &[i32]) {
+        for (p, op) in &mut self.ops {
+            if !holding.contains(p) {
+                op.on_idle(now);
+            }
+        }
+    }
+
+    pub fn advance_to(&mut self, t: i64) {
+        for op in self.ops.values_mut() {
+            op.advance_to(t);
+        }
+    }
+
+    pub fn take_closed(&mut self) -> Vec<(i32, ClosedWindow)> {
+        self.ops
+            .iter_mut()
+            .flat_map(|(p, op)| op.take_closed().into_iter().map(|w| (*p, w)))
+            .collect()
+    }
+
+    pub fn open_windows(&self) -> usize {
+        self.ops.values().map(WindowOperator::open_windows).sum()
+    }
+
+    /// The partition's frontier (`i64::MIN` before its first event).
+    pub fn frontier(&self, partition: i32) -> i64 {
+        self.ops
+            .get(&partition)
+            .map_or(i64::MIN, WindowOperator::frontier)
     }
 }
 
@@ -558,6 +673,44 @@ mod tests {
                 ("US".into(), 120, 1)
             ]
         );
+    }
+
+    #[test]
+    fn a_partition_taken_over_later_is_judged_by_its_own_clock() {
+        let spec = WindowSpec {
+            size: 60,
+            advance: 60,
+            grace: 0,
+        };
+        let mut windows = PartitionedWindows::new(spec);
+        windows.assign(&[0], &[]);
+        windows.observe(Lane::from(0), "US", 10, false);
+        windows.observe(Lane::from(0), "US", 1_000, false);
+        assert_eq!(windows.frontier(0), 1_000);
+        // Partition 1 comes over from a crashed instance with windows still open there.
+        windows.assign(&[0, 1], &[]);
+        assert_eq!(
+            windows.observe(Lane::from(1), "DE", 500, false),
+            Observed::Counted(1),
+            "not late: partition 1's own clock has not passed it"
+        );
+        assert_eq!(
+            windows.observe(Lane::from(0), "US", 500, false),
+            Observed::Late
+        );
+        windows.observe(Lane::from(1), "DE", 700, false);
+        let closed = windows.take_closed();
+        assert_eq!(
+            closed
+                .iter()
+                .map(|(p, w)| (*p, w.country.as_str(), w.start))
+                .collect::<Vec<_>>(),
+            [(0, "US", 0), (1, "DE", 480)]
+        );
+        // A partition given up takes its open windows with it.
+        windows.assign(&[0], &[]);
+        assert_eq!(windows.open_windows(), 1, "US [1000, 1060) only");
+        assert_eq!(windows.frontier(1), i64::MIN);
     }
 
     /// Brute force: replay the events in order, recomputing every partition's stream

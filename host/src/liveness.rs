@@ -1,0 +1,524 @@
+//! Group liveness: does every partition of a stage's input have a live owner?
+//!
+//! A consumer group can lose a partition without any member noticing. On a broker whose
+//! coordinator keeps a dead member's assignment (Tansu 0.6 does: docs/guarantees.md), a
+//! crashed instance's partitions are never handed over, and an instance restarted
+//! within the session timeout can sit in a group that assigns it nothing. The Kafka
+//! answer, DescribeGroups, is not served there, so the owners say so themselves:
+//!
+//! - every few seconds, each instance stamps each partition it owns, as long as its
+//!   stage loop is turning: the stamp is the "committed offset" of the partition in a
+//!   side group, `<group>.liveness` (a wall-clock value, never a position);
+//! - a partition whose stamp has not changed for `kafka.stall_timeout_secs` has no live
+//!   owner: it is orphaned, whether records wait on it or not;
+//! - an instance that sees an orphaned partition it does not own leaves the group and
+//!   joins again: the coordinator forms a new generation from the members alive.
+//!
+//! Orphaned partitions also make the instance not ready on `/health`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::source::{Source, SourceError};
+
+/// The two stages that read a topic as a consumer group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StageName {
+    Validate,
+    Window,
+}
+
+impl StageName {
+    /// The name in logs, metric labels and `/health`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageName::Validate => "validate",
+            StageName::Window => "window",
+        }
+    }
+}
+
+/// A partition whose owner has not stamped it since `since`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orphan {
+    pub partition: i32,
+    pub since: Instant,
+}
+
+/// Pure detection over successive readings of every partition's stamp.
+#[derive(Debug)]
+pub struct OrphanTracker {
+    timeout: Duration,
+    /// Per partition: the last stamp read (None: never stamped) and since when.
+    seen: HashMap<i32, (Option<i64>, Instant)>,
+}
+
+impl OrphanTracker {
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// One reading of every partition's stamp. Returns the partitions whose stamp has
+    /// not changed for the timeout, in partition order.
+    pub fn observe(&mut self, now: Instant, stamps: &[(i32, Option<i64>)]) -> Vec<Orphan> {
+        let mut orphans = Vec::new();
+        for &(partition, stamp) in stamps {
+            let seen = self.seen.entry(partition).or_insert((stamp, now));
+            if seen.0 != stamp {
+                *seen = (stamp, now);
+            } else if now.duration_since(seen.1) >= self.timeout {
+                orphans.push(Orphan {
+                    partition,
+                    since: seen.1,
+                });
+            }
+        }
+        orphans.sort_by_key(|o| o.partition);
+        orphans
+    }
+
+    /// Restart every clock (after this instance rejoined its group).
+    pub fn reset(&mut self, now: Instant) {
+        for seen in self.seen.values_mut() {
+            seen.1 = now;
+        }
+    }
+}
+
+/// What `/health` reports of one stage.
+#[derive(Debug, Clone)]
+pub struct StageHealth {
+    pub assigned: usize,
+    /// Since when this instance has owned no partition (None while it owns some).
+    pub unassigned_since: Option<Instant>,
+    pub orphans: Vec<Orphan>,
+}
+
+impl StageHealth {
+    fn ready(&self) -> bool {
+        self.orphans.is_empty()
+    }
+
+    fn describe(&self, stage: StageName, topic: &str, now: Instant) -> String {
+        let mut line = format!("{}: ", stage.as_str());
+        if self.orphans.is_empty() {
+            line.push_str(&format!("ok, {} partitions of {topic} here", self.assigned));
+            return line;
+        }
+        let parts: Vec<String> = self
+            .orphans
+            .iter()
+            .map(|o| {
+                format!(
+                    "{topic}/{} (no live owner for {} s)",
+                    o.partition,
+                    now.duration_since(o.since).as_secs()
+                )
+            })
+            .collect();
+        line.push_str(&format!("orphaned: {}", parts.join(", ")));
+        match self.unassigned_since {
+            Some(since) => line.push_str(&format!(
+                "; no partitions assigned here for {} s",
+                now.duration_since(since).as_secs()
+            )),
+            None => line.push_str(&format!("; {} partitions assigned here", self.assigned)),
+        }
+        line
+    }
+}
+
+/// Readiness of every stage, shared with the admin endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct Health(Arc<RwLock<BTreeMap<StageName, (String, StageHealth)>>>);
+
+impl Health {
+    fn update(&self, stage: StageName, topic: &str, f: impl FnOnce(&mut StageHealth)) {
+        let mut map = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        let entry = map.entry(stage).or_insert_with(|| {
+            (
+                topic.to_string(),
+                StageHealth {
+                    assigned: 0,
+                    unassigned_since: Some(Instant::now()),
+                    orphans: Vec::new(),
+                },
+            )
+        });
+        f(&mut entry.1);
+        metrics::gauge!("streamhost_stage_ready", "stage" => stage.as_str())
+            .set(f64::from(u8::from(entry.1.ready())));
+        metrics::gauge!("streamhost_orphaned_partitions", "stage" => stage.as_str())
+            .set(entry.1.orphans.len() as f64);
+    }
+
+    /// Ready when no stage sees an orphaned partition; one line per stage either way.
+    pub fn report(&self) -> (bool, String) {
+        let now = Instant::now();
+        let map = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        let ready = map.values().all(|(_, h)| h.ready());
+        let mut text = String::from(if ready { "ok\n" } else { "not ready\n" });
+        for (stage, (topic, h)) in map.iter() {
+            text.push_str(&h.describe(*stage, topic, now));
+            text.push('\n');
+        }
+        (ready, text)
+    }
+}
+
+/// Settings of one stage's watchdog.
+#[derive(Debug, Clone)]
+pub struct WatchdogConfig {
+    pub stage: StageName,
+    pub brokers: String,
+    pub group_id: String,
+    pub topic: String,
+    /// A partition not stamped for this long is orphaned. Zero: no watchdog.
+    pub stall_timeout: Duration,
+    /// The longest a turn of the stage loop takes when all is well (its wait for input).
+    pub longest_turn: Duration,
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// What the stage owns, and when its loop last turned.
+    assigned: Vec<i32>,
+    turned: Instant,
+    orphans: Vec<Orphan>,
+    /// The stage rejoined its group: restart the clocks.
+    reset: bool,
+}
+
+/// One stage's watchdog: a thread that stamps what this instance owns and reads every
+/// partition's stamp, and the stage loop's handle on it.
+#[derive(Debug)]
+pub struct Watchdog {
+    stage: StageName,
+    topic: String,
+    shared: Arc<Mutex<Shared>>,
+    health: Health,
+    stop: Arc<AtomicBool>,
+}
+
+impl Watchdog {
+    /// Start the watchdog thread (none when `stall_timeout` is zero).
+    pub fn start(config: WatchdogConfig, health: Health) -> Result<Self, SourceError> {
+        let shared = Arc::new(Mutex::new(Shared {
+            assigned: Vec::new(),
+            turned: Instant::now(),
+            orphans: Vec::new(),
+            reset: false,
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        health.update(config.stage, &config.topic, |_| {});
+        if !config.stall_timeout.is_zero() {
+            let judge = Judge::new(&config, shared.clone(), health.clone())?;
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name(format!("watchdog-{}", config.stage.as_str()))
+                .spawn(move || judge.run(&stop))
+                .map_err(|e| SourceError::Thread(e.to_string()))?;
+        }
+        Ok(Self {
+            stage: config.stage,
+            topic: config.topic,
+            shared,
+            health,
+            stop,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Every turn of the stage loop: what this instance owns now. A loop that stops
+    /// turning stops stamping its partitions, and others take them over.
+    pub fn turned(&self, assigned: &[i32]) {
+        let mut shared = self.lock();
+        shared.assigned.clear();
+        shared.assigned.extend_from_slice(assigned);
+        shared.turned = Instant::now();
+        drop(shared);
+        self.health.update(self.stage, &self.topic, |h| {
+            h.assigned = assigned.len();
+            if assigned.is_empty() {
+                h.unassigned_since.get_or_insert_with(Instant::now);
+            } else {
+                h.unassigned_since = None;
+            }
+        });
+    }
+
+    /// Orphaned partitions this instance does not own: a fresh join of this instance
+    /// makes the coordinator hand them out again.
+    pub fn orphans(&self, assigned: &[i32]) -> Vec<Orphan> {
+        self.lock()
+            .orphans
+            .iter()
+            .filter(|o| !assigned.contains(&o.partition))
+            .cloned()
+            .collect()
+    }
+
+    /// Rejoin the group so that the coordinator hands out `orphans` (from
+    /// [`Watchdog::orphans`]) again. The stage commits what it has processed first.
+    pub fn take_over(&self, source: &mut Source, orphans: &[Orphan]) -> Result<(), SourceError> {
+        tracing::warn!(
+            stage = self.stage.as_str(),
+            topic = %self.topic,
+            partitions = ?orphans.iter().map(|o| o.partition).collect::<Vec<_>>(),
+            "orphaned partitions: leaving and rejoining the group to take them over"
+        );
+        tokio::task::block_in_place(|| source.rejoin())?;
+        let mut shared = self.lock();
+        shared.orphans.clear();
+        shared.reset = true;
+        drop(shared);
+        metrics::counter!("streamhost_group_rejoins_total", "stage" => self.stage.as_str())
+            .increment(1);
+        self.health
+            .update(self.stage, &self.topic, |h| h.orphans.clear());
+        Ok(())
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Timeout of each broker round trip of the watchdog.
+const ROUND_TRIP: Duration = Duration::from_secs(5);
+
+/// The watchdog thread's state: a client that never joins a group (offset commits and
+/// fetches of `<group>.liveness`, and metadata), and the tracker.
+struct Judge {
+    stage: StageName,
+    topic: String,
+    client: BaseConsumer,
+    tracker: OrphanTracker,
+    interval: Duration,
+    /// A loop that has not turned for this long is stuck: its partitions go unstamped.
+    stuck_after: Duration,
+    shared: Arc<Mutex<Shared>>,
+    health: Health,
+}
+
+impl Judge {
+    fn new(
+        config: &WatchdogConfig,
+        shared: Arc<Mutex<Shared>>,
+        health: Health,
+    ) -> Result<Self, SourceError> {
+        let client = ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            .set("group.id", format!("{}.liveness", config.group_id))
+            .set(
+                "client.id",
+                format!("streamhost-liveness-{}", config.group_id),
+            )
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|source| SourceError::Kafka {
+                context: "create the watchdog's client",
+                source,
+            })?;
+        // Jitter, so that instances that see the same orphan do not all rejoin at once.
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let quarter = (config.stall_timeout.as_millis() / 4).max(1) as u64;
+        let timeout = config.stall_timeout + Duration::from_millis(random % quarter);
+        Ok(Self {
+            stage: config.stage,
+            topic: config.topic.clone(),
+            client,
+            tracker: OrphanTracker::new(timeout),
+            interval: (config.stall_timeout / 4)
+                .clamp(Duration::from_millis(500), Duration::from_secs(5)),
+            stuck_after: (config.stall_timeout / 2).max(config.longest_turn * 2),
+            shared,
+            health,
+        })
+    }
+
+    fn run(mut self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            let (assigned, turned, reset) = {
+                let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+                let reset = std::mem::take(&mut shared.reset);
+                (shared.assigned.clone(), shared.turned, reset)
+            };
+            if reset {
+                self.tracker.reset(Instant::now());
+            }
+            if turned.elapsed() < self.stuck_after {
+                self.stamp(&assigned);
+            }
+            if let Some(orphans) = self.judge() {
+                if !orphans.is_empty() {
+                    tracing::warn!(
+                        stage = self.stage.as_str(),
+                        topic = %self.topic,
+                        partitions = ?orphans.iter().map(|o| o.partition).collect::<Vec<_>>(),
+                        "orphaned partitions: no live instance has owned them for kafka.stall_timeout_secs"
+                    );
+                }
+                self.health
+                    .update(self.stage, &self.topic, |h| h.orphans = orphans.clone());
+                self.shared
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .orphans = orphans;
+            }
+            let until = Instant::now() + self.interval;
+            while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    /// Stamp every partition this instance owns with the wall clock (milliseconds).
+    fn stamp(&self, assigned: &[i32]) {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let mut list = TopicPartitionList::new();
+        for p in assigned {
+            if let Err(e) = list.add_partition_offset(&self.topic, *p, Offset::Offset(now_ms)) {
+                tracing::warn!(error = %e, "watchdog: cannot list a stamp");
+            }
+        }
+        if list.count() == 0 {
+            return;
+        }
+        if let Err(e) = self.client.commit(&list, CommitMode::Sync) {
+            tracing::warn!(stage = self.stage.as_str(), error = %e, "watchdog: cannot stamp the owned partitions");
+        }
+    }
+
+    /// The orphaned partitions, or None when the broker could not say (no verdict).
+    fn judge(&mut self) -> Option<Vec<Orphan>> {
+        let meta = self
+            .client
+            .fetch_metadata(Some(&self.topic), ROUND_TRIP)
+            .map_err(|e| tracing::debug!(error = %e, "watchdog: no metadata"))
+            .ok()?;
+        let mut list = TopicPartitionList::new();
+        for t in meta.topics().iter().filter(|t| t.name() == self.topic) {
+            for p in t.partitions() {
+                list.add_partition(&self.topic, p.id());
+            }
+        }
+        let stamps = self
+            .client
+            .committed_offsets(list, ROUND_TRIP)
+            .map_err(|e| tracing::debug!(error = %e, "watchdog: cannot read the stamps"))
+            .ok()?;
+        let stamps: Vec<(i32, Option<i64>)> = stamps
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => (e.partition(), Some(o)),
+                _ => (e.partition(), None),
+            })
+            .collect();
+        Some(self.tracker.observe(Instant::now(), &stamps))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Duration = Duration::from_secs(20);
+
+    fn partitions(orphans: &[Orphan]) -> Vec<i32> {
+        orphans.iter().map(|o| o.partition).collect()
+    }
+
+    #[test]
+    fn a_partition_whose_stamp_stops_changing_is_orphaned_after_the_timeout() {
+        let mut t = OrphanTracker::new(T);
+        let t0 = Instant::now();
+        assert!(t.observe(t0, &[(0, Some(1)), (1, Some(1))]).is_empty());
+        // Partition 0's owner died; partition 1's owner stamps until T/2, then dies.
+        assert!(t
+            .observe(t0 + T / 2, &[(0, Some(1)), (1, Some(2))])
+            .is_empty());
+        assert_eq!(
+            partitions(&t.observe(t0 + T, &[(0, Some(1)), (1, Some(2))])),
+            [0]
+        );
+        let orphans = t.observe(t0 + T * 3 / 2, &[(0, Some(1)), (1, Some(2))]);
+        assert_eq!(partitions(&orphans), [0, 1]);
+        assert_eq!(orphans[0].since, t0, "orphaned since the last change");
+    }
+
+    #[test]
+    fn stamped_partitions_are_never_orphaned_and_unstamped_ones_are() {
+        let mut t = OrphanTracker::new(T);
+        let t0 = Instant::now();
+        for i in 0..10u32 {
+            let now = t0 + T * i;
+            let orphans = t.observe(now, &[(0, Some(i64::from(i))), (1, None)]);
+            if i == 0 {
+                assert!(orphans.is_empty());
+            } else {
+                // Never stamped (a group nobody owns a partition of, as after the restart
+                // race): orphaned from the first reading on.
+                assert_eq!(partitions(&orphans), [1], "round {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_reset_gives_every_partition_a_full_timeout_again() {
+        let mut t = OrphanTracker::new(T);
+        let t0 = Instant::now();
+        t.observe(t0, &[(0, Some(1))]);
+        assert_eq!(t.observe(t0 + T, &[(0, Some(1))]).len(), 1);
+        t.reset(t0 + T);
+        assert!(t.observe(t0 + T + T / 2, &[(0, Some(1))]).is_empty());
+        assert_eq!(t.observe(t0 + T * 2, &[(0, Some(1))]).len(), 1);
+    }
+
+    #[test]
+    fn health_names_the_orphaned_partitions_and_the_empty_assignment() {
+        let health = Health::default();
+        health.update(StageName::Validate, "my_events", |h| h.assigned = 3);
+        assert!(health.report().0);
+        let since = Instant::now() - Duration::from_secs(30);
+        health.update(StageName::Window, "enriched_events", |h| {
+            h.orphans = vec![Orphan {
+                partition: 2,
+                since,
+            }];
+            h.unassigned_since = Some(since);
+        });
+        let (ready, text) = health.report();
+        assert!(!ready);
+        assert!(text.starts_with("not ready\n"), "{text}");
+        assert!(
+            text.contains("validate: ok, 3 partitions of my_events here"),
+            "{text}"
+        );
+        assert!(
+            text.contains("window: orphaned: enriched_events/2 (no live owner for 30 s); no partitions assigned here for 30 s"),
+            "{text}"
+        );
+    }
+}

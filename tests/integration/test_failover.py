@@ -1,0 +1,140 @@
+"""Failover on the real broker, under load, with the timing people meet:
+
+1. `kill -9`, then a restart 1-4 s later (what a process supervisor or compose's
+   `restart:` does: within the 6 s session timeout), three times in a row;
+2. three instances, and `kill -9` of one at a time without restarting it (a replacement
+   joins only once the survivors have taken over), three times.
+
+Each time, every partition of both stages must be owned by a live instance within
+RECOVERY_BOUND seconds, and the validate stage's committed offsets must pass the point
+where the crash left them. At the end nothing may be lost or doubled: every event and
+reject is in ClickHouse once (FINAL), nothing is judged late, and the windows equal the
+oracle (with several instances, a known gap: see docs/guarantees.md)."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import threading
+import time
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from conftest import BROKERS, ROOT, ch_value, produce, wait_until, watermarks
+from test_recovery import positions_in_clickhouse
+from test_windows import GRACE, assigned, event_set, oracle, settled_window_rows
+
+# kafka.stall_timeout_secs (20) + its jitter (up to 5) + one watchdog round (5) + a
+# rejoin (up to ~10 s on Tansu, whose coordinator pauses followers 3 s per join).
+RECOVERY_BOUND = 60
+PARTITIONS = 3
+
+
+def committed(group: str = "streamhost", topic: str = "my_events") -> dict[int, int]:
+    c = Consumer({"bootstrap.servers": BROKERS, "group.id": group, "enable.auto.commit": False})
+    try:
+        got = c.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=10)
+        return {tp.partition: tp.offset for tp in got}
+    finally:
+        c.close()
+
+
+def owned_by(live) -> bool:
+    return all(assigned(live, stage) == PARTITIONS for stage in ("validate", "window"))
+
+
+def recover(live, ends_at_crash: dict[int, int], what: str) -> float:
+    """Seconds until every partition is owned and the validate stage is past the crash."""
+    started = time.monotonic()
+    wait_until(f"{what}: every partition owned by a live instance", lambda: owned_by(live),
+               timeout=RECOVERY_BOUND, interval=0.5)
+    left = RECOVERY_BOUND - (time.monotonic() - started)
+    wait_until(f"{what}: the validate stage commits past the crash",
+               lambda: all(committed().get(p, -1) >= end for p, end in ends_at_crash.items()),
+               timeout=max(left, 5), interval=0.5)
+    return time.monotonic() - started
+
+
+def stream(seed: int, n: int, per_second: int):
+    events, rejects = event_set(seed=seed, n=n)
+    payloads = [json.dumps(e).encode() for e in events]
+    for i, r in enumerate(rejects):
+        payloads.insert(len(payloads) * (i + 1) // (len(rejects) + 1), json.dumps(r).encode())
+    producer = threading.Thread(target=produce, args=(payloads,), kwargs={"per_second": per_second})
+    producer.start()
+    return events, rejects, payloads, producer
+
+
+def check_exact(live, events, rejects, total: int) -> int:
+    """Asserts every event and reject exactly once and nothing late; returns how many
+    window rows differ from the oracle."""
+    assert sum(watermarks("my_events").values()) == total
+    wait_until("every input position in ClickHouse", lambda: positions_in_clickhouse() >= total, timeout=180)
+    assert ch_value("SELECT count() FROM events_db.events FINAL") == len(events)
+    assert ch_value("SELECT count() FROM events_db.dlq_table FINAL") == len(rejects)
+    assert ch_value("SELECT count() FROM events_db.dlq_table WHERE code = 'late_event'") == 0
+    got, want = settled_window_rows(live), oracle(events)
+    return sum(1 for k in set(got) | set(want) if got.get(k) != want.get(k))
+
+
+def fresh_stack() -> None:
+    subprocess.run([str(ROOT / "scripts" / "stack"), "reset"], check=True)
+    subprocess.run([str(ROOT / "scripts" / "stack"), "up"], check=True)
+
+
+def test_restart_within_the_session_timeout_under_load_recovers_every_partition(hosts):
+    fresh_stack()
+    env = {"STREAMHOST_WINDOWS__GRACE_SECS": str(GRACE)}
+    host = hosts(1, **env)[0]
+    wait_until("partitions assigned", lambda: owned_by([host]), timeout=60)
+    events, rejects, payloads, producer = stream(seed=21, n=30_000, per_second=200)
+    rng = random.Random(3)
+    took, rejoins = [], 0.0
+    for cycle in range(3):
+        time.sleep(8)
+        rejoins += host.metric("streamhost_group_rejoins_total")
+        host.kill()
+        ends = watermarks("my_events")
+        assert producer.is_alive(), "the crash must land mid-stream"
+        time.sleep(rng.uniform(1, 4))
+        host = hosts(1, **env)[0]
+        took.append(recover([host], ends, f"restart {cycle + 1}"))
+    producer.join()
+    rejoins += host.metric("streamhost_group_rejoins_total")
+    assert check_exact([host], events, rejects, len(payloads)) == 0, "window rows differ from the oracle"
+    print(f"kill -9 + restart 1-4 s later, 3 times at 200 events/s: every partition owned and "
+          f"processing again after {', '.join(f'{t:.1f}' for t in took)} s (bound {RECOVERY_BOUND} s); "
+          f"{rejoins:.0f} rejoins in all; ClickHouse and windows exact")
+
+
+def test_survivors_take_over_a_killed_instances_partitions(hosts):
+    fresh_stack()
+    env = {"STREAMHOST_WINDOWS__GRACE_SECS": str(GRACE)}
+    live = hosts(3, **env)
+    wait_until("partitions assigned", lambda: owned_by(live), timeout=60)
+    events, rejects, payloads, producer = stream(seed=22, n=30_000, per_second=200)
+    took, rejoins = [], 0.0
+    for cycle in range(3):
+        time.sleep(8)
+        victim = live.pop(0)
+        rejoins += victim.metric("streamhost_group_rejoins_total")
+        victim.kill()
+        ends = watermarks("my_events")
+        assert producer.is_alive(), "the crash must land mid-stream"
+        took.append(recover(live, ends, f"kill {cycle + 1} of 3"))
+        # A replacement joins once the survivors have taken over.
+        live += hosts(1, **env)
+        wait_until("the replacement in the group", lambda: owned_by(live), timeout=RECOVERY_BOUND)
+    producer.join()
+    rejoins += sum(h.metric("streamhost_group_rejoins_total") for h in live)
+    wrong = check_exact(live, events, rejects, len(payloads))
+    print(f"3 instances, kill -9 of one at a time at 200 events/s: survivors own every partition "
+          f"and process past the crash after {', '.join(f'{t:.1f}' for t in took)} s "
+          f"(bound {RECOVERY_BOUND} s); {rejoins:.0f} rejoins in all; every event and reject once "
+          f"in ClickHouse, none late; {wrong} window rows differ from the oracle")
+    if wrong:
+        # Known gap (docs/guarantees.md): with the window stage's partitions moving
+        # between live instances several times in a minute, some windows are lost.
+        pytest.xfail(f"{wrong} window rows differ from the oracle after repeated takeovers")
