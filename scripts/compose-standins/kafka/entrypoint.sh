@@ -2,10 +2,11 @@
 # TEST DOUBLE entry point: maps the official apache/kafka image's KAFKA_* settings onto
 # Tansu, which has one listener and one advertised address per process.
 #   - KAFKA_LISTENERS / KAFKA_ADVERTISED_LISTENERS: the first advertised listener (the
-#     inter-container one) is a Tansu broker; every further advertised listener is one
-#     more Tansu broker on that listener's port, advertising that address, on the SAME
-#     sqlite storage (so all see the same topics, records and offsets). `tansu proxy`
-#     (which rewrites addresses) closed every connection in 0.6.0, so it is not used.
+#     inter-container one) is the Tansu broker; every further advertised listener is
+#     listener-proxy.py on that listener's port: it forwards to the broker and rewrites
+#     the broker's address in Metadata and FindCoordinator answers to the advertised one.
+#     (Not used: `tansu proxy` closed every connection; a second Tansu broker on the same
+#     sqlite storage failed produce requests with "database is locked".)
 #     Listeners named in KAFKA_CONTROLLER_LISTENER_NAMES are skipped (Tansu has no
 #     controller quorum).
 #   - KAFKA_LOG_DIRS: the directory of Tansu's sqlite storage (topics, records and
@@ -37,15 +38,13 @@ for a in "${advertised[@]}"; do
   case "$controllers" in *",$name,"*) continue ;; esac
   port=$(port_of_listener "$name")
   if [ -z "$broker_port" ]; then
-    broker_port=$port
+    broker_port=$port broker_addr=$addr
     echo "stand-in: $name: tansu broker on :$port, advertised as $addr" >&2
     tansu broker --listener-url "tcp://0.0.0.0:$port" --advertised-listener-url "tcp://$addr" \
       --storage-engine "sqlite://tansu.db" &
   else
     for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$broker_port") 2>/dev/null && break; sleep 0.1; done
-    echo "stand-in: $name: tansu broker on :$port, advertised as $addr, same storage" >&2
-    tansu broker --listener-url "tcp://0.0.0.0:$port" --advertised-listener-url "tcp://$addr" \
-      --storage-engine "sqlite://tansu.db" &
+    python3 /usr/local/bin/listener-proxy.py "$port" "127.0.0.1:$broker_port" "$broker_addr" "$addr" &
   fi
   pids+=($!)
 done
