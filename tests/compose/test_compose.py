@@ -161,3 +161,29 @@ def test_live_plugin_swap_through_the_bind_mount():
     rows = wait_until("events judged by the new chain", lambda: ch_rows(
         f"SELECT processed_by FROM events_db.events WHERE page_url = '{marker}'") or None, timeout=90)
     assert all("template@" in r["processed_by"] and "quality@" in r["processed_by"] for r in rows), rows
+
+
+def test_kafka_and_clickhouse_data_survive_recreated_containers():
+    """Named volumes: `down` (without -v) then `up` keeps topics, records and tables."""
+    compose("stop", "streamhost")
+    events = ch_value("SELECT count() FROM events_db.events")
+    offsets = watermarks("my_events")
+    assert events > 0 and sum(offsets.values()) > 0
+    compose("rm", "-s", "-f", "kafka", "clickhouse")
+    compose("up", "-d", "kafka", "clickhouse")
+
+    def answers():
+        try:
+            return ch_value("SELECT count() FROM events_db.events")
+        except OSError:
+            return None
+
+    assert wait_until("ClickHouse back with its data", answers, timeout=120) == events
+    assert wait_until("Kafka back with its records", lambda: _watermarks_or_none(), timeout=120) == offsets
+
+
+def _watermarks_or_none():
+    try:
+        return watermarks("my_events")
+    except Exception:  # noqa: BLE001 - the broker is still starting
+        return None
