@@ -1,20 +1,54 @@
-# streamhost and its plugins, for the compose stack (docker-compose.yml).
-# Untested on the development machines (no Docker engine there): see docs/setup.md.
-FROM rust:1.95-bookworm AS build
+# streamhost and the plugin chain it ships (enrich + quality), for the compose stack
+# (docker-compose.yml; docs/operations.md, "Run with Docker"). Needs BuildKit (the
+# default of `docker compose`; DOCKER_BUILDKIT=1 COMPOSE_DOCKER_CLI_BUILD=1 for
+# docker-compose 1.29) for the cargo registry cache mounts.
+
+# ---- the plugins that ship, as WebAssembly components
+FROM rust:1.95-bookworm AS plugins
 RUN rustup target add wasm32-wasip2
 WORKDIR /src
-COPY Cargo.toml Cargo.lock clippy.toml rustfmt.toml ./
-COPY host host
 COPY wit wit
 COPY plugins plugins
-RUN cargo build --release --locked \
- && (cd plugins && cargo build --release --locked)
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/plugins/target \
+    cd plugins && cargo build --release --locked -p enrich -p quality \
+ && mkdir /out && cp target/wasm32-wasip2/release/enrich.wasm target/wasm32-wasip2/release/quality.wasm /out/
 
+# ---- the host
+FROM rust:1.95-bookworm AS host
+WORKDIR /src
+# Dependencies first, in a layer of their own: the manifests with empty sources. A
+# source change reuses this layer and does not rebuild wasmtime and librdkafka.
+COPY Cargo.toml Cargo.lock clippy.toml rustfmt.toml ./
+COPY host/Cargo.toml host/
+# The host's dev-dependencies name two plugins by path: cargo reads their manifests.
+COPY plugins/Cargo.toml plugins/Cargo.lock plugins/
+COPY plugins/quality/Cargo.toml plugins/quality/
+COPY plugins/enrich/Cargo.toml plugins/enrich/
+RUN mkdir -p host/src host/benches plugins/quality/src plugins/enrich/src \
+ && echo 'fn main() {}' >host/src/main.rs && echo 'fn main() {}' >host/benches/pipeline.rs \
+ && touch host/src/lib.rs plugins/quality/src/lib.rs plugins/enrich/src/lib.rs
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    cargo build --release --locked
+# Then the sources (newer than the stubs' build, so cargo rebuilds the crate itself).
+COPY wit wit
+COPY host host
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    find host -name '*.rs' -exec touch {} + \
+ && cargo build --release --locked \
+ && cp target/release/streamhost /usr/local/bin/streamhost
+
+# ---- the runtime image
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/*
-COPY --from=build /src/target/release/streamhost /usr/local/bin/streamhost
-COPY --from=build /src/plugins/target/wasm32-wasip2/release/quality.wasm /plugins.d/10-quality.wasm
+COPY --from=host /usr/local/bin/streamhost /usr/local/bin/streamhost
+# The documented chain (docs/plugins.md), copied into the plugin directory by the entry
+# point when that directory holds no plugin (e.g. an empty bind mount).
+COPY --from=plugins /out/enrich.wasm /usr/share/streamhost/plugins/10-enrich.wasm
+COPY --from=plugins /out/quality.wasm /usr/share/streamhost/plugins/20-quality.wasm
+COPY scripts/docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 ENV STREAMHOST_PLUGINS__DIR=/plugins.d
-ENTRYPOINT ["streamhost"]
+HEALTHCHECK --interval=5s --timeout=5s --retries=24 CMD curl -fsS http://localhost:9898/health || exit 1
+ENTRYPOINT ["/bin/sh", "/usr/local/bin/docker-entrypoint.sh"]
 CMD ["run"]

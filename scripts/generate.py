@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import signal
 import sys
 import time
 import uuid
@@ -42,24 +43,31 @@ def event(rng: random.Random, now: int, new_schema: bool, bad_rate: float,
     return e
 
 
+def on_sigterm(*_) -> None:
+    """`docker stop` sends SIGTERM, which a PID 1 without a handler ignores: stop like ^C."""
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--brokers", default="127.0.0.1:9092")
     p.add_argument("--topic", default="my_events")
     p.add_argument("--rps", type=int, default=20, help="events per second")
-    p.add_argument("--duration", type=float, default=60, help="seconds to run")
+    p.add_argument("--duration", type=float, default=60, help="seconds to run (0: until stopped)")
     p.add_argument("--schema-change-after", type=float, default=30, help="seconds before device_type appears")
     p.add_argument("--bad-rate", type=float, default=0.05, help="share of negative user ids, and of ZZ countries")
     p.add_argument("--seed", type=int, default=None)
     args = p.parse_args()
 
+    signal.signal(signal.SIGTERM, on_sigterm)
+    duration = args.duration if args.duration > 0 else float("inf")
     rng = random.Random(args.seed)
     producer = Producer({"bootstrap.servers": args.brokers, "enable.idempotence": True, "linger.ms": 20})
     start = time.time()
     sent = 0
     interval = 1.0 / max(args.rps, 1)
     try:
-        while (elapsed := time.time() - start) < args.duration:
+        while (elapsed := time.time() - start) < duration:
             now = time.time()
             payload = event(rng, int(now), elapsed > args.schema_change_after, args.bad_rate)
             producer.produce(args.topic, json.dumps(payload).encode())

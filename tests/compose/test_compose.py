@@ -1,0 +1,189 @@
+"""The compose stack (docker-compose.yml) checked like the local one. Run by
+scripts/compose-test once the stack is up and healthy, against its published ports:
+Kafka (STREAMHOST_KAFKA_BROKERS), ClickHouse HTTP (STREAMHOST_CH_HTTP_PORT), Superset
+(STREAMHOST_SUPERSET_PORT), streamhost's admin port (STREAMHOST_ADMIN_PORT).
+
+The tests run in file order and build on each other: the demo generator of the stack
+feeds it first, then the brief's generator runs from this machine, then the dashboard,
+then a live plugin swap."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+from conftest import ALLOWED, ch_rows, ch_value, produce, wait_until, watermarks  # noqa: E402
+
+if not os.environ.get("STREAMHOST_COMPOSE_TEST"):
+    pytest.skip("needs the compose stack: run scripts/compose-test", allow_module_level=True)
+
+GENERATOR = ROOT.parent / "shared" / "seed" / "data_generator.py"
+ADMIN = f"http://127.0.0.1:{os.environ.get('STREAMHOST_ADMIN_PORT', '9898')}"
+SUPERSET = f"http://127.0.0.1:{os.environ.get('STREAMHOST_SUPERSET_PORT', '8088')}"
+PLUGINS_HOST_DIR = Path(os.environ.get("STREAMHOST_PLUGINS_HOST_DIR", ROOT / "plugins.d"))
+SCREENSHOT = ROOT / "docs" / "img" / "dashboard-compose.png"
+GENERATOR_SECONDS = 60
+
+
+def compose(*args: str) -> str:
+    return subprocess.run(["docker-compose", "-f", str(ROOT / "docker-compose.yml"), *args],
+                          check=True, capture_output=True, text=True).stdout
+
+
+def admin(path: str):
+    with urllib.request.urlopen(f"{ADMIN}{path}", timeout=10) as r:
+        return json.loads(r.read()) if path == "/plugins" else r.read().decode()
+
+
+def serving(plugins) -> list[str]:
+    """The files of the chain that serves, in order."""
+    items = plugins if isinstance(plugins, list) else plugins.get("plugins", plugins)
+    return sorted(p["file"] for p in items if p.get("state") == "serving")
+
+
+def in_range(start: dict[int, int], end: dict[int, int], table: str) -> str:
+    conds = " OR ".join(
+        f"(source_partition = {p} AND source_offset >= {start.get(p, 0)} AND source_offset < {end[p]})" for p in end)
+    return f"({conds})" + (" AND source_topic = 'my_events'" if table == "dlq_table" else "")
+
+
+def test_the_stack_serves_with_the_documented_chain():
+    # The image's chain was deployed into the (empty) bind-mounted plugin directory.
+    files = sorted(p.name for p in PLUGINS_HOST_DIR.glob("*.wasm"))
+    assert files == ["10-enrich.wasm", "20-quality.wasm"], files
+    plugins = admin("/plugins")
+    print("plugins:", json.dumps(plugins)[:2000])
+    chain = serving(plugins)
+    assert len(chain) == 2 and "enrich" in chain[0] and "quality" in chain[1], plugins
+    # The stack's own generator feeds it, and rows reach ClickHouse through Kafka.
+    wait_until("the demo generator's events in ClickHouse",
+               lambda: ch_value("SELECT count() FROM events_db.events") > 0, timeout=180)
+    row = ch_rows("SELECT processed_by FROM events_db.events LIMIT 1")[0]
+    assert "enrich@" in row["processed_by"] and "quality@" in row["processed_by"], row
+
+
+@pytest.mark.skipif(not GENERATOR.exists(), reason=f"{GENERATOR} not found (shared/ beside the clone)")
+def test_brief_generator_from_the_machine_end_to_end():
+    # Stop the stack's generator so that the brief's generator's count is exact.
+    compose("stop", "generator")
+    start = watermarks("my_events")
+    broker = os.environ["STREAMHOST_KAFKA_BROKERS"].replace("127.0.0.1", "localhost")
+    run = subprocess.run(
+        [sys.executable, str(GENERATOR), "--rps", "20", "--duration", str(GENERATOR_SECONDS),
+         "--kafka_broker", broker],
+        capture_output=True, text=True, timeout=GENERATOR_SECONDS + 120)
+    print(run.stdout[-2000:], run.stderr[-2000:])
+    assert run.returncode == 0
+    sent = int(re.search(r"Sent (\d+) events", run.stdout).group(1))
+    assert sent >= GENERATOR_SECONDS * 20 - 40
+    end = watermarks("my_events")
+    assert sum(end[p] - start.get(p, 0) for p in end) == sent
+
+    def landed():
+        n = ch_value(f"SELECT uniqExact(source_partition, source_offset) FROM events_db.events "
+                     f"WHERE {in_range(start, end, 'events')}") + ch_value(
+            f"SELECT uniqExact(source_partition, source_offset) FROM events_db.dlq_table "
+            f"WHERE {in_range(start, end, 'dlq_table')}")
+        return n if n >= sent else None
+
+    wait_until(f"{sent} events in events + dlq_table", landed, timeout=180)
+    events = ch_rows(f"SELECT source_partition AS p, source_offset AS o, user_id, country, processed_by "
+                     f"FROM events_db.events FINAL WHERE {in_range(start, end, 'events')}")
+    dlq = ch_rows(f"SELECT source_partition AS p, source_offset AS o, code, stage, rejected_by, raw "
+                  f"FROM events_db.dlq_table FINAL WHERE {in_range(start, end, 'dlq_table')}")
+    positions = {(r["p"], r["o"]) for r in events} | {(r["p"], r["o"]) for r in dlq}
+    assert positions == {(p, o) for p in end for o in range(start.get(p, 0), end[p])}
+    for r in events:
+        assert r["country"] in ALLOWED and int(r["user_id"]) >= 0, r
+    # DLQ reasons: negative user ids and countries off the allow-list (ZZ among them).
+    codes = {r["code"] for r in dlq}
+    assert codes == {"invalid_user_id", "invalid_country"}, codes
+    for r in dlq:
+        raw = json.loads(r["raw"])
+        assert r["stage"] == "plugin" and r["rejected_by"].startswith("quality@"), r
+        if r["code"] == "invalid_user_id":
+            assert raw["user_id"] < 0, r
+        else:
+            assert raw["user_id"] >= 0 and raw["country"] not in ALLOWED, r
+    assert any(json.loads(r["raw"])["country"] == "ZZ" for r in dlq)
+
+    # Windows and daily active users, from the whole run.
+    wait_until("closed windows in country_event_averages_raw",
+               lambda: ch_value("SELECT count() FROM events_db.country_event_averages_raw"), timeout=240)
+    dau = ch_rows("SELECT toString(event_date) AS d, country, dau FROM events_db.daily_active_users_final")
+    assert dau and {r["country"] for r in dau} <= ALLOWED, dau
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    assert any(r["d"] == today and int(r["dau"]) > 0 for r in dau), dau
+
+
+def test_the_dashboard_shows_data_in_every_chart():
+    from test_dashboard import CHARTS, open_dashboard
+
+    results = open_dashboard(SUPERSET, SCREENSHOT)
+    assert set(results) == CHARTS, sorted(results)
+    for name, result in results.items():
+        assert result["rowcount"] > 0, name
+    print(f"screenshot: {SCREENSHOT}")
+
+
+def test_live_plugin_swap_through_the_bind_mount():
+    src = ROOT / "plugins" / "dist" / "template.wasm"
+    assert src.exists(), f"{src} missing: run scripts/build-plugins"
+    # The safe deploy of docs/plugins.md: a hidden temporary name, then a rename.
+    tmp = PLUGINS_HOST_DIR / ".30-template.wasm.tmp"
+    shutil.copyfile(src, tmp)
+    tmp.rename(PLUGINS_HOST_DIR / "30-template.wasm")
+
+    def swapped():
+        chain = serving(admin("/plugins"))
+        return chain if len(chain) == 3 and "template" in chain[2] else None
+
+    print("chain:", wait_until("the new chain on /plugins", swapped, timeout=60))
+    logs = compose("logs", "--no-color", "streamhost")
+    assert "plugin chain swapped" in logs, logs[-3000:]
+
+    # Records keep flowing, judged by the new chain.
+    now = int(time.time())
+    marker = f"/swap/{now}"
+    produce([json.dumps({"event_type": "page_view", "user_id": 7, "page_url": marker, "button_id": "b",
+                         "timestamp": now, "country": "DE"}).encode() for _ in range(5)])
+    rows = wait_until("events judged by the new chain", lambda: ch_rows(
+        f"SELECT processed_by FROM events_db.events WHERE page_url = '{marker}'") or None, timeout=90)
+    assert all("template@" in r["processed_by"] and "quality@" in r["processed_by"] for r in rows), rows
+
+
+def test_kafka_and_clickhouse_data_survive_recreated_containers():
+    """Named volumes: `down` (without -v) then `up` keeps topics, records and tables."""
+    compose("stop", "streamhost")
+    events = ch_value("SELECT count() FROM events_db.events")
+    offsets = watermarks("my_events")
+    assert events > 0 and sum(offsets.values()) > 0
+    compose("rm", "-s", "-f", "kafka", "clickhouse")
+    compose("up", "-d", "kafka", "clickhouse")
+
+    def answers():
+        try:
+            return ch_value("SELECT count() FROM events_db.events")
+        except OSError:
+            return None
+
+    assert wait_until("ClickHouse back with its data", answers, timeout=120) == events
+    assert wait_until("Kafka back with its records", lambda: _watermarks_or_none(), timeout=120) == offsets
+
+
+def _watermarks_or_none():
+    try:
+        return watermarks("my_events")
+    except Exception:  # noqa: BLE001 - the broker is still starting
+        return None
