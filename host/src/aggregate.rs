@@ -397,7 +397,7 @@ pub async fn run(
             watchdog.take_over(&mut source, &orphans)?;
             continue;
         }
-        let batch = tokio::select! {
+        let mut batch = tokio::select! {
             batch = source.next_batch(config.pipeline.batch_size, config.batch_wait(), idle) => batch?,
             _ = stop.changed() => break,
         };
@@ -405,7 +405,28 @@ pub async fn run(
         metrics::counter!("streamhost_window_records_total").increment(batch.len() as u64);
         let assigned = source.assigned_partitions();
         // Read by another owner meanwhile, even if ours again: their state is stale.
-        stage.forget(&source.take_revoked());
+        let revoked = source.take_revoked();
+        if !revoked.is_empty() {
+            stage.forget(&revoked);
+            // The batch may hold records of a revoked partition, read before the
+            // revocation or after it was assigned again. Counting them would start the
+            // partition's fresh state in the middle, and committing would skip what
+            // lies before them: they are dropped, and a partition that is ours again
+            // is read again from its committed position.
+            let dropped: Vec<i32> = revoked
+                .iter()
+                .copied()
+                .filter(|p| batch.iter().any(|r| r.partition == *p))
+                .collect();
+            batch.retain(|r| !revoked.contains(&r.partition));
+            let again: Vec<i32> = dropped
+                .into_iter()
+                .filter(|p| assigned.contains(p))
+                .collect();
+            if !again.is_empty() {
+                tokio::task::block_in_place(|| source.rewind(&again))?;
+            }
+        }
         metrics::gauge!("streamhost_assigned_partitions", "stage" => StageName::Window.as_str())
             .set(assigned.len() as f64);
         watchdog.turned(&assigned);

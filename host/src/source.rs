@@ -118,6 +118,34 @@ impl Source {
             .map_err(kafka("create"))
     }
 
+    /// Read `partitions` again from their committed positions (blocking round trips).
+    pub fn rewind(&self, partitions: &[i32]) -> Result<(), SourceError> {
+        let timeout = Duration::from_secs(10);
+        let mut list = TopicPartitionList::new();
+        for p in partitions {
+            list.add_partition(&self.topic, *p);
+        }
+        let committed = self
+            .consumer
+            .committed_offsets(list, timeout)
+            .map_err(kafka("read committed offsets"))?;
+        let mut seek = TopicPartitionList::new();
+        for e in committed.elements() {
+            // Nothing committed yet: from the beginning, as auto.offset.reset says.
+            let to = match e.offset() {
+                Offset::Offset(o) => Offset::Offset(o),
+                _ => Offset::Beginning,
+            };
+            seek.add_partition_offset(&self.topic, e.partition(), to)
+                .map_err(kafka("rewind list"))?;
+        }
+        tracing::info!(topic = %self.topic, partitions = ?partitions, "reading again from the committed positions");
+        self.consumer
+            .seek_partitions(seek, timeout)
+            .map_err(kafka("rewind"))?;
+        Ok(())
+    }
+
     /// Partitions revoked since the last call (assigned again or not).
     pub fn take_revoked(&self) -> Vec<i32> {
         let mut revoked: Vec<i32> = self
