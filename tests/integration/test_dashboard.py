@@ -45,6 +45,10 @@ def event_set(seed: int = 11):
     ends at least 6 minutes before now, so an idle host closes all its windows."""
     rng = random.Random(seed)
     now = int(time.time())
+    # A block must not straddle midnight (UTC), or the set spans four days: in the
+    # first 45 minutes of a day, the blocks end just before it instead.
+    if now % 86_400 < 45 * 60:
+        now -= now % 86_400 + 60
     countries = sorted(ALLOWED)
     valid, rejects, stream = [], [], []
     for days_ago, n in ((2, 150), (1, 150), (0, 600)):
