@@ -1,4 +1,4 @@
-"""End-to-end benchmark (issue 7), run by bench/e2e: see that script and docs/benchmarks.md.
+"""End-to-end benchmark, run by bench/e2e: see that script and docs/benchmarks.md.
 
 One private Tansu broker, one backlog of N events in `my_events`, then each contender in
 turn reads the whole backlog with its own consumer group into its own fresh topics:

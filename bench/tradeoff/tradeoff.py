@@ -1,4 +1,4 @@
-"""Issue 8: aggregation in the stream processor versus in ClickHouse, measured.
+"""Aggregation in the stream processor versus in ClickHouse, measured.
 
 Both sides get the same input through the real host binary, the real broker (Tansu) and
 the real ClickHouse 18.16:
