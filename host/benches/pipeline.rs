@@ -19,9 +19,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use streamhost::decode::{decode, Decoded, Event};
+use streamhost::event::{Event, Value};
+use streamhost::pipeline::Validate;
 use streamhost::plugins::{Chain, Outcome, PluginRuntime, SandboxLimits};
 use streamhost::route::{self, Output};
+use streamhost::schema::Schema;
 use streamhost::source::SourceRecord;
 use streamhost::window::{WindowOperator, WindowSpec};
 
@@ -29,6 +31,14 @@ use streamhost::window::{WindowOperator, WindowSpec};
 mod native_rules;
 
 const BATCH: usize = 1024;
+
+/// The validate stage for the brief's schema, keyed by country.
+fn validate() -> &'static Validate {
+    static VALIDATE: std::sync::OnceLock<Validate> = std::sync::OnceLock::new();
+    VALIDATE.get_or_init(|| {
+        Validate::new(Arc::new(Schema::brief()), "country", "my_events", 1 << 20).unwrap()
+    })
+}
 
 fn payloads(n: usize) -> Vec<SourceRecord> {
     // Deterministic mix like the brief's generator: ~14 % bad countries, ~5 % bad ids.
@@ -50,10 +60,13 @@ fn payloads(n: usize) -> Vec<SourceRecord> {
 }
 
 fn wasm_chain(dist: &std::path::Path) -> Chain {
-    let rt = PluginRuntime::new(SandboxLimits {
-        memory_bytes: 64 << 20,
-        batch_deadline: Duration::from_secs(5),
-    })
+    let rt = PluginRuntime::new(
+        SandboxLimits {
+            memory_bytes: 64 << 20,
+            batch_deadline: Duration::from_secs(5),
+        },
+        validate().decoder.schema().clone(),
+    )
     .unwrap();
     let load = |name: &str| {
         let bytes = std::fs::read(dist.join(name)).unwrap_or_else(|e| {
@@ -68,11 +81,12 @@ fn wasm_chain(dist: &std::path::Path) -> Chain {
 
 /// The same rules as enrich + quality, natively.
 fn native_chain(events: Vec<Event>, allowed: &[String]) -> Vec<Outcome> {
+    let rules = native_rules::Rules::for_schema(validate().decoder.schema());
     events
         .into_iter()
         .map(|mut e| {
-            native_rules::enrich(&mut e);
-            match native_rules::judge(&e, allowed) {
+            rules.enrich(&mut e);
+            match rules.judge(&e, allowed) {
                 Ok(()) => Outcome::Accepted(e),
                 Err(p) => Outcome::Rejected(streamhost::plugins::Rejection {
                     code: p.code().into(),
@@ -91,10 +105,10 @@ fn native_process_batch(records: &[SourceRecord], allowed: &[String]) -> Vec<Out
     let mut decoded = Vec::with_capacity(records.len());
     let mut events = Vec::with_capacity(records.len());
     for record in records {
-        match decode(&record.payload, 1 << 20) {
-            Ok(d) => {
-                events.push(d.event);
-                decoded.push((record, d.extra));
+        match validate().decoder.decode(&record.payload) {
+            Ok(event) => {
+                events.push(event);
+                decoded.push(record);
             }
             Err(e) => outputs.push(route::dlq(
                 record,
@@ -106,10 +120,12 @@ fn native_process_batch(records: &[SourceRecord], allowed: &[String]) -> Vec<Out
             )),
         }
     }
-    for ((record, extra), outcome) in decoded.into_iter().zip(native_chain(events, allowed)) {
+    for (record, outcome) in decoded.into_iter().zip(native_chain(events, allowed)) {
         outputs.push(match outcome {
             Outcome::Accepted(e) => {
-                route::enriched(&e, &extra, record, "enrich@0.2.0,quality@0.2.0")
+                validate()
+                    .enricher
+                    .output(&e, record, "enrich@0.2.0,quality@0.2.0")
             }
             Outcome::Rejected(r) => route::dlq(
                 record,
@@ -141,11 +157,11 @@ fn time<F: FnMut() -> usize>(rounds: usize, n: usize, mut f: F) -> f64 {
     median(samples)
 }
 
-fn decode_all(records: &[SourceRecord]) -> Vec<(usize, Decoded)> {
+fn decode_all(records: &[SourceRecord]) -> Vec<(usize, Event)> {
     records
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| decode(&r.payload, 1 << 20).ok().map(|d| (i, d)))
+        .filter_map(|(i, r)| validate().decoder.decode(&r.payload).ok().map(|d| (i, d)))
         .collect()
 }
 
@@ -160,7 +176,7 @@ fn main() {
         .unwrap_or(5);
     let records = payloads(n);
     let decoded = decode_all(&records);
-    let events: Vec<Event> = decoded.iter().map(|(_, d)| d.event.clone()).collect();
+    let events: Vec<Event> = decoded.iter().map(|(_, d)| d.clone()).collect();
     let allowed = quality::Settings::parse(&[]).unwrap().allowed_countries;
     let dist = std::env::var_os("STREAMHOST_PLUGINS_BUILT")
         .map(PathBuf::from)
@@ -208,12 +224,12 @@ fn main() {
         outcomes
             .iter()
             .zip(&decoded)
-            .map(|(o, (i, d))| match o {
-                Outcome::Accepted(e) => {
-                    route::enriched(e, &d.extra, &records[*i], "enrich@0.2.0,quality@0.2.0")
-                        .payload
-                        .len()
-                }
+            .map(|(o, (i, _))| match o {
+                Outcome::Accepted(e) => validate()
+                    .enricher
+                    .output(e, &records[*i], "enrich@0.2.0,quality@0.2.0")
+                    .payload
+                    .len(),
                 Outcome::Rejected(r) => route::dlq(
                     &records[*i],
                     "my_events",
@@ -243,8 +259,12 @@ fn main() {
             advance: 60,
             grace: 30,
         });
+        let schema = validate().decoder.schema();
+        let (key, time) = (schema.index("country").unwrap(), schema.time());
         for (i, e) in accepted.iter().enumerate() {
-            op.observe((i % 3) as i32, &e.country, e.timestamp, false);
+            let country = e.get(key).and_then(Value::as_text).unwrap_or("");
+            let t = e.get(time).and_then(Value::as_integer).unwrap_or(0);
+            op.observe((i % 3) as i32, country, t, false);
         }
         op.take_closed().len()
     });
@@ -257,7 +277,7 @@ fn main() {
     let whole = |chain: &mut Chain| -> usize {
         records
             .chunks(BATCH)
-            .map(|b| streamhost::pipeline::process_batch(chain, b, "my_events", 1 << 20).len())
+            .map(|b| validate().process_batch(chain, b).len())
             .sum()
     };
     for _ in 0..rounds {

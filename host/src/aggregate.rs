@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -24,14 +23,92 @@ use crate::window::{ClosedWindow, Lane, Observed, PartitionedWindows, WindowSpec
 /// Code for events whose windows had all closed when they arrived.
 pub const LATE_EVENT: &str = "late_event";
 
-#[derive(Deserialize)]
-struct Keyed<'a> {
-    #[serde(borrow)]
-    country: std::borrow::Cow<'a, str>,
-    timestamp: i64,
+/// Which fields of an enriched event the window stage reads: the key windows are kept
+/// per, and the event time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowFields {
+    pub key: String,
+    pub time: String,
+}
+
+impl Default for WindowFields {
+    /// The brief's: windows per `country` on `timestamp`.
+    fn default() -> Self {
+        Self {
+            key: "country".into(),
+            time: "timestamp".into(),
+        }
+    }
+}
+
+/// What the window stage needs of an enriched event.
+struct Keyed {
+    key: String,
+    time: i64,
     /// Where the validate stage read the event: its identity.
     source_partition: Option<i32>,
     source_offset: Option<i64>,
+}
+
+impl WindowFields {
+    /// Read the key, the time and the source position; skip everything else.
+    fn read(&self, payload: &[u8]) -> Result<Keyed, String> {
+        let mut de = serde_json::Deserializer::from_slice(payload);
+        let found = serde::de::DeserializeSeed::deserialize(KeyedSeed(self), &mut de)
+            .and_then(|k| de.end().map(|()| k))
+            .map_err(|e| e.to_string())?;
+        let (Some(key), Some(time)) = (found.0, found.1) else {
+            return Err(format!(
+                "the event lacks `{}` or `{}` (a string or integer, and an integer)",
+                self.key, self.time
+            ));
+        };
+        Ok(Keyed {
+            key,
+            time,
+            source_partition: found.2,
+            source_offset: found.3,
+        })
+    }
+}
+
+struct KeyedSeed<'f>(&'f WindowFields);
+
+type Found = (Option<String>, Option<i64>, Option<i32>, Option<i64>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeyedSeed<'_> {
+    type Value = Found;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Found, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeyedSeed<'_> {
+    type Value = Found;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an enriched event object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Found, A::Error> {
+        let mut found: Found = (None, None, None, None);
+        while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if name == self.0.key {
+                found.0 = match map.next_value::<serde_json::Value>()? {
+                    serde_json::Value::String(s) => Some(s),
+                    serde_json::Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                };
+            } else if name == self.0.time {
+                found.1 = map.next_value()?;
+            } else if name == "source_partition" {
+                found.2 = map.next_value()?;
+            } else if name == "source_offset" {
+                found.3 = map.next_value()?;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
 }
 
 /// The windowing state of one instance plus the bookkeeping for safe commits.
@@ -54,11 +131,13 @@ pub struct WindowStage {
     /// No input arrived for the idle timeout; the next batch wakes every partition.
     quiet: bool,
     source_topic: String,
+    fields: WindowFields,
 }
 
 impl WindowStage {
-    pub fn new(spec: WindowSpec, source_topic: &str) -> Self {
+    pub fn new(spec: WindowSpec, source_topic: &str, fields: WindowFields) -> Self {
         Self {
+            fields,
             op: PartitionedWindows::new(spec),
             first_offset: HashMap::new(),
             last_offset: HashMap::new(),
@@ -97,7 +176,7 @@ impl WindowStage {
                 continue;
             }
             self.last_offset.insert(record.partition, record.offset);
-            let keyed: Keyed = match serde_json::from_slice(&record.payload) {
+            let keyed: Keyed = match self.fields.read(&record.payload) {
                 Ok(k) => k,
                 Err(e) => {
                     // Only this host writes enriched_events; anything else there is reported.
@@ -134,15 +213,12 @@ impl WindowStage {
                 source: keyed.source_partition,
             };
             self.lanes.insert(lane, now);
-            match self
-                .op
-                .observe(lane, &keyed.country, keyed.timestamp, replay)
-            {
+            match self.op.observe(lane, &keyed.key, keyed.time, replay) {
                 Observed::Late => {
                     metrics::counter!("streamhost_late_events_total").increment(1);
                     let message = format!(
                         "event time {} is behind the window frontier {} by more than the grace period; all its windows had closed",
-                        timefmt::datetime(keyed.timestamp),
+                        timefmt::datetime(keyed.time),
                         timefmt::datetime(self.op.frontier(record.partition))
                     );
                     outputs.push(route::dlq(
@@ -159,7 +235,7 @@ impl WindowStage {
                 }
                 Observed::Counted(_) => {
                     let firsts = self.first_offset.entry(record.partition).or_default();
-                    for start in self.op.spec().starts(keyed.timestamp) {
+                    for start in self.op.spec().starts(keyed.time) {
                         firsts.entry(start).or_insert(record.offset);
                     }
                 }
@@ -182,10 +258,14 @@ impl WindowStage {
     fn drain_closed(&mut self, outputs: &mut Vec<Output>) {
         let closed = self.op.take_closed();
         for (partition, w) in &closed {
-            tracing::debug!(partition, country = %w.country, start = w.start, count = w.count, frontier = self.op.frontier(*partition), "window closed");
+            tracing::debug!(partition, country = %w.key, start = w.start, count = w.count, frontier = self.op.frontier(*partition), "window closed");
         }
         metrics::counter!("streamhost_windows_closed_total").increment(closed.len() as u64);
-        outputs.extend(closed.iter().map(|(_, w)| average_record(w)));
+        outputs.extend(
+            closed
+                .iter()
+                .map(|(_, w)| average_record(w, &self.fields.key)),
+        );
         let spec = self.op.spec();
         for (partition, firsts) in self.first_offset.iter_mut() {
             let frontier = self.op.frontier(*partition);
@@ -311,10 +391,10 @@ impl WindowStage {
 
 /// `country_event_averages` record, keyed by (country, window_start): a re-emission
 /// after a restart replaces the same row downstream.
-pub fn average_record(w: &ClosedWindow) -> Output {
+pub fn average_record(w: &ClosedWindow, key_field: &str) -> Output {
     let start = timefmt::datetime(w.start);
     let payload = serde_json::json!({
-        "country": w.country,
+        key_field: w.key,
         "window_start": start,
         "window_end": timefmt::datetime(w.end),
         "average_events": w.average,
@@ -322,7 +402,7 @@ pub fn average_record(w: &ClosedWindow) -> Output {
     });
     Output {
         destination: Destination::Averages,
-        key: format!("{}|{}", w.country, start),
+        key: format!("{}|{}", w.key, start),
         payload: payload.to_string().into_bytes(),
     }
 }
@@ -337,6 +417,7 @@ fn now_secs() -> i64 {
 /// Run the window stage until `stop` turns true.
 pub async fn run(
     config: &Config,
+    fields: WindowFields,
     sink: &Sink,
     health: &Health,
     mut stop: watch::Receiver<bool>,
@@ -363,7 +444,7 @@ pub async fn run(
         },
         health.clone(),
     )?;
-    let mut stage = WindowStage::new(spec, &config.kafka.enriched_topic);
+    let mut stage = WindowStage::new(spec, &config.kafka.enriched_topic, fields);
     // The validate stage's progress on its input: a source partition it has yet to
     // catch up on is slow, not idle, and keeps holding the frontier.
     let mut input = GroupLag::new(
@@ -436,13 +517,20 @@ pub async fn run(
             // first which windows were already emitted (by us before a crash, or by
             // the previous owner), so they are neither recounted nor re-emitted.
             let ends = source.high_watermarks(&taken_over, Duration::from_secs(10));
-            let (brokers, topic) = (
+            let (brokers, topic, key_field) = (
                 config.kafka.brokers.clone(),
                 config.kafka.averages_topic.clone(),
+                stage.fields.key.clone(),
             );
             let lookback = Duration::from_secs(w.restore_lookback_secs);
             let emitted = tokio::task::spawn_blocking(move || {
-                restore::emitted_through(&brokers, &topic, lookback, Duration::from_secs(30))
+                restore::emitted_through(
+                    &brokers,
+                    &topic,
+                    &key_field,
+                    lookback,
+                    Duration::from_secs(30),
+                )
             })
             .await;
             match emitted {
@@ -549,7 +637,7 @@ mod tests {
 
     #[test]
     fn commits_no_further_than_the_oldest_open_window_needs() {
-        let mut stage = WindowStage::new(SPEC, "enriched_events");
+        let mut stage = WindowStage::new(SPEC, "enriched_events", WindowFields::default());
         stage.process(&[
             rec(0, 10, "US", 5),
             rec(0, 11, "US", 61),
@@ -582,6 +670,7 @@ mod tests {
                 grace: 30,
             },
             "enriched_events",
+            WindowFields::default(),
         );
         let batch: Vec<SourceRecord> = (0..10)
             .map(|i| rec(0, i, "JP", 1_700_000_000 + i))
@@ -610,18 +699,18 @@ mod tests {
         };
         let records: Vec<SourceRecord> = (0..600).map(|i| rec(0, i, "US", 1_000 + i * 2)).collect();
 
-        let mut clean = WindowStage::new(spec, "enriched_events");
+        let mut clean = WindowStage::new(spec, "enriched_events", WindowFields::default());
         let mut want = counts(&clean.process(&records));
         want.extend(counts(&clean.idle(10_000, &[])));
         let want: HashMap<String, u64> = want.into_iter().collect();
 
         for restore in [true, false] {
-            let mut run1 = WindowStage::new(spec, "enriched_events");
+            let mut run1 = WindowStage::new(spec, "enriched_events", WindowFields::default());
             let emitted1 = run1.process(&records[..400]);
             let committed = run1.commit_positions()[&0];
             assert!(committed < 400, "open windows keep the commit back");
             let mut last: HashMap<String, u64> = counts(&emitted1).into_iter().collect();
-            let mut run2 = WindowStage::new(spec, "enriched_events");
+            let mut run2 = WindowStage::new(spec, "enriched_events", WindowFields::default());
             if restore {
                 let mut through: HashMap<String, i64> = HashMap::new();
                 for o in &emitted1 {
@@ -647,7 +736,7 @@ mod tests {
 
     #[test]
     fn events_the_validate_stage_wrote_twice_count_once() {
-        let mut stage = WindowStage::new(SPEC, "enriched_events");
+        let mut stage = WindowStage::new(SPEC, "enriched_events", WindowFields::default());
         let with_source = |offset: i64, q: i32, o: i64| SourceRecord {
             partition: 0,
             offset,
@@ -676,7 +765,7 @@ mod tests {
 
     #[test]
     fn replayed_records_do_not_count_twice() {
-        let mut stage = WindowStage::new(SPEC, "enriched_events");
+        let mut stage = WindowStage::new(SPEC, "enriched_events", WindowFields::default());
         stage.process(&[rec(0, 1, "US", 5), rec(0, 2, "US", 6)]);
         stage.process(&[rec(0, 1, "US", 5), rec(0, 2, "US", 6), rec(0, 3, "US", 7)]);
         assert_eq!(
@@ -690,7 +779,7 @@ mod tests {
     /// unread, were then judged late (a third of a 1M-event catch-up).
     #[test]
     fn a_quiet_lane_of_a_partition_with_a_backlog_keeps_holding_its_frontier() {
-        let mut stage = WindowStage::new(SPEC, "enriched_events");
+        let mut stage = WindowStage::new(SPEC, "enriched_events", WindowFields::default());
         stage.set_sources(vec![0, 1]);
         let start = Instant::now();
         stage.sync_partitions(&[0], start, Duration::from_secs(60), &[], &[]);
@@ -734,7 +823,7 @@ mod tests {
     /// backlog; event time jumped to the wall clock and the backlog was judged late.
     #[test]
     fn a_partition_with_records_to_come_keeps_its_event_time_when_input_pauses() {
-        let mut stage = WindowStage::new(SPEC, "enriched_events");
+        let mut stage = WindowStage::new(SPEC, "enriched_events", WindowFields::default());
         stage.process(&[rec(0, 1, "US", 10), rec(1, 1, "DE", 10)]);
         let out = stage.idle(1_000_000, &[0]);
         assert_eq!(counts(&out).len(), 1, "only partition 1's window closes");
@@ -752,7 +841,7 @@ mod tests {
     /// partition keeps its own event time.
     #[test]
     fn a_partition_taken_over_is_not_judged_by_the_others_clock() {
-        let mut stage = WindowStage::new(SPEC, "enriched_events");
+        let mut stage = WindowStage::new(SPEC, "enriched_events", WindowFields::default());
         let now = Instant::now();
         stage.sync_partitions(&[0], now, Duration::from_secs(60), &[], &[]);
         stage.process(&[rec(0, 1, "US", 10), rec(0, 2, "US", 5_000)]);
@@ -771,7 +860,7 @@ mod tests {
     /// of another, and 14-29 % of a catch-up was judged late. Each source is a lane.
     #[test]
     fn a_source_partition_behind_the_others_is_not_judged_late() {
-        let mut stage = WindowStage::new(SPEC, "enriched_events");
+        let mut stage = WindowStage::new(SPEC, "enriched_events", WindowFields::default());
         stage.set_sources(vec![0, 1, 2]);
         stage.sync_partitions(&[0], Instant::now(), Duration::from_secs(60), &[], &[]);
         let from = |offset: i64, source: i32, t: i64| {
@@ -819,7 +908,7 @@ mod tests {
     /// deliver moved the frontier past the other partitions' (older) events.
     #[test]
     fn a_backlog_after_a_pause_is_not_judged_late_partition_by_partition() {
-        let mut stage = WindowStage::new(SPEC, "enriched_events");
+        let mut stage = WindowStage::new(SPEC, "enriched_events", WindowFields::default());
         stage.process(&[rec(0, 1, "US", 5), rec(1, 1, "DE", 5)]);
         let later = Instant::now() + Duration::from_secs(120);
         stage.sync_partitions(&[0, 1], later, Duration::from_secs(60), &[], &[]);
@@ -841,7 +930,7 @@ mod tests {
 
     #[test]
     fn a_revoked_partition_drops_its_windows_and_a_late_event_goes_to_the_dlq() {
-        let mut stage = WindowStage::new(SPEC, "enriched_events");
+        let mut stage = WindowStage::new(SPEC, "enriched_events", WindowFields::default());
         stage.process(&[rec(0, 1, "US", 5), rec(1, 1, "DE", 5)]);
         stage.sync_partitions(&[1], Instant::now(), Duration::from_secs(60), &[], &[]);
         let out = stage.idle(1_000, &[]);

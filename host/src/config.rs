@@ -11,6 +11,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::schema::{Schema, SchemaError};
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -38,6 +40,8 @@ pub struct KafkaConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PipelineConfig {
+    /// The event schema file; empty: the brief's (`schemas/events.toml`, built in).
+    pub schema: PathBuf,
     pub batch_size: usize,
     pub batch_wait_ms: u64,
     pub in_flight_batches: usize,
@@ -58,6 +62,7 @@ pub struct PluginsConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct WindowsConfig {
     pub enabled: bool,
+    pub key_field: String,
     pub size_secs: i64,
     pub advance_secs: i64,
     pub grace_secs: i64,
@@ -90,6 +95,7 @@ impl Default for KafkaConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
+            schema: PathBuf::new(),
             batch_size: 1024,
             batch_wait_ms: 50,
             in_flight_batches: 4,
@@ -114,6 +120,7 @@ impl Default for WindowsConfig {
     fn default() -> Self {
         Self {
             enabled: true,
+            key_field: "country".into(),
             size_secs: 300,
             advance_secs: 60,
             grace_secs: 30,
@@ -215,6 +222,15 @@ impl Config {
         Ok(())
     }
 
+    /// The event schema: `pipeline.schema`, or the brief's.
+    pub fn schema(&self) -> Result<Schema, SchemaError> {
+        if self.pipeline.schema.as_os_str().is_empty() {
+            Ok(Schema::brief())
+        } else {
+            Schema::load(&self.pipeline.schema)
+        }
+    }
+
     pub fn stall_timeout(&self) -> Duration {
         Duration::from_secs(self.kafka.stall_timeout_secs)
     }
@@ -236,11 +252,11 @@ environment variable shown, which wins over the file):
   kafka.input_topic        STREAMHOST_KAFKA__INPUT_TOPIC        my_events
       raw events to read
   kafka.enriched_topic     STREAMHOST_KAFKA__ENRICHED_TOPIC     enriched_events
-      accepted events, JSON, keyed by country
+      accepted events, JSON, keyed by the window key (windows.key_field)
   kafka.dlq_topic          STREAMHOST_KAFKA__DLQ_TOPIC          dlq
       rejected and undecodable records, with code, reason and the original bytes
   kafka.averages_topic     STREAMHOST_KAFKA__AVERAGES_TOPIC     country_event_averages
-      one record per closed (country, window)
+      one record per closed (key, window)
   kafka.window_group_id    STREAMHOST_KAFKA__WINDOW_GROUP_ID    streamhost-windows
       consumer group of the window stage (reads enriched_events)
   kafka.idempotence        STREAMHOST_KAFKA__IDEMPOTENCE        true
@@ -248,6 +264,8 @@ environment variable shown, which wins over the file):
   kafka.stall_timeout_secs STREAMHOST_KAFKA__STALL_TIMEOUT_SECS 20
       a partition with no live owner for this long is orphaned: /health says so, and an
       instance that does not own it rejoins its group to take it over (0: off)
+  pipeline.schema          STREAMHOST_PIPELINE__SCHEMA          (the brief's, built in)
+      event schema file (TOML: fields, types, the event-time field); `--schema` overrides it
   pipeline.batch_size      STREAMHOST_PIPELINE__BATCH_SIZE      1024
       records per batch through decode, plugins and produce
   pipeline.batch_wait_ms   STREAMHOST_PIPELINE__BATCH_WAIT_MS   50
@@ -267,7 +285,9 @@ environment variable shown, which wins over the file):
   plugins.watch            STREAMHOST_PLUGINS__WATCH            true
       watch plugins.dir and swap the chain live when a .wasm or .toml file changes
   windows.enabled          STREAMHOST_WINDOWS__ENABLED          true
-      run the window stage (per-country rolling averages)
+      run the window stage (rolling counts and averages per key)
+  windows.key_field        STREAMHOST_WINDOWS__KEY_FIELD        country
+      the schema field windows are kept per (required; also the key of enriched_events)
   windows.size_secs        STREAMHOST_WINDOWS__SIZE_SECS        300
       window length
   windows.advance_secs     STREAMHOST_WINDOWS__ADVANCE_SECS     60
@@ -277,7 +297,7 @@ environment variable shown, which wins over the file):
   windows.idle_timeout_secs STREAMHOST_WINDOWS__IDLE_TIMEOUT_SECS 10
       with no input for this long, event time advances with the wall clock so windows close
   windows.restore_lookback_secs STREAMHOST_WINDOWS__RESTORE_LOOKBACK_SECS 86400
-      on taking over partitions, how far back country_event_averages is read to learn emitted windows
+      on taking over partitions, how far back the averages topic is read to learn emitted windows
   admin.listen             STREAMHOST_ADMIN__LISTEN             127.0.0.1:9898
       /health and /metrics (loopback by default)
 

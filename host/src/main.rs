@@ -11,12 +11,15 @@ use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
 use streamhost::admin;
+use streamhost::aggregate::WindowFields;
 use streamhost::config::{Config, HELP};
 use streamhost::liveness::Health;
+use streamhost::pipeline::Validate;
 use streamhost::plugins::reload::{self, Reloader};
 use streamhost::plugins::{status, Chain, PluginRuntime, SandboxLimits};
 use streamhost::replay::{self, TimeField};
 use streamhost::route::Destination;
+use streamhost::schema::Schema;
 use streamhost::source::SourceRecord;
 use streamhost::{aggregate, pipeline, sink::Sink};
 
@@ -40,6 +43,14 @@ enum Command {
         /// TOML configuration file (see the keys below); without it, defaults + environment.
         #[arg(long, short, env = "STREAMHOST_CONFIG")]
         config: Option<PathBuf>,
+        /// Event schema file (overrides pipeline.schema); without either, the brief's.
+        #[arg(long, value_name = "FILE")]
+        schema: Option<PathBuf>,
+    },
+    /// Event schema files: which fields an event has, their types, the event time.
+    Schema {
+        #[command(subcommand)]
+        command: SchemaCommand,
     },
     /// Tools for plugin authors (no broker needed).
     Plugin {
@@ -96,11 +107,24 @@ struct ReplayArgs {
 }
 
 #[derive(Subcommand)]
+enum SchemaCommand {
+    /// Check a schema file and print its fields; a bad one is refused with the line.
+    Check {
+        /// The schema file (TOML).
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum PluginCommand {
-    /// Compile a component, check its interface and version, print what it is.
+    /// Compile a component, check its interface and version against the event schema,
+    /// print what it is.
     Check {
         /// The plugin component (.wasm).
         file: PathBuf,
+        /// Event schema file; without it, the brief's.
+        #[arg(long, value_name = "FILE")]
+        schema: Option<PathBuf>,
     },
     /// Run a component on JSON lines and print, per line, accepted or rejected and why.
     Test {
@@ -109,19 +133,50 @@ enum PluginCommand {
         /// Events, one JSON document per line.
         #[arg(long)]
         input: PathBuf,
+        /// Event schema file; without it, the brief's.
+        #[arg(long, value_name = "FILE")]
+        schema: Option<PathBuf>,
     },
+}
+
+/// The schema in `file`, or the brief's.
+fn schema_from(file: Option<&Path>) -> Result<Schema> {
+    Ok(match file {
+        Some(file) => Schema::load(file)?,
+        None => Schema::brief(),
+    })
+}
+
+fn schema_check(file: &Path) -> Result<()> {
+    let schema = Schema::load(file)?;
+    println!(
+        "ok: {} ({} fields, event time `{}`)",
+        file.display(),
+        schema.len(),
+        schema.field(schema.time()).name
+    );
+    print!("{schema}");
+    Ok(())
 }
 
 fn main() -> Result<()> {
     init_logging();
     match Cli::parse().command {
-        Command::Run { config } => run(config.as_deref()),
+        Command::Run { config, schema } => run(config.as_deref(), schema),
+        Command::Schema {
+            command: SchemaCommand::Check { file },
+        } => schema_check(&file),
         Command::Plugin {
-            command: PluginCommand::Check { file },
-        } => plugin_check(&file),
+            command: PluginCommand::Check { file, schema },
+        } => plugin_check(&file, schema.as_deref()),
         Command::Plugin {
-            command: PluginCommand::Test { file, input },
-        } => plugin_test(&file, &input),
+            command:
+                PluginCommand::Test {
+                    file,
+                    input,
+                    schema,
+                },
+        } => plugin_test(&file, &input, schema.as_deref()),
         Command::Dlq {
             command: DlqCommand::Replay(args),
         } => dlq_replay(args),
@@ -175,13 +230,28 @@ fn sandbox(config: &Config) -> SandboxLimits {
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn run(config_file: Option<&Path>) -> Result<()> {
-    let config = Config::load(config_file)?;
+async fn run(config_file: Option<&Path>, schema_file: Option<PathBuf>) -> Result<()> {
+    let mut config = Config::load(config_file)?;
+    if let Some(file) = schema_file {
+        config.pipeline.schema = file;
+    }
+    let schema = Arc::new(config.schema()?);
+    let validate = Validate::new(
+        schema.clone(),
+        &config.windows.key_field,
+        &config.kafka.input_topic,
+        config.pipeline.max_message_bytes,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let window_fields = WindowFields {
+        key: config.windows.key_field.clone(),
+        time: schema.field(schema.time()).name.clone(),
+    };
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("cannot install the metrics recorder")?;
     let board = status::new_board();
-    let runtime = Arc::new(PluginRuntime::new(sandbox(&config))?);
+    let runtime = Arc::new(PluginRuntime::new(sandbox(&config), schema.clone())?);
     let dir = &config.plugins.dir;
     if !dir.is_dir() {
         bail!(
@@ -228,15 +298,23 @@ async fn run(config_file: Option<&Path>) -> Result<()> {
             }
         });
     }
-    let validate = pipeline::run(&config, chain, updates, &sink, &health, stop.clone());
+    let validating = pipeline::run(
+        &config,
+        &validate,
+        chain,
+        updates,
+        &sink,
+        &health,
+        stop.clone(),
+    );
     let windows = async {
         if config.windows.enabled {
-            aggregate::run(&config, &sink, &health, stop.clone()).await
+            aggregate::run(&config, window_fields, &sink, &health, stop.clone()).await
         } else {
             Ok(())
         }
     };
-    let (v, w) = tokio::join!(validate, windows);
+    let (v, w) = tokio::join!(validating, windows);
     sink.flush(Duration::from_secs(10));
     admin.abort();
     v.context("validate stage")?;
@@ -261,8 +339,8 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-fn plugin_check(file: &Path) -> Result<()> {
-    let runtime = PluginRuntime::new(SandboxLimits::default())?;
+fn plugin_check(file: &Path, schema: Option<&Path>) -> Result<()> {
+    let runtime = PluginRuntime::new(SandboxLimits::default(), Arc::new(schema_from(schema)?))?;
     let plugin = runtime.load_file(file)?;
     let c = &plugin.compiled;
     println!("ok: {}", file.display());
@@ -287,8 +365,13 @@ fn plugin_check(file: &Path) -> Result<()> {
     Ok(())
 }
 
-fn plugin_test(file: &Path, input: &Path) -> Result<()> {
-    let runtime = PluginRuntime::new(SandboxLimits::default())?;
+fn plugin_test(file: &Path, input: &Path, schema: Option<&Path>) -> Result<()> {
+    let schema = Arc::new(schema_from(schema)?);
+    // Keyed by the event-time field: every schema has one, required.
+    let key = schema.field(schema.time()).name.clone();
+    let validate =
+        Validate::new(schema.clone(), &key, "input", 1 << 20).map_err(anyhow::Error::msg)?;
+    let runtime = PluginRuntime::new(SandboxLimits::default(), schema)?;
     let plugin = runtime.load_file(file)?;
     let id = plugin.id();
     let mut chain = Chain::of(vec![plugin]);
@@ -307,7 +390,7 @@ fn plugin_test(file: &Path, input: &Path) -> Result<()> {
     if records.is_empty() {
         bail!("{}: no lines", input.display());
     }
-    let outputs = pipeline::process_batch(&mut chain, &records, "input", 1 << 20);
+    let outputs = validate.process_batch(&mut chain, &records);
     let (mut accepted, mut rejected) = (0, 0);
     // process_batch writes decode rejections first; match outputs to lines by source offset.
     let mut lines: Vec<(i64, String)> = outputs

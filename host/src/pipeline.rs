@@ -4,6 +4,7 @@
 //! acknowledgements while the next one is read and judged; commits stay in order.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
@@ -12,11 +13,12 @@ use futures::FutureExt;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
-use crate::decode::decode;
+use crate::decode::Decoder;
 use crate::liveness::{Health, StageName, Watchdog, WatchdogConfig};
 use crate::plugins::reload::ChainUpdate;
 use crate::plugins::{Chain, Outcome};
 use crate::route::{self, Output, Stage};
+use crate::schema::Schema;
 use crate::sink::{Sink, SinkError};
 use crate::source::{next_positions, Source, SourceError, SourceRecord};
 
@@ -28,69 +30,98 @@ pub enum PipelineError {
     Sink(#[from] SinkError),
 }
 
-/// Decode, judge and route one batch. Pure: no I/O, so it is shared by the Kafka loop,
-/// `streamhost plugin test` and the benchmarks. One output per input record.
-pub fn process_batch(
-    chain: &mut Chain,
-    records: &[SourceRecord],
-    source_topic: &str,
-    max_message_bytes: usize,
-) -> Vec<Output> {
-    let mut outputs = Vec::with_capacity(records.len());
-    let mut decoded = Vec::with_capacity(records.len());
-    let mut events = Vec::with_capacity(records.len());
-    for record in records {
-        match decode(&record.payload, max_message_bytes) {
-            Ok(d) => {
-                events.push(d.event);
-                decoded.push((record, d.extra));
-            }
-            Err(e) => outputs.push(reject(
-                record,
-                source_topic,
-                Stage::Decode,
-                "host",
-                e.code(),
-                &e.to_string(),
-            )),
-        }
+/// The validate stage's work on a batch, without I/O: decode by the schema, judge
+/// with the chain, route. Shared by the Kafka loop, `streamhost plugin test` and the
+/// benchmarks.
+#[derive(Debug, Clone)]
+pub struct Validate {
+    pub decoder: Decoder,
+    pub enricher: route::Enricher,
+    pub source_topic: String,
+}
+
+impl Validate {
+    /// The validate stage for `schema`, keying output events by the window key field.
+    pub fn new(
+        schema: Arc<Schema>,
+        key_field: &str,
+        source_topic: &str,
+        max_message_bytes: usize,
+    ) -> Result<Self, String> {
+        let key = schema
+            .index(key_field)
+            .filter(|i| schema.field(*i).required)
+            .ok_or_else(|| {
+                format!(
+                    "windows.key_field `{key_field}` must be a required field of the event schema"
+                )
+            })?;
+        Ok(Self {
+            decoder: Decoder::new(schema.clone(), max_message_bytes),
+            enricher: route::Enricher::new(schema, key),
+            source_topic: source_topic.to_string(),
+        })
     }
-    let outcomes = chain.process(events);
-    let processed_by = chain.processed_by();
-    for ((record, extra), outcome) in decoded.into_iter().zip(outcomes) {
-        match outcome {
-            Outcome::Accepted(event) => {
-                let output = route::enriched(&event, &extra, record, &processed_by);
-                if output.payload.len() <= route::MAX_OUTPUT_BYTES {
-                    outputs.push(output);
-                    continue;
+
+    /// Decode, judge and route one batch. One output per input record.
+    pub fn process_batch(&self, chain: &mut Chain, records: &[SourceRecord]) -> Vec<Output> {
+        let source_topic = self.source_topic.as_str();
+        let mut outputs = Vec::with_capacity(records.len());
+        let mut decoded = Vec::with_capacity(records.len());
+        let mut events = Vec::with_capacity(records.len());
+        for record in records {
+            match self.decoder.decode(&record.payload) {
+                Ok(event) => {
+                    events.push(event);
+                    decoded.push(record);
                 }
-                // The broker would refuse it on every attempt, and every batch behind it
-                // would wait: the event goes to the DLQ instead.
-                outputs.push(reject(
+                Err(e) => outputs.push(reject(
                     record,
                     source_topic,
-                    Stage::Route,
+                    Stage::Decode,
                     "host",
-                    route::OUTPUT_TOO_LARGE,
-                    &format!(
-                        "the enriched record would be {} bytes, over the {}-byte limit on output records",
-                        output.payload.len(),
-                        route::MAX_OUTPUT_BYTES
-                    ),
-                ));
+                    e.code(),
+                    &e.to_string(),
+                )),
             }
-            Outcome::Rejected(r) => outputs.push(reject(
-                record,
-                source_topic,
-                Stage::Plugin,
-                &r.rejected_by,
-                &r.code,
-                &r.message,
-            )),
         }
+        let outcomes = chain.process(events);
+        let processed_by = chain.processed_by();
+        for (record, outcome) in decoded.into_iter().zip(outcomes) {
+            match outcome {
+                Outcome::Accepted(event) => {
+                    let output = self.enricher.output(&event, record, &processed_by);
+                    if output.payload.len() <= route::MAX_OUTPUT_BYTES {
+                        outputs.push(output);
+                        continue;
+                    }
+                    // The broker would refuse it on every attempt, and every batch behind
+                    // it would wait: the event goes to the DLQ instead.
+                    outputs.push(reject(
+                        record,
+                        source_topic,
+                        Stage::Route,
+                        "host",
+                        route::OUTPUT_TOO_LARGE,
+                        &format!(
+                            "the enriched record would be {} bytes, over the {}-byte limit on output records",
+                            output.payload.len(),
+                            route::MAX_OUTPUT_BYTES
+                        ),
+                    ));
+                }
+                Outcome::Rejected(r) => outputs.push(reject(
+                    record,
+                    source_topic,
+                    Stage::Plugin,
+                    &r.rejected_by,
+                    &r.code,
+                    &r.message,
+                )),
+            }
+        }
+        outputs
     }
-    outputs
 }
 
 /// A rejection: counted by stage and code, and routed to the DLQ with the original bytes.
@@ -176,6 +207,7 @@ impl InFlight<'_> {
 /// Run the validate stage until `stop` turns true.
 pub async fn run(
     config: &Config,
+    validate: &Validate,
     mut chain: Chain,
     mut updates: mpsc::Receiver<ChainUpdate>,
     sink: &Sink,
@@ -243,12 +275,7 @@ pub async fn run(
         let started = Instant::now();
         metrics::counter!("streamhost_records_in_total", "topic" => config.kafka.input_topic.clone())
             .increment(batch.len() as u64);
-        let outputs = process_batch(
-            &mut chain,
-            &batch,
-            &config.kafka.input_topic,
-            config.pipeline.max_message_bytes,
-        );
+        let outputs = validate.process_batch(&mut chain, &batch);
         let process_seconds = started.elapsed().as_secs_f64();
         metrics::histogram!("streamhost_batch_process_seconds").record(process_seconds);
         let delivery = sink.enqueue(outputs).await;

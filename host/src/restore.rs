@@ -18,7 +18,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
@@ -32,16 +31,12 @@ pub enum RestoreError {
     Timeout { topic: String, timeout: Duration },
 }
 
-#[derive(Deserialize)]
-struct Emitted {
-    country: String,
-    window_start: String,
-}
-
-/// Per country, the latest window start written to `topic` in the last `lookback`.
+/// Per key, the latest window start written to `topic` in the last `lookback`.
+/// `key_field` names the key in the records (`country` in the brief's).
 pub fn emitted_through(
     brokers: &str,
     topic: &str,
+    key_field: &str,
     lookback: Duration,
     timeout: Duration,
 ) -> Result<HashMap<String, i64>, RestoreError> {
@@ -108,12 +103,18 @@ pub fn emitted_through(
             continue;
         };
         let message = message.map_err(kafka)?;
-        if let Some(w) = message
+        let record = message
             .payload()
-            .and_then(|p| serde_json::from_slice::<Emitted>(p).ok())
-        {
-            if let Some(start) = timefmt::parse(&w.window_start) {
-                let slot = emitted.entry(w.country).or_insert(start);
+            .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok());
+        if let Some(record) = record {
+            let key = match &record[key_field] {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            };
+            let start = record["window_start"].as_str().and_then(timefmt::parse);
+            if let (Some(key), Some(start)) = (key, start) {
+                let slot = emitted.entry(key).or_insert(start);
                 *slot = (*slot).max(start);
             }
         }

@@ -2,10 +2,12 @@
 //! country, so one country's events share a partition and its windows one instance);
 //! everything rejected goes to `dlq` with the original bytes and why.
 
-use serde::Serialize;
-use serde_json::{Map, Value};
+use std::sync::Arc;
 
-use crate::decode::Event;
+use serde::Serialize;
+
+use crate::event::{Event, Extra};
+use crate::schema::{Schema, HOST_FIELDS};
 use crate::source::SourceRecord;
 use crate::timefmt;
 
@@ -61,79 +63,101 @@ impl Serialize for Stage {
     }
 }
 
-/// Field names the host writes itself; input fields of the same name are not copied.
-const RESERVED: &[&str] = &[
-    "event_type",
-    "user_id",
-    "page_url",
-    "button_id",
-    "timestamp",
-    "country",
-    "device_type",
-    "source_partition",
-    "source_offset",
-    "processed_by",
-];
+/// Where accepted events go: their JSON layout comes from the schema, their key is
+/// the window key (so one key's events share a partition, and its windows one instance).
+#[derive(Debug, Clone)]
+pub struct Enricher {
+    schema: Arc<Schema>,
+    key: usize,
+}
 
-/// An accepted event as JSON: the schema's fields, unknown input fields (kept so that
-/// schema evolution upstream loses nothing), plugin attributes, and where it came from.
-pub fn enriched(
-    event: &Event,
-    extra: &Map<String, Value>,
-    source: &SourceRecord,
-    processed_by: &str,
-) -> Output {
-    let json = EnrichedJson {
-        event,
-        extra,
-        source,
-        processed_by,
-    };
-    Output {
-        destination: Destination::Enriched,
-        key: event.country.clone(),
-        // Serialising strings, numbers and JSON values cannot fail.
-        payload: serde_json::to_vec(&json).unwrap_or_default(),
+impl Enricher {
+    /// `key` is the index of a required schema field.
+    pub fn new(schema: Arc<Schema>, key: usize) -> Self {
+        Self { schema, key }
+    }
+
+    /// An accepted event as JSON: fields outside the schema (as the producer wrote them,
+    /// or as plugins set them), the schema's fields (absent ones as null), where it came
+    /// from, and `extra`: the fields outside the schema again, as one JSON text, so a
+    /// table can keep them in one column without knowing their names.
+    pub fn output(&self, event: &Event, source: &SourceRecord, processed_by: &str) -> Output {
+        let json = EnrichedJson {
+            schema: &self.schema,
+            event,
+            source,
+            processed_by,
+        };
+        let key = event
+            .get(self.key)
+            .map(|v| v.to_text().into_owned())
+            .unwrap_or_default();
+        Output {
+            destination: Destination::Enriched,
+            key,
+            // Serialising strings, numbers and valid raw JSON cannot fail.
+            payload: serde_json::to_vec(&json).unwrap_or_default(),
+        }
     }
 }
 
 /// Written straight to bytes (no intermediate `Map`: this runs once per event).
-/// Precedence for a name that appears twice: our fields, then the last plugin
-/// attribute, then the input's unknown field; each name is written once.
 struct EnrichedJson<'a> {
+    schema: &'a Schema,
     event: &'a Event,
-    extra: &'a Map<String, Value>,
     source: &'a SourceRecord,
     processed_by: &'a str,
 }
 
-impl Serialize for EnrichedJson<'_> {
+/// The fields outside the schema that go to the output: every one but the names the
+/// host writes itself (and schema names, which a plugin of an older contract may have
+/// set as attributes: the schema's value wins).
+fn outside<'e>(schema: &'e Schema, event: &'e Event) -> impl Iterator<Item = (&'e str, &'e Extra)> {
+    event
+        .extra
+        .iter()
+        .filter(|(k, _)| !HOST_FIELDS.contains(&k.as_str()) && schema.index(k).is_none())
+        .map(|(k, v)| (k.as_str(), v))
+}
+
+struct ExtraJson<'a>(&'a Schema, &'a Event);
+
+impl Serialize for ExtraJson<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let e = self.event;
-        let attributes = &e.attributes;
         let mut map = serializer.serialize_map(None)?;
-        for (k, v) in self.extra {
-            if !RESERVED.contains(&k.as_str()) && !attributes.iter().any(|(a, _)| a == k) {
-                map.serialize_entry(k, v)?;
-            }
+        for (k, v) in outside(self.0, self.1) {
+            map.serialize_entry(k, v)?;
         }
-        for (i, (k, v)) in attributes.iter().enumerate() {
-            let overridden = attributes[i + 1..].iter().any(|(later, _)| later == k);
-            if !RESERVED.contains(&k.as_str()) && !overridden {
-                map.serialize_entry(k, v)?;
-            }
+        map.end()
+    }
+}
+
+impl Serialize for Extra {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Extra::Json(raw) => raw.serialize(serializer),
+            Extra::Set(value) => value.serialize(serializer),
         }
-        map.serialize_entry("event_type", &e.event_type)?;
-        map.serialize_entry("user_id", &e.user_id)?;
-        map.serialize_entry("page_url", &e.page_url)?;
-        map.serialize_entry("button_id", &e.button_id)?;
-        map.serialize_entry("timestamp", &e.timestamp)?;
-        map.serialize_entry("country", &e.country)?;
-        map.serialize_entry("device_type", &e.device_type)?;
+    }
+}
+
+impl Serialize for EnrichedJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeMap};
+        let e = self.event;
+        let mut map = serializer.serialize_map(None)?;
+        for (k, v) in outside(self.schema, e) {
+            map.serialize_entry(k, v)?;
+        }
+        for (field, value) in self.schema.fields().iter().zip(&e.fields) {
+            map.serialize_entry(&field.name, value)?;
+        }
         map.serialize_entry("source_partition", &self.source.partition)?;
         map.serialize_entry("source_offset", &self.source.offset)?;
         map.serialize_entry("processed_by", self.processed_by)?;
+        let extra = serde_json::to_string(&ExtraJson(self.schema, e)).map_err(S::Error::custom)?;
+        map.serialize_entry("extra", &extra)?;
         map.end()
     }
 }
@@ -229,6 +253,8 @@ fn to_json(record: &DlqRecord<'_>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Value as Typed;
+    use serde_json::Value;
 
     fn source(payload: &[u8]) -> SourceRecord {
         SourceRecord {
@@ -240,19 +266,30 @@ mod tests {
     }
 
     fn event() -> Event {
-        Event {
-            event_type: "page_view".into(),
-            user_id: 7,
-            page_url: "/page/1".into(),
-            button_id: "b".into(),
-            timestamp: 1_700_000_000,
-            country: "DE".into(),
-            device_type: None,
-            attributes: vec![
-                ("page_id".into(), "1".into()),
-                ("country".into(), "XX".into()),
+        let mut e = Event {
+            fields: vec![
+                Some(Typed::Text("page_view".into())),
+                Some(Typed::Integer(7)),
+                Some(Typed::Text("/page/1".into())),
+                Some(Typed::Text("b".into())),
+                Some(Typed::Integer(1_700_000_000)),
+                Some(Typed::Text("DE".into())),
+                None,
             ],
-        }
+            extra: Vec::new(),
+        };
+        e.set_extra("page_id", Typed::Text("1".into()));
+        e
+    }
+
+    fn enricher() -> Enricher {
+        let schema = Schema::brief();
+        let key = schema.index("country").unwrap();
+        Enricher::new(Arc::new(schema), key)
+    }
+
+    fn raw(json: &str) -> Extra {
+        Extra::Json(serde_json::value::RawValue::from_string(json.into()).unwrap())
     }
 
     #[test]
@@ -290,10 +327,10 @@ mod tests {
 
     #[test]
     fn enriched_keeps_unknown_fields_and_never_lets_them_override_ours() {
-        let mut extra = Map::new();
-        extra.insert("campaign".into(), "spring".into());
-        extra.insert("source_offset".into(), 999.into());
-        let out = enriched(&event(), &extra, &source(b"{}"), "quality@0.1.0");
+        let mut e = event();
+        e.extra.insert(0, ("campaign".into(), raw(r#""spring""#)));
+        e.extra.insert(1, ("source_offset".into(), raw("999")));
+        let out = enricher().output(&e, &source(b"{}"), "quality@0.1.0");
         assert_eq!(out.destination, Destination::Enriched);
         assert_eq!(out.key, "DE");
         let v: Value = serde_json::from_slice(&out.payload).unwrap();
@@ -304,17 +341,21 @@ mod tests {
         assert_eq!(v["source_partition"], 2);
         assert_eq!(v["device_type"], Value::Null);
         assert_eq!(v["processed_by"], "quality@0.1.0");
+        let extra: Value = serde_json::from_str(v["extra"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            extra,
+            serde_json::json!({"campaign": "spring", "page_id": "1"})
+        );
     }
 
     #[test]
-    fn enriched_writes_every_name_once_with_the_documented_precedence() {
+    fn enriched_writes_every_name_once_and_input_json_as_it_came() {
         let mut e = event();
-        e.attributes.push(("page_id".into(), "2".into()));
-        e.attributes.push(("campaign".into(), "from-plugin".into()));
-        let mut extra = Map::new();
-        extra.insert("campaign".into(), "from-input".into());
-        extra.insert("nested".into(), serde_json::json!({"a": [1, 2]}));
-        let out = enriched(&e, &extra, &source(b"{}"), "p@1");
+        e.extra.push(("campaign".into(), raw(r#""from-input""#)));
+        e.extra.push(("nested".into(), raw(r#"{"a": [1, 2]}"#)));
+        e.set_extra("page_id", Typed::Text("2".into()));
+        e.set_extra("campaign", Typed::Text("from-plugin".into()));
+        let out = enricher().output(&e, &source(b"{}"), "p@1");
         let text = String::from_utf8(out.payload.clone()).unwrap();
         for name in ["page_id", "campaign", "country", "nested"] {
             assert_eq!(
@@ -323,11 +364,12 @@ mod tests {
                 "{name} in {text}"
             );
         }
+        assert!(text.contains(r#""nested":{"a": [1, 2]}"#), "{text}");
         let v: Value = serde_json::from_slice(&out.payload).unwrap();
-        assert_eq!(v["page_id"], "2", "the last attribute wins");
+        assert_eq!(v["page_id"], "2", "the last value set wins");
         assert_eq!(
             v["campaign"], "from-plugin",
-            "a plugin attribute wins over an input field"
+            "a plugin's value wins over an input field"
         );
         assert_eq!(v["nested"]["a"][1], 2);
     }

@@ -1,4 +1,4 @@
-//! Stage 5: event-time hopping windows per country, counted, emitted once on close.
+//! Stage 5: event-time hopping windows per key, counted, emitted once on close.
 //!
 //! Semantics (docs/aggregation.md has the full argument):
 //! * a window is `[start, start + size)` with `start` a multiple of `advance`;
@@ -16,7 +16,7 @@
 //! * with no input at all for a while, the caller advances the frontier to the wall
 //!   clock ([`WindowOperator::advance_to`]) so the last windows still close.
 //!
-//! Memory: one counter per open (country, window); nothing per event.
+//! Memory: one counter per open (key, window); nothing per event.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -47,7 +47,7 @@ impl WindowSpec {
 /// One closed window, ready to emit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClosedWindow {
-    pub country: String,
+    pub key: String,
     pub start: i64,
     pub end: i64,
     pub count: u64,
@@ -94,12 +94,12 @@ struct LaneClock {
 #[derive(Debug)]
 pub struct WindowOperator {
     spec: WindowSpec,
-    /// Open windows by (start, country): ordered by start, so closing pops from the front.
+    /// Open windows by (start, key): ordered by start, so closing pops from the front.
     open: BTreeMap<(i64, String), u64>,
     lanes: HashMap<Lane, LaneClock>,
     /// Highest event time ever seen (kept when partitions are forgotten).
     max_seen: Option<i64>,
-    /// Per country, the latest window start an earlier run emitted.
+    /// Per key, the latest window start an earlier run emitted.
     emitted: HashMap<String, i64>,
     frontier: i64,
     closed: Vec<ClosedWindow>,
@@ -125,16 +125,10 @@ impl WindowOperator {
     /// Count one event from `lane`. Closed windows pile up for [`Self::take_closed`].
     /// `replay`: the record may be a re-read of one an earlier run counted; windows that
     /// run already emitted are then skipped instead of the event being judged late.
-    pub fn observe(
-        &mut self,
-        lane: impl Into<Lane>,
-        country: &str,
-        t: i64,
-        replay: bool,
-    ) -> Observed {
+    pub fn observe(&mut self, lane: impl Into<Lane>, key: &str, t: i64, replay: bool) -> Observed {
         let mut counted = 0;
         let mut replayed = false;
-        let emitted_through = self.emitted.get(country).copied();
+        let emitted_through = self.emitted.get(key).copied();
         for start in self.spec.starts(t) {
             // Emitted by an earlier run: closed for good.
             if emitted_through.is_some_and(|e| start <= e) {
@@ -145,10 +139,10 @@ impl WindowOperator {
                 continue;
             }
             counted += 1;
-            match self.open.get_mut(&(start, country.to_string())) {
+            match self.open.get_mut(&(start, key.to_string())) {
                 Some(count) => *count += 1,
                 None => {
-                    self.open.insert((start, country.to_string()), 1);
+                    self.open.insert((start, key.to_string()), 1);
                 }
             }
         }
@@ -163,14 +157,14 @@ impl WindowOperator {
         }
     }
 
-    /// Windows an earlier run already emitted: per country, the latest emitted window
-    /// start. Windows close in start order, so every window of that country up to it
+    /// Windows an earlier run already emitted: per key, the latest emitted window
+    /// start. Windows close in start order, so every window of that key up to it
     /// was emitted (or had no events); they are neither counted nor emitted again.
     pub fn restore_emitted(&mut self, emitted: &HashMap<String, i64>) {
-        for (country, start) in emitted {
-            let slot = self.emitted.entry(country.clone()).or_insert(*start);
+        for (key, start) in emitted {
+            let slot = self.emitted.entry(key.clone()).or_insert(*start);
             *slot = (*slot).max(*start);
-            self.open.retain(|(s, c), _| c != country || *s > *start);
+            self.open.retain(|(s, c), _| c != key || *s > *start);
         }
     }
 
@@ -317,9 +311,9 @@ impl WindowOperator {
             if entry.key().0 > closes_before {
                 break;
             }
-            let ((start, country), count) = entry.remove_entry();
+            let ((start, key), count) = entry.remove_entry();
             self.closed.push(ClosedWindow {
-                country,
+                key,
                 start,
                 end: start + self.spec.size,
                 count,
@@ -333,8 +327,8 @@ impl WindowOperator {
 /// as a Kafka Streams task does: the records of a partition taken over from another
 /// instance are judged by that partition's clock, not by the one this instance's other
 /// partitions have already advanced (which would judge its open windows late). The
-/// input must be keyed by the window key, so that a country's windows live in one
-/// partition (`enriched_events` is keyed by country).
+/// input must be keyed by the window key, so that a key's windows live in one
+/// partition (`enriched_events` is keyed by key).
 #[derive(Debug)]
 pub struct PartitionedWindows {
     spec: WindowSpec,
@@ -361,8 +355,8 @@ impl PartitionedWindows {
     }
 
     /// Count one event on its partition's operator.
-    pub fn observe(&mut self, lane: Lane, country: &str, t: i64, replay: bool) -> Observed {
-        self.op(lane.partition).observe(lane, country, t, replay)
+    pub fn observe(&mut self, lane: Lane, key: &str, t: i64, replay: bool) -> Observed {
+        self.op(lane.partition).observe(lane, key, t, replay)
     }
 
     /// The partitions this instance reads and the source partitions that feed them: a
@@ -650,7 +644,7 @@ mod tests {
         assert_eq!(
             op.observe(0, "DE", 100, true),
             Observed::Counted(2),
-            "other countries are unaffected"
+            "other keys are unaffected"
         );
         // t=100 is in windows 0 and 60, both emitted before: a re-read record.
         assert_eq!(op.observe(0, "US", 100, true), Observed::Replayed);
@@ -662,7 +656,7 @@ mod tests {
         let mut closed: Vec<(String, i64, u64)> = op
             .take_closed()
             .into_iter()
-            .map(|w| (w.country, w.start, w.count))
+            .map(|w| (w.key, w.start, w.count))
             .collect();
         closed.sort();
         assert_eq!(
@@ -703,7 +697,7 @@ mod tests {
         assert_eq!(
             closed
                 .iter()
-                .map(|(p, w)| (*p, w.country.as_str(), w.start))
+                .map(|(p, w)| (*p, w.key.as_str(), w.start))
                 .collect::<Vec<_>>(),
             [(0, "US", 0), (1, "DE", 480)]
         );
@@ -714,7 +708,7 @@ mod tests {
     }
 
     /// Brute force: replay the events in order, recomputing every partition's stream
-    /// time and the frontier from the full prefix, and count per (country, window).
+    /// time and the frontier from the full prefix, and count per (key, window).
     fn oracle(
         spec: WindowSpec,
         events: &[(i32, String, i64)],
@@ -741,14 +735,14 @@ mod tests {
             .collect();
         let mut counts = BTreeMap::new();
         let mut late = 0;
-        for (i, (_, country, t)) in events.iter().enumerate() {
+        for (i, (_, key, t)) in events.iter().enumerate() {
             // The frontier never moves back: the max of f over every prefix so far.
             let frontier = f[..=i].iter().flatten().copied().max().unwrap_or(i64::MIN);
             let mut counted = false;
             let mut s = t.div_euclid(spec.advance) * spec.advance;
             while s > t - spec.size {
                 if s + spec.size + spec.grace > frontier {
-                    *counts.entry((country.clone(), s)).or_insert(0) += 1;
+                    *counts.entry((key.clone(), s)).or_insert(0) += 1;
                     counted = true;
                 }
                 s -= spec.advance;
@@ -774,13 +768,13 @@ mod tests {
             for w in op.take_closed() {
                 assert_eq!(w.end - w.start, spec.size);
                 assert_eq!(w.average, spec.average(w.count));
-                let previous = emitted.insert((w.country, w.start), w.count);
+                let previous = emitted.insert((w.key, w.start), w.count);
                 assert!(previous.is_none(), "a window was emitted twice");
             }
         }
         op.advance_to(i64::MAX / 2);
         for w in op.take_closed() {
-            assert!(emitted.insert((w.country, w.start), w.count).is_none());
+            assert!(emitted.insert((w.key, w.start), w.count).is_none());
         }
         assert_eq!(op.open_windows(), 0, "state freed once everything closed");
         (emitted, late)

@@ -1,8 +1,8 @@
 //! The WASM chain and the same rules compiled natively give identical outputs: the
 //! same routes, the same enriched JSON, the same DLQ codes and messages. Run for the
-//! 0.3 plugins (columns in, differences out) and for a chain with the 0.2 build of the
-//! quality rules (`legacy-v2`, whole events in and out), so a faster crossing cannot
-//! change what the pipeline writes.
+//! 1.0 plugins (named columns), their 0.3 builds (the brief's columns) and a chain
+//! with the 0.2 build of the quality rules (whole events in and out), so neither a
+//! faster crossing nor an adapter can change what the pipeline writes.
 
 // A test file: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use streamhost::decode::{decode, Event};
-use streamhost::pipeline::process_batch;
+use streamhost::pipeline::Validate;
 use streamhost::plugins::{Chain, LoadedPlugin, PluginRuntime, SandboxLimits};
 use streamhost::route::{self, Output, Stage};
+use streamhost::schema::Schema;
 use streamhost::source::SourceRecord;
 
 mod native_rules;
@@ -78,12 +78,18 @@ fn records() -> Vec<SourceRecord> {
 }
 
 /// `process_batch` with enrich + quality written as native Rust.
-fn native(records: &[SourceRecord], allowed: &[String], ids: (&str, &str)) -> Vec<Output> {
+fn native(
+    validate: &Validate,
+    records: &[SourceRecord],
+    allowed: &[String],
+    ids: (&str, &str),
+) -> Vec<Output> {
+    let rules = native_rules::Rules::for_schema(validate.decoder.schema());
     let (processed_by, rejected_by) = ids;
     let mut outputs = Vec::new();
     let mut judged = Vec::new();
     for record in records {
-        match decode(&record.payload, 1 << 20) {
+        match validate.decoder.decode(&record.payload) {
             Err(e) => outputs.push(route::dlq(
                 record,
                 "my_events",
@@ -92,16 +98,15 @@ fn native(records: &[SourceRecord], allowed: &[String], ids: (&str, &str)) -> Ve
                 e.code(),
                 &e.to_string(),
             )),
-            Ok(d) => {
-                let mut e: Event = d.event;
-                native_rules::enrich(&mut e);
-                judged.push((record, d.extra, e));
+            Ok(mut e) => {
+                rules.enrich(&mut e);
+                judged.push((record, e));
             }
         }
     }
-    for (record, extra, e) in judged {
-        outputs.push(match native_rules::judge(&e, allowed) {
-            Ok(()) => route::enriched(&e, &extra, record, processed_by),
+    for (record, e) in judged {
+        outputs.push(match rules.judge(&e, allowed) {
+            Ok(()) => validate.enricher.output(&e, record, processed_by),
             Err(p) => route::dlq(
                 record,
                 "my_events",
@@ -139,17 +144,25 @@ fn assert_same(wasm: &[Output], native: &[Output]) {
 
 #[test]
 fn wasm_chains_of_every_version_write_what_the_native_rules_write() {
-    let rt = PluginRuntime::new(SandboxLimits {
-        memory_bytes: 64 << 20,
-        batch_deadline: Duration::from_secs(5),
-    })
+    let schema = Arc::new(Schema::brief());
+    let validate = Validate::new(schema.clone(), "country", "my_events", 1 << 20).unwrap();
+    let rt = PluginRuntime::new(
+        SandboxLimits {
+            memory_bytes: 64 << 20,
+            batch_deadline: Duration::from_secs(5),
+        },
+        schema,
+    )
     .unwrap();
     let records = records();
-    for (quality, settings) in [
-        ("quality.wasm", vec![]),
-        ("legacy_v2.wasm", vec![]),
-        ("quality.wasm", vec![("allowed_countries", "BR,US")]),
-        ("legacy_v2.wasm", vec![("allowed_countries", "BR,US")]),
+    let briefs_country = [("allowed_countries", "BR,US")];
+    for ((enrich, quality), settings) in [
+        (("enrich.wasm", "quality.wasm"), &[][..]),
+        (("enrich_v0_3.wasm", "quality_v0_3.wasm"), &[][..]),
+        (("enrich.wasm", "legacy_v2.wasm"), &[][..]),
+        (("enrich_v0_3.wasm", "quality.wasm"), &briefs_country[..]),
+        (("enrich.wasm", "quality_v0_3.wasm"), &briefs_country[..]),
+        (("enrich.wasm", "legacy_v2.wasm"), &briefs_country[..]),
     ] {
         let allowed = quality::Settings::parse(
             &settings
@@ -159,18 +172,20 @@ fn wasm_chains_of_every_version_write_what_the_native_rules_write() {
         )
         .unwrap()
         .allowed_countries;
-        let mut chain = Chain::of(vec![
-            load(&rt, "enrich.wasm", &[]),
-            load(&rt, quality, &settings),
-        ]);
+        let mut chain = Chain::of(vec![load(&rt, enrich, &[]), load(&rt, quality, settings)]);
         let processed_by = chain.processed_by();
         let rejected_by = chain.members()[1].plugin.id();
         // Uneven batch sizes: offsets must not leak from one batch into the next.
         // (`process_batch` writes a batch's decode rejections first, so compare per batch.)
         let (mut wasm, mut expected) = (Vec::new(), Vec::new());
         for batch in records.chunks(173) {
-            wasm.extend(process_batch(&mut chain, batch, "my_events", 1 << 20));
-            expected.extend(native(batch, &allowed, (&processed_by, &rejected_by)));
+            wasm.extend(validate.process_batch(&mut chain, batch));
+            expected.extend(native(
+                &validate,
+                batch,
+                &allowed,
+                (&processed_by, &rejected_by),
+            ));
         }
         assert_same(&wasm, &expected);
         let dlq = wasm

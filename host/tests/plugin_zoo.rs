@@ -9,13 +9,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use streamhost::decode::Event;
+use streamhost::event::{Event, Value};
 use streamhost::plugins::chain::{Member, PLUGIN_DISABLED, PLUGIN_FAILED};
 use streamhost::plugins::reload::Reloader;
 use streamhost::plugins::status;
 use streamhost::plugins::{
     Chain, LoadedPlugin, Outcome, PluginError, PluginRuntime, SandboxLimits,
 };
+use streamhost::schema::Schema;
 
 fn dist() -> PathBuf {
     std::env::var_os("STREAMHOST_PLUGINS_BUILT")
@@ -30,10 +31,13 @@ fn wasm(name: &str) -> Vec<u8> {
 }
 
 fn runtime() -> PluginRuntime {
-    PluginRuntime::new(SandboxLimits {
-        memory_bytes: 16 << 20,
-        batch_deadline: Duration::from_millis(200),
-    })
+    PluginRuntime::new(
+        SandboxLimits {
+            memory_bytes: 16 << 20,
+            batch_deadline: Duration::from_millis(200),
+        },
+        Arc::new(Schema::brief()),
+    )
     .unwrap()
 }
 
@@ -43,15 +47,31 @@ fn load(rt: &PluginRuntime, name: &str) -> Result<LoadedPlugin, PluginError> {
 
 fn event(page_url: &str, country: &str, user_id: i64) -> Event {
     Event {
-        event_type: "page_view".into(),
-        user_id,
-        page_url: page_url.into(),
-        button_id: "b".into(),
-        timestamp: 1_700_000_000,
-        country: country.into(),
-        device_type: None,
-        attributes: Vec::new(),
+        fields: vec![
+            Some(Value::Text("page_view".into())),
+            Some(Value::Integer(user_id)),
+            Some(Value::Text(page_url.into())),
+            Some(Value::Text("b".into())),
+            Some(Value::Integer(1_700_000_000)),
+            Some(Value::Text(country.into())),
+            None,
+        ],
+        extra: Vec::new(),
     }
+}
+
+/// A field of the brief's schema, as text.
+fn text<'e>(e: &'e Event, name: &str) -> &'e str {
+    let i = Schema::brief().index(name).unwrap();
+    e.get(i).and_then(Value::as_text).unwrap()
+}
+
+/// The fields plugins set outside the schema, as (name, text).
+fn set_by_plugins(e: &Event) -> Vec<(String, String)> {
+    e.extra
+        .iter()
+        .map(|(n, v)| (n.clone(), v.text().unwrap().into_owned()))
+        .collect()
 }
 
 fn codes(outcomes: &[Outcome]) -> Vec<String> {
@@ -201,7 +221,7 @@ fn a_plugin_built_against_wit_0_1_runs_in_a_chain_with_0_2_plugins() {
         load(&rt, "quality.wasm").unwrap(),
     ]);
     let mut odd = event("/page/7", " us", 1);
-    odd.event_type = "scroll".into();
+    odd.set(0, Value::Text("scroll".into()));
     let out = chain.process(vec![
         event("/page/7", " us", 1),
         odd,
@@ -215,13 +235,13 @@ fn a_plugin_built_against_wit_0_1_runs_in_a_chain_with_0_2_plugins() {
         unreachable!()
     };
     assert_eq!(
-        e.country, "US",
+        text(e, "country"),
+        "US",
         "enrich normalised it before quality judged it"
     );
-    assert!(e.attributes.contains(&("page_id".into(), "7".into())));
-    assert!(e
-        .attributes
-        .contains(&("schema_version".into(), "1".into())));
+    let set = set_by_plugins(e);
+    assert!(set.contains(&("page_id".into(), "7".into())));
+    assert!(set.contains(&("schema_version".into(), "1".into())));
     assert_eq!(
         chain.processed_by(),
         "enrich@0.2.0,legacy-event-type@0.1.0,quality@0.2.0"
@@ -266,9 +286,9 @@ fn a_0_3_plugin_says_what_it_is_and_a_0_2_plugin_keeps_working() {
     let Outcome::Accepted(e) = &out[0] else {
         unreachable!()
     };
-    assert_eq!(e.country, "BR");
+    assert_eq!(text(e, "country"), "BR");
     assert_eq!(
-        e.attributes,
+        set_by_plugins(e),
         [
             ("page_id".to_string(), "3".to_string()),
             ("schema_version".to_string(), "1".to_string())

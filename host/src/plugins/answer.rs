@@ -1,12 +1,16 @@
-//! 0.3 answers: a plugin lists only what differs from "accept every event unchanged".
+//! Answers: a plugin lists only what differs from "accept every event unchanged".
 //! Applying one checks it first; an answer is untrusted input like any other.
+//! [`apply_named`] applies 1.0 answers (updates by field name), [`apply_brief`] 0.3 ones.
 
-use super::bindings::v3::{Answer, Kind, NumberField, TextColumn, TextField};
+use super::bindings::{wit_0_3, wit_1};
 use super::columns::entry;
-use crate::decode::Event;
+use super::contract::{BriefFields, Kind};
+use crate::decode::MAX_TIMESTAMP;
+use crate::event::{Event, Value};
+use crate::schema::{FieldType, Schema, HOST_FIELDS};
 
-/// A plugin's judgement on one event, whatever WIT version it speaks.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A plugin's judgement on one event, whatever contract it speaks.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Judged {
     /// Passed on, with the plugin's changes.
     Accepted(Event),
@@ -37,10 +41,170 @@ pub enum AnswerError {
     BadOffsets { what: String, index: usize },
     #[error("declares itself a validator but changed events ({0}); declare kind `enricher`")]
     ValidatorChanged(&'static str),
+    #[error("the update of `{field}` has {given} values, but the schema types it {expected}")]
+    WrongType {
+        field: String,
+        given: &'static str,
+        expected: FieldType,
+    },
+    #[error("the update of `{field}` sets {value}, outside 0..={MAX_TIMESTAMP} epoch seconds")]
+    TimeOutOfRange { field: String, value: i64 },
+    #[error("the update of `{0}` names a field the host writes itself")]
+    HostField(String),
 }
 
-/// Apply `answer` to the batch it answers. One judgement per event, in order.
-pub fn apply(events: Vec<Event>, answer: Answer, kind: Kind) -> Result<Vec<Judged>, AnswerError> {
+/// The rejections of an answer, checked: in range, at most one per event.
+fn rejections(
+    size: usize,
+    list: impl IntoIterator<Item = (u32, String, String)>,
+) -> Result<Vec<Option<(String, String)>>, AnswerError> {
+    let mut rejected: Vec<Option<(String, String)>> = vec![None; size];
+    for (event, code, message) in list {
+        let i = slot(size, "a rejection", event)?;
+        if rejected[i].is_some() {
+            return Err(AnswerError::RejectedTwice(event));
+        }
+        rejected[i] = Some((code, message));
+    }
+    Ok(rejected)
+}
+
+fn slot(size: usize, what: &'static str, index: u32) -> Result<usize, AnswerError> {
+    usize::try_from(index)
+        .ok()
+        .filter(|i| *i < size)
+        .ok_or(AnswerError::OutOfRange { what, index, size })
+}
+
+fn judged(events: Vec<Event>, rejected: Vec<Option<(String, String)>>) -> Vec<Judged> {
+    events
+        .into_iter()
+        .zip(rejected)
+        .map(|(event, rejection)| match rejection {
+            None => Judged::Accepted(event),
+            Some((code, message)) => Judged::Rejected { code, message },
+        })
+        .collect()
+}
+
+/// The entries of a text column that must have one per listed event.
+fn texts<'a>(
+    text: &'a str,
+    ends: &'a [u32],
+    events: usize,
+    what: &str,
+) -> Result<Vec<&'a str>, AnswerError> {
+    if ends.len() != events {
+        return Err(AnswerError::Mismatch {
+            what: what.to_string(),
+            events,
+            values: ends.len(),
+        });
+    }
+    (0..events)
+        .map(|k| {
+            entry(text, ends, k).ok_or_else(|| AnswerError::BadOffsets {
+                what: what.to_string(),
+                index: k,
+            })
+        })
+        .collect()
+}
+
+fn same_length(what: &str, events: usize, values: usize) -> Result<(), AnswerError> {
+    if events == values {
+        Ok(())
+    } else {
+        Err(AnswerError::Mismatch {
+            what: what.to_string(),
+            events,
+            values,
+        })
+    }
+}
+
+/// Apply a 1.0 `answer` to the batch it answers. One judgement per event, in order.
+pub fn apply_named(
+    mut events: Vec<Event>,
+    answer: wit_1::Answer,
+    kind: Kind,
+    schema: &Schema,
+) -> Result<Vec<Judged>, AnswerError> {
+    if kind == Kind::Validator && !answer.updates.is_empty() {
+        return Err(AnswerError::ValidatorChanged("updates"));
+    }
+    let size = events.len();
+    let rejected = rejections(
+        size,
+        answer
+            .rejections
+            .into_iter()
+            .map(|r| (r.event, r.code, r.message)),
+    )?;
+    for update in &answer.updates {
+        let field = update.field.as_str();
+        if HOST_FIELDS.contains(&field) {
+            return Err(AnswerError::HostField(field.to_string()));
+        }
+        let what = format!("the update of `{field}`");
+        let values: Vec<Value> = match &update.values {
+            wit_1::Values::Text(c) => texts(&c.text, &c.ends, update.events.len(), &what)?
+                .into_iter()
+                .map(|s| Value::Text(s.to_string()))
+                .collect(),
+            wit_1::Values::Integer(v) => v.iter().map(|i| Value::Integer(*i)).collect(),
+            wit_1::Values::Float(v) => v.iter().map(|f| Value::Float(*f)).collect(),
+            wit_1::Values::Boolean(v) => v.iter().map(|b| Value::Boolean(*b)).collect(),
+        };
+        same_length(&what, update.events.len(), values.len())?;
+        let target = schema.index(field);
+        if let (Some(index), Some(first)) = (target, values.first()) {
+            let ty = schema.field(index).ty;
+            if !first.fits(ty) {
+                return Err(AnswerError::WrongType {
+                    field: field.to_string(),
+                    given: match first {
+                        Value::Text(_) => "text",
+                        Value::Integer(_) => "integer",
+                        Value::Float(_) => "float",
+                        Value::Boolean(_) => "boolean",
+                    },
+                    expected: ty,
+                });
+            }
+            if ty == FieldType::Timestamp {
+                if let Some(bad) = values
+                    .iter()
+                    .filter_map(Value::as_integer)
+                    .find(|t| !(0..=MAX_TIMESTAMP).contains(t))
+                {
+                    return Err(AnswerError::TimeOutOfRange {
+                        field: field.to_string(),
+                        value: bad,
+                    });
+                }
+            }
+        }
+        for (&index, value) in update.events.iter().zip(values) {
+            let event = &mut events[slot(size, "an update", index)?];
+            match target {
+                Some(i) => event.set(i, value),
+                None => event.set_extra(field, value),
+            }
+        }
+    }
+    Ok(judged(events, rejected))
+}
+
+/// Apply a 0.3 `answer` to the batch it answers. One judgement per event, in order.
+pub fn apply_brief(
+    mut events: Vec<Event>,
+    answer: wit_0_3::Answer,
+    kind: Kind,
+    at: &BriefFields,
+    schema: &Schema,
+) -> Result<Vec<Judged>, AnswerError> {
+    use wit_0_3::{NumberField, TextField};
     if kind == Kind::Validator {
         let changed = [
             (!answer.text_updates.is_empty(), "text-updates"),
@@ -51,276 +215,224 @@ pub fn apply(events: Vec<Event>, answer: Answer, kind: Kind) -> Result<Vec<Judge
             return Err(AnswerError::ValidatorChanged(what));
         }
     }
-    let mut events = events;
     let size = events.len();
-    let slot = |what: &'static str, index: u32| -> Result<usize, AnswerError> {
-        usize::try_from(index)
-            .ok()
-            .filter(|i| *i < size)
-            .ok_or(AnswerError::OutOfRange { what, index, size })
-    };
-
-    let mut rejected: Vec<Option<(String, String)>> = vec![None; size];
-    for r in answer.rejections {
-        let i = slot("a rejection", r.event)?;
-        if rejected[i].is_some() {
-            return Err(AnswerError::RejectedTwice(r.event));
-        }
-        rejected[i] = Some((r.code, r.message));
-    }
-
+    let rejected = rejections(
+        size,
+        answer
+            .rejections
+            .into_iter()
+            .map(|r| (r.event, r.code, r.message)),
+    )?;
     for update in &answer.text_updates {
-        let what = format!("the update of {}", text_field_name(update.field));
-        let values = values(&update.values, update.events.len(), &what)?;
-        for (&index, value) in update.events.iter().zip(values) {
-            let i = slot("a text update", index)?;
-            let value = value.map_err(|k| AnswerError::BadOffsets {
-                what: what.clone(),
-                index: k,
-            })?;
-            let event = &mut events[i];
-            let target = match update.field {
-                TextField::EventType => &mut event.event_type,
-                TextField::PageUrl => &mut event.page_url,
-                TextField::ButtonId => &mut event.button_id,
-                TextField::Country => &mut event.country,
-                TextField::DeviceType => event.device_type.get_or_insert_with(String::new),
-            };
-            // Reuses the field's buffer: no allocation for a value that fits.
-            target.clear();
-            target.push_str(value);
+        let (index, name) = match update.field {
+            TextField::EventType => (at.event_type, "event_type"),
+            TextField::PageUrl => (at.page_url, "page_url"),
+            TextField::ButtonId => (at.button_id, "button_id"),
+            TextField::Country => (at.country, "country"),
+            TextField::DeviceType => (at.device_type, "device_type"),
+        };
+        let what = format!("the update of {name}");
+        let values = texts(
+            &update.values.text,
+            &update.values.ends,
+            update.events.len(),
+            &what,
+        )?;
+        for (&i, value) in update.events.iter().zip(values) {
+            events[slot(size, "a text update", i)?].set(index, Value::Text(value.to_string()));
         }
     }
-
     for update in &answer.number_updates {
-        if update.events.len() != update.values.len() {
-            return Err(AnswerError::Mismatch {
-                what: format!("the update of {}", number_field_name(update.field)),
-                events: update.events.len(),
-                values: update.values.len(),
-            });
+        let (index, name) = match update.field {
+            NumberField::UserId => (at.user_id, "user_id"),
+            NumberField::Timestamp => (at.timestamp, "timestamp"),
+        };
+        same_length(
+            &format!("the update of {name}"),
+            update.events.len(),
+            update.values.len(),
+        )?;
+        for (&i, &value) in update.events.iter().zip(&update.values) {
+            events[slot(size, "a number update", i)?].set(index, Value::Integer(value));
         }
-        for (&index, &value) in update.events.iter().zip(&update.values) {
-            let event = &mut events[slot("a number update", index)?];
-            match update.field {
-                NumberField::UserId => event.user_id = value,
-                NumberField::Timestamp => event.timestamp = value,
+    }
+    for update in &answer.attribute_updates {
+        let what = format!("attribute `{}`", update.name);
+        let values = texts(
+            &update.values.text,
+            &update.values.ends,
+            update.events.len(),
+            &what,
+        )?;
+        // 0.3 never let an attribute replace a field of the event or of the host.
+        let ignored =
+            schema.index(&update.name).is_some() || HOST_FIELDS.contains(&update.name.as_str());
+        for (&i, value) in update.events.iter().zip(values) {
+            let event = &mut events[slot(size, "an attribute update", i)?];
+            if !ignored {
+                event.set_extra(&update.name, Value::Text(value.to_string()));
             }
         }
     }
-
-    for update in &answer.attribute_updates {
-        let what = format!("attribute `{}`", update.name);
-        let values = values(&update.values, update.events.len(), &what)?;
-        for (&index, value) in update.events.iter().zip(values) {
-            let i = slot("an attribute update", index)?;
-            let value = value.map_err(|k| AnswerError::BadOffsets {
-                what: what.clone(),
-                index: k,
-            })?;
-            events[i]
-                .attributes
-                .push((update.name.clone(), value.to_string()));
-        }
-    }
-
-    Ok(events
-        .into_iter()
-        .zip(rejected)
-        .map(|(event, rejection)| match rejection {
-            None => Judged::Accepted(event),
-            Some((code, message)) => Judged::Rejected { code, message },
-        })
-        .collect())
-}
-
-/// The entries of a column that must have one per listed event; `Err(k)` for entry k
-/// if its offsets are bad.
-fn values<'a>(
-    column: &'a TextColumn,
-    events: usize,
-    what: &str,
-) -> Result<impl Iterator<Item = Result<&'a str, usize>> + 'a, AnswerError> {
-    if column.ends.len() != events {
-        return Err(AnswerError::Mismatch {
-            what: what.to_string(),
-            events,
-            values: column.ends.len(),
-        });
-    }
-    Ok((0..events).map(move |k| entry(column, k).ok_or(k)))
-}
-
-fn text_field_name(field: TextField) -> &'static str {
-    match field {
-        TextField::EventType => "event_type",
-        TextField::PageUrl => "page_url",
-        TextField::ButtonId => "button_id",
-        TextField::Country => "country",
-        TextField::DeviceType => "device_type",
-    }
-}
-
-fn number_field_name(field: NumberField) -> &'static str {
-    match field {
-        NumberField::UserId => "user_id",
-        NumberField::Timestamp => "timestamp",
-    }
+    Ok(judged(events, rejected))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::bindings::v3::exports::streamhost::plugin::rules::{
-        AttributeUpdate, NumberUpdate, Rejection, TextUpdate,
-    };
     use super::*;
+    use wit_1::exports::streamhost::plugin::rules::{Rejection, Update};
+    use wit_1::{TextColumn, Values};
 
     fn event(country: &str) -> Event {
         Event {
-            event_type: "page_view".into(),
-            user_id: 1,
-            page_url: "/page/1".into(),
-            button_id: "b".into(),
-            timestamp: 1_700_000_000,
-            country: country.into(),
-            device_type: None,
-            attributes: Vec::new(),
+            fields: vec![
+                Some(Value::Text("page_view".into())),
+                Some(Value::Integer(1)),
+                Some(Value::Text("/page/1".into())),
+                Some(Value::Text("b".into())),
+                Some(Value::Integer(1_700_000_000)),
+                Some(Value::Text(country.into())),
+                None,
+            ],
+            extra: Vec::new(),
         }
     }
 
-    fn column(values: &[&str]) -> TextColumn {
+    fn column(values: &[&str]) -> Values {
         let mut text = String::new();
         let mut ends = Vec::new();
         for v in values {
             text.push_str(v);
             ends.push(text.len() as u32);
         }
-        TextColumn { text, ends }
+        Values::Text(TextColumn { text, ends })
     }
 
-    fn empty() -> Answer {
-        Answer {
-            rejections: Vec::new(),
-            text_updates: Vec::new(),
-            number_updates: Vec::new(),
-            attribute_updates: Vec::new(),
+    fn answer(rejections: Vec<Rejection>, updates: Vec<Update>) -> wit_1::Answer {
+        wit_1::Answer {
+            rejections,
+            updates,
         }
+    }
+
+    fn update(field: &str, events: Vec<u32>, values: Values) -> Update {
+        Update {
+            field: field.into(),
+            events,
+            values,
+        }
+    }
+
+    fn apply(a: wit_1::Answer, kind: Kind) -> Result<Vec<Judged>, AnswerError> {
+        apply_named(vec![event("us"), event("DE")], a, kind, &Schema::brief())
     }
 
     #[test]
     fn an_empty_answer_accepts_everything_unchanged() {
-        let events = vec![event("US"), event("XX")];
-        let judged = apply(events.clone(), empty(), Kind::Validator).unwrap();
+        let out = apply(answer(vec![], vec![]), Kind::Validator).unwrap();
         assert_eq!(
-            judged,
-            events.into_iter().map(Judged::Accepted).collect::<Vec<_>>()
+            out,
+            [Judged::Accepted(event("us")), Judged::Accepted(event("DE"))]
         );
     }
 
     #[test]
-    fn updates_apply_in_order_and_rejections_win() {
-        let mut answer = empty();
-        answer.rejections.push(Rejection {
-            event: 1,
-            code: "invalid_country".into(),
-            message: "no".into(),
-        });
-        answer.text_updates.push(TextUpdate {
-            field: TextField::Country,
-            events: vec![0, 1],
-            values: column(&["US", "XX"]),
-        });
-        answer.text_updates.push(TextUpdate {
-            field: TextField::DeviceType,
-            events: vec![0],
-            values: column(&["tv"]),
-        });
-        answer.number_updates.push(NumberUpdate {
-            field: NumberField::UserId,
-            events: vec![0],
-            values: vec![42],
-        });
-        for (name, values) in [("page_id", ["1", "2"]), ("schema_version", ["1", "1"])] {
-            answer.attribute_updates.push(AttributeUpdate {
-                name: name.into(),
-                events: vec![0, 1],
-                values: column(&values),
-            });
-        }
-        let judged = apply(vec![event(" us"), event("xx")], answer, Kind::Enricher).unwrap();
-        let mut expected = event("US");
-        expected.device_type = Some("tv".into());
-        expected.user_id = 42;
-        expected.attributes = vec![
-            ("page_id".into(), "1".into()),
-            ("schema_version".into(), "1".into()),
-        ];
+    fn updates_apply_by_name_in_order_and_rejections_win() {
+        let a = answer(
+            vec![Rejection {
+                event: 1,
+                code: "c".into(),
+                message: "m".into(),
+            }],
+            vec![
+                update("country", vec![0, 1], column(&["XX", "YY"])),
+                update("country", vec![0], column(&["US"])),
+                update("user_id", vec![0], Values::Integer(vec![9])),
+                update("page_id", vec![0], Values::Integer(vec![1])),
+                update("device_type", vec![0], column(&["mobile"])),
+            ],
+        );
+        let out = apply(a, Kind::Enricher).unwrap();
+        let Judged::Accepted(e) = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(e.get(5), Some(&Value::Text("US".into())));
+        assert_eq!(e.get(1), Some(&Value::Integer(9)));
+        assert_eq!(e.get(6), Some(&Value::Text("mobile".into())));
         assert_eq!(
-            judged,
-            [
-                Judged::Accepted(expected),
-                Judged::Rejected {
-                    code: "invalid_country".into(),
-                    message: "no".into()
-                }
-            ]
+            e.extra("page_id").and_then(|x| x.text()).as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            out[1],
+            Judged::Rejected {
+                code: "c".into(),
+                message: "m".into()
+            }
         );
     }
 
     #[test]
     fn bad_answers_are_refused_with_a_reason() {
-        let events = || vec![event("US"), event("US")];
-        let mut a = empty();
-        a.rejections.push(Rejection {
-            event: 2,
-            code: "c".into(),
-            message: "m".into(),
-        });
-        assert_eq!(
-            apply(events(), a, Kind::Validator).unwrap_err().to_string(),
-            "a rejection names event 2, but the batch has 2 events"
-        );
-
-        let mut a = empty();
-        for _ in 0..2 {
-            a.rejections.push(Rejection {
-                event: 0,
-                code: "c".into(),
-                message: "m".into(),
-            });
+        let cases = [
+            (
+                answer(vec![], vec![update("country", vec![0], column(&["a"]))]),
+                Kind::Validator,
+                "declares itself a validator but changed events (updates); declare kind `enricher`",
+            ),
+            (
+                answer(vec![], vec![update("country", vec![5], column(&["a"]))]),
+                Kind::Enricher,
+                "an update names event 5, but the batch has 2 events",
+            ),
+            (
+                answer(vec![], vec![update("user_id", vec![0], column(&["a"]))]),
+                Kind::Enricher,
+                "the update of `user_id` has text values, but the schema types it integer",
+            ),
+            (
+                answer(
+                    vec![],
+                    vec![update("timestamp", vec![0], Values::Integer(vec![-1]))],
+                ),
+                Kind::Enricher,
+                "the update of `timestamp` sets -1, outside 0..=4294967295 epoch seconds",
+            ),
+            (
+                answer(vec![], vec![update("country", vec![0, 1], column(&["a"]))]),
+                Kind::Enricher,
+                "the update of `country` lists 2 events but 1 values",
+            ),
+            (
+                answer(
+                    vec![],
+                    vec![update("processed_by", vec![0], column(&["a"]))],
+                ),
+                Kind::Enricher,
+                "the update of `processed_by` names a field the host writes itself",
+            ),
+            (
+                answer(
+                    vec![
+                        Rejection {
+                            event: 0,
+                            code: "c".into(),
+                            message: "m".into(),
+                        },
+                        Rejection {
+                            event: 0,
+                            code: "c".into(),
+                            message: "m".into(),
+                        },
+                    ],
+                    vec![],
+                ),
+                Kind::Validator,
+                "rejected event 0 twice",
+            ),
+        ];
+        for (a, kind, expected) in cases {
+            assert_eq!(apply(a, kind).unwrap_err().to_string(), expected);
         }
-        assert_eq!(
-            apply(events(), a, Kind::Validator),
-            Err(AnswerError::RejectedTwice(0))
-        );
-
-        let mut a = empty();
-        a.attribute_updates.push(AttributeUpdate {
-            name: "x".into(),
-            events: vec![0, 1],
-            values: column(&["1"]),
-        });
-        assert!(matches!(
-            apply(events(), a.clone(), Kind::Enricher),
-            Err(AnswerError::Mismatch { .. })
-        ));
-        assert_eq!(
-            apply(events(), a, Kind::Validator),
-            Err(AnswerError::ValidatorChanged("attribute-updates"))
-        );
-
-        let mut a = empty();
-        a.text_updates.push(TextUpdate {
-            field: TextField::Country,
-            events: vec![0],
-            values: TextColumn {
-                text: "É".into(),
-                ends: vec![1],
-            },
-        });
-        assert!(matches!(
-            apply(events(), a, Kind::Enricher),
-            Err(AnswerError::BadOffsets { index: 0, .. })
-        ));
     }
 }

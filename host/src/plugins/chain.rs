@@ -10,10 +10,10 @@
 use super::answer::Judged;
 use super::runtime::LoadedPlugin;
 use super::status::{self, PluginBoard};
-use crate::decode::Event;
+use crate::event::Event;
 
 /// What the chain decided for one event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Accepted(Event),
     Rejected(Rejection),

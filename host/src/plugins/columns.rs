@@ -1,27 +1,31 @@
-//! 0.3 batches: only the fields a plugin reads, in columns (one text buffer and end
-//! offsets per string field). A call then copies a handful of buffers into the plugin
-//! instead of allocating and copying every string of every event, which was most of
-//! the cost of a 0.2 call (docs/benchmarks.md).
+//! Batches in columns: only the fields a plugin reads, one buffer per field (text as
+//! one string plus end offsets). A call then copies a handful of buffers into the
+//! plugin instead of every string of every event.
+//!
+//! [`named`] builds 1.0 batches (any field, by name, typed by the schema);
+//! [`brief`] builds 0.3 batches (the brief's fields) for older plugins.
 
-use super::bindings::v3::{AttributeTable, Batch, Fields, TextColumn};
-use crate::decode::Event;
+use super::bindings::{wit_0_3, wit_1};
+use super::contract::{BriefFields, Read, Slot};
+use crate::event::{Event, Extra, Value};
+use crate::schema::FieldType;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ColumnError {
     /// Offsets are u32 (the plugin's memory is 32-bit anyway).
     #[error("the batch holds more than 4 GiB of `{0}` text; lower pipeline.batch_size")]
-    TooLarge(&'static str),
+    TooLarge(String),
 }
 
-/// Builds one [`TextColumn`].
-struct TextColumnBuilder {
-    field: &'static str,
+/// Builds one text column: the values back to back and their end offsets.
+struct TextBuilder<'a> {
+    field: &'a str,
     text: String,
     ends: Vec<u32>,
 }
 
-impl TextColumnBuilder {
-    fn new(field: &'static str, events: usize, typical_len: usize) -> Self {
+impl<'a> TextBuilder<'a> {
+    fn new(field: &'a str, events: usize, typical_len: usize) -> Self {
         Self {
             field,
             text: String::with_capacity(events * typical_len),
@@ -31,176 +35,271 @@ impl TextColumnBuilder {
 
     fn push(&mut self, value: &str) -> Result<(), ColumnError> {
         self.text.push_str(value);
-        let end = u32::try_from(self.text.len()).map_err(|_| ColumnError::TooLarge(self.field))?;
+        let end = u32::try_from(self.text.len())
+            .map_err(|_| ColumnError::TooLarge(self.field.to_string()))?;
         self.ends.push(end);
         Ok(())
     }
-
-    fn finish(self) -> TextColumn {
-        TextColumn {
-            text: self.text,
-            ends: self.ends,
-        }
-    }
 }
 
-fn empty_column() -> TextColumn {
-    TextColumn {
-        text: String::new(),
-        ends: Vec::new(),
-    }
-}
-
-/// A string column of `events`, or an empty one if the plugin does not read `field`.
-fn text_column<'e>(
-    events: &'e [Event],
-    reads: Fields,
-    field: (Fields, &'static str),
-    typical_len: usize,
-    value: impl Fn(&'e Event) -> &'e str,
-) -> Result<TextColumn, ColumnError> {
-    if !reads.contains(field.0) {
-        return Ok(empty_column());
-    }
-    let mut column = TextColumnBuilder::new(field.1, events.len(), typical_len);
-    for event in events {
-        column.push(value(event))?;
-    }
-    Ok(column.finish())
-}
-
-/// The batch a 0.3 plugin that declared `reads` gets for `events`.
-pub fn batch(events: &[Event], reads: Fields) -> Result<Batch, ColumnError> {
-    let size = u32::try_from(events.len()).map_err(|_| ColumnError::TooLarge("batch"))?;
-    let numbers = |field: Fields, value: fn(&Event) -> i64| -> Vec<i64> {
-        if reads.contains(field) {
-            events.iter().map(value).collect()
-        } else {
-            Vec::new()
-        }
+/// Entry `i` of a text column, or `None` if the offsets do not describe one (out of
+/// range, descending, or not on a character boundary): a column from a plugin is
+/// untrusted.
+pub fn entry<'t>(text: &'t str, ends: &[u32], i: usize) -> Option<&'t str> {
+    let end = usize::try_from(*ends.get(i)?).ok()?;
+    let start = match i.checked_sub(1) {
+        None => 0,
+        Some(previous) => usize::try_from(*ends.get(previous)?).ok()?,
     };
-    let reads_device_type = reads.contains(Fields::DEVICE_TYPE);
-    Ok(Batch {
-        size,
-        event_type: text_column(events, reads, (Fields::EVENT_TYPE, "event_type"), 12, |e| {
-            &e.event_type
-        })?,
-        user_id: numbers(Fields::USER_ID, |e| e.user_id),
-        page_url: text_column(events, reads, (Fields::PAGE_URL, "page_url"), 16, |e| {
-            &e.page_url
-        })?,
-        button_id: text_column(events, reads, (Fields::BUTTON_ID, "button_id"), 36, |e| {
-            &e.button_id
-        })?,
-        timestamp: numbers(Fields::TIMESTAMP, |e| e.timestamp),
-        country: text_column(events, reads, (Fields::COUNTRY, "country"), 2, |e| {
-            &e.country
-        })?,
-        device_type: text_column(
-            events,
-            reads,
-            (Fields::DEVICE_TYPE, "device_type"),
-            8,
-            |e| e.device_type.as_deref().unwrap_or(""),
-        )?,
-        device_type_present: if reads_device_type {
-            events.iter().map(|e| e.device_type.is_some()).collect()
-        } else {
-            Vec::new()
-        },
-        attributes: attributes(events, reads)?,
+    text.get(start..end)
+}
+
+fn size(events: &[Event]) -> Result<u32, ColumnError> {
+    u32::try_from(events.len()).map_err(|_| ColumnError::TooLarge("batch".into()))
+}
+
+/// The 1.0 batch for a plugin that reads `reads`: one column per name, in order.
+pub fn named(events: &[Event], reads: &[Read]) -> Result<wit_1::Batch, ColumnError> {
+    let columns = reads
+        .iter()
+        .map(|read| column(events, read))
+        .collect::<Result<_, _>>()?;
+    Ok(wit_1::Batch {
+        size: size(events)?,
+        columns,
     })
 }
 
-fn attributes(events: &[Event], reads: Fields) -> Result<AttributeTable, ColumnError> {
-    let mut table = AttributeTable {
-        events: Vec::new(),
-        names: empty_column(),
-        values: empty_column(),
-    };
-    if !reads.contains(Fields::ATTRIBUTES) {
-        return Ok(table);
-    }
-    let rows: usize = events.iter().map(|e| e.attributes.len()).sum();
-    let mut names = TextColumnBuilder::new("attribute names", rows, 12);
-    let mut values = TextColumnBuilder::new("attribute values", rows, 8);
-    for (index, event) in events.iter().enumerate() {
-        let index = u32::try_from(index).map_err(|_| ColumnError::TooLarge("batch"))?;
-        for (name, value) in &event.attributes {
-            table.events.push(index);
-            names.push(name)?;
-            values.push(value)?;
+fn column(events: &[Event], read: &Read) -> Result<wit_1::Column, ColumnError> {
+    let mut present = Vec::with_capacity(events.len());
+    let values = match &read.slot {
+        Slot::Schema { index, ty } => {
+            let values = events.iter().map(|e| {
+                let v = e.get(*index);
+                present.push(v.is_some());
+                v
+            });
+            match ty {
+                FieldType::String => {
+                    let mut column = TextBuilder::new(&read.name, events.len(), 12);
+                    for v in values {
+                        column.push(v.and_then(Value::as_text).unwrap_or(""))?;
+                    }
+                    text_values(column)
+                }
+                FieldType::Integer | FieldType::Timestamp => wit_1::Values::Integer(
+                    values
+                        .map(|v| v.and_then(Value::as_integer).unwrap_or(0))
+                        .collect(),
+                ),
+                FieldType::Float => wit_1::Values::Float(
+                    values
+                        .map(|v| match v {
+                            Some(Value::Float(f)) => *f,
+                            _ => 0.0,
+                        })
+                        .collect(),
+                ),
+                FieldType::Boolean => wit_1::Values::Boolean(
+                    values
+                        .map(|v| matches!(v, Some(Value::Boolean(true))))
+                        .collect(),
+                ),
+            }
         }
-    }
-    table.names = names.finish();
-    table.values = values.finish();
-    Ok(table)
+        Slot::Outside => {
+            let mut column = TextBuilder::new(&read.name, events.len(), 8);
+            for event in events {
+                let text = event.extra(&read.name).and_then(Extra::text);
+                present.push(text.is_some());
+                column.push(text.as_deref().unwrap_or(""))?;
+            }
+            text_values(column)
+        }
+    };
+    Ok(wit_1::Column {
+        name: read.name.clone(),
+        present,
+        values,
+    })
 }
 
-/// Entry `i` of a column, or `None` if the offsets do not describe one (out of range,
-/// descending, or not on a character boundary): a column from a plugin is untrusted.
-pub fn entry(column: &TextColumn, i: usize) -> Option<&str> {
-    let end = usize::try_from(*column.ends.get(i)?).ok()?;
-    let start = match i.checked_sub(1) {
-        None => 0,
-        Some(previous) => usize::try_from(*column.ends.get(previous)?).ok()?,
+fn text_values(column: TextBuilder<'_>) -> wit_1::Values {
+    wit_1::Values::Text(wit_1::TextColumn {
+        text: column.text,
+        ends: column.ends,
+    })
+}
+
+/// The 0.3 batch for a plugin that declared `reads`: the brief's fields, the others
+/// empty. Values set by earlier plugins outside the schema are its "attributes".
+pub fn brief(
+    events: &[Event],
+    reads: wit_0_3::Fields,
+    at: &BriefFields,
+) -> Result<wit_0_3::Batch, ColumnError> {
+    use wit_0_3::Fields as F;
+    let text = |flag: F, name: &str, index: usize, typical: usize| {
+        let mut column = TextBuilder::new(name, events.len(), typical);
+        if reads.contains(flag) {
+            for e in events {
+                column.push(e.get(index).and_then(Value::as_text).unwrap_or(""))?;
+            }
+        }
+        Ok::<_, ColumnError>(wit_0_3::TextColumn {
+            text: column.text,
+            ends: column.ends,
+        })
     };
-    column.text.get(start..end)
+    let numbers = |flag: F, index: usize| -> Vec<i64> {
+        if reads.contains(flag) {
+            events
+                .iter()
+                .map(|e| e.get(index).and_then(Value::as_integer).unwrap_or(0))
+                .collect()
+        } else {
+            Vec::new()
+        }
+    };
+    Ok(wit_0_3::Batch {
+        size: size(events)?,
+        event_type: text(F::EVENT_TYPE, "event_type", at.event_type, 12)?,
+        user_id: numbers(F::USER_ID, at.user_id),
+        page_url: text(F::PAGE_URL, "page_url", at.page_url, 16)?,
+        button_id: text(F::BUTTON_ID, "button_id", at.button_id, 36)?,
+        timestamp: numbers(F::TIMESTAMP, at.timestamp),
+        country: text(F::COUNTRY, "country", at.country, 2)?,
+        device_type: text(F::DEVICE_TYPE, "device_type", at.device_type, 8)?,
+        device_type_present: if reads.contains(F::DEVICE_TYPE) {
+            events
+                .iter()
+                .map(|e| e.get(at.device_type).is_some())
+                .collect()
+        } else {
+            Vec::new()
+        },
+        attributes: attributes(events, reads.contains(F::ATTRIBUTES))?,
+    })
+}
+
+/// The values plugins set outside the schema, one row each, as 0.3's attribute table.
+pub fn set_by_plugins(event: &Event) -> impl Iterator<Item = (&str, std::borrow::Cow<'_, str>)> {
+    event.extra.iter().filter_map(|(name, v)| match v {
+        Extra::Set(value) => Some((name.as_str(), value.to_text())),
+        Extra::Json(_) => None,
+    })
+}
+
+fn attributes(events: &[Event], read: bool) -> Result<wit_0_3::AttributeTable, ColumnError> {
+    let mut rows = Vec::new();
+    let mut names = TextBuilder::new("attribute names", 0, 0);
+    let mut values = TextBuilder::new("attribute values", 0, 0);
+    if read {
+        for (index, event) in events.iter().enumerate() {
+            let index = u32::try_from(index).map_err(|_| ColumnError::TooLarge("batch".into()))?;
+            for (name, value) in set_by_plugins(event) {
+                rows.push(index);
+                names.push(name)?;
+                values.push(&value)?;
+            }
+        }
+    }
+    Ok(wit_0_3::AttributeTable {
+        events: rows,
+        names: wit_0_3::TextColumn {
+            text: names.text,
+            ends: names.ends,
+        },
+        values: wit_0_3::TextColumn {
+            text: values.text,
+            ends: values.ends,
+        },
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::Schema;
 
-    fn event(country: &str, device_type: Option<&str>, attributes: &[(&str, &str)]) -> Event {
-        Event {
-            event_type: "page_view".into(),
-            user_id: 7,
-            page_url: "/page/1".into(),
-            button_id: "b".into(),
-            timestamp: 1_700_000_000,
-            country: country.into(),
-            device_type: device_type.map(String::from),
-            attributes: attributes
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
+    fn event(country: &str, device_type: Option<&str>, app: Option<&str>) -> Event {
+        let mut e = Event {
+            fields: vec![
+                Some(Value::Text("page_view".into())),
+                Some(Value::Integer(7)),
+                Some(Value::Text("/page/1".into())),
+                Some(Value::Text("b".into())),
+                Some(Value::Integer(1_700_000_000)),
+                Some(Value::Text(country.into())),
+                device_type.map(|d| Value::Text(d.into())),
+            ],
+            extra: Vec::new(),
+        };
+        if let Some(app) = app {
+            let raw = serde_json::value::RawValue::from_string(app.into()).unwrap();
+            e.extra.push(("app_version".into(), Extra::Json(raw)));
         }
+        e
+    }
+
+    fn text_of(values: &wit_1::Values) -> Vec<&str> {
+        let wit_1::Values::Text(c) = values else {
+            panic!("{values:?}")
+        };
+        (0..c.ends.len())
+            .map(|i| entry(&c.text, &c.ends, i).unwrap())
+            .collect()
     }
 
     #[test]
-    fn only_declared_fields_are_filled_and_entries_read_back() {
+    fn named_columns_are_typed_by_the_schema_and_text_outside_it() {
+        let schema = Schema::brief();
         let events = [
-            event("US", None, &[]),
-            event("", Some("mobile"), &[("a", "1"), ("b", "")]),
-            event("DÉ", Some(""), &[]),
+            event("US", None, Some(r#""1.2.3""#)),
+            event("", Some("mobile"), Some("7")),
+            event("DÉ", Some(""), None),
         ];
-        let b = batch(
-            &events,
-            Fields::COUNTRY | Fields::DEVICE_TYPE | Fields::ATTRIBUTES,
-        )
-        .unwrap();
+        let reads: Vec<Read> = [
+            "country",
+            "user_id",
+            "device_type",
+            "app_version",
+            "nowhere",
+        ]
+        .iter()
+        .map(|n| Read::resolve(n, &schema))
+        .collect();
+        let b = named(&events, &reads).unwrap();
         assert_eq!(b.size, 3);
-        assert!(b.user_id.is_empty() && b.page_url.ends.is_empty() && b.page_url.text.is_empty());
-        let countries: Vec<_> = (0..3).map(|i| entry(&b.country, i).unwrap()).collect();
-        assert_eq!(countries, ["US", "", "DÉ"]);
-        assert_eq!(b.device_type_present, [false, true, true]);
-        assert_eq!(entry(&b.device_type, 1), Some("mobile"));
-        assert_eq!(b.attributes.events, [1, 1]);
-        assert_eq!(entry(&b.attributes.names, 1), Some("b"));
-        assert_eq!(entry(&b.attributes.values, 0), Some("1"));
-        assert_eq!(entry(&b.country, 3), None);
+        assert_eq!(b.columns[0].name, "country");
+        assert_eq!(text_of(&b.columns[0].values), ["US", "", "DÉ"]);
+        assert!(matches!(&b.columns[1].values, wit_1::Values::Integer(v) if v == &[7, 7, 7]));
+        assert_eq!(b.columns[2].present, [false, true, true]);
+        assert_eq!(b.columns[3].present, [true, true, false]);
+        assert_eq!(text_of(&b.columns[3].values), ["1.2.3", "7", ""]);
+        assert_eq!(b.columns[4].present, [false, false, false]);
+    }
+
+    #[test]
+    fn brief_columns_fill_only_what_was_declared() {
+        let schema = Schema::brief();
+        let at = BriefFields::resolve(&schema).unwrap();
+        let mut events = vec![event("US", None, None), event("DE", Some("mobile"), None)];
+        events[1].set_extra("a", Value::Text("1".into()));
+        use wit_0_3::Fields as F;
+        let b = brief(&events, F::COUNTRY | F::DEVICE_TYPE | F::ATTRIBUTES, &at).unwrap();
+        assert!(b.user_id.is_empty() && b.page_url.ends.is_empty());
+        assert_eq!(entry(&b.country.text, &b.country.ends, 1), Some("DE"));
+        assert_eq!(b.device_type_present, [false, true]);
+        assert_eq!(b.attributes.events, [1]);
     }
 
     #[test]
     fn untrusted_offsets_give_no_entry_instead_of_a_panic() {
-        let column = TextColumn {
-            text: "aÉb".into(),
-            ends: vec![2, 1, 4, 99],
-        };
-        assert_eq!(entry(&column, 0), None, "inside É");
-        assert_eq!(entry(&column, 1), None, "descending");
-        assert_eq!(entry(&column, 2), Some("Éb"));
-        assert_eq!(entry(&column, 3), None, "past the end");
+        let (text, ends) = ("aÉb", [2, 1, 4, 99]);
+        assert_eq!(entry(text, &ends, 0), None, "inside É");
+        assert_eq!(entry(text, &ends, 1), None, "descending");
+        assert_eq!(entry(text, &ends, 2), Some("Éb"));
+        assert_eq!(entry(text, &ends, 3), None, "past the end");
     }
 }

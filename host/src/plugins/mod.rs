@@ -1,9 +1,10 @@
 //! Stage 3: the plugin chain. WebAssembly components judge decoded events in batches.
 //!
 //! * [`runtime`]: the wasmtime engine, sandbox limits, compiled plugins and instances.
-//! * [`contract`]: what a plugin declares it is (0.3: validator or enricher, fields read).
-//! * [`columns`]: 0.3 batches, the declared fields in columns.
-//! * [`answer`]: 0.3 answers (rejections and changes only), checked and applied.
+//! * [`contract`]: what a plugin declares it is (validator or enricher, fields read),
+//!   resolved against the event schema.
+//! * [`columns`]: batches in columns (1.0: named and typed; 0.3: the brief's fields).
+//! * [`answer`]: answers (rejections and changes only), checked and applied.
 //! * [`whole`]: 0.1/0.2 calls, whole events in and out.
 //! * [`chain`]: the ordered list of plugins a batch runs through, with the circuit breaker.
 //! * [`directory`]: the plugin directory: `*.wasm` files and their optional manifests.
@@ -23,14 +24,14 @@ pub mod whole;
 
 pub use answer::Judged;
 pub use chain::{Chain, Outcome, Rejection};
-pub use contract::Contract;
+pub use contract::{Contract, Kind};
 pub use runtime::{CompiledPlugin, LoadedPlugin, PluginError, PluginRuntime, SandboxLimits};
 
 /// The WIT interface plugins export.
 pub const WIT_INTERFACE: &str = "streamhost:plugin/rules";
 /// The WIT version of `wit/plugin.wit`, which new plugins are built against.
-pub const WIT_VERSION: &str = "0.3.0";
-/// Every version this host loads (each with its semver-compatible patch releases).
-/// 0.1 is 0.2 without `configure`; 0.3 crosses with columns. Frozen copies of the
-/// older ones are under `wit/archive/`.
-pub const ACCEPTED_WIT_VERSIONS: &[&str] = &["0.1.0", "0.2.0", "0.3.0"];
+pub const WIT_VERSION: &str = "1.0.0";
+/// Every version this host loads (each with its semver-compatible releases). 0.1 is
+/// 0.2 without `configure`; 0.3 crosses the brief's fields in columns; 1.0 names its
+/// fields. Frozen copies of the older ones are under `wit/archive/`.
+pub const ACCEPTED_WIT_VERSIONS: &[&str] = &["0.1.0", "0.2.0", "0.3.0", "1.0.0"];

@@ -6,15 +6,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, TypedFunc};
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
 
 use super::answer::{self, Judged};
-use super::bindings::{v2, v3};
-use super::contract::Contract;
+use super::bindings::{wit_0_2, wit_0_3, wit_1};
+use super::contract::{BriefFields, Contract, Kind, Read};
 use super::{columns, whole};
 use super::{ACCEPTED_WIT_VERSIONS, WIT_INTERFACE, WIT_VERSION};
-use crate::decode::Event;
+use crate::event::{Event, Value};
+use crate::schema::{FieldType, Schema};
 
 /// How often the engine's epoch advances: the resolution of the per-batch deadline.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -72,11 +73,13 @@ impl Default for SandboxLimits {
 pub struct PluginRuntime {
     engine: Engine,
     limits: SandboxLimits,
+    schema: Arc<Schema>,
     ticker_stop: Arc<AtomicBool>,
 }
 
 impl PluginRuntime {
-    pub fn new(limits: SandboxLimits) -> Result<Self, PluginError> {
+    /// Plugins of this runtime judge events of `schema`.
+    pub fn new(limits: SandboxLimits, schema: Arc<Schema>) -> Result<Self, PluginError> {
         let engine_error = |reason: String| PluginError::Compile {
             origin: "engine".into(),
             reason,
@@ -100,6 +103,7 @@ impl PluginRuntime {
         Ok(Self {
             engine,
             limits,
+            schema,
             ticker_stop,
         })
     }
@@ -173,8 +177,12 @@ impl PluginRuntime {
             name: String::new(),
             version: String::new(),
             wit_version,
-            // Until `describe` says otherwise (0.3); the self-check runs after it.
-            contract: Contract::WholeEvent,
+            // Until `describe` says otherwise; the self-check runs after it.
+            contract: Contract::Named {
+                kind: Kind::Validator,
+                reads: Vec::new(),
+            },
+            schema: self.schema.clone(),
             imports,
             origin: origin.into(),
             settings,
@@ -283,16 +291,20 @@ pub struct SandboxState {
 enum Generation {
     /// 0.1 and 0.2: `wit/archive/0.2.0` (0.1 lacks only `configure`).
     WholeEvent,
-    /// 0.3: `wit/plugin.wit`.
-    Columns,
+    /// 0.3: `wit/archive/0.3.0`.
+    BriefColumns,
+    /// 1.0: `wit/plugin.wit`.
+    Named,
 }
 
 impl Generation {
     fn of(wit_version: &str) -> Self {
         if compatible(wit_version, "0.3.0") {
-            Generation::Columns
-        } else {
+            Generation::BriefColumns
+        } else if compatible(wit_version, "0.2.0") || compatible(wit_version, "0.1.0") {
             Generation::WholeEvent
+        } else {
+            Generation::Named
         }
     }
 }
@@ -314,8 +326,10 @@ pub struct CompiledPlugin {
     pub version: String,
     /// The WIT version the plugin was built against.
     pub wit_version: String,
-    /// How the host crosses into it (0.3 plugins declare kind and fields in `describe`).
+    /// How the host crosses into it, resolved against the schema.
     pub contract: Contract,
+    /// The schema of the events it judges.
+    pub schema: Arc<Schema>,
     /// What the component imports (all linked to traps: plugins get no capabilities).
     pub imports: Vec<String>,
     pub origin: String,
@@ -356,21 +370,9 @@ struct Description {
     contract: Contract,
 }
 
-/// The typed functions of one instance, per generation.
-enum Calls {
-    WholeEvent {
-        describe: TypedFunc<(), (v2::PluginInfo,)>,
-        process: TypedFunc<(Vec<v2::Event>,), (Vec<v2::Verdict>,)>,
-    },
-    Columns {
-        describe: TypedFunc<(), (v3::PluginInfo,)>,
-        process: TypedFunc<(v3::Batch,), (v3::Answer,)>,
-    },
-}
-
 struct Instance {
     store: Store<SandboxState>,
-    calls: Calls,
+    instance: wasmtime::component::Instance,
 }
 
 /// One plugin instance judging batches, with its own store and failure count.
@@ -428,28 +430,6 @@ impl LoadedPlugin {
         store.set_epoch_deadline(self.deadline_ticks());
         let explain = |e: wasmtime::Error| explain(&e, c.limits);
         let instance = c.pre.instantiate(&mut store).map_err(explain)?;
-        let describe_error =
-            |e: wasmtime::Error| format!("`describe` has the wrong signature: {e:#}");
-        let process_error =
-            |e: wasmtime::Error| format!("`process` has the wrong signature: {e:#}");
-        let calls = match c.exports.generation {
-            Generation::WholeEvent => Calls::WholeEvent {
-                describe: instance
-                    .get_typed_func(&mut store, c.exports.describe)
-                    .map_err(describe_error)?,
-                process: instance
-                    .get_typed_func(&mut store, c.exports.process)
-                    .map_err(process_error)?,
-            },
-            Generation::Columns => Calls::Columns {
-                describe: instance
-                    .get_typed_func(&mut store, c.exports.describe)
-                    .map_err(describe_error)?,
-                process: instance
-                    .get_typed_func(&mut store, c.exports.process)
-                    .map_err(process_error)?,
-            },
-        };
         if let Some(index) = &c.exports.configure {
             let configure = instance
                 .get_typed_func::<(Vec<(String, String)>,), (Result<(), String>,)>(
@@ -462,36 +442,72 @@ impl LoadedPlugin {
                 .map_err(explain)?;
             result.map_err(|message| format!("configure() refused the settings: {message}"))?;
         }
-        self.instance = Some(Instance { store, calls });
+        self.instance = Some(Instance { store, instance });
         Ok(())
     }
 
     fn describe(&mut self) -> Result<Description, String> {
         let ticks = self.deadline_ticks();
-        let limits = self.compiled.limits;
-        let Some(instance) = self.instance.as_mut() else {
+        let c = self.compiled.clone();
+        let Some(Instance { store, instance }) = self.instance.as_mut() else {
             return Err("no instance".into());
         };
-        instance.store.set_epoch_deadline(ticks);
-        let explain = |e: wasmtime::Error| explain(&e, limits);
-        match &instance.calls {
-            Calls::WholeEvent { describe, .. } => {
-                let (info,) = describe.call(&mut instance.store, ()).map_err(explain)?;
+        store.set_epoch_deadline(ticks);
+        let explain = |e: wasmtime::Error| explain(&e, c.limits);
+        let signature = |e: wasmtime::Error| format!("`describe` has the wrong signature: {e:#}");
+        let index = c.exports.describe;
+        let brief = || BriefFields::resolve(&c.schema);
+        match c.exports.generation {
+            Generation::WholeEvent => {
+                let describe = instance
+                    .get_typed_func::<(), (wit_0_2::PluginInfo,)>(&mut *store, index)
+                    .map_err(signature)?;
+                let (info,) = describe.call(&mut *store, ()).map_err(explain)?;
                 Ok(Description {
                     name: info.name,
                     version: info.version,
-                    contract: Contract::WholeEvent,
+                    contract: Contract::WholeEvent(brief()?),
                 })
             }
-            Calls::Columns { describe, .. } => {
-                let (info,) = describe.call(&mut instance.store, ()).map_err(explain)?;
+            Generation::BriefColumns => {
+                let describe = instance
+                    .get_typed_func::<(), (wit_0_3::PluginInfo,)>(&mut *store, index)
+                    .map_err(signature)?;
+                let (info,) = describe.call(&mut *store, ()).map_err(explain)?;
+                let kind = match info.kind {
+                    wit_0_3::Kind::Validator => Kind::Validator,
+                    wit_0_3::Kind::Enricher => Kind::Enricher,
+                };
                 Ok(Description {
                     name: info.name,
                     version: info.version,
-                    contract: Contract::Columns {
-                        kind: info.kind,
+                    contract: Contract::BriefColumns {
+                        kind,
                         reads: info.reads,
+                        fields: brief()?,
                     },
+                })
+            }
+            Generation::Named => {
+                let describe = instance
+                    .get_typed_func::<(), (wit_1::PluginInfo,)>(&mut *store, index)
+                    .map_err(signature)?;
+                let (info,) = describe.call(&mut *store, ()).map_err(explain)?;
+                let kind = match info.kind {
+                    wit_1::Kind::Validator => Kind::Validator,
+                    wit_1::Kind::Enricher => Kind::Enricher,
+                };
+                let mut reads: Vec<Read> = Vec::with_capacity(info.reads.len());
+                for name in &info.reads {
+                    if reads.iter().any(|r| r.name == *name) {
+                        return Err(format!("describe() lists `{name}` twice in `reads`"));
+                    }
+                    reads.push(Read::resolve(name, &c.schema));
+                }
+                Ok(Description {
+                    name: info.name,
+                    version: info.version,
+                    contract: Contract::Named { kind, reads },
                 })
             }
         }
@@ -500,16 +516,7 @@ impl LoadedPlugin {
     /// Run an empty batch and a known-good event: a plugin that cannot judge them (one
     /// verdict each, or a 0.3 answer that fits the batch) is not loaded.
     fn self_check(&mut self) -> Result<(), PluginError> {
-        let sample = Event {
-            event_type: "page_view".into(),
-            user_id: 1,
-            page_url: "/page/1".into(),
-            button_id: "00000000-0000-0000-0000-000000000000".into(),
-            timestamp: 1_700_000_000,
-            country: "US".into(),
-            device_type: None,
-            attributes: Vec::new(),
-        };
+        let sample = sample_event(&self.compiled.schema);
         for batch in [Vec::new(), vec![sample]] {
             self.process(batch).map_err(|e| PluginError::SelfCheck {
                 origin: self.compiled.origin.clone(),
@@ -543,42 +550,71 @@ impl LoadedPlugin {
                 .map_err(|reason| failed(self, format!("cannot instantiate: {reason}")))?;
         }
         let ticks = self.deadline_ticks();
-        let limits = self.compiled.limits;
-        let contract = self.compiled.contract;
-        let Some(instance) = self.instance.as_mut() else {
+        let c = self.compiled.clone();
+        let Some(Instance { store, instance }) = self.instance.as_mut() else {
             return Err(failed(self, "no instance".into()));
         };
-        instance.store.set_epoch_deadline(ticks);
+        store.set_epoch_deadline(ticks);
+        let explain = |e: wasmtime::Error| explain(&e, c.limits);
+        let signature = |e: wasmtime::Error| format!("`process` has the wrong signature: {e:#}");
+        let index = c.exports.process;
         let expected = batch.len();
-        let answered = match (&instance.calls, contract) {
-            (Calls::WholeEvent { process, .. }, _) => process
-                .call(&mut instance.store, (whole::to_wit(batch),))
-                .map_err(|e| explain(&e, limits))
-                .and_then(|(verdicts,)| {
-                    if verdicts.len() == expected {
-                        Ok(verdicts.into_iter().map(whole::judged).collect())
-                    } else {
-                        Err(format!(
-                            "returned {} verdicts for {expected} events (must be one per event)",
-                            verdicts.len()
-                        ))
-                    }
-                }),
-            (Calls::Columns { process, .. }, Contract::Columns { kind, reads }) => {
-                match columns::batch(&batch, reads) {
-                    // The batch, not the plugin, is at fault; the instance is fine.
-                    Err(e) => return Err(failed(self, e.to_string())),
-                    Ok(columns) => process
-                        .call(&mut instance.store, (columns,))
-                        .map_err(|e| explain(&e, limits))
-                        .and_then(|(answer,)| {
-                            answer::apply(batch, answer, kind)
-                                .map_err(|e| format!("bad answer: {e}"))
-                        }),
-                }
+        // A batch the host cannot put in columns is the host's problem, not the
+        // plugin's: the instance is fine.
+        let columns_error = |e: columns::ColumnError| PluginError::Failed {
+            plugin: c.id(),
+            reason: e.to_string(),
+        };
+        let answered: Result<Vec<Judged>, String> = match &c.contract {
+            Contract::WholeEvent(at) => {
+                let wit = whole::to_wit(&batch, at);
+                instance
+                    .get_typed_func::<(Vec<wit_0_2::Event>,), (Vec<wit_0_2::Verdict>,)>(
+                        &mut *store,
+                        index,
+                    )
+                    .map_err(signature)
+                    .and_then(|f| f.call(&mut *store, (wit,)).map_err(explain))
+                    .and_then(|(verdicts,)| {
+                        if verdicts.len() == expected {
+                            Ok(batch
+                                .into_iter()
+                                .zip(verdicts)
+                                .map(|(event, verdict)| whole::judged(event, verdict, at))
+                                .collect())
+                        } else {
+                            Err(format!(
+                                "returned {} verdicts for {expected} events (must be one per event)",
+                                verdicts.len()
+                            ))
+                        }
+                    })
             }
-            (Calls::Columns { .. }, Contract::WholeEvent) => {
-                Err("internal: a 0.3 plugin without a described contract".into())
+            Contract::BriefColumns {
+                kind,
+                reads,
+                fields,
+            } => {
+                let columns = columns::brief(&batch, *reads, fields).map_err(columns_error)?;
+                instance
+                    .get_typed_func::<(wit_0_3::Batch,), (wit_0_3::Answer,)>(&mut *store, index)
+                    .map_err(signature)
+                    .and_then(|f| f.call(&mut *store, (columns,)).map_err(explain))
+                    .and_then(|(answer,)| {
+                        answer::apply_brief(batch, answer, *kind, fields, &c.schema)
+                            .map_err(|e| format!("bad answer: {e}"))
+                    })
+            }
+            Contract::Named { kind, reads } => {
+                let columns = columns::named(&batch, reads).map_err(columns_error)?;
+                instance
+                    .get_typed_func::<(wit_1::Batch,), (wit_1::Answer,)>(&mut *store, index)
+                    .map_err(signature)
+                    .and_then(|f| f.call(&mut *store, (columns,)).map_err(explain))
+                    .and_then(|(answer,)| {
+                        answer::apply_named(batch, answer, *kind, &c.schema)
+                            .map_err(|e| format!("bad answer: {e}"))
+                    })
             }
         };
         answered.map_err(|reason| {
@@ -587,6 +623,27 @@ impl LoadedPlugin {
             self.instance = None;
             failed(self, reason)
         })
+    }
+}
+
+/// A plain event of `schema` for the load-time self-check: every field present.
+fn sample_event(schema: &Schema) -> Event {
+    let fields = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            Some(match f.ty {
+                FieldType::String => Value::Text("sample".into()),
+                FieldType::Integer => Value::Integer(1),
+                FieldType::Timestamp => Value::Integer(1_700_000_000),
+                FieldType::Float => Value::Float(0.0),
+                FieldType::Boolean => Value::Boolean(false),
+            })
+        })
+        .collect();
+    Event {
+        fields,
+        extra: Vec::new(),
     }
 }
 

@@ -1,51 +1,69 @@
-//! 0.1 and 0.2 calls: every field of every event in, one verdict per event out (the
-//! accepted event comes back whole). Kept so plugins built against those versions
-//! keep working; 0.3 plugins cross with columns instead (`columns`, `answer`).
+//! 0.1 and 0.2 calls: the brief's fields of every event in, one verdict per event out
+//! (the accepted event comes back whole). Kept so plugins built against those versions
+//! keep working; newer ones cross with columns (`columns`, `answer`).
 
 use super::answer::Judged;
-use super::bindings::v2::{Event as WitEvent, Verdict};
-use crate::decode::Event;
+use super::bindings::wit_0_2::{Event as WitEvent, Verdict};
+use super::columns::set_by_plugins;
+use super::contract::BriefFields;
+use crate::event::{Event, Value};
 
-pub fn to_wit(events: Vec<Event>) -> Vec<WitEvent> {
-    events.into_iter().map(WitEvent::from).collect()
+fn text(event: &Event, index: usize) -> String {
+    event
+        .get(index)
+        .and_then(Value::as_text)
+        .unwrap_or_default()
+        .to_string()
 }
 
-pub fn judged(verdict: Verdict) -> Judged {
+fn integer(event: &Event, index: usize) -> i64 {
+    event.get(index).and_then(Value::as_integer).unwrap_or(0)
+}
+
+pub fn to_wit(events: &[Event], at: &BriefFields) -> Vec<WitEvent> {
+    events
+        .iter()
+        .map(|e| WitEvent {
+            event_type: text(e, at.event_type),
+            user_id: integer(e, at.user_id),
+            page_url: text(e, at.page_url),
+            button_id: text(e, at.button_id),
+            timestamp: integer(e, at.timestamp),
+            country: text(e, at.country),
+            device_type: e
+                .get(at.device_type)
+                .and_then(Value::as_text)
+                .map(String::from),
+            attributes: set_by_plugins(e)
+                .map(|(name, value)| (name.to_string(), value.into_owned()))
+                .collect(),
+        })
+        .collect()
+}
+
+/// The verdict on `event`: a rejection, or the event with the plugin's version of the
+/// brief's fields and attributes.
+pub fn judged(mut event: Event, verdict: Verdict, at: &BriefFields) -> Judged {
     match verdict {
-        Verdict::Accept(event) => Judged::Accepted(event.into()),
+        Verdict::Accept(w) => {
+            event.set(at.event_type, Value::Text(w.event_type));
+            event.set(at.user_id, Value::Integer(w.user_id));
+            event.set(at.page_url, Value::Text(w.page_url));
+            event.set(at.button_id, Value::Text(w.button_id));
+            event.set(at.timestamp, Value::Integer(w.timestamp));
+            event.set(at.country, Value::Text(w.country));
+            match w.device_type {
+                Some(d) => event.set(at.device_type, Value::Text(d)),
+                None => event.fields[at.device_type] = None,
+            }
+            for (name, value) in w.attributes {
+                event.set_extra(&name, Value::Text(value));
+            }
+            Judged::Accepted(event)
+        }
         Verdict::Reject(r) => Judged::Rejected {
             code: r.code,
             message: r.message,
         },
-    }
-}
-
-impl From<Event> for WitEvent {
-    fn from(e: Event) -> Self {
-        WitEvent {
-            event_type: e.event_type,
-            user_id: e.user_id,
-            page_url: e.page_url,
-            button_id: e.button_id,
-            timestamp: e.timestamp,
-            country: e.country,
-            device_type: e.device_type,
-            attributes: e.attributes,
-        }
-    }
-}
-
-impl From<WitEvent> for Event {
-    fn from(e: WitEvent) -> Self {
-        Event {
-            event_type: e.event_type,
-            user_id: e.user_id,
-            page_url: e.page_url,
-            button_id: e.button_id,
-            timestamp: e.timestamp,
-            country: e.country,
-            device_type: e.device_type,
-            attributes: e.attributes,
-        }
     }
 }

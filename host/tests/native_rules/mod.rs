@@ -4,21 +4,47 @@
 //! (`tests/equivalence.rs`), so the test proves the baseline is the same rules as the
 //! WASM chain it is compared with.
 
-use streamhost::decode::Event;
+use streamhost::event::{Event, Value};
+use streamhost::schema::Schema;
 
-/// `enrich`: normalise the country, add `page_id` and `schema_version`.
-pub fn enrich(e: &mut Event) {
-    e.country = enrich::normalise_country(&e.country);
-    if let Some(id) = enrich::page_id(&e.page_url) {
-        e.attributes.push(("page_id".into(), id.to_string()));
-    }
-    e.attributes.push((
-        "schema_version".into(),
-        enrich::schema_version(e.device_type.is_some()).into(),
-    ));
+/// Where the fields the rules read sit in the brief's schema.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    user_id: usize,
+    page_url: usize,
+    country: usize,
+    device_type: usize,
 }
 
-/// `quality`: non-negative user id, country on the allow-list.
-pub fn judge(e: &Event, allowed: &[String]) -> Result<(), quality::Problem> {
-    quality::check(e.user_id, &e.country, allowed)
+fn text(e: &Event, index: usize) -> &str {
+    e.get(index).and_then(Value::as_text).unwrap_or("")
+}
+
+impl Rules {
+    pub fn for_schema(schema: &Schema) -> Self {
+        let at = |name: &str| schema.index(name).unwrap_or_else(|| panic!("no {name}"));
+        Self {
+            user_id: at("user_id"),
+            page_url: at("page_url"),
+            country: at("country"),
+            device_type: at("device_type"),
+        }
+    }
+
+    /// `enrich`: normalise the country, add `page_id` and `schema_version`.
+    pub fn enrich(&self, e: &mut Event) {
+        let country = enrich::normalise_country(text(e, self.country));
+        e.set(self.country, Value::Text(country));
+        if let Some(id) = enrich::page_id(text(e, self.page_url)) {
+            e.set_extra("page_id", Value::Text(id.to_string()));
+        }
+        let version = enrich::schema_version(e.get(self.device_type).is_some());
+        e.set_extra("schema_version", Value::Text(version.into()));
+    }
+
+    /// `quality`: non-negative user id, country on the allow-list.
+    pub fn judge(&self, e: &Event, allowed: &[String]) -> Result<(), quality::Problem> {
+        let user_id = e.get(self.user_id).and_then(Value::as_integer).unwrap_or(0);
+        quality::check(user_id, text(e, self.country), allowed)
+    }
 }
