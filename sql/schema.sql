@@ -26,7 +26,11 @@ CREATE TABLE IF NOT EXISTS events_db.events
     device_type      Nullable(String),
     source_partition Int32,
     source_offset    Int64,
-    processed_by     String
+    processed_by     String,
+    -- The event's fields outside the schema (new producer fields, plugin additions) as
+    -- one JSON object text: queryable at once with JSONExtract*, no migration needed.
+    -- docs/clickhouse.md says how to promote one to a column of its own.
+    extra            String
 )
 -- Re-deliveries (at-least-once) carry the same source position: they collapse on merge.
 ENGINE = ReplacingMergeTree()
@@ -44,7 +48,8 @@ CREATE TABLE IF NOT EXISTS events_db.enriched_events_queue
     device_type      Nullable(String),
     source_partition Int32,
     source_offset    Int64,
-    processed_by     String
+    processed_by     String,
+    extra            String
 )
 ENGINE = Kafka SETTINGS
     kafka_broker_list = '{{KAFKA_BROKERS}}',
@@ -56,7 +61,7 @@ ENGINE = Kafka SETTINGS
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS events_db.events_mv TO events_db.events AS
 SELECT event_type, user_id, page_url, button_id, timestamp, country,
-       device_type, source_partition, source_offset, processed_by
+       device_type, source_partition, source_offset, processed_by, extra
 FROM events_db.enriched_events_queue;
 
 -- ---------------------------------------------------------------- daily active users

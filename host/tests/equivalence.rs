@@ -120,7 +120,7 @@ fn native(
     outputs
 }
 
-/// Outputs as comparable values: the DLQ's wall-clock `dlq_time` removed.
+/// Outputs as comparable values: the DLQ's wall-clock `dlq_time` removed, `extra` parsed.
 fn comparable(outputs: &[Output]) -> Vec<(String, String, serde_json::Value)> {
     outputs
         .iter()
@@ -128,6 +128,12 @@ fn comparable(outputs: &[Output]) -> Vec<(String, String, serde_json::Value)> {
             let mut v: serde_json::Value = serde_json::from_slice(&o.payload).unwrap();
             if let Some(map) = v.as_object_mut() {
                 map.remove("dlq_time");
+                // `extra` is a JSON object as text: compare it as an object (an enricher
+                // may add its fields in another order; JSON objects have none).
+                if let Some(extra) = map.get("extra").and_then(|e| e.as_str()) {
+                    let parsed: serde_json::Value = serde_json::from_str(extra).unwrap();
+                    map.insert("extra".into(), parsed);
+                }
             }
             (format!("{:?}", o.destination), o.key.clone(), v)
         })

@@ -196,7 +196,7 @@ fn the_circuit_breaker_disables_a_failing_plugin_and_the_chain_goes_on() {
     // Optional and disabled: skipped; the quality rules still judge.
     let out = chain.process(vec![event("/panic", "US", 1), event("/x", "XX", 1)]);
     assert_eq!(codes(&out), ["accepted", "invalid_country"]);
-    assert_eq!(chain.processed_by(), "quality@0.2.0");
+    assert_eq!(chain.processed_by(), "quality@1.0.0");
 
     // Required and disabled: its events go to the DLQ, never unjudged into the output.
     let members = vec![Member {
@@ -244,20 +244,26 @@ fn a_plugin_built_against_wit_0_1_runs_in_a_chain_with_0_2_plugins() {
     assert!(set.contains(&("schema_version".into(), "1".into())));
     assert_eq!(
         chain.processed_by(),
-        "enrich@0.2.0,legacy-event-type@0.1.0,quality@0.2.0"
+        "enrich@1.0.0,legacy-event-type@0.1.0,quality@1.0.0"
     );
 }
 
 #[test]
-fn a_0_3_plugin_says_what_it_is_and_a_0_2_plugin_keeps_working() {
+fn plugins_of_each_contract_say_what_they_are_and_older_ones_keep_working() {
     let rt = runtime();
     let quality = load(&rt, "quality.wasm").unwrap();
+    assert_eq!(quality.compiled.wit_version, "1.0.0");
+    assert_eq!(
+        quality.compiled.contract.to_string(),
+        "validator reading user_id, country"
+    );
+    let quality = load(&rt, "quality_v0_3.wasm").unwrap();
     assert_eq!(quality.compiled.wit_version, "0.3.0");
     assert_eq!(
         quality.compiled.contract.to_string(),
         "validator reading user_id, country"
     );
-    let enrich = load(&rt, "enrich.wasm").unwrap();
+    let enrich = load(&rt, "enrich_v0_3.wasm").unwrap();
     assert_eq!(
         enrich.compiled.contract.to_string(),
         "enricher reading page_url, country, device_type"
@@ -294,7 +300,7 @@ fn a_0_3_plugin_says_what_it_is_and_a_0_2_plugin_keeps_working() {
             ("schema_version".to_string(), "1".to_string())
         ]
     );
-    assert_eq!(chain.processed_by(), "enrich@0.2.0,legacy-v2@0.2.0");
+    assert_eq!(chain.processed_by(), "enrich-v0-3@0.2.0,legacy-v2@0.2.0");
 }
 
 #[test]
@@ -345,7 +351,7 @@ fn the_reloader_swaps_rejects_keeps_the_old_version_and_follows_manifests() {
     put("10-enrich.wasm", &wasm("enrich.wasm"));
     assert_eq!(
         ids(&reloader.scan().unwrap().unwrap()),
-        ["enrich@0.2.0", "quality@0.2.0"]
+        ["enrich@1.0.0", "quality@1.0.0"]
     );
     assert!(
         reloader.scan().unwrap().is_none(),
@@ -360,7 +366,7 @@ fn the_reloader_swaps_rejects_keeps_the_old_version_and_follows_manifests() {
         .iter()
         .find(|s| s.file.ends_with("20-quality.wasm"))
         .unwrap();
-    assert_eq!((q.state, q.version.as_deref()), ("rejected", Some("0.2.0")));
+    assert_eq!((q.state, q.version.as_deref()), ("rejected", Some("1.0.0")));
     assert!(q
         .last_error
         .as_deref()
@@ -373,25 +379,25 @@ fn the_reloader_swaps_rejects_keeps_the_old_version_and_follows_manifests() {
         "order = 50\nenabled = false\n",
     )
     .unwrap();
-    assert_eq!(ids(&reloader.scan().unwrap().unwrap()), ["quality@0.2.0"]);
+    assert_eq!(ids(&reloader.scan().unwrap().unwrap()), ["quality@1.0.0"]);
     std::fs::write(dir.path().join("10-enrich.toml"), "order = 500\n").unwrap();
     assert_eq!(
         ids(&reloader.scan().unwrap().unwrap()),
-        ["quality@0.2.0", "enrich@0.2.0"]
+        ["quality@1.0.0", "enrich@1.0.0"]
     );
 
     // A live swap across interface generations: 0.3 out, the same rules built for 0.2 in.
     put("20-quality.wasm", &wasm("legacy_v2.wasm"));
     assert_eq!(
         ids(&reloader.scan().unwrap().unwrap()),
-        ["legacy-v2@0.2.0", "enrich@0.2.0"]
+        ["legacy-v2@0.2.0", "enrich@1.0.0"]
     );
 
     // Rollback: the old file again. Removal: gone.
     put("20-quality.wasm", &wasm("legacy_event_type.wasm"));
     assert_eq!(
         ids(&reloader.scan().unwrap().unwrap()),
-        ["legacy-event-type@0.1.0", "enrich@0.2.0"]
+        ["legacy-event-type@0.1.0", "enrich@1.0.0"]
     );
     std::fs::remove_file(dir.path().join("10-enrich.wasm")).unwrap();
     assert_eq!(
