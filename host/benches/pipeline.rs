@@ -20,12 +20,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use streamhost::event::{Event, Value};
-use streamhost::pipeline::Validate;
-use streamhost::plugins::{Chain, Outcome, PluginRuntime, SandboxLimits};
-use streamhost::route::{self, Output};
+use streamhost::plugins::{Chain, PluginRuntime, SandboxLimits, Verdict};
+use streamhost::records::dlq::{DlqRecord, Step};
+use streamhost::records::{Output, SourceRecord};
 use streamhost::schema::Schema;
-use streamhost::source::SourceRecord;
-use streamhost::window::{WindowOperator, WindowSpec};
+use streamhost::stages::validate::Validate;
+use streamhost::stages::window::operator::{WindowOperator, WindowSpec};
 
 #[path = "../tests/native_rules/mod.rs"]
 mod native_rules;
@@ -80,15 +80,15 @@ fn wasm_chain(dist: &std::path::Path) -> Chain {
 }
 
 /// The same rules as enrich + quality, natively.
-fn native_chain(events: Vec<Event>, allowed: &[String]) -> Vec<Outcome> {
+fn native_chain(events: Vec<Event>, allowed: &[String]) -> Vec<Verdict> {
     let rules = native_rules::Rules::for_schema(validate().decoder.schema());
     events
         .into_iter()
         .map(|mut e| {
             rules.enrich(&mut e);
             match rules.judge(&e, allowed) {
-                Ok(()) => Outcome::Accepted(e),
-                Err(p) => Outcome::Rejected(streamhost::plugins::Rejection {
+                Ok(()) => Verdict::Accepted(e),
+                Err(p) => Verdict::Rejected(streamhost::plugins::Rejection {
                     code: p.code().into(),
                     message: p.to_string(),
                     rejected_by: "native".into(),
@@ -98,7 +98,7 @@ fn native_chain(events: Vec<Event>, allowed: &[String]) -> Vec<Outcome> {
         .collect()
 }
 
-/// `pipeline::process_batch` with the native rules instead of the plugin chain: the
+/// `Validate::process_batch` with the native rules instead of the plugin chain: the
 /// same decode, the same routing, the same output order.
 fn native_process_batch(records: &[SourceRecord], allowed: &[String]) -> Vec<Output> {
     let mut outputs = Vec::with_capacity(records.len());
@@ -110,27 +110,27 @@ fn native_process_batch(records: &[SourceRecord], allowed: &[String]) -> Vec<Out
                 events.push(event);
                 decoded.push(record);
             }
-            Err(e) => outputs.push(route::dlq(
+            Err(e) => outputs.push(DlqRecord::rejecting(
                 record,
                 "my_events",
-                route::Stage::Decode,
+                Step::Decode,
                 "host",
-                e.code(),
+                e.code().as_str(),
                 &e.to_string(),
             )),
         }
     }
     for (record, outcome) in decoded.into_iter().zip(native_chain(events, allowed)) {
         outputs.push(match outcome {
-            Outcome::Accepted(e) => {
+            Verdict::Accepted(e) => {
                 validate()
                     .enricher
                     .output(&e, record, "enrich@0.2.0,quality@0.2.0")
             }
-            Outcome::Rejected(r) => route::dlq(
+            Verdict::Rejected(r) => DlqRecord::rejecting(
                 record,
                 "my_events",
-                route::Stage::Plugin,
+                Step::Plugin,
                 &r.rejected_by,
                 &r.code,
                 &r.message,
@@ -216,7 +216,7 @@ fn main() {
     let t_clone = time(rounds, events.len(), || {
         events.chunks(BATCH).map(|b| b.to_vec().len()).sum()
     });
-    let outcomes: Vec<Outcome> = events
+    let outcomes: Vec<Verdict> = events
         .chunks(BATCH)
         .flat_map(|b| native_chain(b.to_vec(), &allowed))
         .collect();
@@ -225,15 +225,15 @@ fn main() {
             .iter()
             .zip(&decoded)
             .map(|(o, (i, _))| match o {
-                Outcome::Accepted(e) => validate()
+                Verdict::Accepted(e) => validate()
                     .enricher
                     .output(e, &records[*i], "enrich@0.2.0,quality@0.2.0")
                     .payload
                     .len(),
-                Outcome::Rejected(r) => route::dlq(
+                Verdict::Rejected(r) => DlqRecord::rejecting(
                     &records[*i],
                     "my_events",
-                    route::Stage::Plugin,
+                    Step::Plugin,
                     &r.rejected_by,
                     &r.code,
                     &r.message,
@@ -246,7 +246,7 @@ fn main() {
     let accepted: Vec<&Event> = outcomes
         .iter()
         .filter_map(|o| {
-            if let Outcome::Accepted(e) = o {
+            if let Verdict::Accepted(e) = o {
                 Some(e)
             } else {
                 None

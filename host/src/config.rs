@@ -1,7 +1,7 @@
 //! Configuration: defaults < TOML file (`--config`) < `STREAMHOST_*` environment variables.
 //!
-//! Every key is listed, with its environment variable and default, in [`HELP`], which
-//! `streamhost run --help` prints; a test keeps the two in step.
+//! `streamhost run --help` lists every key with its environment variable, default
+//! and meaning ([`help`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,6 +35,8 @@ pub struct KafkaConfig {
     pub window_group_id: String,
     pub idempotence: bool,
     pub stall_timeout_secs: u64,
+    /// librdkafka options added to every client (TLS, SASL, ...): `[kafka.client]`.
+    pub client: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,6 +90,7 @@ impl Default for KafkaConfig {
             window_group_id: "streamhost-windows".into(),
             idempotence: true,
             stall_timeout_secs: 20,
+            client: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -180,6 +183,15 @@ impl Config {
         if self.pipeline.batch_size == 0 {
             return Err(invalid("pipeline.batch_size", &0, "must be at least 1"));
         }
+        for (key, why) in crate::kafka::client::HOST_OWNED {
+            if self.kafka.client.contains_key(*key) {
+                return Err(ConfigError::Invalid {
+                    key: "kafka.client",
+                    value: (*key).to_string(),
+                    reason: why,
+                });
+            }
+        }
         if self.pipeline.in_flight_batches == 0 {
             return Err(invalid(
                 "pipeline.in_flight_batches",
@@ -240,68 +252,67 @@ impl Config {
     }
 }
 
-/// Shown by `streamhost run --help`. One line per key: `section.key  ENV  default  meaning`.
-pub const HELP: &str = "\
-CONFIGURATION (TOML file given with --config; every key can be overridden by the
-environment variable shown, which wins over the file):
+/// What each key means, for `streamhost run --help`. The keys, their environment
+/// variables and their defaults come from the structs above; a test checks that
+/// every key has a meaning here and every meaning a key.
+const MEANINGS: &[(&str, &str)] = &[
+    ("kafka.brokers", "bootstrap servers (comma separated)"),
+    ("kafka.group_id", "consumer group of the validate stage (instances sharing it split the partitions)"),
+    ("kafka.input_topic", "raw events to read"),
+    ("kafka.enriched_topic", "accepted events, JSON, keyed by the window key (windows.key_field)"),
+    ("kafka.dlq_topic", "rejected and undecodable records, with code, reason and the original bytes"),
+    ("kafka.averages_topic", "one record per closed (key, window)"),
+    ("kafka.window_group_id", "consumer group of the window stage (reads enriched_events)"),
+    ("kafka.idempotence", "idempotent producer (no duplicates from its own retries); off only for brokers that mishandle it"),
+    ("kafka.stall_timeout_secs", "a partition with no live owner for this long is orphaned: /health says so, and an instance that does not own it rejoins its group to take it over (0: off)"),
+    ("kafka.client", "librdkafka options added to every client, as a table in the file ([kafka.client] \"security.protocol\" = \"SASL_SSL\"); the options the host owns (group.id, commits, acks, idempotence) are refused"),
+    ("pipeline.schema", "event schema file (TOML: fields, types, the event-time field); none: the brief's, built in; `--schema` overrides it"),
+    ("pipeline.batch_size", "records per batch through decode, plugins and produce"),
+    ("pipeline.batch_wait_ms", "longest wait to fill a batch before processing a partial one"),
+    ("pipeline.in_flight_batches", "batches produced but not yet acknowledged; 1 = wait for each batch's acks"),
+    ("pipeline.max_message_bytes", "larger payloads go to the DLQ as message_too_large"),
+    ("plugins.dir", "directory of *.wasm components, run in file-name order"),
+    ("plugins.memory_mb", "linear-memory cap per plugin instance"),
+    ("plugins.batch_deadline_ms", "CPU budget per plugin call (one batch); past it the batch goes to the DLQ"),
+    ("plugins.breaker_threshold", "failed batches in a row after which a plugin is disabled (until a new file is deployed)"),
+    ("plugins.watch", "watch plugins.dir and swap the chain live when a .wasm or .toml file changes"),
+    ("windows.enabled", "run the window stage (rolling counts and averages per key)"),
+    ("windows.key_field", "the schema field windows are kept per (required; also the key of enriched_events)"),
+    ("windows.size_secs", "window length"),
+    ("windows.advance_secs", "hop between window starts (= size_secs for tumbling windows); must divide size_secs"),
+    ("windows.grace_secs", "how long after its end a window still takes out-of-order events"),
+    ("windows.idle_timeout_secs", "with no input for this long, event time advances with the wall clock so windows close"),
+    ("windows.restore_lookback_secs", "on taking over partitions, how far back the averages topic is read to learn emitted windows"),
+    ("admin.listen", "/health and /metrics (loopback by default)"),
+];
 
-  kafka.brokers            STREAMHOST_KAFKA__BROKERS            127.0.0.1:9092
-      bootstrap servers (comma separated)
-  kafka.group_id           STREAMHOST_KAFKA__GROUP_ID           streamhost
-      consumer group of the validate stage (instances sharing it split the partitions)
-  kafka.input_topic        STREAMHOST_KAFKA__INPUT_TOPIC        my_events
-      raw events to read
-  kafka.enriched_topic     STREAMHOST_KAFKA__ENRICHED_TOPIC     enriched_events
-      accepted events, JSON, keyed by the window key (windows.key_field)
-  kafka.dlq_topic          STREAMHOST_KAFKA__DLQ_TOPIC          dlq
-      rejected and undecodable records, with code, reason and the original bytes
-  kafka.averages_topic     STREAMHOST_KAFKA__AVERAGES_TOPIC     country_event_averages
-      one record per closed (key, window)
-  kafka.window_group_id    STREAMHOST_KAFKA__WINDOW_GROUP_ID    streamhost-windows
-      consumer group of the window stage (reads enriched_events)
-  kafka.idempotence        STREAMHOST_KAFKA__IDEMPOTENCE        true
-      idempotent producer (no duplicates from its own retries); off only for brokers that mishandle it
-  kafka.stall_timeout_secs STREAMHOST_KAFKA__STALL_TIMEOUT_SECS 20
-      a partition with no live owner for this long is orphaned: /health says so, and an
-      instance that does not own it rejoins its group to take it over (0: off)
-  pipeline.schema          STREAMHOST_PIPELINE__SCHEMA          (the brief's, built in)
-      event schema file (TOML: fields, types, the event-time field); `--schema` overrides it
-  pipeline.batch_size      STREAMHOST_PIPELINE__BATCH_SIZE      1024
-      records per batch through decode, plugins and produce
-  pipeline.batch_wait_ms   STREAMHOST_PIPELINE__BATCH_WAIT_MS   50
-      longest wait to fill a batch before processing a partial one
-  pipeline.in_flight_batches STREAMHOST_PIPELINE__IN_FLIGHT_BATCHES 4
-      batches produced but not yet acknowledged; 1 = wait for each batch's acks
-  pipeline.max_message_bytes STREAMHOST_PIPELINE__MAX_MESSAGE_BYTES 1048576
-      larger payloads go to the DLQ as message_too_large
-  plugins.dir              STREAMHOST_PLUGINS__DIR              plugins.d
-      directory of *.wasm components, run in file-name order
-  plugins.memory_mb        STREAMHOST_PLUGINS__MEMORY_MB        64
-      linear-memory cap per plugin instance
-  plugins.batch_deadline_ms STREAMHOST_PLUGINS__BATCH_DEADLINE_MS 500
-      CPU budget per plugin call (one batch); past it the batch goes to the DLQ
-  plugins.breaker_threshold STREAMHOST_PLUGINS__BREAKER_THRESHOLD 3
-      failed batches in a row after which a plugin is disabled (until a new file is deployed)
-  plugins.watch            STREAMHOST_PLUGINS__WATCH            true
-      watch plugins.dir and swap the chain live when a .wasm or .toml file changes
-  windows.enabled          STREAMHOST_WINDOWS__ENABLED          true
-      run the window stage (rolling counts and averages per key)
-  windows.key_field        STREAMHOST_WINDOWS__KEY_FIELD        country
-      the schema field windows are kept per (required; also the key of enriched_events)
-  windows.size_secs        STREAMHOST_WINDOWS__SIZE_SECS        300
-      window length
-  windows.advance_secs     STREAMHOST_WINDOWS__ADVANCE_SECS     60
-      hop between window starts (= size_secs for tumbling windows); must divide size_secs
-  windows.grace_secs       STREAMHOST_WINDOWS__GRACE_SECS       30
-      how long after its end a window still takes out-of-order events
-  windows.idle_timeout_secs STREAMHOST_WINDOWS__IDLE_TIMEOUT_SECS 10
-      with no input for this long, event time advances with the wall clock so windows close
-  windows.restore_lookback_secs STREAMHOST_WINDOWS__RESTORE_LOOKBACK_SECS 86400
-      on taking over partitions, how far back the averages topic is read to learn emitted windows
-  admin.listen             STREAMHOST_ADMIN__LISTEN             127.0.0.1:9898
-      /health and /metrics (loopback by default)
-
-Log level: RUST_LOG (default info); STREAMHOST_LOG_FORMAT=json for JSON logs.";
+/// The configuration reference `streamhost run --help` prints after the options.
+pub fn help() -> String {
+    let mut out = String::from(
+        "CONFIGURATION (TOML file given with --config; every key can be overridden by the\n\
+         environment variable shown, which wins over the file):\n\n",
+    );
+    let defaults = serde_json::to_value(Config::default()).unwrap_or_default();
+    for (key, meaning) in MEANINGS {
+        let (section, name) = key.split_once('.').unwrap_or((key, ""));
+        let default = match &defaults[section][name] {
+            serde_json::Value::String(s) if s.is_empty() => "(none)".to_string(),
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Object(map) if map.is_empty() => "(none)".to_string(),
+            other => other.to_string(),
+        };
+        let env = format!(
+            "STREAMHOST_{}__{}",
+            section.to_uppercase(),
+            name.to_uppercase()
+        );
+        out.push_str(&format!(
+            "  {key:<24} {env:<36} {default}\n      {meaning}\n"
+        ));
+    }
+    out.push_str("\nLog level: RUST_LOG (default info); STREAMHOST_LOG_FORMAT=json for JSON logs.");
+    out
+}
 
 #[cfg(test)]
 // figment's Jail closures return its own (large) error type.
@@ -310,24 +321,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn help_lists_every_key_with_its_env_var_and_default() {
+    fn every_key_has_a_meaning_and_every_meaning_a_key() {
         let defaults = serde_json::to_value(Config::default()).unwrap();
-        for (section, keys) in defaults.as_object().unwrap() {
-            for (key, value) in keys.as_object().unwrap() {
-                let line = HELP
-                    .lines()
-                    .find(|l| l.trim_start().starts_with(&format!("{section}.{key} ")))
-                    .unwrap_or_else(|| panic!("{section}.{key} missing from HELP"));
-                let env = format!(
-                    "STREAMHOST_{}__{}",
-                    section.to_uppercase(),
-                    key.to_uppercase()
-                );
-                assert!(line.contains(&env), "{line}");
-                let shown = value.as_str().map_or(value.to_string(), str::to_string);
-                assert!(line.contains(&shown), "{line} lacks default {shown}");
+        let mut keys = Vec::new();
+        for (section, fields) in defaults.as_object().unwrap() {
+            for key in fields.as_object().unwrap().keys() {
+                keys.push(format!("{section}.{key}"));
             }
         }
+        let mut meant: Vec<String> = MEANINGS.iter().map(|(k, _)| k.to_string()).collect();
+        keys.sort();
+        meant.sort();
+        assert_eq!(keys, meant);
+        let help = help();
+        assert!(
+            help.contains(
+                "  kafka.brokers            STREAMHOST_KAFKA__BROKERS            127.0.0.1:9092\n"
+            ),
+            "{help}"
+        );
+        assert!(help.contains("STREAMHOST_WINDOWS__KEY_FIELD"), "{help}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use serde_json::value::RawValue;
 use serde_json::Value as Json;
 
 use crate::event::{Event, Extra, Value};
+use crate::records::dlq::HostCode;
 use crate::schema::{FieldType, Schema};
 
 /// Largest string field accepted. Longer values are almost always a producer bug
@@ -58,19 +59,19 @@ pub enum DecodeError {
 
 impl DecodeError {
     /// Stable, machine-readable code written to the DLQ.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> HostCode {
         match self {
-            DecodeError::Empty => "empty_message",
-            DecodeError::TooLarge { .. } => "message_too_large",
-            DecodeError::InvalidUtf8(_) => "invalid_utf8",
-            DecodeError::MalformedJson(_) => "malformed_json",
-            DecodeError::NotAnObject(_) => "not_an_object",
-            DecodeError::DuplicateField(_) => "duplicate_field",
-            DecodeError::MissingField(_) => "missing_field",
-            DecodeError::NullField(_) => "null_field",
-            DecodeError::WrongType { .. } => "wrong_type",
-            DecodeError::OutOfRange { .. } => "out_of_range",
-            DecodeError::FieldTooLong { .. } => "field_too_long",
+            DecodeError::Empty => HostCode::EmptyMessage,
+            DecodeError::TooLarge { .. } => HostCode::MessageTooLarge,
+            DecodeError::InvalidUtf8(_) => HostCode::InvalidUtf8,
+            DecodeError::MalformedJson(_) => HostCode::MalformedJson,
+            DecodeError::NotAnObject(_) => HostCode::NotAnObject,
+            DecodeError::DuplicateField(_) => HostCode::DuplicateField,
+            DecodeError::MissingField(_) => HostCode::MissingField,
+            DecodeError::NullField(_) => HostCode::NullField,
+            DecodeError::WrongType { .. } => HostCode::WrongType,
+            DecodeError::OutOfRange { .. } => HostCode::OutOfRange,
+            DecodeError::FieldTooLong { .. } => HostCode::FieldTooLong,
         }
     }
 }
@@ -456,7 +457,7 @@ mod tests {
     }
 
     fn code(payload: &[u8]) -> &'static str {
-        decode(payload, LIMIT).unwrap_err().code()
+        decode(payload, LIMIT).unwrap_err().code().as_str()
     }
 
     fn text<'e>(e: &'e Event, name: &str) -> Option<&'e str> {
@@ -585,7 +586,11 @@ mod tests {
             if ["invalid_user_id", "invalid_country"].contains(&expected) {
                 assert!(got.is_ok(), "{name}: {got:?}");
             } else {
-                assert_eq!(got.map(|_| ()).unwrap_err().code(), expected, "{name}");
+                assert_eq!(
+                    got.map(|_| ()).unwrap_err().code().as_str(),
+                    expected,
+                    "{name}"
+                );
             }
             seen += 1;
         }
@@ -657,7 +662,7 @@ mod tests {
     #[test]
     fn too_large_is_checked_before_parsing() {
         let err = decode(OLD.as_bytes(), 10).unwrap_err();
-        assert_eq!(err.code(), "message_too_large");
+        assert_eq!(err.code(), HostCode::MessageTooLarge);
     }
 
     #[test]

@@ -22,11 +22,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::source::{Source, SourceError};
+use crate::kafka::source::{Source, SourceError};
+use crate::kafka::Clients;
 
 /// The two stages that read a topic as a consumer group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -180,7 +180,7 @@ impl Health {
 #[derive(Debug, Clone)]
 pub struct WatchdogConfig {
     pub stage: StageName,
-    pub brokers: String,
+    pub clients: Clients,
     pub group_id: String,
     pub topic: String,
     /// A partition not stamped for this long is orphaned. Zero: no watchdog.
@@ -322,14 +322,12 @@ impl Judge {
         shared: Arc<Mutex<Shared>>,
         health: Health,
     ) -> Result<Self, SourceError> {
-        let client = ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
-            .set("group.id", format!("{}.liveness", config.group_id))
-            .set(
-                "client.id",
-                format!("streamhost-liveness-{}", config.group_id),
+        let client = config
+            .clients
+            .reader(
+                &format!("{}.liveness", config.group_id),
+                &format!("streamhost-liveness-{}", config.group_id),
             )
-            .set("enable.auto.commit", "false")
             .create()
             .map_err(|source| SourceError::Kafka {
                 context: "create the watchdog's client",

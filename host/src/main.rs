@@ -11,17 +11,22 @@ use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
 use streamhost::admin;
-use streamhost::aggregate::WindowFields;
-use streamhost::config::{Config, HELP};
+use streamhost::config::{self, Config};
+use streamhost::kafka::lag::GroupLag;
+use streamhost::kafka::sink::Sink;
+use streamhost::kafka::Clients;
 use streamhost::liveness::Health;
-use streamhost::pipeline::Validate;
 use streamhost::plugins::reload::{self, Reloader};
 use streamhost::plugins::{status, Chain, PluginRuntime, SandboxLimits};
+use streamhost::records::{Destination, SourceRecord};
 use streamhost::replay::{self, TimeField};
-use streamhost::route::Destination;
 use streamhost::schema::Schema;
-use streamhost::source::SourceRecord;
-use streamhost::{aggregate, pipeline, sink::Sink};
+use streamhost::stages::runtime::{self, Reading};
+use streamhost::stages::validate::{Validate, ValidateStage};
+use streamhost::stages::window::operator::WindowSpec;
+use streamhost::stages::window::progress::BrokerProgress;
+use streamhost::stages::window::restore::Restore;
+use streamhost::stages::window::{WindowFields, WindowStage};
 
 #[derive(Parser)]
 #[command(
@@ -38,7 +43,7 @@ struct Cli {
 enum Command {
     /// Consume my_events, run the plugin chain, produce enriched_events / dlq and the
     /// per-country window averages. Stops cleanly on SIGINT/SIGTERM.
-    #[command(after_long_help = HELP)]
+    #[command(after_long_help = config::help())]
     Run {
         /// TOML configuration file (see the keys below); without it, defaults + environment.
         #[arg(long, short, env = "STREAMHOST_CONFIG")]
@@ -70,7 +75,7 @@ enum DlqCommand {
     /// code and time. Reads the DLQ to its end at the start, restores the original bytes
     /// and waits for every acknowledgement. Replaying the same records twice makes two
     /// events: narrow with --since/--until and look first with --dry-run.
-    #[command(after_long_help = HELP)]
+    #[command(after_long_help = config::help())]
     Replay(ReplayArgs),
 }
 
@@ -272,7 +277,8 @@ async fn run(config_file: Option<&Path>, schema_file: Option<PathBuf>) -> Result
         config.plugins.breaker_threshold,
         Some(board.clone()),
     );
-    let sink = Sink::new(&config.kafka)?;
+    let clients = Clients::new(&config.kafka);
+    let sink = Sink::new(&clients, &config.kafka)?;
 
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(async move {
@@ -298,21 +304,48 @@ async fn run(config_file: Option<&Path>, schema_file: Option<PathBuf>) -> Result
             }
         });
     }
-    let validating = pipeline::run(
-        &config,
-        &validate,
-        chain,
-        updates,
-        &sink,
-        &health,
-        stop.clone(),
-    );
+    let reading = |group_id: &str, topic: &str| Reading {
+        clients: clients.clone(),
+        group_id: group_id.to_string(),
+        topic: topic.to_string(),
+        batch_size: config.pipeline.batch_size,
+        batch_wait: config.batch_wait(),
+        stall_timeout: config.stall_timeout(),
+    };
+    let validating = async {
+        let mut stage =
+            ValidateStage::new(validate, chain, updates, config.pipeline.in_flight_batches);
+        let reading = reading(&config.kafka.group_id, &config.kafka.input_topic);
+        runtime::run(&mut stage, &reading, &sink, &health, stop.clone()).await
+    };
     let windows = async {
-        if config.windows.enabled {
-            aggregate::run(&config, window_fields, &sink, &health, stop.clone()).await
-        } else {
-            Ok(())
+        if !config.windows.enabled {
+            return Ok(());
         }
+        let w = &config.windows;
+        let spec = WindowSpec {
+            size: w.size_secs,
+            advance: w.advance_secs,
+            grace: w.grace_secs,
+        };
+        // The validate stage's progress on its input: a source partition it has yet to
+        // catch up on is slow, not idle, and keeps holding the frontier back.
+        let input = GroupLag::new(&clients, &config.kafka.group_id, &config.kafka.input_topic)?;
+        let backlog = (config.pipeline.batch_size * config.pipeline.in_flight_batches) as i64;
+        let progress = tokio::task::block_in_place(|| BrokerProgress::new(input, backlog));
+        let restore = Restore {
+            clients: clients.clone(),
+            topic: config.kafka.averages_topic.clone(),
+            lookback: Duration::from_secs(w.restore_lookback_secs),
+        };
+        let mut stage = WindowStage::new(spec, &config.kafka.enriched_topic, window_fields)
+            .connected(
+                Duration::from_secs(w.idle_timeout_secs.max(1)),
+                progress,
+                restore,
+            );
+        let reading = reading(&config.kafka.window_group_id, &config.kafka.enriched_topic);
+        runtime::run(&mut stage, &reading, &sink, &health, stop.clone()).await
     };
     let (v, w) = tokio::join!(validating, windows);
     sink.flush(Duration::from_secs(10));

@@ -8,7 +8,7 @@
 //!   or `source_time`) is in `[since, until)`, and it came from the input topic: records
 //!   of other stages (e.g. `late_event` from the window stage, whose `raw` is an
 //!   `enriched_events` record) are left alone unless asked for.
-//! * The original bytes are restored from `raw` ([`DlqEntry::original_bytes`]) and
+//! * The original bytes are restored from `raw` ([`DlqRecord::original_bytes`]) and
 //!   produced with the pipeline's producer settings (acks=all, idempotent); the run
 //!   waits for every acknowledgement and reports any failure.
 
@@ -22,115 +22,12 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use serde::Deserialize;
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::KafkaConfig;
-use crate::sink::producer_config;
+use crate::kafka::Clients;
+use crate::records::dlq::{DlqRecord, RawError};
 use crate::timefmt;
-
-// ---------------------------------------------------------------- raw bytes
-
-/// Why an `escaped` `raw` cannot be turned back into bytes.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UnescapeError {
-    #[error("byte {at}: a backslash at the end of the text")]
-    TrailingBackslash { at: usize },
-    #[error("byte {at}: unknown escape \\{found}")]
-    UnknownEscape { at: usize, found: char },
-    #[error("byte {at}: \\x must be followed by two hex digits")]
-    BadHex { at: usize },
-    #[error("byte {at}: {found:?} is not ASCII (escaped text is ASCII only)")]
-    NonAscii { at: usize, found: char },
-}
-
-/// The inverse of Rust's `<[u8]>::escape_ascii`: `\t \r \n \\ \' \"` and `\xNN` (either
-/// case) become their bytes, other ASCII characters stand for themselves.
-pub fn unescape_ascii(text: &str) -> Result<Vec<u8>, UnescapeError> {
-    let bytes = text.as_bytes();
-    let char_at = |i: usize| {
-        text.get(i..)
-            .and_then(|rest| rest.chars().next())
-            .unwrap_or(char::REPLACEMENT_CHARACTER)
-    };
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if !b.is_ascii() {
-            return Err(UnescapeError::NonAscii {
-                at: i,
-                found: char_at(i),
-            });
-        }
-        if b != b'\\' {
-            out.push(b);
-            i += 1;
-            continue;
-        }
-        let Some(&escape) = bytes.get(i + 1) else {
-            return Err(UnescapeError::TrailingBackslash { at: i });
-        };
-        let byte = match escape {
-            b't' => b'\t',
-            b'r' => b'\r',
-            b'n' => b'\n',
-            b'\\' | b'\'' | b'"' => escape,
-            b'x' => {
-                let digit = |j: usize| bytes.get(j).and_then(|d| (*d as char).to_digit(16));
-                match (digit(i + 2), digit(i + 3)) {
-                    (Some(hi), Some(lo)) => {
-                        out.push((hi * 16 + lo) as u8);
-                        i += 4;
-                        continue;
-                    }
-                    _ => return Err(UnescapeError::BadHex { at: i }),
-                }
-            }
-            _ => {
-                return Err(UnescapeError::UnknownEscape {
-                    at: i,
-                    found: char_at(i + 1),
-                })
-            }
-        };
-        out.push(byte);
-        i += 2;
-    }
-    Ok(out)
-}
-
-/// Why a DLQ record's original payload cannot be restored.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RawError {
-    #[error("raw_encoding {0:?} is neither \"utf8\" nor \"escaped\"")]
-    UnknownEncoding(String),
-    #[error("raw is not valid escaped text: {0}")]
-    Escape(#[from] UnescapeError),
-}
-
-/// The fields of a DLQ record ([`crate::route::DlqRecord`]) that replay needs.
-#[derive(Debug, Clone, Deserialize)]
-pub struct DlqEntry {
-    pub code: String,
-    pub source_topic: String,
-    pub source_partition: i32,
-    pub source_offset: i64,
-    pub source_time: String,
-    pub dlq_time: String,
-    pub raw: String,
-    pub raw_encoding: String,
-}
-
-impl DlqEntry {
-    /// The payload exactly as it was read from the source topic.
-    pub fn original_bytes(&self) -> Result<Vec<u8>, RawError> {
-        match self.raw_encoding.as_str() {
-            "utf8" => Ok(self.raw.as_bytes().to_vec()),
-            "escaped" => Ok(unescape_ascii(&self.raw)?),
-            other => Err(RawError::UnknownEncoding(other.to_string())),
-        }
-    }
-}
 
 // ---------------------------------------------------------------- what to replay
 
@@ -180,7 +77,7 @@ pub enum Decision {
 }
 
 impl Plan {
-    pub fn selects(&self, entry: &DlqEntry) -> bool {
+    pub fn selects(&self, entry: &DlqRecord) -> bool {
         if !self.codes.is_empty() && !self.codes.contains(&entry.code) {
             return false;
         }
@@ -198,7 +95,7 @@ impl Plan {
         self.since.is_none_or(|since| t >= since) && self.until.is_none_or(|until| t < until)
     }
 
-    pub fn decide(&self, entry: &DlqEntry) -> Decision {
+    pub fn decide(&self, entry: &DlqRecord) -> Decision {
         if !self.selects(entry) {
             return Decision::NotSelected;
         }
@@ -462,11 +359,9 @@ fn replay(
 ) -> Result<(), ReplayError> {
     check(kafka_config, plan)?;
     let topic = kafka_config.dlq_topic.as_str();
-    let consumer: BaseConsumer<QuietEof> = ClientConfig::new()
-        .set("bootstrap.servers", &kafka_config.brokers)
-        .set("group.id", "streamhost-dlq-replay")
-        .set("client.id", "streamhost-dlq-replay")
-        .set("enable.auto.commit", "false")
+    let clients = Clients::new(kafka_config);
+    let consumer: BaseConsumer<QuietEof> = clients
+        .reader("streamhost-dlq-replay", "streamhost-dlq-replay")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest")
         .create_with_context(QuietEof)
@@ -482,7 +377,8 @@ fn replay(
         None
     } else {
         Some(
-            producer_config(kafka_config, "streamhost-dlq-replay")
+            clients
+                .producer("streamhost-dlq-replay")
                 .create()
                 .map_err(kafka("kafka producer"))?,
         )
@@ -531,7 +427,7 @@ fn replay(
             ends.remove(&partition);
         }
         summary.read += 1;
-        let entry: DlqEntry = match message.payload().map(serde_json::from_slice::<DlqEntry>) {
+        let entry: DlqRecord = match message.payload().map(serde_json::from_slice::<DlqRecord>) {
             Some(Ok(entry)) => entry,
             Some(Err(e)) => {
                 summary.unreadable += 1;
@@ -691,20 +587,21 @@ fn settle(in_flight: &mut Vec<(String, DeliveryFuture)>, summary: &mut Summary) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::route::{self, Stage};
-    use crate::source::SourceRecord;
-    use proptest::prelude::*;
+    use crate::records::dlq::{Step, UnescapeError};
 
-    fn entry(code: &str, topic: &str, dlq_time: &str, raw: &str, encoding: &str) -> DlqEntry {
-        DlqEntry {
+    fn entry(code: &str, topic: &str, dlq_time: &str, raw: &str, encoding: &str) -> DlqRecord {
+        DlqRecord {
             code: code.into(),
+            message: "m".into(),
+            stage: Step::Decode,
+            rejected_by: "host".into(),
             source_topic: topic.into(),
             source_partition: 0,
             source_offset: 1,
             source_time: "2026-11-24 09:00:00".into(),
             dlq_time: dlq_time.into(),
             raw: raw.into(),
-            raw_encoding: encoding.into(),
+            raw_encoding: serde_json::from_value(serde_json::json!(encoding)).unwrap(),
         }
     }
 
@@ -718,67 +615,8 @@ mod tests {
     }
 
     #[test]
-    fn unescape_reads_every_escape_of_escape_ascii() {
-        assert_eq!(
-            unescape_ascii(r#"a\t\r\n\\\'\"\x00\xff\xFFz"#).unwrap(),
-            b"a\t\r\n\\'\"\x00\xff\xffz"
-        );
-        assert_eq!(unescape_ascii("").unwrap(), b"");
-    }
-
-    #[test]
-    fn unescape_says_what_is_wrong_and_where() {
-        use UnescapeError::*;
-        assert_eq!(unescape_ascii("ab\\"), Err(TrailingBackslash { at: 2 }));
-        assert_eq!(
-            unescape_ascii("a\\q"),
-            Err(UnknownEscape { at: 1, found: 'q' })
-        );
-        assert_eq!(
-            unescape_ascii("a\\é"),
-            Err(UnknownEscape { at: 1, found: 'é' })
-        );
-        assert_eq!(unescape_ascii("\\x4"), Err(BadHex { at: 0 }));
-        assert_eq!(unescape_ascii("\\x+f"), Err(BadHex { at: 0 }));
-        assert_eq!(unescape_ascii("\\xg0"), Err(BadHex { at: 0 }));
-        assert_eq!(unescape_ascii("aé"), Err(NonAscii { at: 1, found: 'é' }));
-        assert!(unescape_ascii("\\x4")
-            .unwrap_err()
-            .to_string()
-            .contains("two hex digits"));
-    }
-
-    proptest! {
-        #[test]
-        fn unescape_inverts_escape_ascii(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let escaped = bytes.escape_ascii().to_string();
-            prop_assert_eq!(unescape_ascii(&escaped).unwrap(), bytes);
-        }
-
-        /// Whatever the pipeline dead-letters, replay restores byte for byte.
-        #[test]
-        fn dlq_records_restore_the_original_bytes(
-            bytes in prop_oneof![
-                proptest::collection::vec(any::<u8>(), 0..256),
-                ".{0,64}".prop_map(String::into_bytes),
-            ]
-        ) {
-            let source = SourceRecord { partition: 1, offset: 7, timestamp_ms: 1_700_000_000_000, payload: bytes.clone() };
-            let out = route::dlq(&source, "my_events", Stage::Decode, "host", "invalid_utf8", "m");
-            let entry: DlqEntry = serde_json::from_slice(&out.payload).unwrap();
-            prop_assert_eq!(entry.original_bytes().unwrap(), bytes);
-        }
-    }
-
-    #[test]
-    fn raw_with_an_unknown_encoding_is_an_error_not_a_guess() {
-        let e = entry("c", "my_events", "2026-11-24 10:00:00", "x", "base64");
-        assert_eq!(
-            e.original_bytes(),
-            Err(RawError::UnknownEncoding("base64".into()))
-        );
+    fn a_record_that_cannot_be_restored_is_reported_not_replayed() {
         let e = entry("c", "my_events", "2026-11-24 10:00:00", "\\", "escaped");
-        assert!(matches!(e.original_bytes(), Err(RawError::Escape(_))));
         assert_eq!(
             plan(&["c"]).decide(&e),
             Decision::Unrestorable(RawError::Escape(UnescapeError::TrailingBackslash { at: 0 }))

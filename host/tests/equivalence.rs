@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use streamhost::pipeline::Validate;
 use streamhost::plugins::{Chain, LoadedPlugin, PluginRuntime, SandboxLimits};
-use streamhost::route::{self, Output, Stage};
+use streamhost::records::dlq::{DlqRecord, Step};
+use streamhost::records::{Destination, Output, SourceRecord};
 use streamhost::schema::Schema;
-use streamhost::source::SourceRecord;
+use streamhost::stages::validate::Validate;
 
 mod native_rules;
 
@@ -90,12 +90,12 @@ fn native(
     let mut judged = Vec::new();
     for record in records {
         match validate.decoder.decode(&record.payload) {
-            Err(e) => outputs.push(route::dlq(
+            Err(e) => outputs.push(DlqRecord::rejecting(
                 record,
                 "my_events",
-                Stage::Decode,
+                Step::Decode,
                 "host",
-                e.code(),
+                e.code().as_str(),
                 &e.to_string(),
             )),
             Ok(mut e) => {
@@ -107,10 +107,10 @@ fn native(
     for (record, e) in judged {
         outputs.push(match rules.judge(&e, allowed) {
             Ok(()) => validate.enricher.output(&e, record, processed_by),
-            Err(p) => route::dlq(
+            Err(p) => DlqRecord::rejecting(
                 record,
                 "my_events",
-                Stage::Plugin,
+                Step::Plugin,
                 rejected_by,
                 p.code(),
                 &p.to_string(),
@@ -196,7 +196,7 @@ fn wasm_chains_of_every_version_write_what_the_native_rules_write() {
         assert_same(&wasm, &expected);
         let dlq = wasm
             .iter()
-            .filter(|o| matches!(o.destination, route::Destination::Dlq))
+            .filter(|o| matches!(o.destination, Destination::Dlq))
             .count();
         assert!(
             dlq > 100 && dlq < records.len() - 100,

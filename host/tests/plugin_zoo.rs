@@ -10,12 +10,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use streamhost::event::{Event, Value};
-use streamhost::plugins::chain::{Member, PLUGIN_DISABLED, PLUGIN_FAILED};
+use streamhost::plugins::chain::Member;
 use streamhost::plugins::reload::Reloader;
 use streamhost::plugins::status;
 use streamhost::plugins::{
-    Chain, LoadedPlugin, Outcome, PluginError, PluginRuntime, SandboxLimits,
+    Chain, LoadedPlugin, PluginError, PluginRuntime, SandboxLimits, Verdict,
 };
+use streamhost::records::dlq::HostCode;
 use streamhost::schema::Schema;
 
 fn dist() -> PathBuf {
@@ -74,20 +75,20 @@ fn set_by_plugins(e: &Event) -> Vec<(String, String)> {
         .collect()
 }
 
-fn codes(outcomes: &[Outcome]) -> Vec<String> {
+fn codes(outcomes: &[Verdict]) -> Vec<String> {
     outcomes
         .iter()
         .map(|o| match o {
-            Outcome::Accepted(_) => "accepted".to_string(),
-            Outcome::Rejected(r) => r.code.clone(),
+            Verdict::Accepted(_) => "accepted".to_string(),
+            Verdict::Rejected(r) => r.code.clone(),
         })
         .collect()
 }
 
-fn message(o: &Outcome) -> String {
+fn message(o: &Verdict) -> String {
     match o {
-        Outcome::Rejected(r) => format!("{} {}", r.rejected_by, r.message),
-        Outcome::Accepted(_) => "accepted".into(),
+        Verdict::Rejected(r) => format!("{} {}", r.rejected_by, r.message),
+        Verdict::Accepted(_) => "accepted".into(),
     }
 }
 
@@ -157,7 +158,14 @@ fn a_trap_loop_oom_or_miscount_fails_only_its_batch_and_the_instance_is_replaced
     ] {
         let started = Instant::now();
         let out = chain.process(vec![event("/ok", "US", 1), event(url, "US", 2)]);
-        assert_eq!(codes(&out), [PLUGIN_FAILED, PLUGIN_FAILED], "{url}");
+        assert_eq!(
+            codes(&out),
+            [
+                HostCode::PluginFailed.as_str(),
+                HostCode::PluginFailed.as_str()
+            ],
+            "{url}"
+        );
         assert!(
             message(&out[0]).contains(needle) && message(&out[0]).starts_with("zoo-trapdoor@"),
             "{url}: {}",
@@ -191,7 +199,7 @@ fn the_circuit_breaker_disables_a_failing_plugin_and_the_chain_goes_on() {
     let mut chain = Chain::new(members, 3, Some(board));
     for _ in 0..3 {
         let out = chain.process(vec![event("/panic", "US", 1)]);
-        assert_eq!(codes(&out), [PLUGIN_FAILED]);
+        assert_eq!(codes(&out), [HostCode::PluginFailed.as_str()]);
     }
     // Optional and disabled: skipped; the quality rules still judge.
     let out = chain.process(vec![event("/panic", "US", 1), event("/x", "XX", 1)]);
@@ -207,7 +215,7 @@ fn the_circuit_breaker_disables_a_failing_plugin_and_the_chain_goes_on() {
     chain.process(vec![event("/panic", "US", 1)]);
     chain.process(vec![event("/panic", "US", 1)]);
     let out = chain.process(vec![event("/fine", "US", 1)]);
-    assert_eq!(codes(&out), [PLUGIN_DISABLED]);
+    assert_eq!(codes(&out), [HostCode::PluginDisabled.as_str()]);
 }
 
 #[test]
@@ -231,7 +239,7 @@ fn a_plugin_built_against_wit_0_1_runs_in_a_chain_with_0_2_plugins() {
         codes(&out),
         ["accepted", "invalid_event_type", "invalid_user_id"]
     );
-    let Outcome::Accepted(e) = &out[0] else {
+    let Verdict::Accepted(e) = &out[0] else {
         unreachable!()
     };
     assert_eq!(
@@ -289,7 +297,7 @@ fn plugins_of_each_contract_say_what_they_are_and_older_ones_keep_working() {
         codes(&out),
         ["accepted", "invalid_country", "invalid_user_id"]
     );
-    let Outcome::Accepted(e) = &out[0] else {
+    let Verdict::Accepted(e) = &out[0] else {
         unreachable!()
     };
     assert_eq!(text(e, "country"), "BR");

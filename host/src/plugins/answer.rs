@@ -9,15 +9,34 @@ use crate::decode::MAX_TIMESTAMP;
 use crate::event::{Event, Value};
 use crate::schema::{FieldType, Schema, HOST_FIELDS};
 
-/// A plugin's judgement on one event, whatever contract it speaks.
+/// The decision on one event: by one plugin, whatever contract it speaks, and by the
+/// whole chain.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Judged {
-    /// Passed on, with the plugin's changes.
+pub enum Verdict {
+    /// Passed on, with the changes made to it.
     Accepted(Event),
-    Rejected {
-        code: String,
-        message: String,
-    },
+    Rejected(Rejection),
+}
+
+/// Why an event was turned away, and by whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: String,
+    pub message: String,
+    /// `name@version` of the plugin that rejected (or failed on) the event, filled in
+    /// by the plugin runtime; `host` for what the host turns away.
+    pub rejected_by: String,
+}
+
+impl Verdict {
+    /// A rejection whose author the plugin runtime fills in.
+    pub fn rejected(code: String, message: String) -> Self {
+        Verdict::Rejected(Rejection {
+            code,
+            message,
+            rejected_by: String::new(),
+        })
+    }
 }
 
 /// Why an answer cannot be applied: the whole batch counts as failed.
@@ -76,13 +95,13 @@ fn slot(size: usize, what: &'static str, index: u32) -> Result<usize, AnswerErro
         .ok_or(AnswerError::OutOfRange { what, index, size })
 }
 
-fn judged(events: Vec<Event>, rejected: Vec<Option<(String, String)>>) -> Vec<Judged> {
+fn verdicts(events: Vec<Event>, rejected: Vec<Option<(String, String)>>) -> Vec<Verdict> {
     events
         .into_iter()
         .zip(rejected)
         .map(|(event, rejection)| match rejection {
-            None => Judged::Accepted(event),
-            Some((code, message)) => Judged::Rejected { code, message },
+            None => Verdict::Accepted(event),
+            Some((code, message)) => Verdict::rejected(code, message),
         })
         .collect()
 }
@@ -123,13 +142,13 @@ fn same_length(what: &str, events: usize, values: usize) -> Result<(), AnswerErr
     }
 }
 
-/// Apply a 1.0 `answer` to the batch it answers. One judgement per event, in order.
+/// Apply a 1.0 `answer` to the batch it answers. One verdict per event, in order.
 pub fn apply_named(
     mut events: Vec<Event>,
     answer: wit_1::Answer,
     kind: Kind,
     schema: &Schema,
-) -> Result<Vec<Judged>, AnswerError> {
+) -> Result<Vec<Verdict>, AnswerError> {
     if kind == Kind::Validator && !answer.updates.is_empty() {
         return Err(AnswerError::ValidatorChanged("updates"));
     }
@@ -193,17 +212,17 @@ pub fn apply_named(
             }
         }
     }
-    Ok(judged(events, rejected))
+    Ok(verdicts(events, rejected))
 }
 
-/// Apply a 0.3 `answer` to the batch it answers. One judgement per event, in order.
+/// Apply a 0.3 `answer` to the batch it answers. One verdict per event, in order.
 pub fn apply_brief(
     mut events: Vec<Event>,
     answer: wit_0_3::Answer,
     kind: Kind,
     at: &BriefFields,
     schema: &Schema,
-) -> Result<Vec<Judged>, AnswerError> {
+) -> Result<Vec<Verdict>, AnswerError> {
     use wit_0_3::{NumberField, TextField};
     if kind == Kind::Validator {
         let changed = [
@@ -274,7 +293,7 @@ pub fn apply_brief(
             }
         }
     }
-    Ok(judged(events, rejected))
+    Ok(verdicts(events, rejected))
 }
 
 #[cfg(test)]
@@ -323,7 +342,7 @@ mod tests {
         }
     }
 
-    fn apply(a: wit_1::Answer, kind: Kind) -> Result<Vec<Judged>, AnswerError> {
+    fn apply(a: wit_1::Answer, kind: Kind) -> Result<Vec<Verdict>, AnswerError> {
         apply_named(vec![event("us"), event("DE")], a, kind, &Schema::brief())
     }
 
@@ -332,7 +351,10 @@ mod tests {
         let out = apply(answer(vec![], vec![]), Kind::Validator).unwrap();
         assert_eq!(
             out,
-            [Judged::Accepted(event("us")), Judged::Accepted(event("DE"))]
+            [
+                Verdict::Accepted(event("us")),
+                Verdict::Accepted(event("DE"))
+            ]
         );
     }
 
@@ -353,7 +375,7 @@ mod tests {
             ],
         );
         let out = apply(a, Kind::Enricher).unwrap();
-        let Judged::Accepted(e) = &out[0] else {
+        let Verdict::Accepted(e) = &out[0] else {
             panic!("{out:?}")
         };
         assert_eq!(e.get(5), Some(&Value::Text("US".into())));
@@ -363,13 +385,7 @@ mod tests {
             e.extra("page_id").and_then(|x| x.text()).as_deref(),
             Some("1")
         );
-        assert_eq!(
-            out[1],
-            Judged::Rejected {
-                code: "c".into(),
-                message: "m".into()
-            }
-        );
+        assert_eq!(out[1], Verdict::rejected("c".into(), "m".into()));
     }
 
     #[test]

@@ -7,30 +7,12 @@
 //! (manifest `required = false`, e.g. an enrichment) is skipped. Deploying a new file
 //! for it resets the breaker.
 
-use super::answer::Judged;
+use super::answer::{Rejection, Verdict};
 use super::runtime::LoadedPlugin;
 use super::status::{self, PluginBoard};
 use crate::event::Event;
 
-/// What the chain decided for one event.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    Accepted(Event),
-    Rejected(Rejection),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    pub code: String,
-    pub message: String,
-    /// `name@version` of the plugin that rejected (or failed on) the event.
-    pub rejected_by: String,
-}
-
-/// Code for events a plugin could not judge (trap, deadline, memory cap, bad answer).
-pub const PLUGIN_FAILED: &str = "plugin_failed";
-/// Code for events a required plugin did not judge because its breaker is open.
-pub const PLUGIN_DISABLED: &str = "plugin_disabled";
+use crate::records::dlq::{HostCode, REJECTED_BY_HOST};
 
 /// One chain member: the plugin and whether the chain may go on without it.
 #[derive(Debug)]
@@ -88,8 +70,8 @@ impl Chain {
     }
 
     /// Run a batch through every plugin. Returns one outcome per input, in order.
-    pub fn process(&mut self, events: Vec<Event>) -> Vec<Outcome> {
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; events.len()];
+    pub fn process(&mut self, events: Vec<Event>) -> Vec<Verdict> {
+        let mut outcomes: Vec<Option<Verdict>> = vec![None; events.len()];
         let mut indices: Vec<usize> = (0..events.len()).collect();
         let mut batch = events;
 
@@ -109,7 +91,7 @@ impl Chain {
                         &mut outcomes,
                         &mut indices,
                         &mut batch,
-                        PLUGIN_DISABLED,
+                        HostCode::PluginDisabled.as_str(),
                         &message,
                         &plugin.id(),
                     );
@@ -122,27 +104,20 @@ impl Chain {
             match plugin.process(std::mem::take(&mut batch)) {
                 Ok(judged) => {
                     let mut next_indices = Vec::with_capacity(count);
-                    let id = plugin.id();
                     for (index, judgement) in indices.iter().zip(judged) {
                         match judgement {
-                            Judged::Accepted(event) => {
+                            Verdict::Accepted(event) => {
                                 next_indices.push(*index);
                                 batch.push(event);
                             }
-                            Judged::Rejected { code, message } => {
-                                outcomes[*index] = Some(Outcome::Rejected(Rejection {
-                                    code,
-                                    message,
-                                    rejected_by: id.clone(),
-                                }));
-                            }
+                            rejected @ Verdict::Rejected(_) => outcomes[*index] = Some(rejected),
                         }
                     }
                     indices = next_indices;
                 }
                 Err(error) => {
                     tracing::error!(plugin = %plugin.id(), events = count, %error,
-                        "plugin failed on a batch; its events go to the DLQ as {PLUGIN_FAILED}");
+                        "plugin failed on a batch; its events go to the DLQ as {}", HostCode::PluginFailed);
                     metrics::counter!("streamhost_plugin_failures_total", "plugin" => plugin.name().to_string())
                         .increment(1);
                     let message = error.to_string();
@@ -150,7 +125,7 @@ impl Chain {
                         &mut outcomes,
                         &mut indices,
                         &mut batch,
-                        PLUGIN_FAILED,
+                        HostCode::PluginFailed.as_str(),
                         &message,
                         &plugin.id(),
                     );
@@ -169,17 +144,17 @@ impl Chain {
             }
         }
         for (index, event) in indices.into_iter().zip(batch) {
-            outcomes[index] = Some(Outcome::Accepted(event));
+            outcomes[index] = Some(Verdict::Accepted(event));
         }
         outcomes
             .into_iter()
             .map(|o| {
                 // Every index is either rejected on the way or accepted at the end.
                 o.unwrap_or_else(|| {
-                    Outcome::Rejected(Rejection {
-                        code: PLUGIN_FAILED.into(),
+                    Verdict::Rejected(Rejection {
+                        code: HostCode::PluginFailed.as_str().into(),
                         message: "internal: event lost track in the chain".into(),
-                        rejected_by: "host".into(),
+                        rejected_by: REJECTED_BY_HOST.into(),
                     })
                 })
             })
@@ -188,7 +163,7 @@ impl Chain {
 }
 
 fn reject_all(
-    outcomes: &mut [Option<Outcome>],
+    outcomes: &mut [Option<Verdict>],
     indices: &mut Vec<usize>,
     batch: &mut Vec<Event>,
     code: &str,
@@ -196,7 +171,7 @@ fn reject_all(
     rejected_by: &str,
 ) {
     for index in indices.drain(..) {
-        outcomes[index] = Some(Outcome::Rejected(Rejection {
+        outcomes[index] = Some(Verdict::Rejected(Rejection {
             code: code.into(),
             message: message.into(),
             rejected_by: rejected_by.into(),

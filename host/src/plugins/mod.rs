@@ -22,8 +22,8 @@ pub mod runtime;
 pub mod status;
 pub mod whole;
 
-pub use answer::Judged;
-pub use chain::{Chain, Outcome, Rejection};
+pub use answer::{Rejection, Verdict};
+pub use chain::Chain;
 pub use contract::{Contract, Kind};
 pub use runtime::{CompiledPlugin, LoadedPlugin, PluginError, PluginRuntime, SandboxLimits};
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
 
-use super::answer::{self, Judged};
+use super::answer::{self, Verdict};
 use super::bindings::{wit_0_2, wit_0_3, wit_1};
 use super::contract::{BriefFields, Contract, Kind, Read};
 use super::{columns, whole};
@@ -531,8 +531,16 @@ impl LoadedPlugin {
     /// memory cap or an answer that does not fit the batch, the instance is dropped
     /// (the next call gets a fresh one) and the error says what happened; the caller
     /// decides what happens to the events.
-    pub fn process(&mut self, batch: Vec<Event>) -> Result<Vec<Judged>, PluginError> {
-        let result = self.call_process(batch);
+    pub fn process(&mut self, batch: Vec<Event>) -> Result<Vec<Verdict>, PluginError> {
+        let mut result = self.call_process(batch);
+        if let Ok(verdicts) = &mut result {
+            let id = self.id();
+            for verdict in verdicts {
+                if let Verdict::Rejected(r) = verdict {
+                    r.rejected_by.clone_from(&id);
+                }
+            }
+        }
         match &result {
             Ok(_) => self.consecutive_failures = 0,
             Err(_) => self.consecutive_failures += 1,
@@ -540,7 +548,7 @@ impl LoadedPlugin {
         result
     }
 
-    fn call_process(&mut self, batch: Vec<Event>) -> Result<Vec<Judged>, PluginError> {
+    fn call_process(&mut self, batch: Vec<Event>) -> Result<Vec<Verdict>, PluginError> {
         let failed = |plugin: &Self, reason: String| PluginError::Failed {
             plugin: plugin.id(),
             reason,
@@ -565,7 +573,7 @@ impl LoadedPlugin {
             plugin: c.id(),
             reason: e.to_string(),
         };
-        let answered: Result<Vec<Judged>, String> = match &c.contract {
+        let answered: Result<Vec<Verdict>, String> = match &c.contract {
             Contract::WholeEvent(at) => {
                 let wit = whole::to_wit(&batch, at);
                 instance
@@ -580,7 +588,7 @@ impl LoadedPlugin {
                             Ok(batch
                                 .into_iter()
                                 .zip(verdicts)
-                                .map(|(event, verdict)| whole::judged(event, verdict, at))
+                                .map(|(event, verdict)| whole::verdict(event, verdict, at))
                                 .collect())
                         } else {
                             Err(format!(

@@ -2,8 +2,8 @@
 //! (the accepted event comes back whole). Kept so plugins built against those versions
 //! keep working; newer ones cross with columns (`columns`, `answer`).
 
-use super::answer::Judged;
-use super::bindings::wit_0_2::{Event as WitEvent, Verdict};
+use super::answer::Verdict;
+use super::bindings::wit_0_2::{Event as WitEvent, Verdict as WitVerdict};
 use super::columns::set_by_plugins;
 use super::contract::BriefFields;
 use crate::event::{Event, Value};
@@ -43,9 +43,9 @@ pub fn to_wit(events: &[Event], at: &BriefFields) -> Vec<WitEvent> {
 
 /// The verdict on `event`: a rejection, or the event with the plugin's version of the
 /// brief's fields and attributes.
-pub fn judged(mut event: Event, verdict: Verdict, at: &BriefFields) -> Judged {
+pub fn verdict(mut event: Event, verdict: WitVerdict, at: &BriefFields) -> Verdict {
     match verdict {
-        Verdict::Accept(w) => {
+        WitVerdict::Accept(w) => {
             event.set(at.event_type, Value::Text(w.event_type));
             event.set(at.user_id, Value::Integer(w.user_id));
             event.set(at.page_url, Value::Text(w.page_url));
@@ -59,11 +59,8 @@ pub fn judged(mut event: Event, verdict: Verdict, at: &BriefFields) -> Judged {
             for (name, value) in w.attributes {
                 event.set_extra(&name, Value::Text(value));
             }
-            Judged::Accepted(event)
+            Verdict::Accepted(event)
         }
-        Verdict::Reject(r) => Judged::Rejected {
-            code: r.code,
-            message: r.message,
-        },
+        WitVerdict::Reject(r) => Verdict::rejected(r.code, r.message),
     }
 }

@@ -4,16 +4,14 @@
 //! committed position (the oldest offset an open window needed). Those records also
 //! belong to windows that had closed and been emitted before; counting them again
 //! would re-emit those windows with partial counts. The emitted windows are in
-//! `country_event_averages` itself, so that topic is the checkpoint: its recent tail
-//! gives, per country, the latest emitted window start, and the operator skips
-//! everything up to it ([`crate::window::WindowOperator::restore_emitted`]).
+//! the averages topic itself, so that topic is the checkpoint: its recent tail gives,
+//! per key, the latest emitted window start, and the operator skips everything up to
+//! it ([`super::operator::WindowOperator::restore_emitted`]).
 //! (Offset-commit metadata would be the lighter place, but Tansu 0.6 drops it.)
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::timefmt;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -29,12 +27,51 @@ pub enum RestoreError {
     },
     #[error("reading {topic} to restore emitted windows: timed out after {0:?}", .timeout)]
     Timeout { topic: String, timeout: Duration },
+    #[error("reading {topic} to restore emitted windows: the task failed: {reason}")]
+    Task { topic: String, reason: String },
+}
+
+use crate::kafka::Clients;
+use crate::records::average;
+
+/// Where the emitted windows are, and how far back to look.
+#[derive(Debug, Clone)]
+pub struct Restore {
+    pub clients: Clients,
+    /// The averages topic.
+    pub topic: String,
+    pub lookback: Duration,
+}
+
+impl Restore {
+    /// Per key, the latest window start emitted in the last `lookback` (read on a
+    /// blocking thread). `key_field` names the key in the records.
+    pub async fn emitted(&self, key_field: &str) -> Result<HashMap<String, i64>, RestoreError> {
+        let (restore, key_field) = (self.clone(), key_field.to_string());
+        let topic = self.topic.clone();
+        tokio::task::spawn_blocking(move || {
+            emitted_through(
+                &restore.clients,
+                &restore.topic,
+                &key_field,
+                restore.lookback,
+                Duration::from_secs(30),
+            )
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(RestoreError::Task {
+                topic,
+                reason: e.to_string(),
+            })
+        })
+    }
 }
 
 /// Per key, the latest window start written to `topic` in the last `lookback`.
 /// `key_field` names the key in the records (`country` in the brief's).
-pub fn emitted_through(
-    brokers: &str,
+fn emitted_through(
+    clients: &Clients,
     topic: &str,
     key_field: &str,
     lookback: Duration,
@@ -44,10 +81,8 @@ pub fn emitted_through(
         topic: topic.to_string(),
         source,
     };
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "streamhost-restore")
-        .set("enable.auto.commit", "false")
+    let consumer: BaseConsumer = clients
+        .reader("streamhost-restore", "streamhost-restore")
         .create()
         .map_err(kafka)?;
     let metadata = consumer
@@ -103,20 +138,12 @@ pub fn emitted_through(
             continue;
         };
         let message = message.map_err(kafka)?;
-        let record = message
+        if let Some((key, start)) = message
             .payload()
-            .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok());
-        if let Some(record) = record {
-            let key = match &record[key_field] {
-                serde_json::Value::String(s) => Some(s.clone()),
-                serde_json::Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            };
-            let start = record["window_start"].as_str().and_then(timefmt::parse);
-            if let (Some(key), Some(start)) = (key, start) {
-                let slot = emitted.entry(key).or_insert(start);
-                *slot = (*slot).max(start);
-            }
+            .and_then(|p| average::emitted(p, key_field))
+        {
+            let slot = emitted.entry(key).or_insert(start);
+            *slot = (*slot).max(start);
         }
         if ends
             .get(&message.partition())

@@ -1,17 +1,17 @@
-//! Stage 6: produce output records and wait until the broker has acknowledged all of
+//! A stage's output: produce records and wait until the broker has acknowledged all of
 //! them. Only then may the source commit: this is what makes delivery at-least-once.
 
 use std::time::Duration;
 
 use futures::future::join_all;
-use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 
+use super::Clients;
 use crate::config::KafkaConfig;
-use crate::route::{Destination, Output};
+use crate::records::{Destination, Output};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -19,25 +19,6 @@ pub enum SinkError {
     Create(#[source] KafkaError),
     #[error("stopped with {0} records not acknowledged")]
     Stopped(usize),
-}
-
-/// The producer settings every writer of this host uses (the pipeline's [`Sink`], `dlq
-/// replay`): acknowledged by all in-sync replicas, idempotent unless switched off.
-pub fn producer_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", &kafka.brokers)
-        .set("client.id", client_id)
-        .set("acks", "all")
-        // No duplicates or reordering from the producer's own retries.
-        .set("enable.idempotence", kafka.idempotence.to_string())
-        .set("linger.ms", "5")
-        .set("batch.num.messages", "10000")
-        // Explicit: route::MAX_OUTPUT_BYTES keeps every record under it.
-        .set("message.max.bytes", "1000000")
-        // Retry inside librdkafka for a long time; past that the caller decides.
-        .set("message.timeout.ms", "30000");
-    config
 }
 
 /// Outputs handed to the producer, with their pending acknowledgements.
@@ -68,8 +49,9 @@ impl std::fmt::Debug for Sink {
 }
 
 impl Sink {
-    pub fn new(kafka: &KafkaConfig) -> Result<Self, SinkError> {
-        let producer: FutureProducer = producer_config(kafka, "streamhost-producer")
+    pub fn new(clients: &Clients, kafka: &KafkaConfig) -> Result<Self, SinkError> {
+        let producer: FutureProducer = clients
+            .producer("streamhost-producer")
             .create()
             .map_err(SinkError::Create)?;
         Ok(Self {

@@ -1,12 +1,11 @@
-//! Stage 1: read batches of records from Kafka, and commit positions once their
-//! outputs are acknowledged (at-least-once: a crash re-reads, never skips).
+//! A stage's input: read batches of records from Kafka, and commit positions once
+//! their outputs are acknowledged (at-least-once: a crash re-reads, never skips).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -15,15 +14,8 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::Instant;
 
-/// One input record, detached from the consumer's buffers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceRecord {
-    pub partition: i32,
-    pub offset: i64,
-    /// Kafka record timestamp (producer create time), milliseconds.
-    pub timestamp_ms: i64,
-    pub payload: Vec<u8>,
-}
+use super::Clients;
+use crate::records::SourceRecord;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -37,7 +29,7 @@ pub enum SourceError {
     Thread(String),
 }
 
-fn kafka(context: &'static str) -> impl FnOnce(KafkaError) -> SourceError {
+pub(crate) fn kafka(context: &'static str) -> impl FnOnce(KafkaError) -> SourceError {
     move |source| SourceError::Kafka { context, source }
 }
 
@@ -69,7 +61,7 @@ impl ConsumerContext for Revocations {
 pub struct Source {
     consumer: StreamConsumer<Revocations>,
     revoked: Revocations,
-    brokers: String,
+    clients: Clients,
     group_id: String,
     topic: String,
     last_assignment: std::sync::Mutex<Vec<i32>>,
@@ -84,14 +76,14 @@ impl std::fmt::Debug for Source {
 }
 
 impl Source {
-    pub fn new(brokers: &str, group_id: &str, topic: &str) -> Result<Self, SourceError> {
+    pub fn new(clients: &Clients, group_id: &str, topic: &str) -> Result<Self, SourceError> {
         let revoked = Revocations::default();
-        let consumer = Self::consumer(brokers, group_id, &revoked)?;
+        let consumer = Self::consumer(clients, group_id, &revoked)?;
         consumer.subscribe(&[topic]).map_err(kafka("subscribe"))?;
         Ok(Self {
             consumer,
             revoked,
-            brokers: brokers.to_string(),
+            clients: clients.clone(),
             group_id: group_id.to_string(),
             topic: topic.to_string(),
             last_assignment: std::sync::Mutex::new(Vec::new()),
@@ -99,21 +91,12 @@ impl Source {
     }
 
     fn consumer(
-        brokers: &str,
+        clients: &Clients,
         group_id: &str,
         revoked: &Revocations,
     ) -> Result<StreamConsumer<Revocations>, SourceError> {
-        ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("group.id", group_id)
-            .set("client.id", format!("streamhost-{group_id}"))
-            // Positions are committed by us, after the outputs are acknowledged.
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "6000")
-            .set("heartbeat.interval.ms", "1000")
-            .set("fetch.wait.max.ms", "100")
+        clients
+            .stage_consumer(group_id)
             .create_with_context(revoked.clone())
             .map_err(kafka("create"))
     }
@@ -167,7 +150,7 @@ impl Source {
         // The new client is created before the old one is dropped, but it joins only
         // once the old one has left: joining first could make the leaving member the
         // leader of the new generation.
-        let fresh = Self::consumer(&self.brokers, &self.group_id, &self.revoked)?;
+        let fresh = Self::consumer(&self.clients, &self.group_id, &self.revoked)?;
         self.revoked.add(self.assigned_partitions());
         drop(std::mem::replace(&mut self.consumer, fresh));
         self.consumer
@@ -300,113 +283,6 @@ impl Source {
         }
         now
     }
-}
-
-/// How far another consumer group has got on a topic, read without joining the group
-/// (no subscription: only offset fetches and metadata). The window stage uses it to
-/// tell a source partition the validate stage has yet to catch up on from an idle one.
-pub struct GroupLag {
-    consumer: BaseConsumer,
-    topic: String,
-    /// Per partition, the committed offset at the previous reading.
-    previous: HashMap<i32, i64>,
-}
-
-impl std::fmt::Debug for GroupLag {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GroupLag")
-            .field("topic", &self.topic)
-            .finish_non_exhaustive()
-    }
-}
-
-impl GroupLag {
-    pub fn new(brokers: &str, group_id: &str, topic: &str) -> Result<Self, SourceError> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("group.id", group_id)
-            .set("client.id", format!("streamhost-lag-{group_id}"))
-            .set("enable.auto.commit", "false")
-            .create()
-            .map_err(kafka("create lag reader"))?;
-        Ok(Self {
-            consumer,
-            topic: topic.to_string(),
-            previous: HashMap::new(),
-        })
-    }
-
-    /// The topic's partitions; empty when the broker cannot say (then the window stage
-    /// falls back to one lane per partition).
-    pub fn partitions(&self, timeout: Duration) -> Vec<i32> {
-        match self.consumer.fetch_metadata(Some(&self.topic), timeout) {
-            Ok(meta) => meta
-                .topics()
-                .iter()
-                .filter(|t| t.name() == self.topic)
-                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-                .collect(),
-            Err(e) => {
-                tracing::warn!(topic = %self.topic, error = %e, "cannot read the topic's partitions");
-                Vec::new()
-            }
-        }
-    }
-
-    /// Which of `partitions` still have records for the group to read that matter: more
-    /// than `min_lag` behind the end (a backlog, not the few batches a live stream keeps
-    /// in flight), or any records at all while the committed offset has not moved since
-    /// the previous reading (nobody is reading the partition: its owner crashed and the
-    /// partition waits for a new one). A partition whose state cannot be read counts as
-    /// caught up, so the frontier cannot stall on a broker error.
-    pub fn pending(&mut self, partitions: &[i32], min_lag: i64, timeout: Duration) -> Vec<i32> {
-        let mut list = TopicPartitionList::new();
-        for p in partitions {
-            list.add_partition(&self.topic, *p);
-        }
-        let committed = match self.consumer.committed_offsets(list, timeout) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(topic = %self.topic, error = %e, "cannot read the group's committed offsets");
-                return Vec::new();
-            }
-        };
-        partitions
-            .iter()
-            .copied()
-            .filter(|p| {
-                let Ok((low, high)) = self.consumer.fetch_watermarks(&self.topic, *p, timeout)
-                else {
-                    return false;
-                };
-                // Nothing committed yet: the group starts at the beginning.
-                let at = match committed
-                    .find_partition(&self.topic, *p)
-                    .map(|e| e.offset())
-                {
-                    Some(Offset::Offset(o)) => o,
-                    _ => low,
-                };
-                let standing = self
-                    .previous
-                    .insert(*p, at)
-                    .is_none_or(|before| before == at);
-                let lag = high - at;
-                lag > min_lag || (lag > 0 && standing)
-            })
-            .collect()
-    }
-}
-
-/// The position after the highest offset of each partition in `records`: what to
-/// commit once their outputs are acknowledged.
-pub fn next_positions(records: &[SourceRecord]) -> HashMap<i32, i64> {
-    let mut next: HashMap<i32, i64> = HashMap::new();
-    for r in records {
-        let entry = next.entry(r.partition).or_insert(r.offset + 1);
-        *entry = (*entry).max(r.offset + 1);
-    }
-    next
 }
 
 fn detach<M: Message>(m: &M) -> SourceRecord {

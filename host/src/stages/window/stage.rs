@@ -1,6 +1,6 @@
-//! The window stage: `enriched_events` (keyed by country, so each country's events sit in
-//! one partition and its windows on one instance) → [`PartitionedWindows`] →
-//! `country_event_averages`, late events → `dlq`.
+//! The window stage: the enriched topic (keyed by the window key, so each key's events
+//! sit in one partition and its windows on one instance) → [`PartitionedWindows`] →
+//! the averages topic, late events → `dlq`.
 //!
 //! Input positions are committed no further than the oldest event still in an open
 //! window, so a restart re-reads everything an open window needs.
@@ -8,20 +8,16 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::watch;
-
-use crate::config::Config;
-use crate::liveness::{Health, StageName, Watchdog, WatchdogConfig};
-use crate::pipeline::PipelineError;
-use crate::restore;
-use crate::route::{self, Destination, Output, Stage};
-use crate::sink::Sink;
-use crate::source::{GroupLag, Source, SourceRecord};
+use super::operator::{ClosedWindow, Lane, Observed, PartitionedWindows, WindowSpec};
+use super::progress::{BrokerProgress, Progress};
+use super::restore::Restore;
+use crate::kafka::source::Source;
+use crate::liveness::StageName;
+use crate::records::average::Average;
+use crate::records::dlq::{DlqRecord, HostCode, Step, REJECTED_BY_HOST};
+use crate::records::{Output, SourceRecord};
+use crate::stages::{Processed, Stage, StageError};
 use crate::timefmt;
-use crate::window::{ClosedWindow, Lane, Observed, PartitionedWindows, WindowSpec};
-
-/// Code for events whose windows had all closed when they arrived.
-pub const LATE_EVENT: &str = "late_event";
 
 /// Which fields of an enriched event the window stage reads: the key windows are kept
 /// per, and the event time.
@@ -132,12 +128,21 @@ pub struct WindowStage {
     quiet: bool,
     source_topic: String,
     fields: WindowFields,
+    /// How long a lane may bring nothing before it stops holding the frontier back.
+    idle: Duration,
+    /// The broker's word on records still to come (absent in unit tests: no broker).
+    progress: Option<BrokerProgress>,
+    /// Learns which windows were emitted before a takeover (absent in unit tests).
+    restore: Option<Restore>,
 }
 
 impl WindowStage {
     pub fn new(spec: WindowSpec, source_topic: &str, fields: WindowFields) -> Self {
         Self {
             fields,
+            idle: Duration::from_secs(10),
+            progress: None,
+            restore: None,
             op: PartitionedWindows::new(spec),
             first_offset: HashMap::new(),
             last_offset: HashMap::new(),
@@ -151,8 +156,26 @@ impl WindowStage {
         }
     }
 
+    /// Connected to the broker: `progress` tells quiet lanes from slow ones, `restore`
+    /// what was emitted before a takeover; lanes quiet for `idle` stop holding the
+    /// frontier back.
+    pub fn connected(mut self, idle: Duration, progress: BrokerProgress, restore: Restore) -> Self {
+        self.idle = idle;
+        self.set_sources(progress.sources().to_vec());
+        self.progress = Some(progress);
+        self.restore = Some(restore);
+        tracing::info!(
+            size = self.op.spec().size,
+            advance = self.op.spec().advance,
+            grace = self.op.spec().grace,
+            key = %self.fields.key,
+            "window stage started"
+        );
+        self
+    }
+
     /// Count a batch; returns the records to produce (closed windows, late events).
-    pub fn process(&mut self, batch: &[SourceRecord]) -> Vec<Output> {
+    pub fn count(&mut self, batch: &[SourceRecord]) -> Vec<Output> {
         let mut outputs = Vec::new();
         let now = Instant::now();
         if self.quiet && !batch.is_empty() {
@@ -180,13 +203,13 @@ impl WindowStage {
                 Ok(k) => k,
                 Err(e) => {
                     // Only this host writes enriched_events; anything else there is reported.
-                    outputs.push(route::dlq(
+                    outputs.push(DlqRecord::rejecting(
                         record,
                         &self.source_topic,
-                        Stage::Window,
-                        "host",
-                        "unreadable_enriched_event",
-                        &e.to_string(),
+                        Step::Window,
+                        REJECTED_BY_HOST,
+                        HostCode::UnreadableEnrichedEvent.as_str(),
+                        &e,
                     ));
                     continue;
                 }
@@ -221,12 +244,12 @@ impl WindowStage {
                         timefmt::datetime(keyed.time),
                         timefmt::datetime(self.op.frontier(record.partition))
                     );
-                    outputs.push(route::dlq(
+                    outputs.push(DlqRecord::rejecting(
                         record,
                         &self.source_topic,
-                        Stage::Window,
-                        "host",
-                        LATE_EVENT,
+                        Step::Window,
+                        REJECTED_BY_HOST,
+                        HostCode::LateEvent.as_str(),
                         &message,
                     ));
                 }
@@ -264,7 +287,7 @@ impl WindowStage {
         outputs.extend(
             closed
                 .iter()
-                .map(|(_, w)| average_record(w, &self.fields.key)),
+                .map(|(_, w)| average(w).output(&self.fields.key)),
         );
         let spec = self.op.spec();
         for (partition, firsts) in self.first_offset.iter_mut() {
@@ -289,7 +312,7 @@ impl WindowStage {
             .collect()
     }
 
-    /// Windows emitted by earlier runs (see [`crate::restore`]), applying to the records
+    /// Windows emitted by earlier runs (see [`super::restore`]), applying to the records
     /// of `partitions` below the given offsets (what existed when we took them over).
     pub fn restore_emitted(
         &mut self,
@@ -389,21 +412,13 @@ impl WindowStage {
     }
 }
 
-/// `country_event_averages` record, keyed by (country, window_start): a re-emission
-/// after a restart replaces the same row downstream.
-pub fn average_record(w: &ClosedWindow, key_field: &str) -> Output {
-    let start = timefmt::datetime(w.start);
-    let payload = serde_json::json!({
-        key_field: w.key,
-        "window_start": start,
-        "window_end": timefmt::datetime(w.end),
-        "average_events": w.average,
-        "event_count": w.count,
-    });
-    Output {
-        destination: Destination::Averages,
-        key: format!("{}|{}", w.key, start),
-        payload: payload.to_string().into_bytes(),
+fn average(w: &ClosedWindow) -> Average<'_> {
+    Average {
+        key: &w.key,
+        start: w.start,
+        end: w.end,
+        average: w.average,
+        count: w.count,
     }
 }
 
@@ -414,196 +429,118 @@ fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-/// Run the window stage until `stop` turns true.
-pub async fn run(
-    config: &Config,
-    fields: WindowFields,
-    sink: &Sink,
-    health: &Health,
-    mut stop: watch::Receiver<bool>,
-) -> Result<(), PipelineError> {
-    let w = &config.windows;
-    let spec = WindowSpec {
-        size: w.size_secs,
-        advance: w.advance_secs,
-        grace: w.grace_secs,
-    };
-    let mut source = Source::new(
-        &config.kafka.brokers,
-        &config.kafka.window_group_id,
-        &config.kafka.enriched_topic,
-    )?;
-    let watchdog = Watchdog::start(
-        WatchdogConfig {
-            stage: StageName::Window,
-            brokers: config.kafka.brokers.clone(),
-            group_id: config.kafka.window_group_id.clone(),
-            topic: config.kafka.enriched_topic.clone(),
-            stall_timeout: config.stall_timeout(),
-            longest_turn: Duration::from_secs(w.idle_timeout_secs.max(1)),
-        },
-        health.clone(),
-    )?;
-    let mut stage = WindowStage::new(spec, &config.kafka.enriched_topic, fields);
-    // The validate stage's progress on its input: a source partition it has yet to
-    // catch up on is slow, not idle, and keeps holding the frontier.
-    let mut input = GroupLag::new(
-        &config.kafka.brokers,
-        &config.kafka.group_id,
-        &config.kafka.input_topic,
-    )?;
-    let round_trip = Duration::from_secs(2);
-    // Less than this behind is a live stream's batches in flight, not a backlog: a lane
-    // that stopped getting records must not be held by a source that is merely busy.
-    let backlog = (config.pipeline.batch_size * config.pipeline.in_flight_batches) as i64;
-    let sources = tokio::task::block_in_place(|| input.partitions(Duration::from_secs(10)));
-    tracing::info!(topic = %config.kafka.input_topic, partitions = ?sources, "window stage: one lane per source partition");
-    let all_sources = sources.clone();
-    stage.set_sources(sources);
-    let idle = Duration::from_secs(w.idle_timeout_secs.max(1));
-    tracing::info!(
-        size = spec.size,
-        advance = spec.advance,
-        grace = spec.grace,
-        "window stage started"
-    );
-    loop {
-        if *stop.borrow() {
-            break;
-        }
-        // Outputs are sent and positions committed at the end of every turn, so a
-        // rejoin here loses nothing; records re-read afterwards are skipped by offset.
-        let orphans = watchdog.orphans(&source.assigned_partitions());
-        if !orphans.is_empty() {
-            watchdog.take_over(&mut source, &orphans)?;
-            continue;
-        }
-        let mut batch = tokio::select! {
-            batch = source.next_batch(config.pipeline.batch_size, config.batch_wait(), idle) => batch?,
-            _ = stop.changed() => break,
+impl WindowStage {
+    /// Taken-over partitions are re-read from their committed position: learn first
+    /// which windows were already emitted (by us before a crash, or by the previous
+    /// owner), so they are neither recounted nor re-emitted.
+    async fn restore_taken_over(&mut self, source: &Source, assigned: &[i32]) {
+        let taken_over = self.taken_over(assigned);
+        let Some(restore) = &self.restore else {
+            return;
         };
-        let started = Instant::now();
-        metrics::counter!("streamhost_window_records_total").increment(batch.len() as u64);
-        let assigned = source.assigned_partitions();
-        // Read by another owner meanwhile, even if ours again: their state is stale.
-        let revoked = source.take_revoked();
-        if !revoked.is_empty() {
-            stage.forget(&revoked);
-            // The batch may hold records of a revoked partition, read before the
-            // revocation or after it was assigned again. Counting them would start the
-            // partition's fresh state in the middle, and committing would skip what
-            // lies before them: they are dropped, and a partition that is ours again
-            // is read again from its committed position.
-            let dropped: Vec<i32> = revoked
-                .iter()
-                .copied()
-                .filter(|p| batch.iter().any(|r| r.partition == *p))
-                .collect();
-            batch.retain(|r| !revoked.contains(&r.partition));
-            let again: Vec<i32> = dropped
-                .into_iter()
-                .filter(|p| assigned.contains(p))
-                .collect();
-            if !again.is_empty() {
-                tokio::task::block_in_place(|| source.rewind(&again))?;
+        if taken_over.is_empty() {
+            return;
+        }
+        let ends = source.high_watermarks(&taken_over, Duration::from_secs(10));
+        match restore.emitted(&self.fields.key).await {
+            Ok(emitted) => {
+                tracing::info!(partitions = ?taken_over, keys = emitted.len(), "window stage: restored emitted windows");
+                self.restore_emitted(&emitted, ends);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "window stage: cannot restore emitted windows; closed windows may be re-emitted with partial counts")
             }
         }
-        metrics::gauge!("streamhost_assigned_partitions", "stage" => StageName::Window.as_str())
-            .set(assigned.len() as f64);
-        watchdog.turned(&assigned);
-        let taken_over = stage.taken_over(&assigned);
-        if !taken_over.is_empty() {
-            // Taken-over partitions are re-read from their committed position: learn
-            // first which windows were already emitted (by us before a crash, or by
-            // the previous owner), so they are neither recounted nor re-emitted.
-            let ends = source.high_watermarks(&taken_over, Duration::from_secs(10));
-            let (brokers, topic, key_field) = (
-                config.kafka.brokers.clone(),
-                config.kafka.averages_topic.clone(),
-                stage.fields.key.clone(),
-            );
-            let lookback = Duration::from_secs(w.restore_lookback_secs);
-            let emitted = tokio::task::spawn_blocking(move || {
-                restore::emitted_through(
-                    &brokers,
-                    &topic,
-                    &key_field,
-                    lookback,
-                    Duration::from_secs(30),
-                )
-            })
-            .await;
-            match emitted {
-                Ok(Ok(emitted)) => {
-                    tracing::info!(partitions = ?taken_over, countries = emitted.len(), "window stage: restored emitted windows");
-                    stage.restore_emitted(&emitted, ends);
-                }
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "window stage: cannot restore emitted windows; closed windows may be re-emitted with partial counts")
-                }
-                Err(e) => tracing::error!(error = %e, "window stage: restore task failed"),
-            }
-        }
-        let now = Instant::now();
-        let candidates = stage.idle_candidates(now, idle);
-        let (pending, pending_sources) = if batch.is_empty() {
-            // About to let event time follow the wall clock: every partition and source
-            // is asked (no input for `idle`, so rare).
-            tokio::task::block_in_place(|| {
-                (
-                    source.pending(&assigned),
-                    input.pending(&all_sources, backlog, round_trip),
-                )
-            })
+    }
+
+    /// Which partitions and sources still have records to come, asked of the broker
+    /// only when a lane has been quiet for the idle time (or nothing arrived at all).
+    fn progress(
+        &mut self,
+        source: &Source,
+        assigned: &[i32],
+        batch_empty: bool,
+        now: Instant,
+    ) -> Progress {
+        let candidates = self.idle_candidates(now, self.idle);
+        let Some(progress) = self.progress.as_mut() else {
+            return Progress::default();
+        };
+        if batch_empty {
+            // About to let event time follow the wall clock: every partition and
+            // source is asked (no input for the idle time, so rare).
+            progress.ask(source, assigned, None)
         } else if candidates.is_empty() {
-            (Vec::new(), Vec::new())
+            Progress::default()
         } else {
-            // Blocking round trips to the broker, rare (a lane quiet for `idle`).
-            let mut partitions: Vec<i32> = candidates.iter().map(|l| l.partition).collect();
-            let mut sources: Vec<i32> = candidates.iter().filter_map(|l| l.source).collect();
-            partitions.sort_unstable();
-            partitions.dedup();
-            sources.sort_unstable();
-            sources.dedup();
-            tokio::task::block_in_place(|| {
-                (
-                    source.pending(&partitions),
-                    input.pending(&sources, backlog, round_trip),
-                )
-            })
-        };
-        if !pending.is_empty() || !pending_sources.is_empty() {
-            tracing::debug!(partitions = ?pending, sources = ?pending_sources, "window stage: quiet lanes still have a backlog, they keep holding the frontier");
+            progress.ask(source, assigned, Some(&candidates))
         }
-        stage.sync_partitions(&assigned, now, idle, &pending, &pending_sources);
+    }
+}
+
+impl Stage for WindowStage {
+    fn name(&self) -> StageName {
+        StageName::Window
+    }
+
+    fn idle_wait(&self) -> Duration {
+        self.idle
+    }
+
+    /// One batch at a time: its positions depend on the windows it leaves open.
+    fn in_flight(&self) -> usize {
+        1
+    }
+
+    /// Per-partition state: a partition read by another owner meanwhile is stale.
+    fn revoked(&mut self, revoked: &[i32]) -> bool {
+        self.forget(revoked);
+        true
+    }
+
+    async fn process(
+        &mut self,
+        batch: &[SourceRecord],
+        source: &Source,
+        assigned: &[i32],
+        now: Instant,
+    ) -> Result<Processed, StageError> {
+        metrics::counter!("streamhost_window_records_total").increment(batch.len() as u64);
+        self.restore_taken_over(source, assigned).await;
+        let progress = self.progress(source, assigned, batch.is_empty(), now);
+        if !progress.is_empty() {
+            tracing::debug!(partitions = ?progress.partitions, sources = ?progress.sources, "window stage: quiet lanes still have a backlog, they keep holding the frontier");
+        }
+        self.sync_partitions(
+            assigned,
+            now,
+            self.idle,
+            &progress.partitions,
+            &progress.sources,
+        );
         let outputs = if batch.is_empty() {
             // Records still to come (a rebalance's pause, or a source partition waiting
             // for a new owner) are not idleness: those partitions keep their event time.
-            let holding = if pending_sources.is_empty() {
-                pending
+            let holding = if progress.sources.is_empty() {
+                progress.partitions
             } else {
-                assigned.clone()
+                assigned.to_vec()
             };
-            stage.idle(now_secs(), &holding)
+            self.idle(now_secs(), &holding)
         } else {
-            stage.process(&batch)
+            self.count(batch)
         };
-        if !outputs.is_empty() {
-            sink.send_all(outputs, &stop).await?;
-        }
-        source.commit_positions(&stage.commit_positions())?;
-        if !batch.is_empty() {
-            metrics::histogram!("streamhost_window_batch_seconds")
-                .record(started.elapsed().as_secs_f64());
-        }
+        Ok(Processed {
+            outputs,
+            commit: self.commit_positions(),
+        })
     }
-    tracing::info!("window stage stopped");
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::records::Destination;
 
     const SPEC: WindowSpec = WindowSpec {
         size: 60,
@@ -638,7 +575,7 @@ mod tests {
     #[test]
     fn commits_no_further_than_the_oldest_open_window_needs() {
         let mut stage = WindowStage::new(SPEC, "enriched_events", WindowFields::default());
-        stage.process(&[
+        stage.count(&[
             rec(0, 10, "US", 5),
             rec(0, 11, "US", 61),
             rec(1, 4, "DE", 70),
@@ -648,7 +585,7 @@ mod tests {
         let pos = stage.commit_positions();
         assert_eq!(pos[&0], 11);
         assert_eq!(pos[&1], 4);
-        stage.process(&[rec(0, 12, "US", 200), rec(1, 5, "DE", 200)]);
+        stage.count(&[rec(0, 12, "US", 200), rec(1, 5, "DE", 200)]);
         let pos = stage.commit_positions();
         assert_eq!(pos[&0], 12, "only the window of offset 12 is still open");
         let out = stage.idle(10_000, &[]);
@@ -675,7 +612,7 @@ mod tests {
         let batch: Vec<SourceRecord> = (0..10)
             .map(|i| rec(0, i, "JP", 1_700_000_000 + i))
             .collect();
-        stage.process(&batch);
+        stage.count(&batch);
         let out = stage.idle(1_800_000_000, &[]);
         assert_eq!(out.len(), 5, "one event time, five hopping windows");
         let v: serde_json::Value = serde_json::from_slice(&out[0].payload).unwrap();
@@ -700,13 +637,13 @@ mod tests {
         let records: Vec<SourceRecord> = (0..600).map(|i| rec(0, i, "US", 1_000 + i * 2)).collect();
 
         let mut clean = WindowStage::new(spec, "enriched_events", WindowFields::default());
-        let mut want = counts(&clean.process(&records));
+        let mut want = counts(&clean.count(&records));
         want.extend(counts(&clean.idle(10_000, &[])));
         let want: HashMap<String, u64> = want.into_iter().collect();
 
         for restore in [true, false] {
             let mut run1 = WindowStage::new(spec, "enriched_events", WindowFields::default());
-            let emitted1 = run1.process(&records[..400]);
+            let emitted1 = run1.count(&records[..400]);
             let committed = run1.commit_positions()[&0];
             assert!(committed < 400, "open windows keep the commit back");
             let mut last: HashMap<String, u64> = counts(&emitted1).into_iter().collect();
@@ -721,7 +658,7 @@ mod tests {
                 }
                 run2.restore_emitted(&through, HashMap::from([(0, 400)]));
             }
-            last.extend(counts(&run2.process(&records[committed as usize..])));
+            last.extend(counts(&run2.count(&records[committed as usize..])));
             last.extend(counts(&run2.idle(10_000, &[])));
             if restore {
                 assert_eq!(last, want, "restored: identical to an uninterrupted run");
@@ -747,12 +684,12 @@ mod tests {
             .into_bytes(),
         };
         // Source offsets 10, 11 (q=0), 7 (q=1); then the validate stage replays 10, 11.
-        stage.process(&[
+        stage.count(&[
             with_source(1, 0, 10),
             with_source(2, 0, 11),
             with_source(3, 1, 7),
         ]);
-        stage.process(&[
+        stage.count(&[
             with_source(4, 0, 10),
             with_source(5, 0, 11),
             with_source(6, 0, 12),
@@ -766,8 +703,8 @@ mod tests {
     #[test]
     fn replayed_records_do_not_count_twice() {
         let mut stage = WindowStage::new(SPEC, "enriched_events", WindowFields::default());
-        stage.process(&[rec(0, 1, "US", 5), rec(0, 2, "US", 6)]);
-        stage.process(&[rec(0, 1, "US", 5), rec(0, 2, "US", 6), rec(0, 3, "US", 7)]);
+        stage.count(&[rec(0, 1, "US", 5), rec(0, 2, "US", 6)]);
+        stage.count(&[rec(0, 1, "US", 5), rec(0, 2, "US", 6), rec(0, 3, "US", 7)]);
         assert_eq!(
             counts(&stage.idle(1_000, &[])),
             vec![("1970-01-01 00:00:00".to_string(), 3)]
@@ -794,7 +731,7 @@ mod tests {
             .into_bytes(),
         }
         };
-        stage.process(&[from(1, 0, "US", 5), from(2, 1, "DE", 5)]);
+        stage.count(&[from(1, 0, "US", 5), from(2, 1, "DE", 5)]);
         let later = Instant::now() + Duration::from_secs(120);
         assert_eq!(
             stage.idle_candidates(later, Duration::from_secs(60)).len(),
@@ -802,8 +739,8 @@ mod tests {
         );
         // Both lanes are quiet, but the partition has records left to read.
         stage.sync_partitions(&[0], later, Duration::from_secs(60), &[0], &[]);
-        assert!(stage.process(&[from(3, 0, "US", 5_000)]).is_empty());
-        let out = stage.process(&[from(4, 1, "DE", 1_900)]);
+        assert!(stage.count(&[from(3, 0, "US", 5_000)]).is_empty());
+        let out = stage.count(&[from(4, 1, "DE", 1_900)]);
         assert!(
             out.iter().all(|o| o.destination != Destination::Dlq),
             "DE's event was judged late"
@@ -811,7 +748,7 @@ mod tests {
         // Without a backlog the quiet lane is idle: the frontier follows source 0.
         let much_later = later + Duration::from_secs(120);
         stage.sync_partitions(&[0], much_later, Duration::from_secs(60), &[], &[]);
-        let late = stage.process(&[from(5, 0, "US", 10_000), from(6, 1, "DE", 2_000)]);
+        let late = stage.count(&[from(5, 0, "US", 10_000), from(6, 1, "DE", 2_000)]);
         assert!(
             late.iter().any(|o| o.destination == Destination::Dlq),
             "an idle lane must not hold the frontier"
@@ -824,10 +761,10 @@ mod tests {
     #[test]
     fn a_partition_with_records_to_come_keeps_its_event_time_when_input_pauses() {
         let mut stage = WindowStage::new(SPEC, "enriched_events", WindowFields::default());
-        stage.process(&[rec(0, 1, "US", 10), rec(1, 1, "DE", 10)]);
+        stage.count(&[rec(0, 1, "US", 10), rec(1, 1, "DE", 10)]);
         let out = stage.idle(1_000_000, &[0]);
         assert_eq!(counts(&out).len(), 1, "only partition 1's window closes");
-        let out = stage.process(&[rec(0, 2, "US", 20)]);
+        let out = stage.count(&[rec(0, 2, "US", 20)]);
         assert!(out.iter().all(|o| o.destination != Destination::Dlq));
         assert_eq!(
             counts(&stage.idle(1_000_000, &[])),
@@ -844,9 +781,9 @@ mod tests {
         let mut stage = WindowStage::new(SPEC, "enriched_events", WindowFields::default());
         let now = Instant::now();
         stage.sync_partitions(&[0], now, Duration::from_secs(60), &[], &[]);
-        stage.process(&[rec(0, 1, "US", 10), rec(0, 2, "US", 5_000)]);
+        stage.count(&[rec(0, 1, "US", 10), rec(0, 2, "US", 5_000)]);
         stage.sync_partitions(&[0, 1], now, Duration::from_secs(60), &[], &[]);
-        let out = stage.process(&[rec(1, 7, "DE", 100), rec(1, 8, "DE", 110)]);
+        let out = stage.count(&[rec(1, 7, "DE", 100), rec(1, 8, "DE", 110)]);
         assert!(
             out.iter().all(|o| o.destination != Destination::Dlq),
             "the taken-over partition's events were judged late"
@@ -875,15 +812,13 @@ mod tests {
         }
         };
         // Source 0 is read far ahead; source 1 has delivered only its beginning.
-        assert!(stage
-            .process(&[from(1, 1, 5), from(2, 0, 5_000)])
-            .is_empty());
+        assert!(stage.count(&[from(1, 1, 5), from(2, 0, 5_000)]).is_empty());
         // Source 1 is quiet for the idle timeout but the validate stage has not caught
         // up on it: slow, not idle. Source 2 has a backlog too but never brought
         // anything to this partition: it does not hold the frontier.
         let later = Instant::now() + Duration::from_secs(120);
         stage.sync_partitions(&[0], later, Duration::from_secs(60), &[], &[1, 2]);
-        let out = stage.process(&[from(3, 1, 1_900)]);
+        let out = stage.count(&[from(3, 1, 1_900)]);
         assert!(
             out.iter().all(|o| o.destination != Destination::Dlq),
             "source 1's event was judged late"
@@ -895,7 +830,7 @@ mod tests {
         // Caught up and still quiet: idle, the frontier follows source 0.
         let much_later = later + Duration::from_secs(120);
         stage.sync_partitions(&[0], much_later, Duration::from_secs(60), &[], &[]);
-        let closed = counts(&stage.process(&[from(4, 0, 10_000)]));
+        let closed = counts(&stage.count(&[from(4, 0, 10_000)]));
         assert!(
             closed
                 .iter()
@@ -909,13 +844,13 @@ mod tests {
     #[test]
     fn a_backlog_after_a_pause_is_not_judged_late_partition_by_partition() {
         let mut stage = WindowStage::new(SPEC, "enriched_events", WindowFields::default());
-        stage.process(&[rec(0, 1, "US", 5), rec(1, 1, "DE", 5)]);
+        stage.count(&[rec(0, 1, "US", 5), rec(1, 1, "DE", 5)]);
         let later = Instant::now() + Duration::from_secs(120);
         stage.sync_partitions(&[0, 1], later, Duration::from_secs(60), &[], &[]);
         assert_eq!(counts(&stage.idle(1_000, &[])).len(), 2);
         // The backlog: partition 0 delivers far ahead first, then partition 1.
-        assert!(stage.process(&[rec(0, 2, "US", 5_000)]).is_empty());
-        let out = stage.process(&[rec(1, 2, "DE", 1_900)]);
+        assert!(stage.count(&[rec(0, 2, "US", 5_000)]).is_empty());
+        let out = stage.count(&[rec(1, 2, "DE", 1_900)]);
         assert!(
             out.iter().all(|o| o.destination != Destination::Dlq),
             "DE's event was judged late"
@@ -931,15 +866,15 @@ mod tests {
     #[test]
     fn a_revoked_partition_drops_its_windows_and_a_late_event_goes_to_the_dlq() {
         let mut stage = WindowStage::new(SPEC, "enriched_events", WindowFields::default());
-        stage.process(&[rec(0, 1, "US", 5), rec(1, 1, "DE", 5)]);
+        stage.count(&[rec(0, 1, "US", 5), rec(1, 1, "DE", 5)]);
         stage.sync_partitions(&[1], Instant::now(), Duration::from_secs(60), &[], &[]);
         let out = stage.idle(1_000, &[]);
         assert_eq!(counts(&out).len(), 1, "only DE's window is still ours");
-        let late = stage.process(&[rec(1, 2, "DE", 5)]);
+        let late = stage.count(&[rec(1, 2, "DE", 5)]);
         assert_eq!(late.len(), 1);
         assert_eq!(late[0].destination, Destination::Dlq);
         let v: serde_json::Value = serde_json::from_slice(&late[0].payload).unwrap();
-        assert_eq!(v["code"], LATE_EVENT);
+        assert_eq!(v["code"], HostCode::LateEvent.as_str());
         assert_eq!(v["stage"], "window");
     }
 }

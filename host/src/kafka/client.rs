@@ -1,0 +1,132 @@
+//! Every librdkafka setting the host uses, defined once, plus the options a deployment
+//! adds (`[kafka.client]` in the config: TLS, SASL, timeouts...), passed through to
+//! every client the host creates.
+
+use std::collections::BTreeMap;
+
+use rdkafka::ClientConfig;
+
+use crate::config::KafkaConfig;
+
+/// Options the host sets itself because its guarantees rest on them: a deployment
+/// cannot override them through `[kafka.client]`.
+pub const HOST_OWNED: &[(&str, &str)] = &[
+    ("bootstrap.servers", "set kafka.brokers"),
+    ("group.id", "set kafka.group_id / kafka.window_group_id"),
+    (
+        "enable.auto.commit",
+        "the host commits positions itself, after the outputs are acknowledged",
+    ),
+    (
+        "enable.auto.offset.store",
+        "the host commits positions itself, after the outputs are acknowledged",
+    ),
+    ("enable.idempotence", "set kafka.idempotence"),
+    (
+        "acks",
+        "every output must be acknowledged by all in-sync replicas",
+    ),
+];
+
+/// Makes the host's Kafka clients.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    brokers: String,
+    idempotence: bool,
+    options: BTreeMap<String, String>,
+}
+
+impl Clients {
+    pub fn new(kafka: &KafkaConfig) -> Self {
+        Self {
+            brokers: kafka.brokers.clone(),
+            idempotence: kafka.idempotence,
+            options: kafka.client.clone(),
+        }
+    }
+
+    pub fn brokers(&self) -> &str {
+        &self.brokers
+    }
+
+    fn base(&self, client_id: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        for (key, value) in &self.options {
+            config.set(key, value);
+        }
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("client.id", client_id);
+        config
+    }
+
+    /// A stage's consumer in `group`: positions are committed by the host, after the
+    /// outputs are acknowledged; a crashed member is noticed within seconds.
+    pub fn stage_consumer(&self, group: &str) -> ClientConfig {
+        let mut config = self.base(&format!("streamhost-{group}"));
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("fetch.wait.max.ms", "100");
+        config
+    }
+
+    /// A client that reads or asks about positions without joining a group's
+    /// assignment and without committing on its own (lag, restore, replay, liveness).
+    pub fn reader(&self, group: &str, client_id: &str) -> ClientConfig {
+        let mut config = self.base(client_id);
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false");
+        config
+    }
+
+    /// The producer every writer of this host uses (the stages' sink, `dlq replay`):
+    /// acknowledged by all in-sync replicas, idempotent unless switched off.
+    pub fn producer(&self, client_id: &str) -> ClientConfig {
+        let mut config = self.base(client_id);
+        config
+            .set("acks", "all")
+            // No duplicates or reordering from the producer's own retries.
+            .set("enable.idempotence", self.idempotence.to_string())
+            .set("linger.ms", "5")
+            .set("batch.num.messages", "10000")
+            // Explicit: records::MAX_OUTPUT_BYTES keeps every record under it.
+            .set("message.max.bytes", "1000000")
+            // Retry inside librdkafka for a long time; past that the caller decides.
+            .set("message.timeout.ms", "30000");
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_options_reach_every_client_and_ours_win() {
+        let mut kafka = KafkaConfig::default();
+        kafka
+            .client
+            .insert("security.protocol".into(), "SASL_SSL".into());
+        kafka.client.insert("linger.ms".into(), "50".into());
+        let clients = Clients::new(&kafka);
+        for config in [
+            clients.stage_consumer("g"),
+            clients.reader("g", "r"),
+            clients.producer("p"),
+        ] {
+            assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
+            assert_eq!(config.get("bootstrap.servers"), Some("127.0.0.1:9092"));
+        }
+        assert_eq!(clients.producer("p").get("linger.ms"), Some("5"));
+        assert_eq!(
+            clients.stage_consumer("g").get("enable.auto.commit"),
+            Some("false")
+        );
+    }
+}

@@ -1,0 +1,51 @@
+//! Every record the host reads or writes on Kafka, each defined once for both
+//! directions: the input record as read ([`SourceRecord`]), what goes out
+//! ([`Output`]), the enriched event ([`enriched`]), the dead-letter record ([`dlq`]) and
+//! the window average ([`average`]).
+
+pub mod average;
+pub mod dlq;
+pub mod enriched;
+
+/// One input record, detached from the consumer's buffers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRecord {
+    pub partition: i32,
+    pub offset: i64,
+    /// Kafka record timestamp (producer create time), milliseconds.
+    pub timestamp_ms: i64,
+    pub payload: Vec<u8>,
+}
+
+/// The position after the highest offset of each partition in `records`: what to
+/// commit once their outputs are acknowledged.
+pub fn next_positions(records: &[SourceRecord]) -> std::collections::HashMap<i32, i64> {
+    let mut next = std::collections::HashMap::new();
+    for r in records {
+        let entry = next.entry(r.partition).or_insert(r.offset + 1);
+        *entry = (*entry).max(r.offset + 1);
+    }
+    next
+}
+
+/// Where an output record goes (topic names come from the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Destination {
+    Enriched,
+    Dlq,
+    Averages,
+}
+
+/// A record to produce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub destination: Destination,
+    pub key: String,
+    pub payload: Vec<u8>,
+}
+
+/// The largest record value this host produces: librdkafka's `message.max.bytes`
+/// default (1,000,000, also set explicitly in [`crate::kafka::client`]) less room for
+/// the key and the record's framing. A larger record is refused on every attempt, and
+/// the batches behind it would wait for it forever.
+pub const MAX_OUTPUT_BYTES: usize = 1_000_000 - 4_096;

@@ -1,0 +1,210 @@
+//! The one loop every stage runs on: read a batch, let the stage process it, hand the
+//! outputs to the producer in order, and commit the batch's positions once they and
+//! every batch before them are acknowledged. Up to [`Stage::in_flight`] batches wait
+//! for their acknowledgements while the next one is read and processed.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use tokio::sync::watch;
+
+use super::{Stage, StageError};
+use crate::kafka::sink::{Sink, SinkError};
+use crate::kafka::source::Source;
+use crate::kafka::Clients;
+use crate::liveness::{Health, Watchdog, WatchdogConfig};
+
+/// Where a stage reads, how much at a time, and when its partitions count as orphaned.
+#[derive(Debug, Clone)]
+pub struct Reading {
+    pub clients: Clients,
+    pub group_id: String,
+    pub topic: String,
+    pub batch_size: usize,
+    pub batch_wait: Duration,
+    /// See `kafka.stall_timeout_secs`; zero: no watchdog.
+    pub stall_timeout: Duration,
+}
+
+/// A batch whose outputs are with the producer. Its input positions are committed once
+/// they are all acknowledged, and only after every batch before it: a crash re-reads
+/// from the oldest unacknowledged batch, never skips one.
+struct Pending<'a> {
+    records: usize,
+    started: Instant,
+    process_seconds: f64,
+    commit: HashMap<i32, i64>,
+    acked: BoxFuture<'a, Result<(), SinkError>>,
+}
+
+/// The batches in flight, oldest first.
+struct InFlight<'a> {
+    stage: &'static str,
+    batches: VecDeque<Pending<'a>>,
+}
+
+impl InFlight<'_> {
+    /// Commit every acknowledged batch at the head, without waiting.
+    fn commit_ready(&mut self, source: &Source) -> Result<(), StageError> {
+        while let Some(head) = self.batches.front_mut() {
+            match head.acked.as_mut().now_or_never() {
+                None => break,
+                Some(acked) => {
+                    acked?;
+                    self.commit_head(source)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Wait for the oldest batch and commit it.
+    async fn commit_oldest(&mut self, source: &Source) -> Result<(), StageError> {
+        if let Some(head) = self.batches.front_mut() {
+            head.acked.as_mut().await?;
+            self.commit_head(source)?;
+        }
+        Ok(())
+    }
+
+    async fn commit_all(&mut self, source: &Source) -> Result<(), StageError> {
+        while !self.batches.is_empty() {
+            self.commit_oldest(source).await?;
+        }
+        Ok(())
+    }
+
+    fn commit_head(&mut self, source: &Source) -> Result<(), StageError> {
+        let Some(batch) = self.batches.pop_front() else {
+            return Ok(());
+        };
+        if !batch.commit.is_empty() {
+            source.commit_positions(&batch.commit)?;
+        }
+        if batch.records > 0 {
+            let seconds = batch.started.elapsed().as_secs_f64();
+            metrics::histogram!("streamhost_batch_seconds", "stage" => self.stage).record(seconds);
+            // Per-batch latencies, for percentiles over any interval (bench/e2e's
+            // hot-swap phases).
+            tracing::debug!(
+                stage = self.stage,
+                records = batch.records,
+                seconds,
+                process_seconds = batch.process_seconds,
+                "batch committed"
+            );
+        }
+        metrics::gauge!("streamhost_batches_in_flight", "stage" => self.stage)
+            .set(self.batches.len() as f64);
+        Ok(())
+    }
+}
+
+/// Run `stage` until `stop` turns true: join `reading`'s group, start the stage's
+/// watchdog, and turn the loop. Whatever was produced is waited for and committed
+/// before returning: a clean stop re-reads nothing.
+pub async fn run<S: Stage>(
+    stage: &mut S,
+    reading: &Reading,
+    sink: &Sink,
+    health: &Health,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), StageError> {
+    let mut source = Source::new(&reading.clients, &reading.group_id, &reading.topic)?;
+    let watchdog = Watchdog::start(
+        WatchdogConfig {
+            stage: stage.name(),
+            clients: reading.clients.clone(),
+            group_id: reading.group_id.clone(),
+            topic: reading.topic.clone(),
+            stall_timeout: reading.stall_timeout,
+            longest_turn: stage.idle_wait(),
+        },
+        health.clone(),
+    )?;
+    let name = stage.name().as_str();
+    let depth = stage.in_flight().max(1);
+    let mut in_flight = InFlight {
+        stage: name,
+        batches: VecDeque::with_capacity(depth),
+    };
+    loop {
+        in_flight.commit_ready(&source)?;
+        if *stop.borrow() {
+            break;
+        }
+        stage.between_batches();
+        let orphans = watchdog.orphans(&source.assigned_partitions());
+        if !orphans.is_empty() {
+            // What was read is committed first: the new generation resumes from there.
+            in_flight.commit_all(&source).await?;
+            watchdog.take_over(&mut source, &orphans)?;
+            continue;
+        }
+        let mut batch = tokio::select! {
+            batch = source.next_batch(reading.batch_size, reading.batch_wait, stage.idle_wait()) => batch?,
+            _ = stop.changed() => break,
+        };
+        let assigned = source.assigned_partitions();
+        // Read by another owner meanwhile, even if ours again.
+        let revoked = source.take_revoked();
+        if !revoked.is_empty() && stage.revoked(&revoked) {
+            // The batch may hold records of a revoked partition, read before the
+            // revocation or after it was assigned again: they are dropped, and a
+            // partition that is ours again is read again from its committed position.
+            let again: Vec<i32> = revoked
+                .iter()
+                .copied()
+                .filter(|p| assigned.contains(p) && batch.iter().any(|r| r.partition == *p))
+                .collect();
+            batch.retain(|r| !revoked.contains(&r.partition));
+            if !again.is_empty() {
+                tokio::task::block_in_place(|| source.rewind(&again))?;
+            }
+        }
+        metrics::gauge!("streamhost_assigned_partitions", "stage" => name)
+            .set(assigned.len() as f64);
+        watchdog.turned(&assigned);
+        let started = Instant::now();
+        if !batch.is_empty() {
+            metrics::counter!("streamhost_records_in_total", "topic" => source.topic().to_string())
+                .increment(batch.len() as u64);
+        }
+        let processed = stage.process(&batch, &source, &assigned, started).await?;
+        let process_seconds = started.elapsed().as_secs_f64();
+        if !batch.is_empty() {
+            metrics::histogram!("streamhost_batch_process_seconds", "stage" => name)
+                .record(process_seconds);
+        }
+        if processed.outputs.is_empty() && processed.commit.is_empty() {
+            if batch.is_empty() {
+                // Nothing to overlap with: let the positions catch up.
+                in_flight.commit_all(&source).await?;
+            }
+            continue;
+        }
+        let delivery = sink.enqueue(processed.outputs).await;
+        let stop = stop.clone();
+        in_flight.batches.push_back(Pending {
+            records: batch.len(),
+            started,
+            process_seconds,
+            commit: processed.commit,
+            acked: async move { sink.settle(delivery, &stop).await }.boxed(),
+        });
+        metrics::gauge!("streamhost_batches_in_flight", "stage" => name)
+            .set(in_flight.batches.len() as f64);
+        if batch.is_empty() {
+            in_flight.commit_all(&source).await?;
+        }
+        // While these are acknowledged, the next batch is read and processed.
+        while in_flight.batches.len() >= depth {
+            in_flight.commit_oldest(&source).await?;
+        }
+    }
+    in_flight.commit_all(&source).await?;
+    tracing::info!(stage = name, "stage stopped");
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! The validate stage: `my_events` → decode by the schema → plugin chain →
+//! `enriched_events` (accepted) / `dlq` (rejected, with why and the original bytes).
+//! The chain is swapped live between batches when the plugin directory changes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::{Processed, Stage, StageError};
+use crate::decode::Decoder;
+use crate::kafka::source::Source;
+use crate::liveness::StageName;
+use crate::plugins::reload::ChainUpdate;
+use crate::plugins::{Chain, Verdict};
+use crate::records::dlq::{DlqRecord, HostCode, Step, REJECTED_BY_HOST};
+use crate::records::enriched::Enricher;
+use crate::records::{next_positions, Output, SourceRecord, MAX_OUTPUT_BYTES};
+use crate::schema::Schema;
+
+/// The validate stage's work on a batch, without I/O: decode by the schema, judge
+/// with the chain, route. Shared by the Kafka loop, `streamhost plugin test` and the
+/// benchmarks.
+#[derive(Debug, Clone)]
+pub struct Validate {
+    pub decoder: Decoder,
+    pub enricher: Enricher,
+    pub source_topic: String,
+}
+
+impl Validate {
+    /// The validate stage for `schema`, keying output events by the window key field.
+    pub fn new(
+        schema: Arc<Schema>,
+        key_field: &str,
+        source_topic: &str,
+        max_message_bytes: usize,
+    ) -> Result<Self, String> {
+        let key = schema
+            .index(key_field)
+            .filter(|i| schema.field(*i).required)
+            .ok_or_else(|| {
+                format!(
+                    "windows.key_field `{key_field}` must be a required field of the event schema"
+                )
+            })?;
+        Ok(Self {
+            decoder: Decoder::new(schema.clone(), max_message_bytes),
+            enricher: Enricher::new(schema, key),
+            source_topic: source_topic.to_string(),
+        })
+    }
+
+    /// Decode, judge and route one batch. One output per input record.
+    pub fn process_batch(&self, chain: &mut Chain, records: &[SourceRecord]) -> Vec<Output> {
+        let source_topic = self.source_topic.as_str();
+        let mut outputs = Vec::with_capacity(records.len());
+        let mut decoded = Vec::with_capacity(records.len());
+        let mut events = Vec::with_capacity(records.len());
+        for record in records {
+            match self.decoder.decode(&record.payload) {
+                Ok(event) => {
+                    events.push(event);
+                    decoded.push(record);
+                }
+                Err(e) => outputs.push(reject(
+                    record,
+                    source_topic,
+                    Step::Decode,
+                    REJECTED_BY_HOST,
+                    e.code().as_str(),
+                    &e.to_string(),
+                )),
+            }
+        }
+        let outcomes = chain.process(events);
+        let processed_by = chain.processed_by();
+        for (record, outcome) in decoded.into_iter().zip(outcomes) {
+            match outcome {
+                Verdict::Accepted(event) => {
+                    let output = self.enricher.output(&event, record, &processed_by);
+                    if output.payload.len() <= MAX_OUTPUT_BYTES {
+                        outputs.push(output);
+                        continue;
+                    }
+                    // The broker would refuse it on every attempt, and every batch behind
+                    // it would wait: the event goes to the DLQ instead.
+                    outputs.push(reject(
+                        record,
+                        source_topic,
+                        Step::Route,
+                        REJECTED_BY_HOST,
+                        HostCode::OutputTooLarge.as_str(),
+                        &format!(
+                            "the enriched record would be {} bytes, over the {MAX_OUTPUT_BYTES}-byte limit on output records",
+                            output.payload.len(),
+                        ),
+                    ));
+                }
+                Verdict::Rejected(r) => outputs.push(reject(
+                    record,
+                    source_topic,
+                    Step::Plugin,
+                    &r.rejected_by,
+                    &r.code,
+                    &r.message,
+                )),
+            }
+        }
+        outputs
+    }
+}
+
+/// A rejection: counted by step and code, and routed to the DLQ with the original bytes.
+fn reject(
+    record: &SourceRecord,
+    source_topic: &str,
+    step: Step,
+    rejected_by: &str,
+    code: &str,
+    message: &str,
+) -> Output {
+    metrics::counter!("streamhost_rejections_total", "stage" => step.as_str(), "code" => code.to_owned())
+        .increment(1);
+    DlqRecord::rejecting(record, source_topic, step, rejected_by, code, message)
+}
+
+/// The validate stage as the runtime drives it: [`Validate`] with its live chain.
+#[derive(Debug)]
+pub struct ValidateStage {
+    validate: Validate,
+    chain: Chain,
+    updates: mpsc::Receiver<ChainUpdate>,
+    in_flight: usize,
+}
+
+impl ValidateStage {
+    pub fn new(
+        validate: Validate,
+        chain: Chain,
+        updates: mpsc::Receiver<ChainUpdate>,
+        in_flight: usize,
+    ) -> Self {
+        tracing::info!(topic = %validate.source_topic, chain = %chain.processed_by(), "validate stage started");
+        Self {
+            validate,
+            chain,
+            updates,
+            in_flight,
+        }
+    }
+}
+
+impl Stage for ValidateStage {
+    fn name(&self) -> StageName {
+        StageName::Validate
+    }
+
+    /// Short: a chain update waiting while no records arrive is installed within this.
+    fn idle_wait(&self) -> Duration {
+        Duration::from_millis(200)
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// A batch runs start to end on one chain: a new one is installed between batches.
+    fn between_batches(&mut self) {
+        while let Ok(update) = self.updates.try_recv() {
+            self.chain = std::mem::take(&mut self.chain).with_members(update.members);
+            let took = update.seen_at.elapsed();
+            metrics::counter!("streamhost_plugin_swaps_total").increment(1);
+            metrics::histogram!("streamhost_plugin_swap_seconds").record(took.as_secs_f64());
+            tracing::info!(chain = %self.chain.processed_by(), swap_ms = took.as_millis() as u64, "plugin chain swapped");
+        }
+    }
+
+    async fn process(
+        &mut self,
+        batch: &[SourceRecord],
+        _source: &Source,
+        _assigned: &[i32],
+        _now: Instant,
+    ) -> Result<Processed, StageError> {
+        if batch.is_empty() {
+            return Ok(Processed::default());
+        }
+        Ok(Processed {
+            outputs: self.validate.process_batch(&mut self.chain, batch),
+            commit: next_positions(batch),
+        })
+    }
+}
