@@ -32,7 +32,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,19 +42,15 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-import generate  # noqa: E402  (the event shape lives in scripts/generate.py)
+from streamhost_kit.events import GENERATOR_COUNTRIES, generated_event, payload
+from streamhost_kit.stack import ROOT, free_port, metric, port_open, proc_status
+from streamhost_kit.util import log
 
 PARTITIONS = 3
-COUNTRIES = generate.COUNTRIES
+COUNTRIES = GENERATOR_COUNTRIES
 RUN_TAG = time.strftime("%H%M%S")
 
 _children: list[subprocess.Popen] = []
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def stop(proc: subprocess.Popen, name: str, timeout: float = 20) -> None:
@@ -83,35 +78,8 @@ def spawn(cmd: list[str], logfile: Path, env: dict | None = None, cwd: Path | No
     return proc
 
 
-def port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def uptime() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS, VmHWM in KiB and CPU seconds (user + system) of a live process."""
-    out: dict[str, int] = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(value.split()[0])
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        out["cpu"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        pass
-    return out
 
 
 # ---------------------------------------------------------------------------- the broker
@@ -169,8 +137,8 @@ class Probe:
 # ---------------------------------------------------------------------------- the backlog
 
 def event(rng: random.Random, ts: int, new_schema: bool, countries: list[str]) -> bytes:
-    """The brief's generator (scripts/generate.py): 5 % negative ids, XX among the countries, 5 % ZZ."""
-    return json.dumps(generate.event(rng, ts, new_schema, 0.05, countries)).encode()
+    """The brief's generator's event (as scripts/generate.py makes it): 5 % negative ids, XX among the countries, 5 % ZZ."""
+    return payload(generated_event(rng, ts, new_schema, 0.05, countries))
 
 
 def load(args, topic: str, n: int, countries: list[str], seed: int) -> dict:
@@ -252,23 +220,12 @@ def streamhost_cmd(args, name: str, topic: str, plugins: Path, admin_port: int):
     return [args.host_bin, "run"], env
 
 
-def scrape(port: int) -> dict[str, float]:
-    """The host's /metrics, summed per metric name (labels dropped)."""
-    out: dict[str, float] = {}
+def scrape(port: int) -> str:
+    """The host's /metrics ("" if it does not answer); read with stack.metric."""
     try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
     except OSError:
-        return out
-    for line in text.splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        name_labels, _, value = line.rpartition(" ")
-        name = name_labels.split("{", 1)[0]
-        try:
-            out[name] = out.get(name, 0.0) + float(value)
-        except ValueError:
-            pass
-    return out
+        return ""
 
 
 def run_contender(args, probe: Probe, name: str, cmd: list[str], env: dict, group: str, topic: str,
@@ -297,7 +254,7 @@ def run_contender(args, probe: Probe, name: str, cmd: list[str], env: dict, grou
         status = proc_status(proc.pid) or status
         peak_rss = max(peak_rss, status.get("VmRSS", 0))
         if admin_port:
-            max_open_windows = max(max_open_windows, scrape(admin_port).get("streamhost_open_windows", 0.0))
+            max_open_windows = max(max_open_windows, metric(scrape(admin_port), "streamhost_open_windows"))
         committed = probe.committed(group, topic)
         if on_progress:
             on_progress(committed)
@@ -320,7 +277,7 @@ def run_contender(args, probe: Probe, name: str, cmd: list[str], env: dict, grou
             break
     wall = (done_at or time.time()) - t0
     status = proc_status(proc.pid) or status
-    metrics = scrape(admin_port) if admin_port else {}
+    metrics = scrape(admin_port) if admin_port else ""
     # Let the window stage / Quix settle a little before reading the outputs, then stop.
     stop(proc, name)
     out_counts = {t: probe.end(t) for t in outputs}
@@ -343,7 +300,7 @@ def run_contender(args, probe: Probe, name: str, cmd: list[str], env: dict, grou
         "load_after": uptime(),
         "outputs": out_counts,
         "open_windows_max": max_open_windows,
-        "late_events": metrics.get("streamhost_late_events_total"),
+        "late_events": metric(metrics, "streamhost_late_events_total") if metrics else None,
         "log": str(logfile),
     }
     log(f"{name}: {result['events']} events in {wall:.1f} s = {result['rate']:.0f}/s, "

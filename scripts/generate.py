@@ -9,38 +9,14 @@ seed, a fixed total, no one-second stalls, a summary on exit, and confluent-kafk
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import signal
 import sys
 import time
-import uuid
 
 from confluent_kafka import Producer
 
-COUNTRIES = ["US", "CA", "UK", "DE", "FR", "JP", "XX"]
-
-
-def event(rng: random.Random, now: int, new_schema: bool, bad_rate: float,
-          countries: list[str] = COUNTRIES) -> dict:
-    """One event of the brief's shape; bench/e2e.py uses it too (with 200 countries)."""
-    user_id = rng.randint(1, 1000)
-    if rng.random() < bad_rate:
-        user_id = -user_id
-    country = rng.choice(countries)
-    if rng.random() < bad_rate:
-        country = "ZZ"
-    e = {
-        "event_type": rng.choice(["page_view", "button_click"]),
-        "user_id": user_id,
-        "page_url": f"/page/{rng.randint(1, 100)}",
-        "button_id": str(uuid.UUID(int=rng.getrandbits(128))),
-        "timestamp": now,
-        "country": country,
-    }
-    if new_schema:
-        e["device_type"] = rng.choice(["mobile", "desktop", "tablet"])
-    return e
+from streamhost_kit.events import generated_event, payload
 
 
 def on_sigterm(*_) -> None:
@@ -69,8 +45,8 @@ def main() -> int:
     try:
         while (elapsed := time.time() - start) < duration:
             now = time.time()
-            payload = event(rng, int(now), elapsed > args.schema_change_after, args.bad_rate)
-            producer.produce(args.topic, json.dumps(payload).encode())
+            e = generated_event(rng, int(now), elapsed > args.schema_change_after, args.bad_rate)
+            producer.produce(args.topic, payload(e))
             producer.poll(0)
             sent += 1
             # Pace against the schedule, not the last send, so the rate does not drift.

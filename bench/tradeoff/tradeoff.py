@@ -25,26 +25,24 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from streamhost_kit.clickhouse import ch, ch_rows, ch_value, window_rows
+from streamhost_kit.events import ALLOWED, T0, payload, random_event, spread
+from streamhost_kit.kafka import BROKERS, produce, read_topic, watermarks
+from streamhost_kit.oracle import ADVANCE, GRACE, SIZE, window_starts
+from streamhost_kit.oracle import fmt_time as fmt
+from streamhost_kit.oracle import oracle
+from streamhost_kit.stack import ROOT, Host, proc_status, stack
+from streamhost_kit.util import log, wait_until
+
 STATE = Path(os.environ["STREAMHOST_STATE_DIR"])
 BIN = STATE / "streamhost"
-os.environ["STREAMHOST_BIN"] = str(BIN)
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
-
-from confluent_kafka import Producer  # noqa: E402
-
-from conftest import ALLOWED, BROKERS, ch, ch_rows, ch_value, read_topic, wait_until, watermarks  # noqa: E402
-from conftest import Host  # noqa: E402
-from test_windows import ADVANCE, SIZE, oracle  # noqa: E402
-
-GRACE = 30  # the host's default; every host here runs with the default window settings
+# GRACE: the host's default; every host here runs with the default window settings.
 DAY = 86_400
-D1 = 1_735_689_600  # 2025-01-01: (a) in order
+D1 = T0             # 2025-01-01: (a) in order
 D2 = D1 + DAY       # (b) out of order within the grace, then (c) late events for it
 D3 = D2 + DAY       # (d) kill -9 mid-stream
 D4 = D3 + DAY       # (f) the burst used for the host's CPU per event
@@ -83,32 +81,19 @@ def host_side_query(lo: int, hi: int) -> str:
             f" WHERE window_start >= toDateTime({lo}) AND window_start < toDateTime({hi})")
 
 
-def fmt(ts: int) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def stack(*args: str) -> None:
-    subprocess.run([str(ROOT / "scripts" / "stack"), *args], check=True, stdout=sys.stderr)
-
-
 def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 # ---------------------------------------------------------------- /proc
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    return proc_status(pid)["cpu"]  # utime + stime
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
     """(VmRSS, VmHWM) in MiB."""
-    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
+    status = proc_status(pid)
+    return status["VmRSS"] / 1024, status["VmHWM"] / 1024
 
 
 def clickhouse_pid() -> int:
@@ -116,21 +101,6 @@ def clickhouse_pid() -> int:
 
 
 # ---------------------------------------------------------------- input
-def event(ts: int, country: str, tag: str, rng: random.Random) -> dict:
-    return {"event_type": rng.choice(["page_view", "button_click"]), "user_id": rng.randint(1, 1000),
-            "page_url": f"/page/{rng.randint(1, 100)}", "button_id": tag, "timestamp": ts, "country": country}
-
-
-def spread(t0: int, seconds: int, n: int, tag: str, seed: int, jitter: int = 0) -> list[dict]:
-    """n events over [t0, t0 + seconds) in production order, each moved by up to ±jitter s."""
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        t = t0 + i * seconds // n + (rng.randint(-jitter, jitter) if jitter else 0)
-        out.append(event(max(t, t0), rng.choice(COUNTRIES), f"{tag}-{i}", rng))
-    return out
-
-
 def max_disorder(events: list[dict]) -> int:
     """How far (s) the most out-of-order event is behind the highest time produced before it."""
     high, worst = None, 0
@@ -141,30 +111,23 @@ def max_disorder(events: list[dict]) -> int:
     return worst
 
 
-def produce(events: list[dict], per_second: float | None = None, sent_at: dict | None = None) -> None:
+def produce_in_order(events: list[dict], per_second: float | None = None, sent_at: dict | None = None) -> None:
     """All to partition 0 of my_events, so the order (and disorder) the host sees is exactly
     the list's; `per_second` paces it; `sent_at` collects the wall time of each send."""
-    p = Producer({"bootstrap.servers": BROKERS, "enable.idempotence": True, "linger.ms": 5})
-    started = time.monotonic()
-    for i, e in enumerate(events):
-        if sent_at is not None:
-            now = time.time()
-            e["timestamp"] = int(now)  # live: event time is the moment of production
-            sent_at[e["button_id"]] = now
-        p.produce("my_events", value=json.dumps(e).encode(), partition=0)
-        p.poll(0)
-        if per_second:
-            delay = started + (i + 1) / per_second - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-    assert p.flush(60) == 0, "not every record was delivered"
+    def values():
+        for e in events:
+            if sent_at is not None:
+                now = time.time()
+                e["timestamp"] = int(now)  # live: event time is the moment of production
+                sent_at[e["button_id"]] = now
+            yield payload(e)
+
+    produce(values(), per_second=per_second, partition=0, flush_timeout=60)
 
 
 # ---------------------------------------------------------------- comparisons
 def host_rows(lo: int, hi: int) -> dict:
-    return {(r["country"], r["ws"]): int(r["event_count"]) for r in ch_rows(
-        "SELECT country, toString(window_start) AS ws, event_count FROM events_db.country_event_averages"
-        f" WHERE window_start >= toDateTime({lo}) AND window_start < toDateTime({hi})")}
+    return window_rows(f"window_start >= toDateTime({lo}) AND window_start < toDateTime({hi})")
 
 
 def ch_side_rows(lo: int, hi: int, column: str = "event_count") -> dict:
@@ -233,7 +196,7 @@ class Hosts:
         self.started: list[Host] = []
 
     def start(self, name: str, **env: str) -> Host:
-        h = Host(self.logs, self.plugin_dir, name=name, **env).start()
+        h = Host(self.logs, self.plugin_dir, name=name, binary=BIN, **env).start()
         self.started.append(h)
         return h
 
@@ -254,10 +217,10 @@ def correctness(hosts: Hosts) -> dict:
     """(a) in order, (b) out of order within the grace, (c) late beyond it."""
     host = hosts.start("host-abc", STREAMHOST_WINDOWS__IDLE_TIMEOUT_SECS="3")
     assigned(host)
-    in_order = spread(D1 + 600, 25 * 60, 900, "a", seed=1)
-    disordered = spread(D2 + 600, 25 * 60, 900, "b", seed=2, jitter=12)
+    in_order = spread(D1 + 600, 25 * 60, 900, tag="a", seed=1, countries=COUNTRIES)
+    disordered = spread(D2 + 600, 25 * 60, 900, tag="b", seed=2, jitter=12, countries=COUNTRIES)
     log(f"(a)+(b): {len(in_order)} + {len(disordered)} events; (b) disorder up to {max_disorder(disordered)} s")
-    produce(in_order + disordered, per_second=300)
+    produce_in_order(in_order + disordered, per_second=300)
     want_a, want_b = within(oracle(in_order), D1, D2), within(oracle(disordered), D2, D3)
     settle(host, D1, D3, len(in_order) + len(disordered), len(want_a) + len(want_b))
     out = {
@@ -270,9 +233,10 @@ def correctness(hosts: Hosts) -> dict:
 
     # (c): every window of D2 is closed now (the frontier followed the wall clock).
     rng = random.Random(3)
-    late = [event(D2 + 600 + rng.randrange(25 * 60), rng.choice(COUNTRIES), f"c-{i}", rng) for i in range(60)]
+    late = [random_event(rng, D2 + 600 + rng.randrange(25 * 60), f"c-{i}", country=rng.choice(COUNTRIES))
+            for i in range(60)]
     log(f"(c): {len(late)} late events for the windows of (b)")
-    produce(late)
+    produce_in_order(late)
     wait_until("the late events in dlq_table", lambda: ch_value(
         "SELECT count() FROM events_db.dlq_table FINAL WHERE code = 'late_event'") >= len(late), timeout=90)
     wait_until("the late events in events", lambda: events_in_ch(D2, D3) >= len(disordered) + len(late), timeout=90)
@@ -305,7 +269,7 @@ def crash(hosts: Hosts, kills: int = 2) -> dict:
     a host restarted after 2 s without partitions for minutes (the quirk seen with
     ClickHouse's consumers in docs/guarantees.md). If a restarted host still gets no
     partitions in 45 s, it is stopped cleanly and started again; retries are recorded."""
-    events = spread(D3 + 600, 25 * 60, 4000, "d", seed=4)
+    events = spread(D3 + 600, 25 * 60, 4000, tag="d", seed=4, countries=COUNTRIES)
     enriched_before = watermarks("enriched_events")
     averages_before = watermarks("country_event_averages")
     raw_before = ch_value(f"SELECT count() FROM events_db.country_event_averages_raw WHERE window_start >= toDateTime({D3})")
@@ -313,7 +277,7 @@ def crash(hosts: Hosts, kills: int = 2) -> dict:
     env = {"STREAMHOST_WINDOWS__IDLE_TIMEOUT_SECS": "3"}
     host = hosts.start("host-d0", **env)
     assigned(host)
-    producer = threading.Thread(target=produce, args=(events,), kwargs={"per_second": 400})
+    producer = threading.Thread(target=produce_in_order, args=(events,), kwargs={"per_second": 400})
     producer.start()
     killed_at: list[int] = []
     retries: list[str] = []
@@ -351,14 +315,7 @@ def crash(hosts: Hosts, kills: int = 2) -> dict:
 
     # What a consumer that does not deduplicate would count: every delivered record.
     delivered = [json.loads(m.value()) for m in read_topic("enriched_events", start=enriched_before)]
-    naive: Counter = Counter()
-    for e in delivered:
-        if D3 <= e["timestamp"] < D4:
-            start = e["timestamp"] // ADVANCE * ADVANCE
-            while start > e["timestamp"] - SIZE:
-                naive[(e["country"], fmt(start))] += 1
-                start -= ADVANCE
-    naive_d = within(dict(naive), D3, D4)
+    naive_d = within(oracle([e for e in delivered if D3 <= e["timestamp"] < D4]), D3, D4)
     raw_rows = ch_value(f"SELECT count() FROM events_db.country_event_averages_raw WHERE window_start >= toDateTime({D3}) AND window_start < toDateTime({D4})")
     out = {
         "events": len(events), "kills": len(killed_at), "killed_at_enriched": killed_at, "restart_retries": retries,
@@ -405,11 +362,11 @@ def burst_and_live(hosts: Hosts) -> dict:
     # Burst: 2 h of event time (250 events/min), as fast as the validate stage goes,
     # after the window stage has been idle: a backlog after a pause.
     n = 30_000
-    burst = spread(D4 + 600, 2 * 3600, n, "f", seed=6)
+    burst = spread(D4 + 600, 2 * 3600, n, tag="f", seed=6, countries=COUNTRIES)
     base = window.metric("streamhost_window_records_total")
     late0 = window.metric("streamhost_late_events_total")
     c0, v0, t0 = cpu_seconds(wpid), cpu_seconds(vpid), time.monotonic()
-    produce(burst)
+    produce_in_order(burst)
     wait_until("the burst counted by the window stage",
                lambda: window.metric("streamhost_window_records_total") - base >= n, timeout=240, interval=0.2)
     t_counted = time.monotonic()
@@ -437,7 +394,7 @@ def burst_and_live(hosts: Hosts) -> dict:
     # of traffic span two minute boundaries (two rounds of windows closing live).
     rate, seconds = 20, 90
     time.sleep((50 - time.time() % 60) % 60)
-    live = [event(0, c, f"live-{i}", random.Random(i)) for i, c in
+    live = [random_event(random.Random(i), 0, f"live-{i}", country=c) for i, c in
             enumerate(random.Random(7).choices(COUNTRIES, k=rate * seconds))]
     sent_at: dict[str, float] = {}
     seen_event: dict[str, float] = {}
@@ -460,16 +417,14 @@ def burst_and_live(hosts: Hosts) -> dict:
     c0, v0, ch0, t0 = cpu_seconds(wpid), cpu_seconds(vpid), cpu_seconds(clickhouse_pid()), time.monotonic()
     t_live = time.time()
     log(f"(e): {rate}/s for {seconds} s, live")
-    produce(live, per_second=rate, sent_at=sent_at)
+    produce_in_order(live, per_second=rate, sent_at=sent_at)
     live_wall = time.monotonic() - t0
     w_cpu, v_cpu, ch_cpu = cpu_seconds(wpid) - c0, cpu_seconds(vpid) - v0, cpu_seconds(clickhouse_pid()) - ch0
     traffic_end = time.time()
     by_id = {e["button_id"]: e for e in live}
     # Windows that end by the end of the traffic: emitted at end + grace (+ idle logic for
     # the last few seconds, which closes them at the same wall time).
-    due = {(c, s) for e in live for c in [e["country"]]
-           for s in range(e["timestamp"] // ADVANCE * ADVANCE - SIZE + ADVANCE, e["timestamp"] + 1, ADVANCE)
-           if s + SIZE <= traffic_end}
+    due = {(e["country"], s) for e in live for s in window_starts(e["timestamp"]) if s + SIZE <= traffic_end}
     wait_until("the live windows in ClickHouse", lambda: due <= set(seen_window) and len(seen_event) >= len(live),
                timeout=GRACE + 90, interval=0.5)
     stop.set()
@@ -490,7 +445,7 @@ def burst_and_live(hosts: Hosts) -> dict:
     # The ClickHouse side has a window's complete figure once its last event is in `events`.
     last_seen: dict = {}
     for i, e in by_id.items():
-        for s in range(e["timestamp"] // ADVANCE * ADVANCE - SIZE + ADVANCE, e["timestamp"] + 1, ADVANCE):
+        for s in window_starts(e["timestamp"]):
             if (e["country"], s) in due and i in seen_event:
                 last_seen[(e["country"], s)] = max(last_seen.get((e["country"], s), 0), seen_event[i])
     win_ch = [t - (k[1] + SIZE) for k, t in last_seen.items()]
@@ -571,10 +526,10 @@ QUICK = os.environ.get("TRADEOFF_QUICK") == "1"
 def main() -> int:
     started = time.monotonic()
     result: dict = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "uptime_start": uptime()}
-    stack("reset")
+    stack("reset", stdout=sys.stderr)
     hosts = None
     try:
-        stack("up")
+        stack("up", stdout=sys.stderr)
         src = Path(os.environ["STREAMHOST_BIN_SRC"])
         shutil.copy2(src, BIN.with_suffix(".tmp"))
         BIN.with_suffix(".tmp").rename(BIN)
@@ -602,7 +557,7 @@ def main() -> int:
     finally:
         if hosts:
             hosts.stop_all()
-        stack("down")
+        stack("down", stdout=sys.stderr)
     out = Path(__file__).with_name("results.json")
     out.write_text(json.dumps(result, indent=1, default=str) + "\n")
     log(f"results: {out}")

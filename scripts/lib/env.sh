@@ -12,6 +12,10 @@ TANSU_VERSION=0.6.0
 TANSU_FEATURES=dynostore,libsql
 TANSU_BIN=$CACHE/tansu-$TANSU_VERSION/bin/tansu
 
+# The Python kit shared by tests, benchmarks and scripts (tools/streamhost_kit), importable
+# as `streamhost_kit` by every Python these scripts start (pytest also has it from pytest.ini).
+case ":${PYTHONPATH:-}:" in *":$ROOT/tools:"*) ;; *) export PYTHONPATH=$ROOT/tools${PYTHONPATH:+:$PYTHONPATH} ;; esac
+
 PY_REQ=$ROOT/tests/requirements.txt
 PY_ENV=$CACHE/venv-$(sha256sum "$PY_REQ" | cut -c1-12)
 PYTHON=$PY_ENV/bin/python

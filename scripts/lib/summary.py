@@ -4,35 +4,17 @@ as many rows as the topics have records (up to 90 s)."""
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
-import urllib.request
 
-from confluent_kafka import Consumer, TopicPartition
+from streamhost_kit.clickhouse import ch_rows
+from streamhost_kit.kafka import watermarks
 
-BROKERS = os.environ.get("STREAMHOST_KAFKA_BROKERS", "127.0.0.1:9092")
-CH = f"http://127.0.0.1:{os.environ.get('STREAMHOST_CH_HTTP_PORT', '8123')}/"
 TOPICS = ["my_events", "enriched_events", "dlq", "country_event_averages"]
 
 
 def topic_counts() -> dict[str, int]:
-    c = Consumer({"bootstrap.servers": BROKERS, "group.id": "streamhost-summary"})
-    try:
-        out = {}
-        for t in TOPICS:
-            parts = c.list_topics(t, timeout=10).topics[t].partitions
-            out[t] = sum(c.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1] for p in parts)
-        return out
-    finally:
-        c.close()
-
-
-def ch(query: str) -> list[dict]:
-    req = urllib.request.Request(CH, data=(query + " FORMAT JSONEachRow").encode())
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return [json.loads(line) for line in r.read().decode().splitlines() if line]
+    return {t: sum(watermarks(t).values()) for t in TOPICS}
 
 
 def table_counts() -> dict[str, int]:
@@ -42,7 +24,7 @@ def table_counts() -> dict[str, int]:
         "country_event_averages_raw": "SELECT count() AS n FROM events_db.country_event_averages",
         "daily_active_users_final": "SELECT count() AS n FROM events_db.daily_active_users_final",
     }
-    return {k: int(ch(v)[0]["n"]) for k, v in q.items()}
+    return {k: int(ch_rows(v)[0]["n"]) for k, v in q.items()}
 
 
 def table(rows: list[list], headers: list[str]) -> str:
@@ -67,15 +49,15 @@ def main() -> int:
     print(table([[k, v] for k, v in t.items()], ["topic", "records"]))
     print("\nClickHouse events_db (rows, duplicates collapsed)")
     print(table([[k, v] for k, v in c.items()], ["table", "rows"]))
-    dlq = ch("SELECT code, stage, rejected_by, count() AS n FROM events_db.dlq_table FINAL "
+    dlq = ch_rows("SELECT code, stage, rejected_by, count() AS n FROM events_db.dlq_table FINAL "
              "GROUP BY code, stage, rejected_by ORDER BY n DESC")
     print("\nDead-letter queue by reason")
     print(table([[r["code"], r["stage"], r["rejected_by"], r["n"]] for r in dlq], ["code", "stage", "rejected_by", "rows"]))
-    dev = ch("SELECT ifNull(device_type, '(none: old schema)') AS device, count() AS n FROM events_db.events FINAL "
+    dev = ch_rows("SELECT ifNull(device_type, '(none: old schema)') AS device, count() AS n FROM events_db.events FINAL "
              "GROUP BY device ORDER BY device")
     print("\nSchema evolution: events by device_type")
     print(table([[r["device"], r["n"]] for r in dev], ["device_type", "rows"]))
-    avg = ch("SELECT country, toString(window_start) AS ws, toString(window_end) AS we, average_events, event_count "
+    avg = ch_rows("SELECT country, toString(window_start) AS ws, toString(window_end) AS we, average_events, event_count "
              "FROM events_db.country_event_averages ORDER BY window_start DESC, country LIMIT 12")
     print("\nLatest closed windows (5 min, events per minute)")
     if avg:

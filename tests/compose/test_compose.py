@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -21,9 +20,13 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
-from conftest import ALLOWED, ch_rows, ch_value, produce, wait_until, watermarks  # noqa: E402
+from streamhost_kit.clickhouse import ch_rows, ch_value, count_landed, landed_rows
+from streamhost_kit.events import ALLOWED, event, payloads
+from streamhost_kit.kafka import produce, watermarks
+from streamhost_kit.plugins import deploy
+from streamhost_kit.stack import ROOT
+from streamhost_kit.superset import CHARTS, open_dashboard
+from streamhost_kit.util import wait_until
 
 if not os.environ.get("STREAMHOST_COMPOSE_TEST"):
     pytest.skip("needs the compose stack: run scripts/compose-test", allow_module_level=True)
@@ -50,12 +53,6 @@ def serving(plugins) -> list[str]:
     """The files of the chain that serves, in order."""
     items = plugins if isinstance(plugins, list) else plugins.get("plugins", plugins)
     return sorted(p["file"] for p in items if p.get("state") == "serving")
-
-
-def in_range(start: dict[int, int], end: dict[int, int], table: str) -> str:
-    conds = " OR ".join(
-        f"(source_partition = {p} AND source_offset >= {start.get(p, 0)} AND source_offset < {end[p]})" for p in end)
-    return f"({conds})" + (" AND source_topic = 'my_events'" if table == "dlq_table" else "")
 
 
 def test_the_stack_serves_with_the_documented_chain():
@@ -91,17 +88,12 @@ def test_brief_generator_from_the_machine_end_to_end():
     assert sum(end[p] - start.get(p, 0) for p in end) == sent
 
     def landed():
-        n = ch_value(f"SELECT uniqExact(source_partition, source_offset) FROM events_db.events "
-                     f"WHERE {in_range(start, end, 'events')}") + ch_value(
-            f"SELECT uniqExact(source_partition, source_offset) FROM events_db.dlq_table "
-            f"WHERE {in_range(start, end, 'dlq_table')}")
+        n = count_landed(start, end, distinct=True)
         return n if n >= sent else None
 
     wait_until(f"{sent} events in events + dlq_table", landed, timeout=180)
-    events = ch_rows(f"SELECT source_partition AS p, source_offset AS o, user_id, country, processed_by "
-                     f"FROM events_db.events FINAL WHERE {in_range(start, end, 'events')}")
-    dlq = ch_rows(f"SELECT source_partition AS p, source_offset AS o, code, stage, rejected_by, raw "
-                  f"FROM events_db.dlq_table FINAL WHERE {in_range(start, end, 'dlq_table')}")
+    events = landed_rows("events", start, end, "user_id, country, processed_by", final=True)
+    dlq = landed_rows("dlq_table", start, end, "code, stage, rejected_by, raw", final=True)
     positions = {(r["p"], r["o"]) for r in events} | {(r["p"], r["o"]) for r in dlq}
     assert positions == {(p, o) for p in end for o in range(start.get(p, 0), end[p])}
     for r in events:
@@ -128,8 +120,6 @@ def test_brief_generator_from_the_machine_end_to_end():
 
 
 def test_the_dashboard_shows_data_in_every_chart():
-    from test_dashboard import CHARTS, open_dashboard
-
     results = open_dashboard(SUPERSET, SCREENSHOT)
     assert set(results) == CHARTS, sorted(results)
     for name, result in results.items():
@@ -141,9 +131,7 @@ def test_live_plugin_swap_through_the_bind_mount():
     src = ROOT / "plugins" / "dist" / "template.wasm"
     assert src.exists(), f"{src} missing: run scripts/build-plugins"
     # The safe deploy of docs/plugins.md: a hidden temporary name, then a rename.
-    tmp = PLUGINS_HOST_DIR / ".30-template.wasm.tmp"
-    shutil.copyfile(src, tmp)
-    tmp.rename(PLUGINS_HOST_DIR / "30-template.wasm")
+    deploy(PLUGINS_HOST_DIR, "30-template.wasm", src)
 
     def swapped():
         chain = serving(admin("/plugins"))
@@ -156,8 +144,7 @@ def test_live_plugin_swap_through_the_bind_mount():
     # Records keep flowing, judged by the new chain.
     now = int(time.time())
     marker = f"/swap/{now}"
-    produce([json.dumps({"event_type": "page_view", "user_id": 7, "page_url": marker, "button_id": "b",
-                         "timestamp": now, "country": "DE"}).encode() for _ in range(5)])
+    produce(payloads(event(user_id=7, page_url=marker, timestamp=now, country="DE") for _ in range(5)))
     rows = wait_until("events judged by the new chain", lambda: ch_rows(
         f"SELECT processed_by FROM events_db.events WHERE page_url = '{marker}'") or None, timeout=90)
     assert all("template@" in r["processed_by"] and "quality@" in r["processed_by"] for r in rows), rows

@@ -14,46 +14,30 @@ import json
 import random
 from datetime import datetime, timezone
 
-from confluent_kafka import Producer
-
-from conftest import ALLOWED, BROKERS, read_topic, wait_until, watermarks
-from test_windows import ADVANCE, SIZE, T0
+from streamhost_kit.events import ALLOWED, T0, enriched, payload
+from streamhost_kit.kafka import produce, read_topic, watermarks
+from streamhost_kit.oracle import window_counts
+from streamhost_kit.util import wait_until
 
 PER_SOURCE = 3600  # one hour of event time per source partition, one event a second
 
 
-def enriched(source: int) -> list[dict]:
+def source_hour(source: int) -> list[dict]:
+    """One source partition's hour, as the validate stage writes it to enriched_events."""
     rng = random.Random(source)
     countries = sorted(ALLOWED)
-    return [{
-        "event_type": "page_view", "user_id": rng.randint(1, 1000), "page_url": "/p",
-        "button_id": f"s{source}-{i}", "timestamp": T0 + i, "country": rng.choice(countries),
-        "device_type": None, "source_partition": source, "source_offset": i, "processed_by": "test",
-    } for i in range(PER_SOURCE)]
-
-
-def oracle(events) -> dict[tuple[str, int], int]:
-    counts: dict[tuple[str, int], int] = {}
-    for e in events:
-        t = e["timestamp"]
-        start = t // ADVANCE * ADVANCE
-        while start > t - SIZE:
-            counts[(e["country"], start)] = counts.get((e["country"], start), 0) + 1
-            start -= ADVANCE
-    return counts
+    return [enriched(user_id=rng.randint(1, 1000), button_id=f"s{source}-{i}", timestamp=T0 + i,
+                     country=rng.choice(countries), device_type=None, source_partition=source, source_offset=i)
+            for i in range(PER_SOURCE)]
 
 
 def test_a_source_partition_an_hour_behind_another_is_not_late(fresh_stack, hosts):
     start_avg, start_dlq = watermarks("country_event_averages"), watermarks("dlq")
-    events = enriched(0) + enriched(1)
-    p = Producer({"bootstrap.servers": BROKERS, "enable.idempotence": True, "linger.ms": 5})
+    events = source_hour(0) + source_hour(1)
     # Every enriched partition gets source 0's hour, then source 1's (a country per partition).
     countries = sorted(ALLOWED)
-    for e in events:
-        p.produce("enriched_events", value=json.dumps(e).encode(), key=e["country"],
-                  partition=countries.index(e["country"]) % 3)
-        p.poll(0)
-    assert p.flush(30) == 0
+    produce((payload(e) for e in events), topic="enriched_events", key=lambda i: events[i]["country"],
+            partition=lambda i: countries.index(events[i]["country"]) % 3)
     host = hosts(1)[0]
 
     def caught_up() -> bool:
@@ -73,5 +57,5 @@ def test_a_source_partition_an_hour_behind_another_is_not_late(fresh_stack, host
         key = (row["country"], start)
         assert key not in got, f"window {key} emitted twice in a clean run"
         got[key] = row["event_count"]
-    want = oracle(events)
+    want = window_counts(events)
     assert got == want, f"{len(set(got.items()) ^ set(want.items()))} windows differ from the oracle"

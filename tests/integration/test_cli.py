@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 
-from conftest import HOST_BIN, PLUGINS_BUILT
+from streamhost_kit.events import event
+from streamhost_kit.stack import HOST_BIN, PLUGINS_BUILT
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -23,9 +24,9 @@ def test_plugin_check_describes_a_good_plugin_and_explains_a_bad_one():
 
 def test_plugin_test_judges_json_lines_offline(tmp_path):
     lines = [
-        {"event_type": "page_view", "user_id": 1, "page_url": "/p", "button_id": "b", "timestamp": 1700000000, "country": "US"},
-        {"event_type": "page_view", "user_id": -1, "page_url": "/p", "button_id": "b", "timestamp": 1700000000, "country": "US"},
-        {"event_type": "page_view", "user_id": 1, "page_url": "/p", "button_id": "b", "timestamp": 1700000000, "country": "ZZ"},
+        event(user_id=1, timestamp=1700000000, country="US"),
+        event(user_id=-1, timestamp=1700000000, country="US"),
+        event(user_id=1, timestamp=1700000000, country="ZZ"),
     ]
     path = tmp_path / "events.jsonl"
     path.write_text("\n".join(json.dumps(e) for e in lines) + "\nnot json\n")

@@ -10,7 +10,6 @@ docs/img/dashboard.png, which README.md shows."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import time
@@ -19,20 +18,14 @@ from datetime import datetime, timezone
 
 import pytest
 
-from conftest import ALLOWED, PLUGINS_BUILT, ROOT, ch_rows, ch_value, produce, wait_until, watermarks
+from streamhost_kit.clickhouse import ch_rows, ch_value
+from streamhost_kit.events import ALLOWED, event, payload
+from streamhost_kit.kafka import produce, watermarks
+from streamhost_kit.stack import PLUGINS_BUILT, ROOT
+from streamhost_kit.superset import CHARTS, open_dashboard
+from streamhost_kit.util import wait_until
 
 playwright = pytest.importorskip("playwright.sync_api")
-
-CHROMIUM = os.environ.get("STREAMHOST_CHROMIUM", "/usr/bin/chromium")
-SUPERSET = f"http://127.0.0.1:{os.environ.get('STREAMHOST_SUPERSET_PORT', '8088')}"
-SCREENSHOT = ROOT / "docs" / "img" / "dashboard.png"
-CHARTS = {
-    "Rolling average of events per country (5-minute windows, last 3 hours)",
-    "Daily active users per country",
-    "Event types",
-    "Top 5 page URLs",
-    "Dead-letter queue by reason",
-}
 URL_WEIGHTS = {f"/page/{n}": 60 - 7 * n for n in range(8)}  # distinct weights: a clear top 5
 
 
@@ -54,14 +47,14 @@ def event_set(seed: int = 11):
     for days_ago, n in ((2, 150), (1, 150), (0, 600)):
         start = now - days_ago * 86_400 - 40 * 60
         for i in range(n):
-            e = {
-                "event_type": rng.choices(["page_view", "button_click", "purchase"], [6, 3, 1])[0],
-                "user_id": rng.randint(1, 40),
-                "page_url": rng.choices(list(URL_WEIGHTS), list(URL_WEIGHTS.values()))[0],
-                "button_id": f"btn-{rng.randint(1, 9)}",
-                "timestamp": start + i * 30 * 60 // n,
-                "country": rng.choice(countries),
-            }
+            e = event(
+                event_type=rng.choices(["page_view", "button_click", "purchase"], [6, 3, 1])[0],
+                user_id=rng.randint(1, 40),
+                page_url=rng.choices(list(URL_WEIGHTS), list(URL_WEIGHTS.values()))[0],
+                button_id=f"btn-{rng.randint(1, 9)}",
+                timestamp=start + i * 30 * 60 // n,
+                country=rng.choice(countries),
+            )
             if days_ago == 0:
                 e["device_type"] = rng.choice(["mobile", "desktop", "tablet"])
             roll = rng.random()
@@ -73,7 +66,7 @@ def event_set(seed: int = 11):
                 rejects.append(("invalid_country", e))
             else:
                 valid.append(e)
-            stream.append(json.dumps(e).encode())
+            stream.append(payload(e))
     for i in range(7):
         stream.append(b'{"event_type": "page_view", "user_id": ')
         rejects.append(("malformed_json", None))
@@ -159,123 +152,3 @@ def test_dashboard_renders_every_chart_with_the_pipelines_numbers(fresh_stack, h
         "WHERE window_end >= now() - 3 * 3600")}
     assert avg == pytest.approx(rows)
     assert len(avg) > 100
-
-
-def open_dashboard(superset: str = SUPERSET, screenshot=SCREENSHOT) -> dict[str, dict]:
-    """Wait until Superset serves (health, then a logged-in API call), log in, open the
-    dashboard, wait for every chart's data request and then for every chart to render;
-    return each chart's data (slice name → the query result Superset's frontend received).
-    The waits are on events, not on a fixed budget: a cold Superset (first start, cold
-    workers and driver imports) answers its first requests slowly."""
-    from playwright.sync_api import sync_playwright
-
-    slices = {int(r["id"]): r["slice_name"] for r in wait_for_superset(superset)}
-    by_id: dict[int, dict] = {}
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            # The frontend asks an outside host for a tracking pixel: answer it locally.
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-        ])
-        try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1150})
-            page.set_default_timeout(120_000)
-
-            def on_response(resp):
-                if "/api/v1/chart/data" in resp.url and resp.request.method == "POST":
-                    form = json.loads(resp.request.post_data or "{}").get("form_data", {})
-                    try:
-                        body = resp.json()
-                    except Exception as e:  # noqa: BLE001 - recorded, asserted below
-                        body = {"error": repr(e)}
-                    by_id[form.get("slice_id")] = {"status": resp.status, "body": body}
-
-            page.on("response", on_response)
-            page.goto(f"{superset}/login/")
-            page.fill("[data-test=username-input]", os.environ.get("STREAMHOST_SUPERSET_USER", "admin"))
-            page.fill("[data-test=password-input]", os.environ.get("STREAMHOST_SUPERSET_PASSWORD", "admin"))
-            page.click("[data-test=login-button]")
-            page.wait_for_url("**/superset/welcome/**", timeout=180_000)
-            page.goto(f"{superset}/superset/dashboard/streamhost/")
-            # 1. every chart's data request answered (each one runs a ClickHouse query)
-            deadline = time.monotonic() + 300
-            while len(by_id) < len(CHARTS):
-                assert time.monotonic() < deadline, f"chart data answered for {sorted(by_id)} only, after 300 s"
-                page.wait_for_timeout(250)
-            failed = {slices.get(k, k): v for k, v in by_id.items() if v["status"] != 200}
-            assert not failed, f"chart data requests failed: {failed}"
-            # 2. every chart drew what it received
-            page.wait_for_function(
-                """n => document.querySelectorAll('.dashboard-component-chart-holder').length === n
-                        && document.querySelectorAll('.dashboard-component-chart-holder .loading').length === 0
-                        && [...document.querySelectorAll('.dashboard-component-chart-holder')]
-                             .every(h => h.querySelector('canvas, svg, table tbody tr, .ant-alert, [role=alert]'))""",
-                arg=len(CHARTS), timeout=120_000)
-            page.wait_for_timeout(1500)  # echarts animates the first paint
-            holders = page.query_selector_all(".dashboard-component-chart-holder")
-            names = {}
-            for h in holders:
-                title = h.query_selector("[data-test=editable-title], .header-title, .editable-title")
-                text = (title.inner_text() if title else h.inner_text().split("\n")[0]).strip()
-                errors = h.query_selector_all(".ant-alert-error, [role=alert], [data-test=error-message]")
-                assert not errors, f"{text}: error box: {[e.inner_text() for e in errors]}"
-                assert not h.query_selector(".loading"), f"{text}: still loading"
-                assert h.query_selector("canvas, table tbody tr"), f"{text}: nothing drawn"
-                names[text] = h
-            assert set(names) == CHARTS, sorted(names)
-            # The tables show the figures as text, too.
-            assert "/page/" in names["Top 5 page URLs"].inner_text()
-            assert "invalid_country" in names["Dead-letter queue by reason"].inner_text()
-            screenshot.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(screenshot), full_page=True)
-        finally:
-            browser.close()
-
-    out = {}
-    for slice_id, resp in by_id.items():
-        assert resp["status"] == 200, resp
-        (result,) = resp["body"]["result"]
-        assert result["status"] == "success" and not result["error"], result
-        assert result["rowcount"] > 0, f"{slices.get(slice_id)}: no rows"
-        out[slices[slice_id]] = result
-    return out
-
-
-def wait_for_superset(superset: str = SUPERSET, timeout: float = 300) -> list[dict]:
-    """Superset is ready when /health says OK and a logged-in API call lists the
-    dashboard's charts; return those charts."""
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{superset}/health", timeout=10) as r:
-                if r.read().decode().strip() != "OK":
-                    raise OSError("health: not OK")
-            charts = superset_charts(superset)
-            if {c["slice_name"] for c in charts} >= CHARTS:
-                return charts
-            last = sorted(c["slice_name"] for c in charts)
-        except (OSError, ValueError, KeyError) as e:
-            last = e
-        time.sleep(2)
-    raise AssertionError(f"Superset at {superset} not ready after {timeout}s (last: {last!r})")
-
-
-def superset_charts(superset: str = SUPERSET) -> list[dict]:
-    """The charts Superset has, through its REST API (logged in with a token)."""
-    import urllib.request
-
-    body = json.dumps({"username": os.environ.get("STREAMHOST_SUPERSET_USER", "admin"),
-                       "password": os.environ.get("STREAMHOST_SUPERSET_PASSWORD", "admin"),
-                       "provider": "db", "refresh": False}).encode()
-    req = urllib.request.Request(f"{superset}/api/v1/security/login", data=body,
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        token = json.loads(r.read())["access_token"]
-    req = urllib.request.Request(f"{superset}/api/v1/chart/?q=(page_size:100)",
-                                 headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read())["result"]

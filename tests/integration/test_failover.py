@@ -13,31 +13,22 @@ oracle."""
 
 from __future__ import annotations
 
-import json
 import random
-import subprocess
 import threading
 import time
 
-from confluent_kafka import Consumer, TopicPartition
-
-from conftest import BROKERS, ROOT, ch_value, produce, wait_until, watermarks
-from test_recovery import positions_in_clickhouse
-from test_windows import GRACE, assigned, event_set, oracle, settled_window_rows
+from streamhost_kit.clickhouse import ch_value, positions_in_clickhouse
+from streamhost_kit.events import EVENT_SET_GRACE as GRACE
+from streamhost_kit.events import event_set, payload, payloads
+from streamhost_kit.kafka import committed, produce, watermarks
+from streamhost_kit.oracle import oracle
+from streamhost_kit.stack import assigned, reset_stack, settled_window_rows
+from streamhost_kit.util import wait_until
 
 # kafka.stall_timeout_secs (20) + its jitter (up to 5) + one watchdog round (5) + a
 # rejoin (up to ~10 s on Tansu, whose coordinator pauses followers 3 s per join).
 RECOVERY_BOUND = 60
 PARTITIONS = 3
-
-
-def committed(group: str = "streamhost", topic: str = "my_events") -> dict[int, int]:
-    c = Consumer({"bootstrap.servers": BROKERS, "group.id": group, "enable.auto.commit": False})
-    try:
-        got = c.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=10)
-        return {tp.partition: tp.offset for tp in got}
-    finally:
-        c.close()
 
 
 def owned_by(live) -> bool:
@@ -51,19 +42,19 @@ def recover(live, ends_at_crash: dict[int, int], what: str) -> float:
                timeout=RECOVERY_BOUND, interval=0.5)
     left = RECOVERY_BOUND - (time.monotonic() - started)
     wait_until(f"{what}: the validate stage commits past the crash",
-               lambda: all(committed().get(p, -1) >= end for p, end in ends_at_crash.items()),
+               lambda: all(committed("streamhost", "my_events", PARTITIONS).get(p, -1) >= end for p, end in ends_at_crash.items()),
                timeout=max(left, 5), interval=0.5)
     return time.monotonic() - started
 
 
 def stream(seed: int, n: int, per_second: int):
     events, rejects = event_set(seed=seed, n=n)
-    payloads = [json.dumps(e).encode() for e in events]
+    stream = payloads(events)
     for i, r in enumerate(rejects):
-        payloads.insert(len(payloads) * (i + 1) // (len(rejects) + 1), json.dumps(r).encode())
-    producer = threading.Thread(target=produce, args=(payloads,), kwargs={"per_second": per_second})
+        stream.insert(len(stream) * (i + 1) // (len(rejects) + 1), payload(r))
+    producer = threading.Thread(target=produce, args=(stream,), kwargs={"per_second": per_second})
     producer.start()
-    return events, rejects, payloads, producer
+    return events, rejects, stream, producer
 
 
 def check_exact(live, events, rejects, total: int) -> int:
@@ -78,13 +69,8 @@ def check_exact(live, events, rejects, total: int) -> int:
     return sum(1 for k in set(got) | set(want) if got.get(k) != want.get(k))
 
 
-def fresh_stack() -> None:
-    subprocess.run([str(ROOT / "scripts" / "stack"), "reset"], check=True)
-    subprocess.run([str(ROOT / "scripts" / "stack"), "up"], check=True)
-
-
 def test_restart_within_the_session_timeout_under_load_recovers_every_partition(hosts):
-    fresh_stack()
+    reset_stack()
     env = {"STREAMHOST_WINDOWS__GRACE_SECS": str(GRACE)}
     host = hosts(1, **env)[0]
     wait_until("partitions assigned", lambda: owned_by([host]), timeout=60)
@@ -109,7 +95,7 @@ def test_restart_within_the_session_timeout_under_load_recovers_every_partition(
 
 
 def test_survivors_take_over_a_killed_instances_partitions(hosts):
-    fresh_stack()
+    reset_stack()
     env = {"STREAMHOST_WINDOWS__GRACE_SECS": str(GRACE)}
     live = hosts(3, **env)
     wait_until("partitions assigned", lambda: owned_by(live), timeout=60)

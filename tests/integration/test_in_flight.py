@@ -9,8 +9,9 @@ import json
 import time
 from collections import defaultdict
 
-from conftest import produce, read_topic, wait_until, watermarks
-from test_windows import event_set
+from streamhost_kit.events import event_set, payloads
+from streamhost_kit.kafka import produce, read_topic, watermarks
+from streamhost_kit.util import wait_until
 
 BATCH = 50
 IN_FLIGHT = 4
@@ -24,8 +25,7 @@ ENV = {
 
 def backlog(seed: int, n: int) -> tuple[list[bytes], int]:
     events, rejects = event_set(seed=seed, n=n)
-    payloads = [json.dumps(e).encode() for e in events + rejects]
-    return payloads, len(events)
+    return payloads(events + rejects), len(events)
 
 
 def positions(records) -> list[tuple[int, int]]:

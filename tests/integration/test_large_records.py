@@ -10,31 +10,26 @@ from __future__ import annotations
 
 import json
 
-from confluent_kafka import Producer
-
-from conftest import BROKERS, read_topic, wait_until, watermarks
+from streamhost_kit.events import event, payload, payloads
+from streamhost_kit.kafka import produce, read_topic, watermarks
+from streamhost_kit.util import wait_until
 
 # Under the test producer's 1,000,000-byte limit (with its framing), over what the
 # enriched record may be once the host adds its fields (route::MAX_OUTPUT_BYTES).
 PAD = 995_800
 
 
-def event(i: int, **extra) -> dict:
-    return {"event_type": "page_view", "user_id": 7, "page_url": "/p", "button_id": f"big-{i}",
-            "timestamp": 1_764_000_000 + i, "country": "DE", **extra}
+def big(i: int, **fields) -> dict:
+    return event(**{"user_id": 7, "button_id": f"big-{i}", "timestamp": 1_764_000_000 + i, "country": "DE", **fields})
 
 
 def test_an_input_near_the_size_limit_goes_to_the_dlq_and_stalls_nothing(fresh_stack, hosts):
     start_enriched, start_dlq = watermarks("enriched_events"), watermarks("dlq")
     host = hosts(1, STREAMHOST_WINDOWS__ENABLED="false")[0]
-    big_valid = json.dumps(event(1, notes="n" * PAD)).encode()
-    big_rejected = json.dumps(event(2, user_id=-1, notes='"' * (PAD // 2))).encode()
-    after = [json.dumps(event(10 + i)).encode() for i in range(20)]
-    p = Producer({"bootstrap.servers": BROKERS, "enable.idempotence": True, "linger.ms": 5})
-    for payload in [big_valid, big_rejected, *after]:
-        p.produce("my_events", value=payload, partition=0)
-        p.poll(0)
-    assert p.flush(30) == 0, "the broker refused a test record"
+    big_valid = payload(big(1, notes="n" * PAD))
+    big_rejected = payload(big(2, user_id=-1, notes='"' * (PAD // 2)))
+    after = payloads(big(10 + i) for i in range(20))
+    produce([big_valid, big_rejected, *after], partition=0)
 
     wait_until("the 20 small events behind the big ones enriched",
                lambda: sum(watermarks("enriched_events").values()) - sum(start_enriched.values()) >= 20,

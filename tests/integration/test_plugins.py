@@ -6,39 +6,31 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import threading
 import time
-from pathlib import Path
 
-from conftest import PLUGINS_BUILT, ch_value, produce, read_topic, wait_until, watermarks
+from streamhost_kit.clickhouse import ch_value
+from streamhost_kit.events import event, payload
+from streamhost_kit.kafka import produce, read_topic, watermarks
+from streamhost_kit.plugins import deploy
+from streamhost_kit.stack import PLUGINS_BUILT
+from streamhost_kit.util import wait_until
 
 N_EVENTS = 3000
 RATE = 250  # events per second: ~12 s of traffic
-
-
-def deploy(plugin_dir: Path, name: str, source: Path | bytes) -> None:
-    """The documented safe deploy: write a hidden temporary file, then rename."""
-    tmp = plugin_dir / f".{name}.tmp"
-    if isinstance(source, bytes):
-        tmp.write_bytes(source)
-    else:
-        shutil.copyfile(source, tmp)
-    tmp.rename(plugin_dir / name)
 
 
 def events(seed: int = 3) -> list[bytes]:
     rng = random.Random(seed)
     out = []
     for i in range(N_EVENTS):
-        out.append(json.dumps({
-            "event_type": rng.choice(["page_view", "button_click", "scroll"]),
-            "user_id": rng.choice([rng.randint(1, 1000), -1]),
-            "page_url": f"/page/{rng.randint(1, 100)}",
-            "button_id": f"swap-{i}",
-            "timestamp": int(time.time()),
-            "country": rng.choice(["US", "DE", "JP", "XX", " us"]),
-        }).encode())
+        out.append(payload(event(
+            event_type=rng.choice(["page_view", "button_click", "scroll"]),
+            user_id=rng.choice([rng.randint(1, 1000), -1]),
+            page_url=f"/page/{rng.randint(1, 100)}",
+            button_id=f"swap-{i}",
+            country=rng.choice(["US", "DE", "JP", "XX", " us"]),
+        )))
     return out
 
 

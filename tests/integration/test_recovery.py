@@ -5,24 +5,20 @@ brute-force oracle, as in a clean run (tests/integration/test_windows.py)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 import threading
 import time
 
-from conftest import ROOT, ch_rows, ch_value, produce, read_topic, wait_until, watermarks
-from test_windows import GRACE, event_set, oracle, settled_window_rows
-
-
-def positions_in_clickhouse() -> int:
-    """Input positions in `events` plus `dlq_table`, re-deliveries collapsed."""
-    return ch_value("SELECT count() FROM (SELECT source_partition, source_offset FROM events_db.events FINAL)") + \
-        ch_value("SELECT count() FROM (SELECT source_partition, source_offset FROM events_db.dlq_table FINAL)")
+from streamhost_kit.clickhouse import ch_value, positions_in_clickhouse
+from streamhost_kit.events import EVENT_SET_GRACE as GRACE
+from streamhost_kit.events import event_set, payloads
+from streamhost_kit.kafka import produce, read_topic, watermarks
+from streamhost_kit.oracle import oracle
+from streamhost_kit.stack import reset_stack, settled_window_rows, stack
+from streamhost_kit.util import wait_until
 
 
 def test_kill_9_mid_stream_loses_nothing_and_changes_no_figure(hosts, extra_env={}):
-    subprocess.run([str(ROOT / "scripts" / "stack"), "reset"], check=True)
-    subprocess.run([str(ROOT / "scripts" / "stack"), "up"], check=True)
+    reset_stack()
     env = {"STREAMHOST_WINDOWS__GRACE_SECS": str(GRACE), **extra_env}
     first = hosts(1, **env)[0]
     wait_until("partitions assigned",
@@ -30,8 +26,8 @@ def test_kill_9_mid_stream_loses_nothing_and_changes_no_figure(hosts, extra_env=
                and first.metric("streamhost_assigned_partitions", stage="window") == 3, timeout=60)
 
     events, rejects = event_set(seed=11, n=1500)
-    payloads = [json.dumps(e).encode() for e in events[:700] + rejects + events[700:]]
-    producer = threading.Thread(target=produce, args=(payloads,), kwargs={"per_second": 100})
+    stream = payloads(events[:700] + rejects + events[700:])
+    producer = threading.Thread(target=produce, args=(stream,), kwargs={"per_second": 100})
     producer.start()
 
     # Kill once some windows have been emitted and some are open: mid-stream, mid-window.
@@ -43,7 +39,7 @@ def test_kill_9_mid_stream_loses_nothing_and_changes_no_figure(hosts, extra_env=
     time.sleep(2)
     second = hosts(1, **env)[0]
     producer.join()
-    total = len(payloads)
+    total = len(stream)
     assert sum(watermarks("my_events").values()) == total
     assert 0 < killed_at < total, "the kill must land mid-stream"
 
@@ -71,22 +67,17 @@ def test_kill_9_mid_stream_loses_nothing_and_changes_no_figure(hosts, extra_env=
     assert duplicates >= 0 and skipped >= 0
 
 
-def stack(*args: str) -> None:
-    subprocess.run([str(ROOT / "scripts" / "stack"), *args], check=True)
-
-
 def test_clickhouse_restart_mid_stream_loses_nothing(hosts):
     # The same with a broker restart is not here: Tansu 0.6 panics after a restart with
     # idempotent producers connected ("more or less than one row" in its idempotence
     # check) and its storage stops answering; see docs/guarantees.md.
-    stack("reset")
-    stack("up")
+    reset_stack()
     host = hosts(1, STREAMHOST_WINDOWS__GRACE_SECS=str(GRACE))[0]
     wait_until("partitions assigned", lambda: host.metric("streamhost_assigned_partitions", stage="validate") == 3,
                timeout=60)
     events, rejects = event_set(seed=5, n=1200)
-    payloads = [json.dumps(e).encode() for e in events[:500] + rejects + events[500:]]
-    producer = threading.Thread(target=produce, args=(payloads,), kwargs={"per_second": 100})
+    stream = payloads(events[:500] + rejects + events[500:])
+    producer = threading.Thread(target=produce, args=(stream,), kwargs={"per_second": 100})
     producer.start()
     time.sleep(4)
     stack("stop", "clickhouse")
@@ -97,7 +88,7 @@ def test_clickhouse_restart_mid_stream_loses_nothing(hosts):
     stack("start", "clickhouse")
     producer.join()
     assert host.proc.poll() is None
-    total = len(payloads)
+    total = len(stream)
     assert sum(watermarks("my_events").values()) == total
 
     wait_until("every event in ClickHouse", lambda: positions_in_clickhouse() >= total, timeout=180)

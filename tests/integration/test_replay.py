@@ -13,7 +13,12 @@ import time
 
 import pytest
 
-from conftest import BROKERS, HOST_BIN, Host, PLUGINS_BUILT, ch_rows, ch_value, produce, read_topic, wait_until, watermarks
+from streamhost_kit import events
+from streamhost_kit.clickhouse import ch_rows, ch_value
+from streamhost_kit.events import payload
+from streamhost_kit.kafka import BROKERS, produce, read_topic, watermarks
+from streamhost_kit.stack import HOST_BIN, PLUGINS_BUILT, Host
+from streamhost_kit.util import wait_until
 
 N_BR = 20  # country BR: invalid_country with the default allow-list
 N_NEG = 10  # user_id < 0: invalid_user_id, whatever the countries
@@ -24,10 +29,7 @@ LATIN1 = (b'{"event_type": "page_view", "user_id": 7, "page_url": "/caf\xe9\\\'\
 
 
 def event(i: int, country: str, user_id: int, tag: str) -> bytes:
-    return json.dumps({
-        "event_type": "page_view", "user_id": user_id, "page_url": f"/page/{i}",
-        "button_id": f"replay-{tag}-{i}", "timestamp": int(time.time()), "country": country,
-    }).encode()
+    return payload(events.event(user_id=user_id, page_url=f"/page/{i}", button_id=f"replay-{tag}-{i}", country=country))
 
 
 def total(marks: dict[int, int]) -> int:
@@ -168,9 +170,8 @@ def test_records_from_other_stages_are_not_replayed_into_my_events(rejected):
         "code": "late_event", "message": "late", "stage": "window", "rejected_by": "host",
         "source_topic": "enriched_events", "source_partition": 0, "source_offset": 3,
         "source_time": "2026-11-24 10:00:00", "dlq_time": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-        "raw": json.dumps({"event_type": "page_view", "user_id": 1, "page_url": "/p", "button_id": "replay-late",
-                           "timestamp": 1700000000, "country": "US", "source_partition": 0,
-                           "source_offset": 1, "processed_by": "quality@0.2.0"}),
+        "raw": json.dumps(events.enriched(button_id="replay-late", timestamp=1700000000, source_partition=0,
+                                          source_offset=1, processed_by="quality@0.2.0")),
         "raw_encoding": "utf8",
     }
     produce([json.dumps(late).encode()], topic="dlq", key=lambda _: b"enriched_events/0/3")

@@ -7,11 +7,14 @@ import json
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import ALLOWED, ROOT, ch_rows, ch_value, produce, read_topic, wait_until, watermarks
+from streamhost_kit.clickhouse import ch_rows, ch_value, count_landed, landed_rows
+from streamhost_kit.events import ALLOWED, event
+from streamhost_kit.kafka import produce, read_topic, watermarks
+from streamhost_kit.stack import ROOT
+from streamhost_kit.util import wait_until
 
 GENERATOR = ROOT.parent / "shared" / "seed" / "data_generator.py"
 # Long enough to cross the generator's schema change at 30 s.
@@ -42,23 +45,14 @@ def test_brief_generator_end_to_end(fresh_stack, hosts):
     end = watermarks("my_events")
     assert sum(end[p] - start.get(p, 0) for p in end) == sent
 
-    def in_range(table: str) -> str:
-        conds = " OR ".join(
-            f"(source_partition = {p} AND source_offset >= {start.get(p, 0)} AND source_offset < {end[p]})" for p in end)
-        extra = " AND source_topic = 'my_events'" if table == "dlq_table" else ""
-        return f"({conds}){extra}"
-
     def landed():
-        n = ch_value(f"SELECT count() FROM events_db.events WHERE {in_range('events')}") + ch_value(
-            f"SELECT count() FROM events_db.dlq_table WHERE {in_range('dlq_table')}")
+        n = count_landed(start, end)
         return n if n >= sent else None
 
     wait_until(f"{sent} events in events + dlq_table", landed, timeout=120)
 
-    events = ch_rows(f"SELECT source_partition AS p, source_offset AS o, user_id, country, timestamp, device_type, "
-                     f"processed_by FROM events_db.events WHERE {in_range('events')}")
-    dlq = ch_rows(f"SELECT source_partition AS p, source_offset AS o, code, stage, rejected_by, raw, raw_encoding "
-                  f"FROM events_db.dlq_table WHERE {in_range('dlq_table')}")
+    events = landed_rows("events", start, end, "user_id, country, timestamp, device_type, processed_by")
+    dlq = landed_rows("dlq_table", start, end, "code, stage, rejected_by, raw, raw_encoding")
 
     # Every input position exactly once across the two tables.
     positions = [(r["p"], r["o"]) for r in events] + [(r["p"], r["o"]) for r in dlq]
@@ -106,8 +100,7 @@ def test_the_bad_input_corpus_lands_in_the_dlq_each_with_its_code(fresh_stack, h
     cases = [(p.name.split("--")[0], p.read_bytes()) for p in CORPUS] + [("message_too_large", TOO_LARGE)]
     assert len(cases) >= 30 and len({c for c, _ in cases}) >= 13
     # Current time: the window stage has already seen this module's live events.
-    good = json.dumps({"event_type": "page_view", "user_id": 5, "page_url": "/p", "button_id": "b",
-                       "timestamp": int(time.time()), "country": "US", "campaign": "new-field"}).encode()
+    good = json.dumps(event(user_id=5, campaign="new-field")).encode()
     produce([payload for _, payload in cases] + [good])
 
     def dlq_complete():

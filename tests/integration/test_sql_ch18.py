@@ -10,16 +10,18 @@ import json
 import re
 import time
 
-from conftest import BROKERS, ROOT, ch, ch_rows, ch_value, produce, wait_until
-
-
+from streamhost_kit import events
+from streamhost_kit.clickhouse import ch, ch_rows, ch_value
+from streamhost_kit.events import payload
+from streamhost_kit.kafka import BROKERS, produce
+from streamhost_kit.stack import ROOT
+from streamhost_kit.util import wait_until
 
 def enriched(i: int, user: int, part: int, country: str = "US", **extra) -> bytes:
     """A record as the host writes it to enriched_events: position i in source partition
     `part`; each test uses its own partition number and day, so they share one stack."""
-    return json.dumps({"event_type": "page_view", "user_id": user, "page_url": "/", "button_id": "b",
-                       "timestamp": f"2026-01-0{part} 10:00:00", "country": country,
-                       "source_partition": part, "source_offset": i, "processed_by": "test", **extra}).encode()
+    return payload(events.enriched(user_id=user, page_url="/", timestamp=f"2026-01-0{part} 10:00:00", country=country,
+                                   source_partition=part, source_offset=i, **extra))
 
 
 def test_daily_active_users_are_exact_where_the_briefs_view_overcounts(fresh_stack):
