@@ -95,7 +95,7 @@ def test_dashboard_renders_every_chart_with_the_pipelines_numbers(fresh_stack, h
 
     # ---- the pipeline finished: every record in ClickHouse, every window closed
     def settled():
-        if host.metric("streamhost_open_windows") != 0 or host.metric("streamhost_records_in_total") < len(stream):
+        if host.metric("streamhost_open_windows") != 0 or host.metric("streamhost_records_in_total", topic="my_events") < len(stream):
             return False
         emitted = sum(watermarks("country_event_averages").values())
         return (emitted > 0

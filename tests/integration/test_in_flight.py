@@ -38,7 +38,7 @@ def positions(records) -> list[tuple[int, int]]:
 
 
 def read_inputs(host) -> float:
-    return host.metric("streamhost_records_in_total")
+    return host.metric("streamhost_records_in_total", topic="my_events")
 
 
 def test_outputs_keep_input_order_with_batches_in_flight(fresh_stack, hosts):
@@ -50,7 +50,7 @@ def test_outputs_keep_input_order_with_batches_in_flight(fresh_stack, hosts):
 
     def done() -> bool:
         nonlocal seen_in_flight
-        seen_in_flight = max(seen_in_flight, host.metric("streamhost_batches_in_flight"))
+        seen_in_flight = max(seen_in_flight, host.metric("streamhost_batches_in_flight", stage="validate"))
         return sum(watermarks("enriched_events").values()) + sum(watermarks("dlq").values()) >= total
 
     wait_until("every input routed", done, timeout=180, interval=0.05)
@@ -81,7 +81,7 @@ def test_kill_9_with_batches_in_flight_loses_nothing(fresh_stack, hosts):
     first = hosts(1, **ENV)[0]
     wait_until("a third of the backlog read", lambda: read_inputs(first) >= total / 3, timeout=120,
                interval=0.05)
-    in_flight_at_kill = first.metric("streamhost_batches_in_flight")
+    in_flight_at_kill = first.metric("streamhost_batches_in_flight", stage="validate")
     first.kill()
     time.sleep(1)
     hosts(1, **ENV)

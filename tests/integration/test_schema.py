@@ -12,32 +12,23 @@ import sys
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timezone
-from pathlib import Path
 
-from conftest import (ALLOWED, HOST_BIN, PLUGINS_BUILT, ROOT, BROKERS, ch_rows, produce, read_topic,
-                      wait_until, watermarks)
+from confluent_kafka import Producer
+
+from streamhost_kit.clickhouse import ch_rows
+from streamhost_kit.events import random_event, records
+from streamhost_kit.kafka import BROKERS, produce, read_topic, watermarks
+from streamhost_kit.oracle import fmt_time, window_counts
+from streamhost_kit.plugins import deploy
+from streamhost_kit.stack import HOST_BIN, PLUGINS_BUILT, ROOT, Host
+from streamhost_kit.util import wait_until
 
 RATE = 200
 
 
-def deploy(plugin_dir: Path, name: str, source: Path) -> None:
-    """The documented way: write a temporary name, then rename."""
-    tmp = plugin_dir / f".{name}.tmp"
-    tmp.write_bytes(source.read_bytes())
-    tmp.rename(plugin_dir / name)
-
-
 def brief_event(i: int, rng: random.Random, app_version: str | None) -> dict:
-    e = {
-        "event_type": rng.choice(["page_view", "button_click"]),
-        "user_id": rng.randint(1, 1000),
-        "page_url": f"/page/{rng.randint(1, 100)}",
-        "button_id": f"app-{i}",
-        "timestamp": int(time.time()),
-        "country": rng.choice(sorted(ALLOWED)),
-        "device_type": rng.choice(["mobile", "desktop", "tablet"]),
-    }
+    e = random_event(rng, int(time.time()), f"app-{i}")
+    e["device_type"] = rng.choice(["mobile", "desktop", "tablet"])
     if app_version is not None:
         e["app_version"] = app_version
     return e
@@ -53,7 +44,6 @@ def test_a_rule_on_a_new_field_is_deployed_live_and_the_field_reaches_clickhouse
     sent_at: dict[str, float] = {}
 
     def send():
-        from confluent_kafka import Producer
         p = Producer({"bootstrap.servers": BROKERS, "enable.idempotence": True, "linger.ms": 5})
         p_started = time.monotonic()
         for i, e in enumerate(events):
@@ -122,31 +112,15 @@ SENSOR_TOPICS = ["sensor_readings", "sensor_enriched", "sensor_averages", "senso
 T0 = 1_735_689_600  # 2025-01-01 00:00:00 UTC: every window closes once the input is idle
 
 
-def sensor_readings(n: int = 1500):
-    rng = random.Random(11)
-    readings = []
-    for i in range(n):
-        readings.append({
-            "device_id": rng.choice(["boiler-1", "boiler-2", "fridge-7", "attic"]),
-            "temperature": round(rng.uniform(-80, 180), 2),
-            "ts": T0 + i * 20 * 60 // n + rng.randint(-5, 5),
-            "seq": i,
-        })
-    for r in readings:
-        r["ts"] = max(r["ts"], T0)
-    return readings
-
-
-def window_oracle(readings, key: str, size: int = 300, advance: int = 60) -> dict:
-    counts: Counter = Counter()
-    for r in readings:
-        t = r["ts"]
-        start = t // advance * advance
-        while start > t - size:
-            counts[(r[key], start)] += 1
-            start -= advance
-    fmt = lambda s: datetime.fromtimestamp(s, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")  # noqa: E731
-    return {(k, fmt(s)): c for (k, s), c in counts.items()}
+def sensor_readings(n: int = 1500) -> list[dict]:
+    """Readings over 20 minutes in time order with a few seconds of disorder; about a
+    third of the temperatures are outside the rule's range."""
+    return records(n, {
+        "device_id": lambda rng, i: rng.choice(["boiler-1", "boiler-2", "fridge-7", "attic"]),
+        "temperature": lambda rng, i: round(rng.uniform(-80, 180), 2),
+        "ts": lambda rng, i: max(T0, T0 + i * 20 * 60 // n + rng.randint(-5, 5)),
+        "seq": lambda rng, i: i,
+    }, seed=11)
 
 
 def test_a_second_event_type_runs_on_the_same_binary_with_its_own_schema(fresh_stack, tmp_path):
@@ -159,7 +133,6 @@ def test_a_second_event_type_runs_on_the_same_binary_with_its_own_schema(fresh_s
     plugins.mkdir()
     deploy(plugins, "10-sensor-range.wasm", PLUGINS_BUILT / "sensor_range.wasm")
 
-    from conftest import Host
     host = Host(tmp_path, plugins, name="sensor",
                 STREAMHOST_PIPELINE__SCHEMA=str(schema),
                 STREAMHOST_WINDOWS__KEY_FIELD="device_id",
@@ -191,7 +164,8 @@ def test_a_second_event_type_runs_on_the_same_binary_with_its_own_schema(fresh_s
         first = json.loads(enriched[0].value())
         assert isinstance(first["temperature"], float) and json.loads(first["extra"]) == {"seq": first["seq"]}
 
-        expected = window_oracle(valid, "device_id")
+        expected = {(k, fmt_time(start)): n for (k, start), n in
+                    window_counts(valid, key="device_id", time_field="ts").items()}
 
         def windows():
             if host.metric("streamhost_open_windows") != 0:
