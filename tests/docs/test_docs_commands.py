@@ -1,5 +1,5 @@
 """The docs cannot rot silently: every command in a ```bash block of README.md and
-docs/*.md runs here, in the order the docs give them, and must succeed.
+docs/ (top-level pages, then docs/*/ pages) runs here, in the order the docs give them, and must succeed.
 
 Exceptions are few and explicit: `./scripts/test` is what CI runs (it runs this file);
 servers (`streamhost run ...`) are started, must answer /health, and are stopped; the
@@ -24,10 +24,10 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "docs").glob("*/*.md"))]
 BLOCK = re.compile(r"```(?:bash|sh|shell)\n(.*?)```", re.S)
 # The event counts of the documented benchmarks, cut down: the check is that they run.
-# "Run with Docker" (docs/operations.md): run by scripts/compose-test, not here.
+# "Run with Docker" (docs/howto/run-with-docker.md): run by scripts/compose-test, not here.
 DOCKER = re.compile(r"^(docker |docker-compose |DOCKER_BUILDKIT=|python data_generator\.py)")
 SMALLER = {"BENCH_EVENTS=200000": "BENCH_EVENTS=2000"}
 
@@ -81,7 +81,7 @@ def run_server(where: str, cmd: str) -> None:
 
 
 def write_a_plugin(where: str) -> None:
-    """docs/plugins.md "Writing one", including the edits it leaves to the reader."""
+    """docs/howto/write-a-rule.md, including the edits it leaves to the reader."""
     members = (ROOT / "plugins" / "Cargo.toml").read_text()
     lock = (ROOT / "plugins" / "Cargo.lock").read_text()
     try:

@@ -1,0 +1,196 @@
+"""The docs name only what the code defines: every metric, configuration key, CLI
+subcommand and DLQ code the docs mention exists in host/src (plugin codes: plugins/),
+the reference pages list all of them, and every page or anchor one page links to exists.
+
+Names are taken from the code with regexes, so a rename in the code fails here until
+the docs follow. Text in "> **Upcoming" blockquotes describes what is being built and
+is not checked against today's code. Needs no build and no stack."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "host" / "src"
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def rust_sources() -> str:
+    return "\n".join(p.read_text() for p in sorted(SRC.rglob("*.rs")))
+
+
+def without_upcoming(text: str) -> str:
+    """Drop blockquotes that start with `> **Upcoming`."""
+    out, skipping = [], False
+    for line in text.splitlines():
+        if line.startswith("> **Upcoming"):
+            skipping = True
+        elif skipping and not line.startswith(">"):
+            skipping = False
+        out.append("" if skipping else line)
+    return "\n".join(out)
+
+
+def docs_text() -> dict[Path, str]:
+    return {p: without_upcoming(p.read_text()) for p in PAGES}
+
+
+def code_spans(text: str) -> list[str]:
+    """Inline code and fenced blocks: where names are quoted."""
+    blocks = re.findall(r"```[^\n]*\n(.*?)```", text, re.S)
+    rest = re.sub(r"```[^\n]*\n.*?```", "", text, flags=re.S)
+    return blocks + re.findall(r"`([^`\n]+)`", rest)
+
+
+# --- names from the code ---------------------------------------------------------
+
+def code_metrics() -> set[str]:
+    return set(re.findall(r'(?:counter|gauge|histogram)!\(\s*"(streamhost_[a-z_]+)"', rust_sources()))
+
+
+def struct_fields(src: str, name: str) -> list[tuple[str, str]]:
+    body = re.search(r"pub struct " + name + r" \{(.*?)\n\}", src, re.S).group(1)
+    return re.findall(r"pub (\w+): (\w+)", body)
+
+
+def code_config_keys() -> set[str]:
+    src = (SRC / "config.rs").read_text()
+    return {f"{section}.{key}" for section, ty in struct_fields(src, "Config")
+            for key, _ in struct_fields(src, ty)}
+
+
+def enum_variants(src: str, name: str) -> list[str]:
+    body = re.search(r"enum " + name + r" \{(.*?)\n\}", src, re.S).group(1)
+    return [v.lower() for v in re.findall(r"^    ([A-Z]\w*)\b", body, re.M)]
+
+
+def code_subcommands() -> set[str]:
+    src = (SRC / "main.rs").read_text()
+    out = set()
+    for top in enum_variants(src, "Command"):
+        out.add(top)
+        sub = {"plugin": "PluginCommand", "dlq": "DlqCommand"}.get(top)
+        if sub:
+            out |= {f"{top} {v}" for v in enum_variants(src, sub)}
+    return out
+
+
+def code_replay_flags() -> set[str]:
+    src = (SRC / "main.rs").read_text()
+    body = re.search(r"struct ReplayArgs \{(.*?)\n\}", src, re.S).group(1)
+    flags = set()
+    for attrs, field in re.findall(r"((?:\s*#\[[^\n]*\]\n)+)\s*(\w+):", body):
+        if "long" not in attrs:
+            continue
+        named = re.search(r'long = "([\w-]+)"', attrs)
+        flags.add("--" + (named.group(1) if named else field.replace("_", "-")))
+        if "short" in attrs:
+            flags.add("-" + field[0])
+    return flags
+
+
+def code_dlq_codes() -> set[str]:
+    decode = (SRC / "decode.rs").read_text()
+    body = re.search(r"pub fn code\(&self\) -> &'static str \{(.*?)\n    \}", decode, re.S).group(1)
+    codes = set(re.findall(r'=> "([a-z_]+)"', body))
+    src = rust_sources()
+    codes |= set(re.findall(r'pub const [A-Z_]+: &str = "([a-z]+(?:_[a-z]+)+)";', src))
+    codes |= set(re.findall(r'"(unreadable_[a-z_]+)"', src))  # written inline by the window stage
+    plugins = "\n".join(p.read_text() for p in (ROOT / "plugins").glob("*/src/*.rs"))
+    codes |= set(re.findall(r'"(invalid_[a-z_]+)"', plugins))
+    return codes
+
+
+# --- the tests -------------------------------------------------------------------
+
+def test_the_extraction_finds_the_code():
+    assert len(code_metrics()) >= 20
+    assert {"kafka.brokers", "windows.grace_secs", "admin.listen"} <= code_config_keys()
+    assert {"run", "plugin check", "plugin test", "dlq replay"} <= code_subcommands()
+    assert {"--code", "--dry-run", "--since"} <= code_replay_flags()
+    assert {"malformed_json", "plugin_failed", "late_event", "output_too_large", "invalid_country"} <= code_dlq_codes()
+
+
+def test_metrics_named_in_the_docs_exist_and_the_reference_lists_all():
+    known = code_metrics()
+    for page, text in docs_text().items():
+        for name in set(re.findall(r"\bstreamhost_[a-z_]+", text)):
+            assert name in known, f"{page.relative_to(ROOT)}: metric {name} is not defined in host/src"
+    reference = (ROOT / "docs" / "reference" / "metrics.md").read_text()
+    missing = sorted(m for m in known if f"`{m}`" not in reference)
+    assert not missing, f"docs/reference/metrics.md lacks {missing}"
+
+
+NOT_KEYS = {"plugins.d"}  # the default plugin directory, a path
+
+
+def test_config_keys_named_in_the_docs_exist_and_the_reference_lists_all():
+    known = code_config_keys()
+    key = re.compile(r"(?<![\w/.-])((?:kafka|pipeline|plugins|windows|admin)\.[a-z_]+)(?![\w/.-])")
+    env = re.compile(r"\bSTREAMHOST_([A-Z]+)__([A-Z_]+)")
+    for page, text in docs_text().items():
+        for span in code_spans(text):
+            for name in key.findall(span):
+                if name not in NOT_KEYS:
+                    assert name in known, f"{page.relative_to(ROOT)}: config key {name} is not in config.rs"
+        for section, name in env.findall(text):
+            if (section, name) == ("SECTION", "KEY"):
+                continue  # the pattern itself
+            assert f"{section.lower()}.{name.lower()}" in known, \
+                f"{page.relative_to(ROOT)}: STREAMHOST_{section}__{name} is not a config key"
+    reference = (ROOT / "docs" / "reference" / "config.md").read_text()
+    missing = sorted(k for k in known if f"`{k}`" not in reference)
+    assert not missing, f"docs/reference/config.md lacks {missing}"
+
+
+def test_cli_subcommands_and_replay_flags_named_in_the_docs_exist():
+    known = code_subcommands()
+    flags = code_replay_flags() | {"--help"}
+    command = re.compile(r"\bstreamhost ([a-z]+)(?: ([a-z]+))?")
+    for page, text in docs_text().items():
+        for span in code_spans(text):
+            for line in span.splitlines():
+                for top, sub in command.findall(line):
+                    if top in ("plugin", "dlq"):
+                        assert f"{top} {sub}" in known, f"{page.relative_to(ROOT)}: `streamhost {top} {sub}` is not a subcommand"
+                    else:
+                        assert top in known, f"{page.relative_to(ROOT)}: `streamhost {top}` is not a subcommand"
+                if "dlq replay" in line:
+                    for flag in re.findall(r"(?<![\w-])(--?[a-z][\w-]*)", line.split("dlq replay", 1)[1]):
+                        assert flag in flags, f"{page.relative_to(ROOT)}: `dlq replay {flag}` is not an option"
+    reference = (ROOT / "docs" / "reference" / "cli.md").read_text()
+    for flag in code_replay_flags() - {"-c"}:
+        assert f"`{flag}" in reference, f"docs/reference/cli.md lacks {flag}"
+
+
+def test_dlq_codes_in_the_docs_exist_and_the_reference_lists_all():
+    known = code_dlq_codes()
+    reference = (ROOT / "docs" / "reference" / "dlq.md").read_text()
+    table = set(re.findall(r"^\| `([a-z_]+)` \|", reference.split("## Codes", 1)[1].split("\n## ", 1)[0], re.M))
+    assert table, "no code table in docs/reference/dlq.md"
+    assert table <= known, f"docs/reference/dlq.md lists codes the code does not define: {sorted(table - known)}"
+    assert known <= table, f"docs/reference/dlq.md lacks codes: {sorted(known - table)}"
+    for page, text in docs_text().items():
+        quoted = set(re.findall(r"--code ([a-z_]+)", text)) | set(re.findall(r'"code":"([a-z_]+)"', text))
+        for code in quoted:
+            assert code in known, f"{page.relative_to(ROOT)}: DLQ code {code} is not defined"
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_linked_page_and_anchor_exists():
+    for page in PAGES:
+        text = page.read_text()
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # http(s), mailto
+            path, _, anchor = target.partition("#")
+            dest = (page.parent / path).resolve() if path else page
+            assert dest.exists(), f"{page.relative_to(ROOT)}: link to missing {target}"
+            if anchor and dest.suffix == ".md":
+                anchors = {slug(h) for h in re.findall(r"^#+ (.+)$", dest.read_text(), re.M)}
+                assert anchor in anchors, f"{page.relative_to(ROOT)}: no heading #{anchor} in {path or page.name}"
