@@ -4,6 +4,7 @@
 //!   order, settle their acknowledgements, commit positions in order, stop cleanly.
 //! * [`validate`]: `my_events` → decode → plugin chain → `enriched_events` / `dlq`.
 //! * [`window`]: `enriched_events` → event-time windows → the averages topic.
+//! * [`rejects`]: every rejection counted, logged (rate-limited) and dead-lettered.
 //!
 //! A stage is a [`Stage`]: it processes a batch at a time and says which positions are
 //! safe to commit once its outputs are acknowledged. No stage knows the other.
@@ -16,6 +17,7 @@ use crate::kafka::source::{Source, SourceError};
 use crate::liveness::StageName;
 use crate::records::{Output, SourceRecord};
 
+pub mod rejects;
 pub mod runtime;
 pub mod validate;
 pub mod window;

@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use super::rejects::reject;
 use super::{Processed, Stage, StageError};
 use crate::decode::Decoder;
 use crate::kafka::source::Source;
 use crate::liveness::StageName;
 use crate::plugins::reload::ChainUpdate;
 use crate::plugins::{Chain, Verdict};
-use crate::records::dlq::{DlqRecord, HostCode, Step, REJECTED_BY_HOST};
+use crate::records::dlq::{HostCode, Step, REJECTED_BY_HOST};
 use crate::records::enriched::Enricher;
 use crate::records::{next_positions, Output, SourceRecord, MAX_OUTPUT_BYTES};
 use crate::schema::Schema;
@@ -109,20 +110,6 @@ impl Validate {
         }
         outputs
     }
-}
-
-/// A rejection: counted by step and code, and routed to the DLQ with the original bytes.
-fn reject(
-    record: &SourceRecord,
-    source_topic: &str,
-    step: Step,
-    rejected_by: &str,
-    code: &str,
-    message: &str,
-) -> Output {
-    metrics::counter!("streamhost_rejections_total", "stage" => step.as_str(), "code" => code.to_owned())
-        .increment(1);
-    DlqRecord::rejecting(record, source_topic, step, rejected_by, code, message)
 }
 
 /// The validate stage as the runtime drives it: [`Validate`] with its live chain.

@@ -14,8 +14,9 @@ use super::restore::Restore;
 use crate::kafka::source::Source;
 use crate::liveness::StageName;
 use crate::records::average::Average;
-use crate::records::dlq::{DlqRecord, HostCode, Step, REJECTED_BY_HOST};
+use crate::records::dlq::{HostCode, Step, REJECTED_BY_HOST};
 use crate::records::{Output, SourceRecord};
+use crate::stages::rejects::reject;
 use crate::stages::{Processed, Stage, StageError};
 use crate::timefmt;
 
@@ -203,7 +204,7 @@ impl WindowStage {
                 Ok(k) => k,
                 Err(e) => {
                     // Only this host writes enriched_events; anything else there is reported.
-                    outputs.push(DlqRecord::rejecting(
+                    outputs.push(reject(
                         record,
                         &self.source_topic,
                         Step::Window,
@@ -244,7 +245,7 @@ impl WindowStage {
                         timefmt::datetime(keyed.time),
                         timefmt::datetime(self.op.frontier(record.partition))
                     );
-                    outputs.push(DlqRecord::rejecting(
+                    outputs.push(reject(
                         record,
                         &self.source_topic,
                         Step::Window,
