@@ -34,9 +34,10 @@ export_validator!(AppVersion);
 
 #[test]
 fn judges_app_versions() {
-    let verdict = |v| streamhost_sdk::testing::check(&AppVersion, [("app_version", v)]);
+    use streamhost_sdk::testing::check;
+    let verdict = |v| check(&AppVersion, [("app_version", v)]);
     assert_eq!(verdict("2.10.0"), Verdict::Accept);
-    assert_eq!(streamhost_sdk::testing::check(&AppVersion, "{}"), Verdict::Accept);
+    assert_eq!(check(&AppVersion, "{}"), Verdict::Accept);
     for bad in ["2.10", "2.10.0.1", "v2.1.0", "1.2.3-beta", "1..3", ""] {
         assert_eq!(verdict(bad).code(), Some("invalid_app_version"), "{bad:?}");
     }
