@@ -79,8 +79,8 @@ pub mod __private {
 macro_rules! info {
     ($($field:expr),* $(,)?) => {
         $crate::Info {
-            name: env!("CARGO_PKG_NAME"),
-            version: env!("CARGO_PKG_VERSION"),
+            name: ::core::env!("CARGO_PKG_NAME"),
+            version: ::core::env!("CARGO_PKG_VERSION"),
             reads: &[$($field),*],
         }
     };
