@@ -3,31 +3,40 @@
 # default of `docker compose`; DOCKER_BUILDKIT=1 COMPOSE_DOCKER_CLI_BUILD=1 for
 # docker-compose 1.29) for the cargo registry cache mounts.
 
+# ---- the workspace's manifests over empty sources: all cargo needs to resolve the
+# workspace (host and plugins, one Cargo.lock) and build the host's dependencies. A
+# source change leaves this tree, and so the dependency layers below, unchanged.
+FROM rust:1.95-bookworm AS manifests
+WORKDIR /src
+COPY Cargo.toml Cargo.lock clippy.toml rustfmt.toml ./
+COPY host/Cargo.toml host/
+COPY plugins plugins
+RUN find plugins -type f ! -name Cargo.toml -delete \
+ && for manifest in $(find plugins -name Cargo.toml); do \
+      mkdir -p "$(dirname "$manifest")/src" && touch "$(dirname "$manifest")/src/lib.rs"; \
+    done \
+ && mkdir -p host/src host/benches \
+ && echo 'fn main() {}' >host/src/main.rs && echo 'fn main() {}' >host/benches/pipeline.rs \
+ && touch host/src/lib.rs
+
 # ---- the plugins that ship, as WebAssembly components
 FROM rust:1.95-bookworm AS plugins
 RUN rustup target add wasm32-wasip2
 WORKDIR /src
+COPY --from=manifests /src ./
 COPY wit wit
 COPY plugins plugins
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/src/plugins/target \
-    cd plugins && cargo build --release --locked -p enrich -p quality \
- && mkdir /out && cp target/wasm32-wasip2/release/enrich.wasm target/wasm32-wasip2/release/quality.wasm /out/
+    --mount=type=cache,target=/src/target \
+    cargo build --profile wasm --target wasm32-wasip2 --locked -p enrich -p quality \
+ && mkdir /out && cp target/wasm32-wasip2/wasm/enrich.wasm target/wasm32-wasip2/wasm/quality.wasm /out/
 
 # ---- the host
 FROM rust:1.95-bookworm AS host
 WORKDIR /src
 # Dependencies first, in a layer of their own: the manifests with empty sources. A
 # source change reuses this layer and does not rebuild wasmtime and librdkafka.
-COPY Cargo.toml Cargo.lock clippy.toml rustfmt.toml ./
-COPY host/Cargo.toml host/
-# The host's dev-dependencies name two plugins by path: cargo reads their manifests.
-COPY plugins/Cargo.toml plugins/Cargo.lock plugins/
-COPY plugins/quality/Cargo.toml plugins/quality/
-COPY plugins/enrich/Cargo.toml plugins/enrich/
-RUN mkdir -p host/src host/benches plugins/quality/src plugins/enrich/src \
- && echo 'fn main() {}' >host/src/main.rs && echo 'fn main() {}' >host/benches/pipeline.rs \
- && touch host/src/lib.rs plugins/quality/src/lib.rs plugins/enrich/src/lib.rs
+COPY --from=manifests /src ./
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked
 # Then the sources (newer than the stubs' build, so cargo rebuilds the crate itself).

@@ -28,10 +28,10 @@ TOPICS="my_events enriched_events country_event_averages dlq"
 CH_HTTP_PORT=${STREAMHOST_CH_HTTP_PORT:-8123}
 CH_TCP_PORT=${STREAMHOST_CH_TCP_PORT:-9000}
 
-# Cargo builds of the host share one target dir per toolchain, outside the clone.
+# Cargo builds (the host, and the plugins of the same workspace) share one target dir
+# per toolchain, outside the clone.
 RUST_VERSION=$(rustc --version 2>/dev/null | cut -d' ' -f2)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE/target-rust-${RUST_VERSION:-unknown}}
-PLUGINS_TARGET_DIR=${STREAMHOST_PLUGINS_TARGET_DIR:-$CACHE/target-plugins-rust-${RUST_VERSION:-unknown}}
 HOST_BIN=$CARGO_TARGET_DIR/release/streamhost
 PLUGIN_DIR=${STREAMHOST_PLUGINS__DIR:-$STATE/plugins.d}
 

@@ -82,19 +82,23 @@ def run_server(where: str, cmd: str) -> None:
 
 def write_a_plugin(where: str) -> None:
     """docs/howto/write-a-rule.md, including the edits it leaves to the reader."""
-    members = (ROOT / "plugins" / "Cargo.toml").read_text()
-    lock = (ROOT / "plugins" / "Cargo.lock").read_text()
+    members = (ROOT / "Cargo.toml").read_text()
+    lock = (ROOT / "Cargo.lock").read_text()
     try:
         assert sh("cp -r plugins/template plugins/myrule").returncode == 0
         cargo = ROOT / "plugins" / "myrule" / "Cargo.toml"
         cargo.write_text(re.sub(r'(?m)^name = "template"', 'name = "myrule"', cargo.read_text()))
-        (ROOT / "plugins" / "Cargo.toml").write_text(members.replace('"template"', '"template", "myrule"', 1))
+        added = members.replace('"plugins/template",', '"plugins/template", "plugins/myrule",', 1)
+        assert added != members, "the root Cargo.toml no longer lists plugins/template"
+        (ROOT / "Cargo.toml").write_text(added)
+        r = sh("cargo test -p myrule")
+        assert r.returncode == 0, f"{where}: {r.stderr[-3000:]}"
         r = sh("scripts/build-plugins")
         assert r.returncode == 0, f"{where}: {r.stderr[-3000:]}"
         assert (ROOT / "plugins" / "dist" / "myrule.wasm").exists()
     finally:
-        (ROOT / "plugins" / "Cargo.toml").write_text(members)
-        (ROOT / "plugins" / "Cargo.lock").write_text(lock)
+        (ROOT / "Cargo.toml").write_text(members)
+        (ROOT / "Cargo.lock").write_text(lock)
         shutil.rmtree(ROOT / "plugins" / "myrule", ignore_errors=True)
         (ROOT / "plugins" / "dist" / "myrule.wasm").unlink(missing_ok=True)
 

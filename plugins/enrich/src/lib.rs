@@ -1,186 +1,104 @@
 //! Enrichment, run before the quality rules (`10-enrich.wasm`, `20-quality.wasm`):
 //!
 //! * `country`: trimmed and upper-cased, so ` us` is judged as `US` by the quality rules;
-//! * `page_id`: the number in `/page/N` (attribute), absent for other URLs;
+//! * `page_id`: the number in `/page/N` (text), absent for other URLs;
 //! * `schema_version`: `1` for events without `device_type` (before the producer's
-//!   schema change), `2` after (attribute).
+//!   schema change), `2` after (text).
 //!
 //! `device_type` is deliberately left empty on old events: NULL says "the producer did
 //! not send it", which a filled-in `unknown` would blur (docs/plugins.md).
-//! This plugin never rejects.
+//! This plugin never rejects. The rules are plain functions (`rules.rs`, shared with
+//! plugins/compat/enrich-v0.3); the plugin is a thin [`Enricher`] over them.
 
-#[cfg(target_arch = "wasm32")]
-mod component {
-    wit_bindgen::generate!({ path: "../../wit", world: "plugin" });
+use streamhost_sdk::{export_enricher, info, Changes, Enricher, Event, Info, Settings, Verdict};
 
-    use exports::streamhost::plugin::rules::{
-        Answer, AttributeUpdate, Batch, Fields, Guest, Kind, PluginInfo, TextColumn, TextField,
-        TextUpdate,
-    };
+mod rules;
+pub use rules::*;
 
-    struct Enrich;
+#[derive(Debug)]
+pub struct Enrich;
 
-    /// Builds the column of one update: `events[k]` gets value k.
-    #[derive(Default)]
-    struct Column {
-        events: Vec<u32>,
-        text: String,
-        ends: Vec<u32>,
+impl Enricher for Enrich {
+    // `device_type` only for its presence (schema_version).
+    const INFO: Info = info!["country", "page_url", "device_type"];
+
+    fn configure(settings: &Settings) -> Result<Self, String> {
+        settings.none().map(|()| Enrich)
     }
 
-    impl Column {
-        fn push(&mut self, event: usize, value: impl std::fmt::Display) {
-            use std::fmt::Write;
-            self.events.push(event as u32);
-            // Formats straight into the column: no String per value.
-            let _ = write!(self.text, "{value}");
-            self.ends.push(self.text.len() as u32);
+    /// An absent country or URL is read as "", as the 0.3 build read its placeholder.
+    /// `page_id` and `schema_version` are text, as the 0.3 build's attributes were.
+    fn enrich(&self, event: &Event, changes: &mut Changes) -> Verdict {
+        let country = event.text("country").unwrap_or("");
+        // Only real changes cross back: most countries arrive normalised.
+        if !is_normalised(country) {
+            changes.set_text("country", normalise_country(country));
         }
-
-        fn finish(self) -> (Vec<u32>, TextColumn) {
-            let values = TextColumn {
-                text: self.text,
-                ends: self.ends,
-            };
-            (self.events, values)
+        if let Some(id) = page_id(event.text("page_url").unwrap_or("")) {
+            changes.set_text("page_id", id);
         }
-    }
-
-    impl Guest for Enrich {
-        fn describe() -> PluginInfo {
-            PluginInfo {
-                name: env!("CARGO_PKG_NAME").to_string(),
-                version: env!("CARGO_PKG_VERSION").to_string(),
-                kind: Kind::Enricher,
-                // `device_type` only for its presence (schema_version).
-                reads: Fields::COUNTRY | Fields::PAGE_URL | Fields::DEVICE_TYPE,
-            }
-        }
-
-        fn configure(settings: Vec<(String, String)>) -> Result<(), String> {
-            match settings.first() {
-                None => Ok(()),
-                Some((key, _)) => Err(format!("unknown setting `{key}`: this plugin takes none")),
-            }
-        }
-
-        fn process(batch: Batch) -> Answer {
-            let mut countries = Column::default();
-            let mut page_ids = Column::default();
-            let mut versions = Column::default();
-            let (mut country_start, mut url_start) = (0, 0);
-            let rows = batch
-                .country
-                .ends
-                .iter()
-                .zip(&batch.page_url.ends)
-                .zip(&batch.device_type_present);
-            for (event, ((&country_end, &url_end), &has_device_type)) in rows.enumerate() {
-                let (country_end, url_end) = (country_end as usize, url_end as usize);
-                let country = batch
-                    .country
-                    .text
-                    .get(country_start..country_end)
-                    .unwrap_or_default();
-                let url = batch
-                    .page_url
-                    .text
-                    .get(url_start..url_end)
-                    .unwrap_or_default();
-                (country_start, url_start) = (country_end, url_end);
-
-                // Only real changes cross back: most countries arrive normalised.
-                if !super::is_normalised(country) {
-                    countries.push(event, super::normalise_country(country));
-                }
-                if let Some(id) = super::page_id(url) {
-                    page_ids.push(event, id);
-                }
-                versions.push(event, super::schema_version(has_device_type));
-            }
-            let (country_events, country_values) = countries.finish();
-            let mut attribute_updates = Vec::new();
-            // In this order, as the 0.2 plugin added them: page_id, then schema_version.
-            for (name, column) in [("page_id", page_ids), ("schema_version", versions)] {
-                let (events, values) = column.finish();
-                if !events.is_empty() {
-                    attribute_updates.push(AttributeUpdate {
-                        name: name.to_string(),
-                        events,
-                        values,
-                    });
-                }
-            }
-            Answer {
-                rejections: Vec::new(),
-                text_updates: vec![TextUpdate {
-                    field: TextField::Country,
-                    events: country_events,
-                    values: country_values,
-                }],
-                number_updates: Vec::new(),
-                attribute_updates,
-            }
-        }
-    }
-
-    export!(Enrich);
-}
-
-pub fn normalise_country(country: &str) -> String {
-    country.trim().to_ascii_uppercase()
-}
-
-/// Whether [`normalise_country`] would leave `country` as it is (checked without
-/// allocating: most countries arrive normalised).
-pub fn is_normalised(country: &str) -> bool {
-    country.trim() == country && !country.bytes().any(|b| b.is_ascii_lowercase())
-}
-
-/// `/page/42` → 42.
-pub fn page_id(url: &str) -> Option<u32> {
-    url.strip_prefix("/page/")?.parse().ok()
-}
-
-pub fn schema_version(has_device_type: bool) -> &'static str {
-    if has_device_type {
-        "2"
-    } else {
-        "1"
+        changes.set_text("schema_version", schema_version(event.has("device_type")));
+        Verdict::Accept
     }
 }
+
+export_enricher!(Enrich);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use streamhost_sdk::testing::{self, json};
 
     #[test]
-    fn normalises_country_codes() {
-        assert_eq!(normalise_country(" us "), "US");
-        assert_eq!(normalise_country("De"), "DE");
-        assert_eq!(normalise_country("XX"), "XX");
+    fn each_event_gets_what_the_0_3_build_gave_it() {
+        let enrich = |event| testing::enrich(&Enrich, event);
+        let accepted = |changes| (Verdict::Accept, changes);
+        assert_eq!(
+            enrich(json!({"country": " us", "page_url": "/page/42", "device_type": "mobile"})),
+            accepted(json!({"country": "US", "page_id": "42", "schema_version": "2"}))
+        );
+        assert_eq!(
+            enrich(json!({"country": "DE", "page_url": "/about", "device_type": null})),
+            accepted(json!({"schema_version": "1"}))
+        );
+        assert_eq!(enrich(json!({})), accepted(json!({"schema_version": "1"})));
     }
 
     #[test]
-    fn is_normalised_agrees_with_normalise_country() {
-        for c in [
-            "US", " us", "us", "De", "", " ", "XX ", "ÜS", "üs", "U S", "\tUS", "us\u{a0}",
-        ] {
-            assert_eq!(is_normalised(c), normalise_country(c) == c, "{c:?}");
-        }
+    fn a_batch_answers_one_text_update_per_field() {
+        let events = [
+            json!({"country": "US", "page_url": "/page/1"}),
+            json!({"country": "fr ", "page_url": "/x", "device_type": "tv"}),
+            json!({"country": "JP", "page_url": "/page/7", "device_type": ""}),
+        ];
+        let batch = testing::batch(Enrich::INFO.reads, &events);
+        let answer = testing::run_enricher::<Enrich>(&[], &batch).unwrap();
+        assert!(answer.rejections.is_empty());
+        let updates: Vec<_> = answer
+            .updates
+            .iter()
+            .map(|u| (u.field.as_str(), u.events.clone()))
+            .collect();
+        // schema_version for every event, in event order; the others only where changed.
+        assert_eq!(
+            updates,
+            [
+                ("page_id", vec![0, 2]),
+                ("schema_version", vec![0, 1, 2]),
+                ("country", vec![1])
+            ]
+        );
+        let versions: Vec<_> = (0..3)
+            .map(|e| testing::changes(&answer, e)["schema_version"].clone())
+            .collect();
+        assert_eq!(versions, ["1", "2", "2"]);
+        assert_eq!(testing::changes(&answer, 1)["country"], "FR");
     }
 
     #[test]
-    fn derives_page_ids_only_from_page_urls() {
-        assert_eq!(page_id("/page/42"), Some(42));
-        assert_eq!(page_id("/page/"), None);
-        assert_eq!(page_id("/pages/1"), None);
-        assert_eq!(page_id("/page/-1"), None);
-    }
-
-    #[test]
-    fn schema_version_follows_device_type() {
-        assert_eq!(schema_version(false), "1");
-        assert_eq!(schema_version(true), "2");
+    fn takes_no_settings() {
+        let batch = testing::batch(Enrich::INFO.reads, &[]);
+        let err = testing::run_enricher::<Enrich>(&[("x", "1")], &batch).unwrap_err();
+        assert_eq!(err, "unknown setting `x`: this plugin takes none");
     }
 }

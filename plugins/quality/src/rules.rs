@@ -1,6 +1,6 @@
-//! The rules as plain functions: unit-tested natively, shared by the 0.3 component
-//! (`lib.rs`) and the 0.2 one (`plugins/legacy-v2`), and used by the host's benchmark
-//! and equivalence test as the native reference.
+//! The rules as plain functions: unit-tested natively, shared by the 1.0 plugin
+//! (`lib.rs`) and the compatibility builds (`plugins/compat/quality-v0.3`, `-v0.2`), and
+//! used by the host's benchmark and equivalence test as the native reference.
 
 /// Countries accepted by default. Sorted, so membership is a binary search.
 pub const ALLOWED_COUNTRIES: &[&str] = &["CA", "DE", "FR", "JP", "UK", "US"];

@@ -1,7 +1,8 @@
 //! Panics on every batch: must be rejected by the load-time self-check.
+#![allow(unsafe_code)] // the exports wit-bindgen generates
 #![cfg(target_arch = "wasm32")]
 
-wit_bindgen::generate!({ path: "../../../wit", world: "plugin" });
+wit_bindgen::generate!({ path: "../../../wit/archive/0.3.0", world: "plugin" });
 
 use exports::streamhost::plugin::rules::{Answer, Batch, Fields, Guest, Kind, PluginInfo};
 

@@ -1,4 +1,5 @@
 //! Built against a WIT this host must refuse (see ../README.md).
+#![allow(unsafe_code)] // the exports wit-bindgen generates
 #![cfg(target_arch = "wasm32")]
 
 wit_bindgen::generate!({ path: "wit", world: "plugin" });

@@ -3,13 +3,14 @@
 //! out, `configure`) stays built and tested. Same rules, same settings, same DLQ codes:
 //! the rules file is `quality`'s own.
 
-#[path = "../../quality/src/rules.rs"]
+#[path = "../../../quality/src/rules.rs"]
 mod rules;
 pub use rules::*;
 
 #[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)] // the exports wit-bindgen generates
 mod component {
-    wit_bindgen::generate!({ path: "../../wit/archive/0.2.0", world: "plugin" });
+    wit_bindgen::generate!({ path: "../../../wit/archive/0.2.0", world: "plugin" });
 
     use std::sync::RwLock;
 

@@ -3,8 +3,9 @@
 //! the product knows, with code `invalid_event_type`.
 
 #[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)] // the exports wit-bindgen generates
 mod component {
-    wit_bindgen::generate!({ path: "../../wit/archive/0.1.0", world: "plugin" });
+    wit_bindgen::generate!({ path: "../../../wit/archive/0.1.0", world: "plugin" });
 
     use exports::streamhost::plugin::rules::{Event, Guest, PluginInfo, Rejection, Verdict};
 

@@ -1,0 +1,138 @@
+//! What an enricher changes, collected for the whole batch into the answer's updates:
+//! one update per field (and type), `events[k]` getting value k.
+
+use std::fmt;
+
+use crate::codec::TextBuilder;
+use crate::wit::{Update, Values};
+
+/// The changes of one batch; an enricher sets fields of the event it is given. A field
+/// of the event schema must keep its type (the host refuses the batch otherwise); any
+/// other name is added to the output event. Setting a field twice for one event keeps
+/// the last value; a rejected event's changes are dropped.
+#[derive(Debug, Default)]
+pub struct Changes {
+    event: u32,
+    updates: Vec<Pending>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    field: String,
+    events: Vec<u32>,
+    values: Builder,
+}
+
+#[derive(Debug)]
+enum Builder {
+    Text(TextBuilder),
+    Integer(Vec<i64>),
+    Float(Vec<f64>),
+    Boolean(Vec<bool>),
+}
+
+impl Builder {
+    fn same_type(&self, other: &Builder) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
+
+    fn pop(&mut self) {
+        match self {
+            Builder::Text(b) => b.pop(),
+            Builder::Integer(v) => drop(v.pop()),
+            Builder::Float(v) => drop(v.pop()),
+            Builder::Boolean(v) => drop(v.pop()),
+        }
+    }
+
+    fn finish(self) -> Values {
+        match self {
+            Builder::Text(b) => Values::Text(b.finish()),
+            Builder::Integer(v) => Values::Integer(v),
+            Builder::Float(v) => Values::Float(v),
+            Builder::Boolean(v) => Values::Boolean(v),
+        }
+    }
+}
+
+impl Changes {
+    /// Sets a text field, formatted straight into the batch's column (`set_text("page_id",
+    /// 42)` does not allocate a string per event).
+    pub fn set_text(&mut self, field: &str, value: impl fmt::Display) {
+        if let Builder::Text(b) = self.slot(field, Builder::Text(TextBuilder::default())) {
+            b.push(value);
+        }
+    }
+
+    /// Sets an integer (or timestamp) field.
+    pub fn set_integer(&mut self, field: &str, value: i64) {
+        if let Builder::Integer(v) = self.slot(field, Builder::Integer(Vec::new())) {
+            v.push(value);
+        }
+    }
+
+    pub fn set_float(&mut self, field: &str, value: f64) {
+        if let Builder::Float(v) = self.slot(field, Builder::Float(Vec::new())) {
+            v.push(value);
+        }
+    }
+
+    pub fn set_boolean(&mut self, field: &str, value: bool) {
+        if let Builder::Boolean(v) = self.slot(field, Builder::Boolean(Vec::new())) {
+            v.push(value);
+        }
+    }
+
+    /// The values of the latest update of `field` if it has the type of `empty`, else a
+    /// new update (updates apply in order, so the later one wins), with the current
+    /// event appended to its events and its value left to the caller to push.
+    fn slot(&mut self, field: &str, empty: Builder) -> &mut Builder {
+        let event = self.event;
+        let latest = self.updates.iter().rposition(|u| u.field == field);
+        let index = match latest {
+            Some(i) if self.updates[i].values.same_type(&empty) => i,
+            _ => {
+                self.updates.push(Pending {
+                    field: field.to_string(),
+                    events: Vec::new(),
+                    values: empty,
+                });
+                self.updates.len() - 1
+            }
+        };
+        let update = &mut self.updates[index];
+        if update.events.last() == Some(&event) {
+            update.values.pop();
+        } else {
+            update.events.push(event);
+        }
+        &mut update.values
+    }
+
+    /// Starts collecting the changes of event `event` (events come in increasing order).
+    pub(crate) fn start(&mut self, event: u32) {
+        self.event = event;
+    }
+
+    /// Drops what the current event changed (it was rejected).
+    pub(crate) fn discard_current(&mut self) {
+        for update in &mut self.updates {
+            if update.events.last() == Some(&self.event) {
+                update.events.pop();
+                update.values.pop();
+            }
+        }
+    }
+
+    pub(crate) fn finish(self) -> Vec<Update> {
+        self.updates
+            .into_iter()
+            .filter(|u| !u.events.is_empty())
+            .map(|u| Update {
+                field: u.field,
+                events: u.events,
+                values: u.values.finish(),
+            })
+            .collect()
+    }
+}

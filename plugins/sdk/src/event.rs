@@ -1,0 +1,106 @@
+//! One event of a batch, as a view over the batch's columns: nothing is copied.
+
+use std::fmt;
+
+use crate::codec::text_at;
+use crate::wit::{Column, Values};
+
+/// One event: the fields the plugin reads (`Info::reads`), looked up by name. A field
+/// is `None` when the event lacks it (or has it as null), and when the plugin did not
+/// declare it in `reads` (the host sends only those).
+#[derive(Debug, Clone, Copy)]
+pub struct Event<'a> {
+    columns: &'a [Column],
+    index: usize,
+}
+
+/// A field's value, typed as it crossed: the event schema decides the type, a field
+/// outside the schema arrives as text.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
+    Text(&'a str),
+    Integer(i64),
+    Float(f64),
+    Boolean(bool),
+}
+
+impl<'a> Event<'a> {
+    pub(crate) fn new(columns: &'a [Column], index: usize) -> Self {
+        Self { columns, index }
+    }
+
+    /// The event's index in its batch.
+    pub fn index(&self) -> u32 {
+        self.index as u32
+    }
+
+    /// Whether the event has the field (not null).
+    pub fn has(&self, field: &str) -> bool {
+        self.value(field).is_some()
+    }
+
+    /// The field as it crossed, whatever its type.
+    pub fn value(&self, field: &str) -> Option<Value<'a>> {
+        let column = self.columns.iter().find(|c| c.name == field)?;
+        if !column.present.get(self.index).copied().unwrap_or(false) {
+            return None;
+        }
+        let i = self.index;
+        match &column.values {
+            Values::Text(text) => text_at(text, i).map(Value::Text),
+            Values::Integer(values) => values.get(i).copied().map(Value::Integer),
+            Values::Float(values) => values.get(i).copied().map(Value::Float),
+            Values::Boolean(values) => values.get(i).copied().map(Value::Boolean),
+        }
+    }
+
+    /// A text field. `None` for a field of another type.
+    pub fn text(&self, field: &str) -> Option<&'a str> {
+        match self.value(field)? {
+            Value::Text(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// An integer (or timestamp) field; a text field is parsed (`"42"`). `None` when
+    /// absent or not an integer.
+    pub fn integer(&self, field: &str) -> Option<i64> {
+        match self.value(field)? {
+            Value::Integer(n) => Some(n),
+            Value::Text(text) => text.parse().ok(),
+            Value::Float(_) | Value::Boolean(_) => None,
+        }
+    }
+
+    /// A float field; an integer field is converted, a text field parsed (`"21.5"`).
+    /// `None` when absent or not a number.
+    pub fn float(&self, field: &str) -> Option<f64> {
+        match self.value(field)? {
+            Value::Float(x) => Some(x),
+            Value::Integer(n) => Some(n as f64),
+            Value::Text(text) => text.parse().ok(),
+            Value::Boolean(_) => None,
+        }
+    }
+
+    /// A boolean field; a text field `true` / `false` is parsed. `None` when absent or
+    /// not a boolean.
+    pub fn boolean(&self, field: &str) -> Option<bool> {
+        match self.value(field)? {
+            Value::Boolean(b) => Some(b),
+            Value::Text(text) => text.parse().ok(),
+            Value::Integer(_) | Value::Float(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Value<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Text(text) => f.write_str(text),
+            Value::Integer(n) => write!(f, "{n}"),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::Boolean(b) => write!(f, "{b}"),
+        }
+    }
+}
