@@ -15,6 +15,10 @@
 //! instance, [`admin`] serves health and metrics, [`config`] the settings, and
 //! [`replay`] puts dead-lettered input events back (`streamhost dlq replay`).
 
+// The workspace denies `unsafe`; the host forbids it outright (plugins' generated
+// exports are the only place it is allowed).
+#![forbid(unsafe_code)]
+
 pub mod admin;
 pub mod config;
 pub mod decode;

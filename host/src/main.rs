@@ -1,4 +1,5 @@
 //! The `streamhost` command line.
+#![forbid(unsafe_code)]
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};

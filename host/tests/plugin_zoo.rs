@@ -103,7 +103,7 @@ fn bad_plugins_are_rejected_at_load_with_a_reason() {
 
     let err = load(&rt, "zoo_wrong_major.wasm").unwrap_err().to_string();
     assert!(
-        err.contains("@1.0.0") && err.contains("@0.3.0") && err.contains("@0.2.0"),
+        err.contains("@2.0.0") && err.contains("@1.0.0") && err.contains("@0.3.0"),
         "says wanted, offered and accepted: {err}"
     );
 
