@@ -16,10 +16,10 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_plugin_check_describes_a_good_plugin_and_explains_a_bad_one():
     ok = run("plugin", "check", str(PLUGINS_BUILT / "legacy_event_type.wasm"))
     assert ok.returncode == 0, ok.stderr
-    assert "legacy-event-type" in ok.stdout and "rules@0.1.0" in ok.stdout and "accepts 0.1.0, 0.2.0" in ok.stdout
+    assert "legacy-event-type" in ok.stdout and "rules@0.1.0" in ok.stdout and "accepts 0.1.0, 0.2.0, 0.3.0, 1.0.0" in ok.stdout
     bad = run("plugin", "check", str(PLUGINS_BUILT / "zoo_wrong_major.wasm"))
     assert bad.returncode != 0
-    assert "@1.0.0" in bad.stderr and "@0.2.0" in bad.stderr
+    assert "@2.0.0" in bad.stderr and "@1.0.0" in bad.stderr
 
 
 def test_plugin_test_judges_json_lines_offline(tmp_path):
@@ -36,7 +36,7 @@ def test_plugin_test_judges_json_lines_offline(tmp_path):
     assert len(verdicts) == 4
     assert "accepted" in verdicts[0]
     assert "invalid_user_id" in verdicts[1] and "invalid_country" in verdicts[2] and "malformed_json" in verdicts[3]
-    assert out.stdout.strip().endswith("quality@0.2.0: 1 accepted, 3 rejected")
+    assert out.stdout.strip().endswith("quality@1.0.0: 1 accepted, 3 rejected")
 
 
 def test_run_help_lists_every_setting():

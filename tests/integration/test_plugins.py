@@ -89,10 +89,10 @@ def test_plugins_swap_live_without_losing_or_doubling_an_event(fresh_stack, host
     # Every output names the chain that judged it, and that chain's rules hold for it.
     chains = {e["processed_by"] for e in enriched}
     assert chains <= {
-        "quality@0.2.0",
-        "enrich@0.2.0,quality@0.2.0",
-        "enrich@0.2.0,quality@0.2.0,legacy-event-type@0.1.0",
-        "quality@0.2.0,legacy-event-type@0.1.0",
+        "quality@1.0.0",
+        "enrich@1.0.0,quality@1.0.0",
+        "enrich@1.0.0,quality@1.0.0,legacy-event-type@0.1.0",
+        "quality@1.0.0,legacy-event-type@0.1.0",
     }, chains
     assert len(chains) >= 3, f"the swaps should have been visible in the output: {chains}"
     for e in enriched:
@@ -105,7 +105,7 @@ def test_plugins_swap_live_without_losing_or_doubling_an_event(fresh_stack, host
             assert e["event_type"] != "scroll", e
     for d in dlq:
         assert d["code"] in {"invalid_user_id", "invalid_country", "invalid_event_type"}, d
-        assert d["rejected_by"] in {"quality@0.2.0", "legacy-event-type@0.1.0"}, d
+        assert d["rejected_by"] in {"quality@1.0.0", "legacy-event-type@0.1.0"}, d
     assert any(d["code"] == "invalid_event_type" for d in dlq)
     # " us" is normalised by enrich when it runs, rejected by quality when it does not.
     assert any(json.loads(d["raw"])["country"] == " us" for d in dlq)
