@@ -98,7 +98,7 @@ def test_a_rule_on_a_new_field_is_deployed_live_and_the_field_reaches_clickhouse
                ((e["button_id"], e) for e in events) if i in by_id)
 
     def in_clickhouse():
-        rows = ch_rows("SELECT button_id, JSONExtractString(extra, 'app_version') AS v "
+        rows = ch_rows("SELECT button_id, visitParamExtractString(extra, 'app_version') AS v "
                        "FROM events_db.events FINAL WHERE button_id LIKE 'app-%'")
         return rows if len(rows) >= len(accepted) else None
 
