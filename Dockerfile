@@ -1,5 +1,5 @@
 # streamhost and the plugin chain it ships (enrich + quality), for the compose stack
-# (docker-compose.yml; docs/operations.md, "Run with Docker"). Needs BuildKit (the
+# (docker-compose.yml; docs/howto/run-with-docker.md). Needs BuildKit (the
 # default of `docker compose`; DOCKER_BUILDKIT=1 COMPOSE_DOCKER_CLI_BUILD=1 for
 # docker-compose 1.29) for the cargo registry cache mounts.
 
@@ -41,6 +41,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked
 # Then the sources (newer than the stubs' build, so cargo rebuilds the crate itself).
 COPY wit wit
+COPY schemas schemas
 COPY host host
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     find host -name '*.rs' -exec touch {} + \
@@ -52,7 +53,7 @@ FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=host /usr/local/bin/streamhost /usr/local/bin/streamhost
-# The documented chain (docs/plugins.md), copied into the plugin directory by the entry
+# The documented chain (docs/howto/deploy-a-rule.md), copied into the plugin directory by the entry
 # point when that directory holds no plugin (e.g. an empty bind mount).
 COPY --from=plugins /out/enrich.wasm /usr/share/streamhost/plugins/10-enrich.wasm
 COPY --from=plugins /out/quality.wasm /usr/share/streamhost/plugins/20-quality.wasm

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Entry point of the streamhost image (Dockerfile). If the plugin directory holds no
 # plugin (a fresh bind mount or volume), copy in the chain the image ships, with the safe
-# deploy of docs/plugins.md (hidden temporary name, then a rename). Then run streamhost.
+# deploy of docs/howto/deploy-a-rule.md (hidden temporary name, then a rename). Then run streamhost.
 set -eu
 dir=${STREAMHOST_PLUGINS__DIR:-/plugins.d}
 mkdir -p "$dir"

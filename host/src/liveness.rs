@@ -1,7 +1,7 @@
 //! Group liveness: does every partition of a stage's input have a live owner?
 //!
 //! A consumer group can lose a partition without any member noticing. On a broker whose
-//! coordinator keeps a dead member's assignment (Tansu 0.6 does: docs/guarantees.md), a
+//! coordinator keeps a dead member's assignment (Tansu 0.6 does: docs/design.md, "Failover and liveness"), a
 //! crashed instance's partitions are never handed over, and an instance restarted
 //! within the session timeout can sit in a group that assigns it nothing. The Kafka
 //! answer, DescribeGroups, is not served there, so the owners say so themselves:

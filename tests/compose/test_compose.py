@@ -130,7 +130,7 @@ def test_the_dashboard_shows_data_in_every_chart():
 def test_live_plugin_swap_through_the_bind_mount():
     src = ROOT / "plugins" / "dist" / "template.wasm"
     assert src.exists(), f"{src} missing: run scripts/build-plugins"
-    # The safe deploy of docs/plugins.md: a hidden temporary name, then a rename.
+    # The safe deploy of docs/howto/deploy-a-rule.md: a hidden temporary name, then a rename.
     deploy(PLUGINS_HOST_DIR, "30-template.wasm", src)
 
     def swapped():

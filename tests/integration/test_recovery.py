@@ -70,7 +70,7 @@ def test_kill_9_mid_stream_loses_nothing_and_changes_no_figure(hosts, extra_env=
 def test_clickhouse_restart_mid_stream_loses_nothing(hosts):
     # The same with a broker restart is not here: Tansu 0.6 panics after a restart with
     # idempotent producers connected ("more or less than one row" in its idempotence
-    # check) and its storage stops answering; see docs/guarantees.md.
+    # check) and its storage stops answering; see docs/howto/operate.md, "Recovery".
     reset_stack()
     host = hosts(1, STREAMHOST_WINDOWS__GRACE_SECS=str(GRACE))[0]
     wait_until("partitions assigned", lambda: host.metric("streamhost_assigned_partitions", stage="validate") == 3,
@@ -83,7 +83,7 @@ def test_clickhouse_restart_mid_stream_loses_nothing(hosts):
     stack("stop", "clickhouse")
     # Longer than the Kafka session timeout (6 s): ClickHouse 18.16's consumers do not
     # leave their groups on shutdown, and rejoining while the old member is still
-    # registered wedged a consumer on Tansu (docs/guarantees.md).
+    # registered wedged a consumer on Tansu (docs/howto/operate.md, "Recovery").
     time.sleep(10)
     stack("start", "clickhouse")
     producer.join()

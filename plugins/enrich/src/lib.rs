@@ -6,7 +6,7 @@
 //!   schema change), `2` after (text).
 //!
 //! `device_type` is deliberately left empty on old events: NULL says "the producer did
-//! not send it", which a filled-in `unknown` would blur (docs/plugins.md).
+//! not send it", which a filled-in `unknown` would blur (docs/design.md, "Schema evolution").
 //! This plugin never rejects. The rules are plain functions (`rules.rs`, shared with
 //! plugins/compat/enrich-v0.3); the plugin is a thin [`Enricher`] over them.
 

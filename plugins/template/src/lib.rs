@@ -1,4 +1,4 @@
-//! A streamhost plugin to copy (docs/plugins.md has the details):
+//! A streamhost plugin to copy (docs/howto/write-a-rule.md has the details):
 //!
 //! 1. `cp -r plugins/template plugins/myrule`, rename the package in its Cargo.toml and
 //!    add `"plugins/myrule"` to `members` in the root Cargo.toml;

@@ -1,6 +1,6 @@
 //! Stage 5: event-time hopping windows per key, counted, emitted once on close.
 //!
-//! Semantics (docs/aggregation.md has the full argument):
+//! Semantics (docs/design.md, "Windows", has the argument):
 //! * a window is `[start, start + size)` with `start` a multiple of `advance`;
 //!   an event at `t` belongs to the `size / advance` windows that contain `t`;
 //! * each **lane** has a stream time: the highest event time seen on it. A lane is an

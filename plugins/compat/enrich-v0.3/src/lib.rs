@@ -10,7 +10,7 @@
 //!   schema change), `2` after (attribute).
 //!
 //! `device_type` is deliberately left empty on old events: NULL says "the producer did
-//! not send it", which a filled-in `unknown` would blur (docs/plugins.md).
+//! not send it", which a filled-in `unknown` would blur (docs/design.md, "Schema evolution").
 //! This plugin never rejects.
 
 #[cfg(target_arch = "wasm32")]
