@@ -98,46 +98,14 @@ fn native_chain(events: Vec<Event>, allowed: &[String]) -> Vec<Verdict> {
         .collect()
 }
 
-/// `Validate::process_batch` with the native rules instead of the plugin chain: the
-/// same decode, the same routing, the same output order.
+/// `Validate::process_batch` with the native rules instead of the plugin chain.
 fn native_process_batch(records: &[SourceRecord], allowed: &[String]) -> Vec<Output> {
-    let mut outputs = Vec::with_capacity(records.len());
-    let mut decoded = Vec::with_capacity(records.len());
-    let mut events = Vec::with_capacity(records.len());
-    for record in records {
-        match validate().decoder.decode(&record.payload) {
-            Ok(event) => {
-                events.push(event);
-                decoded.push(record);
-            }
-            Err(e) => outputs.push(DlqRecord::rejecting(
-                record,
-                "my_events",
-                Step::Decode,
-                "host",
-                e.code().as_str(),
-                &e.to_string(),
-            )),
-        }
-    }
-    for (record, outcome) in decoded.into_iter().zip(native_chain(events, allowed)) {
-        outputs.push(match outcome {
-            Verdict::Accepted(e) => {
-                validate()
-                    .enricher
-                    .output(&e, record, "enrich@0.2.0,quality@0.2.0")
-            }
-            Verdict::Rejected(r) => DlqRecord::rejecting(
-                record,
-                "my_events",
-                Step::Plugin,
-                &r.rejected_by,
-                &r.code,
-                &r.message,
-            ),
-        });
-    }
-    outputs
+    native_rules::process_batch(
+        validate(),
+        records,
+        allowed,
+        ("enrich@1.0.0,quality@1.0.0", "native"),
+    )
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use streamhost::plugins::{Chain, LoadedPlugin, PluginRuntime, SandboxLimits};
-use streamhost::records::dlq::{DlqRecord, Step};
 use streamhost::records::{Destination, Output, SourceRecord};
 use streamhost::schema::Schema;
 use streamhost::stages::validate::Validate;
@@ -75,49 +74,6 @@ fn records() -> Vec<SourceRecord> {
             }
         })
         .collect()
-}
-
-/// `process_batch` with enrich + quality written as native Rust.
-fn native(
-    validate: &Validate,
-    records: &[SourceRecord],
-    allowed: &[String],
-    ids: (&str, &str),
-) -> Vec<Output> {
-    let rules = native_rules::Rules::for_schema(validate.decoder.schema());
-    let (processed_by, rejected_by) = ids;
-    let mut outputs = Vec::new();
-    let mut judged = Vec::new();
-    for record in records {
-        match validate.decoder.decode(&record.payload) {
-            Err(e) => outputs.push(DlqRecord::rejecting(
-                record,
-                "my_events",
-                Step::Decode,
-                "host",
-                e.code().as_str(),
-                &e.to_string(),
-            )),
-            Ok(mut e) => {
-                rules.enrich(&mut e);
-                judged.push((record, e));
-            }
-        }
-    }
-    for (record, e) in judged {
-        outputs.push(match rules.judge(&e, allowed) {
-            Ok(()) => validate.enricher.output(&e, record, processed_by),
-            Err(p) => DlqRecord::rejecting(
-                record,
-                "my_events",
-                Step::Plugin,
-                rejected_by,
-                p.code(),
-                &p.to_string(),
-            ),
-        });
-    }
-    outputs
 }
 
 /// Outputs as comparable values: the DLQ's wall-clock `dlq_time` removed, `extra` parsed.
@@ -186,7 +142,7 @@ fn wasm_chains_of_every_version_write_what_the_native_rules_write() {
         let (mut wasm, mut expected) = (Vec::new(), Vec::new());
         for batch in records.chunks(173) {
             wasm.extend(validate.process_batch(&mut chain, batch));
-            expected.extend(native(
+            expected.extend(native_rules::process_batch(
                 &validate,
                 batch,
                 &allowed,

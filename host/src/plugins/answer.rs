@@ -72,13 +72,30 @@ pub enum AnswerError {
     HostField(String),
 }
 
+/// A rejection of either generation: (event, code, message).
+trait Rejected {
+    fn parts(self) -> (u32, String, String);
+}
+
+impl Rejected for wit_1::exports::streamhost::plugin::rules::Rejection {
+    fn parts(self) -> (u32, String, String) {
+        (self.event, self.code, self.message)
+    }
+}
+
+impl Rejected for wit_0_3::exports::streamhost::plugin::rules::Rejection {
+    fn parts(self) -> (u32, String, String) {
+        (self.event, self.code, self.message)
+    }
+}
+
 /// The rejections of an answer, checked: in range, at most one per event.
-fn rejections(
+fn rejections<R: Rejected>(
     size: usize,
-    list: impl IntoIterator<Item = (u32, String, String)>,
+    list: Vec<R>,
 ) -> Result<Vec<Option<(String, String)>>, AnswerError> {
     let mut rejected: Vec<Option<(String, String)>> = vec![None; size];
-    for (event, code, message) in list {
+    for (event, code, message) in list.into_iter().map(Rejected::parts) {
         let i = slot(size, "a rejection", event)?;
         if rejected[i].is_some() {
             return Err(AnswerError::RejectedTwice(event));
@@ -153,13 +170,7 @@ pub fn apply_named(
         return Err(AnswerError::ValidatorChanged("updates"));
     }
     let size = events.len();
-    let rejected = rejections(
-        size,
-        answer
-            .rejections
-            .into_iter()
-            .map(|r| (r.event, r.code, r.message)),
-    )?;
+    let rejected = rejections(size, answer.rejections)?;
     for update in &answer.updates {
         let field = update.field.as_str();
         if HOST_FIELDS.contains(&field) {
@@ -235,13 +246,7 @@ pub fn apply_brief(
         }
     }
     let size = events.len();
-    let rejected = rejections(
-        size,
-        answer
-            .rejections
-            .into_iter()
-            .map(|r| (r.event, r.code, r.message)),
-    )?;
+    let rejected = rejections(size, answer.rejections)?;
     for update in &answer.text_updates {
         let (index, name) = match update.field {
             TextField::EventType => (at.event_type, "event_type"),

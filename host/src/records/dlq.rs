@@ -296,17 +296,9 @@ pub fn unescape_ascii(text: &str) -> Result<Vec<u8>, UnescapeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::records::sample_source as source;
     use proptest::prelude::*;
     use serde_json::Value;
-
-    fn source(payload: &[u8]) -> SourceRecord {
-        SourceRecord {
-            partition: 2,
-            offset: 41,
-            timestamp_ms: 1_700_000_000_123,
-            payload: payload.to_vec(),
-        }
-    }
 
     #[test]
     fn a_dlq_record_over_the_output_limit_keeps_the_start_of_raw_and_says_so() {

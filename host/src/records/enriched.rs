@@ -112,16 +112,8 @@ impl Serialize for EnrichedJson<'_> {
 mod tests {
     use super::*;
     use crate::event::Value as Typed;
+    use crate::records::sample_source as source;
     use serde_json::Value;
-
-    fn source(payload: &[u8]) -> SourceRecord {
-        SourceRecord {
-            partition: 2,
-            offset: 41,
-            timestamp_ms: 1_700_000_000_123,
-            payload: payload.to_vec(),
-        }
-    }
 
     fn event() -> Event {
         let mut e = Event {

@@ -49,3 +49,14 @@ pub struct Output {
 /// the key and the record's framing. A larger record is refused on every attempt, and
 /// the batches behind it would wait for it forever.
 pub const MAX_OUTPUT_BYTES: usize = 1_000_000 - 4_096;
+
+/// A source record at partition 2, offset 41, for the records' tests.
+#[cfg(test)]
+pub(crate) fn sample_source(payload: &[u8]) -> SourceRecord {
+    SourceRecord {
+        partition: 2,
+        offset: 41,
+        timestamp_ms: 1_700_000_000_123,
+        payload: payload.to_vec(),
+    }
+}

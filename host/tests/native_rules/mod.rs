@@ -5,7 +5,10 @@
 //! WASM chain it is compared with.
 
 use streamhost::event::{Event, Value};
+use streamhost::records::dlq::{DlqRecord, Step};
+use streamhost::records::{Output, SourceRecord};
 use streamhost::schema::Schema;
+use streamhost::stages::validate::Validate;
 
 /// Where the fields the rules read sit in the brief's schema.
 #[derive(Debug, Clone, Copy)]
@@ -47,4 +50,50 @@ impl Rules {
         let user_id = e.get(self.user_id).and_then(Value::as_integer).unwrap_or(0);
         quality::check(user_id, text(e, self.country), allowed)
     }
+}
+
+/// `Validate::process_batch` with enrich + quality as native Rust instead of the plugin
+/// chain: the same decode, the same routing, the same output order. `ids` are the
+/// chain's `processed_by` and the quality rule's `rejected_by`.
+pub fn process_batch(
+    validate: &Validate,
+    records: &[SourceRecord],
+    allowed: &[String],
+    ids: (&str, &str),
+) -> Vec<Output> {
+    let rules = Rules::for_schema(validate.decoder.schema());
+    let (processed_by, rejected_by) = ids;
+    let topic = validate.source_topic.as_str();
+    let mut outputs = Vec::with_capacity(records.len());
+    let mut judged = Vec::with_capacity(records.len());
+    for record in records {
+        match validate.decoder.decode(&record.payload) {
+            Err(e) => outputs.push(DlqRecord::rejecting(
+                record,
+                topic,
+                Step::Decode,
+                "host",
+                e.code().as_str(),
+                &e.to_string(),
+            )),
+            Ok(mut e) => {
+                rules.enrich(&mut e);
+                judged.push((record, e));
+            }
+        }
+    }
+    for (record, e) in judged {
+        outputs.push(match rules.judge(&e, allowed) {
+            Ok(()) => validate.enricher.output(&e, record, processed_by),
+            Err(p) => DlqRecord::rejecting(
+                record,
+                topic,
+                Step::Plugin,
+                rejected_by,
+                p.code(),
+                &p.to_string(),
+            ),
+        });
+    }
+    outputs
 }
