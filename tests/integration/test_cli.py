@@ -1,4 +1,4 @@
-"""The plugin author's tools, without a broker: `streamhost plugin check|test`."""
+"""The tools that need no broker: `streamhost plugin check|test`, `streamhost schema check`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import subprocess
 
 from streamhost_kit.events import event
-from streamhost_kit.stack import HOST_BIN, PLUGINS_BUILT
+from streamhost_kit.stack import HOST_BIN, PLUGINS_BUILT, ROOT
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -44,3 +44,34 @@ def test_run_help_lists_every_setting():
     assert out.returncode == 0
     for key in ["kafka.brokers", "plugins.dir", "plugins.breaker_threshold", "windows.grace_secs", "admin.listen"]:
         assert key in out.stdout, key
+
+
+def test_schema_check_prints_a_schema_and_refuses_a_bad_one_naming_the_line(tmp_path):
+    ok = run("schema", "check", str(ROOT / "schemas" / "sensor.toml"))
+    assert ok.returncode == 0, ok.stderr
+    assert "3 fields, event time `ts`" in ok.stdout and "temperature          float" in ok.stdout
+    cases = {
+        "unknown type": ('time = "t"\n[fields]\nt = "timestamp"\nx = "strnig"\n',
+                         ':4: field `x`: unknown type "strnig"'),
+        "duplicate field": ('time = "t"\n[fields]\nt = "timestamp"\nx = "string"\nx = "integer"\n',
+                            ":5: duplicate key `x`"),
+        "no time field": ('[fields]\nt = "timestamp"\n', "no time field"),
+    }
+    for name, (text, expected) in cases.items():
+        bad = tmp_path / f"{name.replace(' ', '-')}.toml"
+        bad.write_text(text)
+        out = run("schema", "check", str(bad))
+        assert out.returncode != 0, name
+        assert f"{bad}{expected}" in out.stderr or expected in out.stderr, (name, out.stderr)
+        assert "panicked" not in out.stderr, out.stderr
+    # The host refuses to start on one, with the same message.
+    out = run("run", "--schema", str(tmp_path / "unknown-type.toml"))
+    assert out.returncode != 0 and 'unknown type "strnig"' in out.stderr, out.stderr
+
+
+def test_an_older_plugin_is_refused_for_a_schema_without_the_briefs_fields():
+    schema = str(ROOT / "schemas" / "sensor.toml")
+    ok = run("plugin", "check", str(PLUGINS_BUILT / "sensor_range.wasm"), "--schema", schema)
+    assert ok.returncode == 0 and "validator reading device_id, temperature" in ok.stdout, ok
+    old = run("plugin", "check", str(PLUGINS_BUILT / "quality_v0_3.wasm"), "--schema", schema)
+    assert old.returncode != 0 and "has no field `event_type`" in old.stderr, old.stderr
