@@ -330,7 +330,7 @@ async fn run(config_file: Option<&Path>, schema_file: Option<PathBuf>) -> Result
             grace: w.grace_secs,
         };
         // The validate stage's progress on its input: a source partition it has yet to
-        // catch up on is slow, not idle, and keeps holding the frontier back.
+        // catch up on is slow, not idle, and keeps holding the watermark back.
         let input = GroupLag::new(&clients, &config.kafka.group_id, &config.kafka.input_topic)?;
         let backlog = (config.pipeline.batch_size * config.pipeline.in_flight_batches) as i64;
         let progress = tokio::task::block_in_place(|| BrokerProgress::new(input, backlog));

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use streamhost::event::{Event, Value};
 use streamhost::plugins::chain::Member;
 use streamhost::plugins::reload::Reloader;
-use streamhost::plugins::status;
+use streamhost::plugins::status::{self, PluginState};
 use streamhost::plugins::{
     Chain, LoadedPlugin, PluginError, PluginRuntime, SandboxLimits, Verdict,
 };
@@ -374,7 +374,10 @@ fn the_reloader_swaps_rejects_keeps_the_old_version_and_follows_manifests() {
         .iter()
         .find(|s| s.file.ends_with("20-quality.wasm"))
         .unwrap();
-    assert_eq!((q.state, q.version.as_deref()), ("rejected", Some("1.0.0")));
+    assert_eq!(
+        (q.state, q.version.as_deref()),
+        (PluginState::Rejected, Some("1.0.0"))
+    );
     assert!(q
         .last_error
         .as_deref()

@@ -54,7 +54,7 @@ def test_window_rows_in_clickhouse_equal_the_oracle(instances, hosts):
     assert sum(watermarks("country_event_averages").values()) >= len(want)
     assert len(mixed) == sum(watermarks("my_events").values())
 
-    # Now the frontier is past every window: an old event is late, goes to the DLQ, counts nowhere.
+    # Now the watermark is past every window: an old event is late, goes to the DLQ, counts nowhere.
     late = dict(events[0], button_id="late-1")
     produce(payloads([late]))
     wait_until("the late event in dlq_table",

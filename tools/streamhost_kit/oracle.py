@@ -21,17 +21,17 @@ def window_counts(events: Iterable[dict], key: str = "country", size: int = SIZE
     """(key value, window start as epoch seconds) -> count.
 
     grace None: every event counts in every window that contains it (nothing is late).
-    grace g: the events are taken in list order as one lane; the frontier is the highest
-    event time so far, a window closes once frontier >= its end + g, and an event counts
+    grace g: the events are taken in list order as one lane; the watermark is the highest
+    event time so far, a window closes once watermark >= its end + g, and an event counts
     only in its windows still open (none: it is late)."""
     counts: Counter = Counter()
-    frontier = None
+    watermark = None
     for e in events:
         t = e[time_field]
         if grace is not None:
-            frontier = t if frontier is None else max(frontier, t)
+            watermark = t if watermark is None else max(watermark, t)
         for start in window_starts(t, size, advance):
-            if grace is None or start + size + grace > frontier:
+            if grace is None or start + size + grace > watermark:
                 counts[(e[key], start)] += 1
     return dict(counts)
 

@@ -62,7 +62,7 @@ impl GroupLag {
     /// in flight), or any records at all while the committed offset has not moved since
     /// the previous reading (nobody is reading the partition: its owner crashed and the
     /// partition waits for a new one). A partition whose state cannot be read counts as
-    /// caught up, so the frontier cannot stall on a broker error.
+    /// caught up, so the watermark cannot stall on a broker error.
     pub fn pending(&mut self, partitions: &[i32], min_lag: i64, timeout: Duration) -> Vec<i32> {
         let mut list = TopicPartitionList::new();
         for p in partitions {

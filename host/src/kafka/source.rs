@@ -228,7 +228,7 @@ impl Source {
     /// its committed offset before the first fetch, is behind the end). A quiet
     /// partition with a backlog is slow, not idle. Network round trips: call it only
     /// for partitions about to be declared idle. A partition whose state cannot be
-    /// read counts as caught up, so the frontier cannot stall on a broker error.
+    /// read counts as caught up, so the watermark cannot stall on a broker error.
     pub fn pending(&self, partitions: &[i32]) -> Vec<i32> {
         let timeout = Duration::from_secs(2);
         let offset_of = |list: &TopicPartitionList, p: i32| match list

@@ -137,7 +137,12 @@ impl Chain {
                         metrics::counter!("streamhost_plugin_disabled_total", "plugin" => plugin.name().to_string())
                             .increment(1);
                         if let Some(board) = &self.board {
-                            status::mark(board, &plugin.compiled.origin, "disabled", Some(message));
+                            status::mark(
+                                board,
+                                &plugin.compiled.origin,
+                                status::PluginState::Disabled,
+                                Some(message),
+                            );
                         }
                     }
                 }

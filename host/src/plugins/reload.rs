@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 use super::chain::Member;
 use super::directory::{self, Manifest};
 use super::runtime::{CompiledPlugin, PluginRuntime};
-use super::status::{self, PluginBoard, PluginStatus};
+use super::status::{self, PluginBoard, PluginState, PluginStatus};
 
 /// Wait for this long without file events before reloading: editors and copies write
 /// in several steps.
@@ -126,7 +126,7 @@ impl Reloader {
                     status::mark(
                         &self.board,
                         &path.display().to_string(),
-                        "rejected",
+                        PluginState::Rejected,
                         Some(error.to_string()),
                     );
                 }
@@ -172,7 +172,11 @@ impl Reloader {
                         version: Some(compiled.version.clone()),
                         wit_version: Some(compiled.wit_version.clone()),
                         contract: Some(compiled.contract.to_string()),
-                        state: if manifest.enabled { "serving" } else { "off" },
+                        state: if manifest.enabled {
+                            PluginState::Serving
+                        } else {
+                            PluginState::Off
+                        },
                         order: Some(manifest.order()),
                         last_error: None,
                     },
@@ -197,7 +201,7 @@ impl Reloader {
                         version: previous.as_ref().map(|(c, _, _)| c.version.clone()),
                         wit_version: previous.as_ref().map(|(c, _, _)| c.wit_version.clone()),
                         contract: previous.as_ref().map(|(c, _, _)| c.contract.to_string()),
-                        state: "rejected",
+                        state: PluginState::Rejected,
                         order: previous.as_ref().map(|(_, m, _)| m.order()),
                         last_error: Some(error),
                     },

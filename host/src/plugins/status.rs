@@ -5,17 +5,29 @@ use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 
+/// Where a plugin file stands.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginState {
+    /// In the chain.
+    Serving,
+    /// Did not load; a previous version of the file may still serve.
+    Rejected,
+    /// Its circuit breaker is open.
+    Disabled,
+    /// Loaded and checked, not run (manifest `enabled = false`).
+    Off,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct PluginStatus {
     pub file: String,
     pub name: Option<String>,
     pub version: Option<String>,
     pub wit_version: Option<String>,
-    /// How the host crosses into it, e.g. `validator reading user_id, country` (0.3).
+    /// How the host crosses into it, e.g. `validator reading user_id, country`.
     pub contract: Option<String>,
-    /// `serving`, `rejected` (did not load; a previous version may still serve),
-    /// `disabled` (circuit breaker) or `off` (manifest `enabled = false`).
-    pub state: &'static str,
+    pub state: PluginState,
     pub order: Option<i64>,
     pub last_error: Option<String>,
 }
@@ -44,7 +56,7 @@ pub fn remove(board: &PluginBoard, file: &str) {
 }
 
 /// Change the state (and error) of the entry for `file`, if there is one.
-pub fn mark(board: &PluginBoard, file: &str, state: &'static str, error: Option<String>) {
+pub fn mark(board: &PluginBoard, file: &str, state: PluginState, error: Option<String>) {
     if let Ok(mut entries) = board.write() {
         if let Some(entry) = entries.iter_mut().find(|s| s.file == file) {
             entry.state = state;

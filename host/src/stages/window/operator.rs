@@ -8,12 +8,12 @@
 //!   were read from: each source partition is written in order, but the validate stage
 //!   reads them at different speeds, so within one input partition the sources can be
 //!   minutes apart while a backlog is caught up;
-//! * the **frontier** is the minimum stream time over the lanes that are not idle, and
+//! * the **watermark** is the minimum stream time over the lanes that are not idle, and
 //!   never moves back;
-//! * a window closes when `frontier >= end + grace`: it is emitted once and its state
+//! * a window closes when `watermark >= end + grace`: it is emitted once and its state
 //!   freed. An event counts in each of its windows that is still open; an event
 //!   whose windows are all closed is **late** (the caller sends it to the DLQ);
-//! * with no input at all for a while, the caller advances the frontier to the wall
+//! * with no input at all for a while, the caller advances the watermark to the wall
 //!   clock ([`WindowOperator::advance_to`]) so the last windows still close.
 //!
 //! Memory: one counter per open (key, window); nothing per event.
@@ -63,7 +63,7 @@ pub enum Observed {
     Late,
     /// Every open-able window of this event was already emitted by an earlier run
     /// (see [`WindowOperator::restore_emitted`]): a re-read record, not a late one.
-    Replayed,
+    Reread,
 }
 
 /// Where a record's event time runs in order: an input partition, and the source
@@ -101,7 +101,7 @@ pub struct WindowOperator {
     max_seen: Option<i64>,
     /// Per key, the latest window start an earlier run emitted.
     emitted: HashMap<String, i64>,
-    frontier: i64,
+    watermark: i64,
     closed: Vec<ClosedWindow>,
 }
 
@@ -113,7 +113,7 @@ impl WindowOperator {
             lanes: HashMap::new(),
             max_seen: None,
             emitted: HashMap::new(),
-            frontier: i64::MIN,
+            watermark: i64::MIN,
             closed: Vec::new(),
         }
     }
@@ -123,16 +123,16 @@ impl WindowOperator {
     }
 
     /// Count one event from `lane`. Closed windows pile up for [`Self::take_closed`].
-    /// `replay`: the record may be a re-read of one an earlier run counted; windows that
+    /// `reread`: the record may be a re-read of one an earlier run counted; windows that
     /// run already emitted are then skipped instead of the event being judged late.
-    pub fn observe(&mut self, lane: impl Into<Lane>, key: &str, t: i64, replay: bool) -> Observed {
+    pub fn observe(&mut self, lane: impl Into<Lane>, key: &str, t: i64, reread: bool) -> Observed {
         let mut counted = 0;
-        let mut replayed = false;
+        let mut reread_hit = false;
         let emitted_through = self.emitted.get(key).copied();
         for start in self.spec.starts(t) {
             // Emitted by an earlier run: closed for good.
             if emitted_through.is_some_and(|e| start <= e) {
-                replayed |= replay;
+                reread_hit |= reread;
                 continue;
             }
             if self.is_closed(start) {
@@ -149,9 +149,9 @@ impl WindowOperator {
         let clock = self.lanes.entry(lane.into()).or_default();
         clock.stream_time = clock.stream_time.max(Some(t));
         clock.idle = false;
-        self.recompute_frontier();
-        match (counted, replayed) {
-            (0, true) => Observed::Replayed,
+        self.recompute_watermark();
+        match (counted, reread_hit) {
+            (0, true) => Observed::Reread,
             (0, false) => Observed::Late,
             (n, _) => Observed::Counted(n),
         }
@@ -169,7 +169,7 @@ impl WindowOperator {
     }
 
     /// The partitions this instance reads, and the source partitions that feed them:
-    /// new lanes hold the frontier until they bring data or are marked idle; the lanes
+    /// new lanes hold the watermark until they bring data or are marked idle; the lanes
     /// of partitions no longer read are forgotten. Without known sources, one lane per
     /// partition.
     pub fn assign(&mut self, partitions: &[i32], sources: &[i32]) {
@@ -196,13 +196,13 @@ impl WindowOperator {
         }
     }
 
-    /// A lane with nothing to read for a while stops holding the frontier back (until
+    /// A lane with nothing to read for a while stops holding the watermark back (until
     /// its next event).
     pub fn mark_idle(&mut self, lane: impl Into<Lane>) {
         if let Some(clock) = self.lanes.get_mut(&lane.into()) {
             if !clock.idle {
                 clock.idle = true;
-                self.recompute_frontier();
+                self.recompute_watermark();
             }
         }
     }
@@ -223,9 +223,9 @@ impl WindowOperator {
             .is_some_and(|c| c.stream_time.is_some())
     }
 
-    /// Input resumed after a quiet spell: every lane holds the frontier again until it
+    /// Input resumed after a quiet spell: every lane holds the watermark again until it
     /// brings data or stays quiet for the idle timeout once more. Otherwise the first
-    /// lane of a backlog to deliver would pull the frontier past the others' older
+    /// lane of a backlog to deliver would pull the watermark past the others' older
     /// events, and those would be judged late.
     pub fn wake(&mut self) {
         for clock in self.lanes.values_mut() {
@@ -234,7 +234,7 @@ impl WindowOperator {
     }
 
     /// Forget the stream times of a partition's lanes (revoked) so they no longer hold
-    /// the frontier back.
+    /// the watermark back.
     pub fn forget_partition(&mut self, partition: i32) {
         let stream_time = self
             .lanes
@@ -244,12 +244,12 @@ impl WindowOperator {
             .max();
         self.max_seen = self.max_seen.max(stream_time);
         self.lanes.retain(|l, _| l.partition != partition);
-        self.recompute_frontier();
+        self.recompute_watermark();
     }
 
     /// Input has stopped: let event time follow the wall clock (`now`), but no further
     /// than it takes to close every window seen so far. Without data, nothing moves, so
-    /// a replay of old events that starts after a pause is not judged late wholesale.
+    /// a reread of old events that starts after a pause is not judged late wholesale.
     pub fn on_idle(&mut self, now: i64) {
         let max_seen = self
             .lanes
@@ -263,10 +263,10 @@ impl WindowOperator {
         }
     }
 
-    /// Move the frontier forward to at least `t`, closing windows.
+    /// Move the watermark forward to at least `t`, closing windows.
     pub fn advance_to(&mut self, t: i64) {
-        if t > self.frontier {
-            self.frontier = t;
+        if t > self.watermark {
+            self.watermark = t;
             self.close_ready();
         }
     }
@@ -279,24 +279,24 @@ impl WindowOperator {
         self.open.len()
     }
 
-    pub fn frontier(&self) -> i64 {
-        self.frontier
+    pub fn watermark(&self) -> i64 {
+        self.watermark
     }
 
     fn is_closed(&self, start: i64) -> bool {
-        start + self.spec.size + self.spec.grace <= self.frontier
+        start + self.spec.size + self.spec.grace <= self.watermark
     }
 
-    fn recompute_frontier(&mut self) {
+    fn recompute_watermark(&mut self) {
         let mut active = self.lanes.values().filter(|c| !c.idle).peekable();
         if active.peek().is_none() {
             return;
         }
-        // An active lane without data yet holds the frontier: it may bring old events.
+        // An active lane without data yet holds the watermark: it may bring old events.
         let min = active.map(|c| c.stream_time).min().flatten();
         if let Some(min) = min {
-            if min > self.frontier {
-                self.frontier = min;
+            if min > self.watermark {
+                self.watermark = min;
                 self.close_ready();
             }
         }
@@ -304,7 +304,7 @@ impl WindowOperator {
 
     fn close_ready(&mut self) {
         let closes_before = self
-            .frontier
+            .watermark
             .saturating_sub(self.spec.size + self.spec.grace);
         while let Some(entry) = self.open.first_entry() {
             // is_closed(start), without borrowing self while the entry is held
@@ -355,8 +355,8 @@ impl PartitionedWindows {
     }
 
     /// Count one event on its partition's operator.
-    pub fn observe(&mut self, lane: Lane, key: &str, t: i64, replay: bool) -> Observed {
-        self.op(lane.partition).observe(lane, key, t, replay)
+    pub fn observe(&mut self, lane: Lane, key: &str, t: i64, reread: bool) -> Observed {
+        self.op(lane.partition).observe(lane, key, t, reread)
     }
 
     /// The partitions this instance reads and the source partitions that feed them: a
@@ -435,11 +435,11 @@ impl PartitionedWindows {
         self.ops.values().map(WindowOperator::open_windows).sum()
     }
 
-    /// The partition's frontier (`i64::MIN` before its first event).
-    pub fn frontier(&self, partition: i32) -> i64 {
+    /// The partition's watermark (`i64::MIN` before its first event).
+    pub fn watermark(&self, partition: i32) -> i64 {
         self.ops
             .get(&partition)
-            .map_or(i64::MIN, WindowOperator::frontier)
+            .map_or(i64::MIN, WindowOperator::watermark)
     }
 }
 
@@ -515,7 +515,7 @@ mod tests {
     }
 
     #[test]
-    fn the_slowest_partition_holds_the_frontier() {
+    fn the_slowest_partition_holds_the_watermark() {
         let mut op = WindowOperator::new(WindowSpec {
             size: 60,
             advance: 60,
@@ -528,7 +528,7 @@ mod tests {
         op.observe(1, "US", 200, false);
         assert_eq!(op.take_closed().len(), 1);
         op.forget_partition(1);
-        assert_eq!(op.frontier(), 500);
+        assert_eq!(op.watermark(), 500);
         assert_eq!(
             op.take_closed()[0].start,
             180,
@@ -549,7 +549,7 @@ mod tests {
         let mut op = WindowOperator::new(spec);
         op.on_idle(2_000_000_000);
         assert_eq!(
-            op.frontier(),
+            op.watermark(),
             i64::MIN,
             "no data yet: an idle wall clock moves nothing"
         );
@@ -563,7 +563,7 @@ mod tests {
         op.on_idle(2_000_000_000);
         assert_eq!(op.take_closed().len(), 2);
         assert_eq!(
-            op.frontier(),
+            op.watermark(),
             1_000 + 300 + 30,
             "no further than closing what was seen"
         );
@@ -572,7 +572,7 @@ mod tests {
     }
 
     #[test]
-    fn each_source_partition_holds_the_frontier_within_a_partition() {
+    fn each_source_partition_holds_the_watermark_within_a_partition() {
         // One enriched partition fed by two source partitions read at different speeds
         // (a backlog being caught up): source 0 is minutes ahead of source 1.
         let mut op = WindowOperator::new(SPEC);
@@ -583,9 +583,9 @@ mod tests {
         };
         assert_eq!(op.observe(lane(0), "US", 100, false), Observed::Counted(5));
         assert_eq!(op.observe(lane(0), "US", 900, false), Observed::Counted(5));
-        assert_eq!(op.frontier(), i64::MIN, "source 1 has brought nothing yet");
+        assert_eq!(op.watermark(), i64::MIN, "source 1 has brought nothing yet");
         assert_eq!(op.observe(lane(1), "US", 110, false), Observed::Counted(5));
-        assert_eq!(op.frontier(), 110);
+        assert_eq!(op.watermark(), 110);
         // Source 1 catches up through the same windows: none of it is late.
         for t in (120..900).step_by(60) {
             assert!(matches!(
@@ -593,21 +593,21 @@ mod tests {
                 Observed::Counted(_)
             ));
         }
-        assert!(op.frontier() >= 840);
+        assert!(op.watermark() >= 840);
         // Idle lanes stop holding; a lane without a source (foreign writer) is its own.
         op.mark_idle(lane(1));
-        assert_eq!(op.frontier(), 900);
+        assert_eq!(op.watermark(), 900);
         assert!(op.is_idle(lane(1)) && !op.is_idle(lane(0)));
         assert_eq!(op.observe(0, "US", 2_000, false), Observed::Counted(5));
         assert_eq!(
-            op.frontier(),
+            op.watermark(),
             900,
             "the no-source lane is ahead, source 0 holds"
         );
     }
 
     #[test]
-    fn an_assigned_partition_without_data_holds_the_frontier_until_idle() {
+    fn an_assigned_partition_without_data_holds_the_watermark_until_idle() {
         let mut op = WindowOperator::new(WindowSpec {
             size: 60,
             advance: 60,
@@ -618,19 +618,19 @@ mod tests {
         op.observe(0, "US", 500, false);
         op.observe(2, "DE", 400, false);
         assert_eq!(
-            op.frontier(),
+            op.watermark(),
             i64::MIN,
             "partition 1 may still bring old events"
         );
         op.observe(1, "JP", 20, false);
-        assert_eq!(op.frontier(), 20);
+        assert_eq!(op.watermark(), 20);
         op.mark_idle(1);
-        assert_eq!(op.frontier(), 400);
+        assert_eq!(op.watermark(), 400);
         assert_eq!(op.take_closed().len(), 2, "US and JP [0,60)");
         op.observe(1, "JP", 30, false);
-        assert_eq!(op.frontier(), 400, "never moves back");
+        assert_eq!(op.watermark(), 400, "never moves back");
         op.assign(&[0], &[]);
-        assert_eq!(op.frontier(), 500);
+        assert_eq!(op.watermark(), 500);
     }
 
     #[test]
@@ -647,7 +647,7 @@ mod tests {
             "other keys are unaffected"
         );
         // t=100 is in windows 0 and 60, both emitted before: a re-read record.
-        assert_eq!(op.observe(0, "US", 100, true), Observed::Replayed);
+        assert_eq!(op.observe(0, "US", 100, true), Observed::Reread);
         // ... or, if it is new, a late one.
         assert_eq!(op.observe(0, "US", 100, false), Observed::Late);
         // t=130 is in 60 (emitted) and 120 (not): counted once.
@@ -680,7 +680,7 @@ mod tests {
         windows.assign(&[0], &[]);
         windows.observe(Lane::from(0), "US", 10, false);
         windows.observe(Lane::from(0), "US", 1_000, false);
-        assert_eq!(windows.frontier(0), 1_000);
+        assert_eq!(windows.watermark(0), 1_000);
         // Partition 1 comes over from a crashed instance with windows still open there.
         windows.assign(&[0, 1], &[]);
         assert_eq!(
@@ -704,11 +704,11 @@ mod tests {
         // A partition given up takes its open windows with it.
         windows.assign(&[0], &[]);
         assert_eq!(windows.open_windows(), 1, "US [1000, 1060) only");
-        assert_eq!(windows.frontier(1), i64::MIN);
+        assert_eq!(windows.watermark(1), i64::MIN);
     }
 
-    /// Brute force: replay the events in order, recomputing every partition's stream
-    /// time and the frontier from the full prefix, and count per (key, window).
+    /// Brute force: reread the events in order, recomputing every partition's stream
+    /// time and the watermark from the full prefix, and count per (key, window).
     fn oracle(
         spec: WindowSpec,
         events: &[(i32, String, i64)],
@@ -736,12 +736,12 @@ mod tests {
         let mut counts = BTreeMap::new();
         let mut late = 0;
         for (i, (_, key, t)) in events.iter().enumerate() {
-            // The frontier never moves back: the max of f over every prefix so far.
-            let frontier = f[..=i].iter().flatten().copied().max().unwrap_or(i64::MIN);
+            // The watermark never moves back: the max of f over every prefix so far.
+            let watermark = f[..=i].iter().flatten().copied().max().unwrap_or(i64::MIN);
             let mut counted = false;
             let mut s = t.div_euclid(spec.advance) * spec.advance;
             while s > t - spec.size {
-                if s + spec.size + spec.grace > frontier {
+                if s + spec.size + spec.grace > watermark {
                     *counts.entry((key.clone(), s)).or_insert(0) += 1;
                     counted = true;
                 }

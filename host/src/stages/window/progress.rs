@@ -1,7 +1,7 @@
 //! What the broker says about records still to come, as a value the window stage
 //! consumes: a quiet lane whose partition (or whose source partition of the validate
 //! stage's input) still has a backlog is slow, not idle, and keeps holding the
-//! frontier back.
+//! watermark back.
 
 use std::time::Duration;
 

@@ -119,17 +119,17 @@ pub struct WindowStage {
     owned: HashSet<i32>,
     /// When each lane (partition, source partition) last delivered a record.
     lanes: HashMap<Lane, Instant>,
-    /// The partitions of the validate stage's input, whose lanes hold the frontier.
+    /// The partitions of the validate stage's input, whose lanes hold the watermark.
     sources: Vec<i32>,
     /// Per partition taken over, the end offset at that moment (see `process`).
-    replay_until: HashMap<i32, i64>,
+    reread_until: HashMap<i32, i64>,
     /// Per (enriched partition, source partition): the highest source offset counted.
     source_high: HashMap<(i32, i32), i64>,
     /// No input arrived for the idle timeout; the next batch wakes every partition.
     quiet: bool,
     source_topic: String,
     fields: WindowFields,
-    /// How long a lane may bring nothing before it stops holding the frontier back.
+    /// How long a lane may bring nothing before it stops holding the watermark back.
     idle: Duration,
     /// The broker's word on records still to come (absent in unit tests: no broker).
     progress: Option<BrokerProgress>,
@@ -150,7 +150,7 @@ impl WindowStage {
             owned: HashSet::new(),
             lanes: HashMap::new(),
             sources: Vec::new(),
-            replay_until: HashMap::new(),
+            reread_until: HashMap::new(),
             source_high: HashMap::new(),
             quiet: false,
             source_topic: source_topic.to_string(),
@@ -159,7 +159,7 @@ impl WindowStage {
 
     /// Connected to the broker: `progress` tells quiet lanes from slow ones, `restore`
     /// what was emitted before a takeover; lanes quiet for `idle` stop holding the
-    /// frontier back.
+    /// watermark back.
     pub fn connected(mut self, idle: Duration, progress: BrokerProgress, restore: Restore) -> Self {
         self.idle = idle;
         self.set_sources(progress.sources().to_vec());
@@ -181,7 +181,7 @@ impl WindowStage {
         let now = Instant::now();
         if self.quiet && !batch.is_empty() {
             // A backlog after a pause arrives one partition at a time: the quiet ones
-            // must hold the frontier again (their idle clocks restart now).
+            // must hold the watermark again (their idle clocks restart now).
             self.quiet = false;
             self.op.wake();
             for seen in self.lanes.values_mut() {
@@ -196,7 +196,7 @@ impl WindowStage {
                 .get(&record.partition)
                 .is_some_and(|last| record.offset <= *last)
             {
-                metrics::counter!("streamhost_window_replayed_skipped_total").increment(1);
+                metrics::counter!("streamhost_window_reread_skipped_total").increment(1);
                 continue;
             }
             self.last_offset.insert(record.partition, record.offset);
@@ -228,8 +228,8 @@ impl WindowStage {
             }
             // Records that existed before this instance took the partition over may be
             // re-reads of windows already emitted; records after that are judged as usual.
-            let replay = self
-                .replay_until
+            let reread = self
+                .reread_until
                 .get(&record.partition)
                 .is_some_and(|until| record.offset < *until);
             let lane = Lane {
@@ -237,13 +237,13 @@ impl WindowStage {
                 source: keyed.source_partition,
             };
             self.lanes.insert(lane, now);
-            match self.op.observe(lane, &keyed.key, keyed.time, replay) {
+            match self.op.observe(lane, &keyed.key, keyed.time, reread) {
                 Observed::Late => {
                     metrics::counter!("streamhost_late_events_total").increment(1);
                     let message = format!(
-                        "event time {} is behind the window frontier {} by more than the grace period; all its windows had closed",
+                        "event time {} is behind the window watermark {} by more than the grace period; all its windows had closed",
                         timefmt::datetime(keyed.time),
-                        timefmt::datetime(self.op.frontier(record.partition))
+                        timefmt::datetime(self.op.watermark(record.partition))
                     );
                     outputs.push(reject(
                         record,
@@ -254,8 +254,8 @@ impl WindowStage {
                         &message,
                     ));
                 }
-                Observed::Replayed => {
-                    metrics::counter!("streamhost_window_replayed_skipped_total").increment(1);
+                Observed::Reread => {
+                    metrics::counter!("streamhost_window_reread_skipped_total").increment(1);
                 }
                 Observed::Counted(_) => {
                     let firsts = self.first_offset.entry(record.partition).or_default();
@@ -282,7 +282,7 @@ impl WindowStage {
     fn drain_closed(&mut self, outputs: &mut Vec<Output>) {
         let closed = self.op.take_closed();
         for (partition, w) in &closed {
-            tracing::debug!(partition, country = %w.key, start = w.start, count = w.count, frontier = self.op.frontier(*partition), "window closed");
+            tracing::debug!(partition, country = %w.key, start = w.start, count = w.count, watermark = self.op.watermark(*partition), "window closed");
         }
         metrics::counter!("streamhost_windows_closed_total").increment(closed.len() as u64);
         outputs.extend(
@@ -292,8 +292,8 @@ impl WindowStage {
         );
         let spec = self.op.spec();
         for (partition, firsts) in self.first_offset.iter_mut() {
-            let frontier = self.op.frontier(*partition);
-            firsts.retain(|start, _| start + spec.size + spec.grace > frontier);
+            let watermark = self.op.watermark(*partition);
+            firsts.retain(|start, _| start + spec.size + spec.grace > watermark);
         }
         metrics::gauge!("streamhost_open_windows").set(self.op.open_windows() as f64);
     }
@@ -318,11 +318,11 @@ impl WindowStage {
     pub fn restore_emitted(
         &mut self,
         emitted: &HashMap<String, i64>,
-        replay_until: HashMap<i32, i64>,
+        reread_until: HashMap<i32, i64>,
     ) {
-        let partitions: Vec<i32> = replay_until.keys().copied().collect();
+        let partitions: Vec<i32> = reread_until.keys().copied().collect();
         self.op.restore_emitted(emitted, &partitions);
-        self.replay_until.extend(replay_until);
+        self.reread_until.extend(reread_until);
     }
 
     /// Drop the state of partitions revoked from this instance. One assigned again is
@@ -338,7 +338,7 @@ impl WindowStage {
             self.last_offset.remove(p);
             self.first_offset.remove(p);
             self.source_high.retain(|(enriched, _), _| enriched != p);
-            self.replay_until.remove(p);
+            self.reread_until.remove(p);
             self.op.forget(*p);
         }
     }
@@ -358,7 +358,7 @@ impl WindowStage {
         self.sources = sources;
     }
 
-    /// Lanes that have been quiet for `idle` and would now stop holding the frontier
+    /// Lanes that have been quiet for `idle` and would now stop holding the watermark
     /// back: the caller asks which of their partitions and sources still have a backlog.
     pub fn idle_candidates(&self, now: Instant, idle: Duration) -> Vec<Lane> {
         self.lanes
@@ -370,12 +370,12 @@ impl WindowStage {
 
     /// Follow the consumer's assignment: drop the state of partitions this instance no
     /// longer owns (their new owner re-reads them from the committed position), and let
-    /// lanes quiet for `idle` stop holding the frontier back, unless their partition is
+    /// lanes quiet for `idle` stop holding the watermark back, unless their partition is
     /// `pending` (records left to read here) or, for a lane that has brought data, their
     /// source is in `pending_sources` (a backlog the validate stage has yet to read):
     /// slow, not idle; their idle clock restarts. A lane that never brought data is not
     /// held by its source: nothing says the backlog has records for it (a partition no
-    /// country hashes to would otherwise hold the frontier for a whole catch-up).
+    /// country hashes to would otherwise hold the watermark for a whole catch-up).
     pub fn sync_partitions(
         &mut self,
         assigned: &[i32],
@@ -510,7 +510,7 @@ impl Stage for WindowStage {
         self.restore_taken_over(source, assigned).await;
         let progress = self.progress(source, assigned, batch.is_empty(), now);
         if !progress.is_empty() {
-            tracing::debug!(partitions = ?progress.partitions, sources = ?progress.sources, "window stage: quiet lanes still have a backlog, they keep holding the frontier");
+            tracing::debug!(partitions = ?progress.partitions, sources = ?progress.sources, "window stage: quiet lanes still have a backlog, they keep holding the watermark");
         }
         self.sync_partitions(
             assigned,
@@ -581,7 +581,7 @@ mod tests {
             rec(0, 11, "US", 61),
             rec(1, 4, "DE", 70),
         ]);
-        // window [0,60) on p0 is closed? frontier = min(61, 70) = 61 >= 60: yes, emitted.
+        // window [0,60) on p0 is closed? watermark = min(61, 70) = 61 >= 60: yes, emitted.
         // Open: [60,120) with first offsets p0:11, p1:4.
         let pos = stage.commit_positions();
         assert_eq!(pos[&0], 11);
@@ -713,10 +713,10 @@ mod tests {
     }
 
     /// Found by bench/e2e: on a backlog, a partition the consumer serves slowly went
-    /// quiet for the idle timeout and stopped holding the frontier; its events, still
+    /// quiet for the idle timeout and stopped holding the watermark; its events, still
     /// unread, were then judged late (a third of a 1M-event catch-up).
     #[test]
-    fn a_quiet_lane_of_a_partition_with_a_backlog_keeps_holding_its_frontier() {
+    fn a_quiet_lane_of_a_partition_with_a_backlog_keeps_holding_its_watermark() {
         let mut stage = WindowStage::new(SPEC, "enriched_events", WindowFields::default());
         stage.set_sources(vec![0, 1]);
         let start = Instant::now();
@@ -746,13 +746,13 @@ mod tests {
             out.iter().all(|o| o.destination != Destination::Dlq),
             "DE's event was judged late"
         );
-        // Without a backlog the quiet lane is idle: the frontier follows source 0.
+        // Without a backlog the quiet lane is idle: the watermark follows source 0.
         let much_later = later + Duration::from_secs(120);
         stage.sync_partitions(&[0], much_later, Duration::from_secs(60), &[], &[]);
         let late = stage.count(&[from(5, 0, "US", 10_000), from(6, 1, "DE", 2_000)]);
         assert!(
             late.iter().any(|o| o.destination == Destination::Dlq),
-            "an idle lane must not hold the frontier"
+            "an idle lane must not hold the watermark"
         );
     }
 
@@ -816,7 +816,7 @@ mod tests {
         assert!(stage.count(&[from(1, 1, 5), from(2, 0, 5_000)]).is_empty());
         // Source 1 is quiet for the idle timeout but the validate stage has not caught
         // up on it: slow, not idle. Source 2 has a backlog too but never brought
-        // anything to this partition: it does not hold the frontier.
+        // anything to this partition: it does not hold the watermark.
         let later = Instant::now() + Duration::from_secs(120);
         stage.sync_partitions(&[0], later, Duration::from_secs(60), &[], &[1, 2]);
         let out = stage.count(&[from(3, 1, 1_900)]);
@@ -826,9 +826,9 @@ mod tests {
         );
         assert!(
             !counts(&out).is_empty(),
-            "the frontier follows source 1 (source 2 must not hold it): {out:?}"
+            "the watermark follows source 1 (source 2 must not hold it): {out:?}"
         );
-        // Caught up and still quiet: idle, the frontier follows source 0.
+        // Caught up and still quiet: idle, the watermark follows source 0.
         let much_later = later + Duration::from_secs(120);
         stage.sync_partitions(&[0], much_later, Duration::from_secs(60), &[], &[]);
         let closed = counts(&stage.count(&[from(4, 0, 10_000)]));
@@ -841,7 +841,7 @@ mod tests {
     }
 
     /// Found by bench/tradeoff: after a pause, the first partition of a backlog to
-    /// deliver moved the frontier past the other partitions' (older) events.
+    /// deliver moved the watermark past the other partitions' (older) events.
     #[test]
     fn a_backlog_after_a_pause_is_not_judged_late_partition_by_partition() {
         let mut stage = WindowStage::new(SPEC, "enriched_events", WindowFields::default());
