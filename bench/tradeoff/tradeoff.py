@@ -3,21 +3,28 @@
 Both sides get the same input through the real host binary, the real broker (Tansu) and
 the real ClickHouse 18.16:
 
-* host side: the window stage's rows in `country_event_averages` (the view with FINAL);
-* ClickHouse side: the same 5-min/1-min hopping count and average computed from `events`
-  by a view defined here (`country_event_averages_ch`, SQL below), deduplicated by the
-  event's identity (source_partition, source_offset).
+* host: the window stage's rows in `country_event_averages` (the view with FINAL);
+* mv: ClickHouse's own materialized view of sql/schema.sql: country_minute_counts_mv
+  fills per-(country, minute) uniqExact states of (source_partition, source_offset),
+  and `mv_query` (the innermost filter of country_event_averages_ch, which is compared
+  too) sums 5 minutes into each window; `mv_delivered` is the same with countMerge,
+  i.e. a plain count()/SummingMergeTree pre-aggregate that does not deduplicate;
+* scan: the same windows computed at query time from `events` (`country_event_averages_scan`,
+  SQL below), deduplicated by the event's identity: the no-pre-aggregation baseline.
 
 Scenarios: (a) in order, (b) out of order within the grace, (c) late beyond the grace,
-(d) kill -9 of the host mid-stream and restart, (e) freshness on a live paced stream,
-(f) resource cost. Run by bench/tradeoff/run, which sets the stack's ports; results go to
-bench/tradeoff/results.json and into the results block of docs/tradeoffs.md.
+(d) kill -9 of the host mid-stream and restart, then re-deliveries injected into
+enriched_events, (e) freshness on a live paced stream, (f) a 30,000-event backlog and
+CPU, (g) ClickHouse's CPU for the view (3 trials), query cost, back-fill, state sizes.
+Run by bench/tradeoff/run, which sets the stack's ports; the results go to
+bench/results/<UTC date and time>-tradeoff.json (with the command and the machine).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import platform
 import random
 import shutil
 import statistics
@@ -25,14 +32,17 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-from streamhost_kit.clickhouse import ch, ch_rows, ch_value, window_rows
+from streamhost_kit.clickhouse import CH_URL, ch, ch_rows, ch_value, window_rows
 from streamhost_kit.events import ALLOWED, T0, payload, random_event, spread
 from streamhost_kit.kafka import BROKERS, produce, read_topic, watermarks
 from streamhost_kit.oracle import ADVANCE, GRACE, SIZE, window_starts
+from streamhost_kit.oracle import window_counts as window_counts_epoch
 from streamhost_kit.oracle import fmt_time as fmt
 from streamhost_kit.oracle import oracle
 from streamhost_kit.stack import ROOT, Host, proc_status, stack
@@ -53,7 +63,7 @@ COUNTRIES = sorted(ALLOWED)
 # 18.16 rejects a lambda over a column (arrayMap(i -> ... timestamp ...)), hence the
 # arrayJoin over offsets. `rows_counted` is what a plain count() gives (no dedup).
 CH_VIEW = f"""
-CREATE VIEW IF NOT EXISTS events_db.country_event_averages_ch AS
+CREATE VIEW IF NOT EXISTS events_db.country_event_averages_scan AS
 SELECT country,
        toStartOfMinute(timestamp) - arrayJoin(range({SIZE // ADVANCE})) * {ADVANCE} AS window_start,
        window_start + {SIZE} AS window_end,
@@ -73,6 +83,20 @@ def ch_side_query(lo: int, hi: int) -> str:
             f" SELECT country, toStartOfMinute(timestamp) - arrayJoin(range({SIZE // ADVANCE})) * {ADVANCE} AS window_start,"
             f" uniqExact(source_partition, source_offset) AS event_count, event_count * 60 / {SIZE} AS average_events"
             f" FROM events_db.events WHERE timestamp >= toDateTime({lo}) AND timestamp < toDateTime({hi + SIZE - ADVANCE})"
+            f" GROUP BY country, window_start) WHERE window_start >= toDateTime({lo}) AND window_start < toDateTime({hi})")
+
+
+def mv_query(lo: int, hi: int, merge: str = "uniqExactMerge(events)", table: str = "events_db.country_minute_counts",
+             size: int = SIZE) -> str:
+    """The materialized side for windows starting in [lo, hi): the minutes they cover,
+    summed into windows (what country_event_averages_ch does, with the time filter where
+    the primary key (minute, country) can use it). `merge`: countMerge(delivered) gives
+    the pre-aggregate that does not deduplicate; `size`: another window size, same state."""
+    k = size // ADVANCE
+    return (f"SELECT country, window_start, event_count, event_count * 60 / {size} AS average_events FROM ("
+            f" SELECT country, minute - arrayJoin(range({k})) * {ADVANCE} AS window_start, sum(n) AS event_count FROM ("
+            f"  SELECT minute, country, {merge} AS n FROM {table}"
+            f"  WHERE minute >= toDateTime({lo}) AND minute < toDateTime({hi + size - ADVANCE}) GROUP BY minute, country)"
             f" GROUP BY country, window_start) WHERE window_start >= toDateTime({lo}) AND window_start < toDateTime({hi})")
 
 
@@ -132,8 +156,25 @@ def host_rows(lo: int, hi: int) -> dict:
 
 def ch_side_rows(lo: int, hi: int, column: str = "event_count") -> dict:
     return {(r["country"], r["ws"]): int(r["n"]) for r in ch_rows(
-        f"SELECT country, toString(window_start) AS ws, {column} AS n FROM events_db.country_event_averages_ch"
+        f"SELECT country, toString(window_start) AS ws, {column} AS n FROM events_db.country_event_averages_scan"
         f" WHERE window_start >= toDateTime({lo}) AND window_start < toDateTime({hi})")}
+
+
+def mv_rows(lo: int, hi: int, merge: str = "uniqExactMerge(events)") -> dict:
+    return {(r["country"], r["ws"]): int(r["event_count"]) for r in ch_rows(
+        f"SELECT country, toString(window_start) AS ws, event_count FROM ({mv_query(lo, hi, merge)})")}
+
+
+def mv_view_rows(lo: int, hi: int) -> dict:
+    """country_event_averages_ch itself (the object a dashboard would be pointed at)."""
+    return {(r["country"], r["ws"]): int(r["n"]) for r in ch_rows(
+        f"SELECT country, toString(window_start) AS ws, event_count AS n FROM events_db.country_event_averages_ch"
+        f" WHERE window_start >= toDateTime({lo}) AND window_start < toDateTime({hi})")}
+
+
+def mv_sides(lo: int, hi: int, want: dict) -> dict:
+    return {"mv": compare(mv_rows(lo, hi), want), "mv_view": compare(mv_view_rows(lo, hi), want),
+            "mv_delivered": compare(mv_rows(lo, hi, "countMerge(delivered)"), want)}
 
 
 def compare(got: dict, want: dict) -> dict:
@@ -154,6 +195,11 @@ def events_in_ch(lo: int, hi: int) -> int:
                     f" WHERE timestamp >= toDateTime({lo}) AND timestamp < toDateTime({hi})")
 
 
+def events_in_mv(lo: int, hi: int, merge: str = "uniqExactMerge(events)") -> int:
+    return ch_value(f"SELECT sum(n) FROM (SELECT {merge} AS n FROM events_db.country_minute_counts"
+                    f" WHERE minute >= toDateTime({lo}) AND minute < toDateTime({hi}) GROUP BY minute, country)")
+
+
 STALLS: list[str] = []
 
 
@@ -164,7 +210,7 @@ def settle(host: Host, lo: int, hi: int, n_events: int, n_windows: int, timeout:
     history: list[int] = []
 
     def done():
-        if events_in_ch(lo, hi) < n_events:
+        if events_in_ch(lo, hi) < n_events or events_in_mv(lo, hi) < n_events:
             return False
         rows = len(host_rows(lo, hi))
         if rows >= n_windows:
@@ -225,9 +271,10 @@ def correctness(hosts: Hosts) -> dict:
     settle(host, D1, D3, len(in_order) + len(disordered), len(want_a) + len(want_b))
     out = {
         "a": {"events": len(in_order), "host": compare(host_rows(D1, D2), want_a),
-              "ch": compare(ch_side_rows(D1, D2), want_a)},
+              "ch": compare(ch_side_rows(D1, D2), want_a), **mv_sides(D1, D2, want_a)},
         "b": {"events": len(disordered), "max_disorder_s": max_disorder(disordered),
-              "host": compare(host_rows(D2, D3), want_b), "ch": compare(ch_side_rows(D2, D3), want_b)},
+              "host": compare(host_rows(D2, D3), want_b), "ch": compare(ch_side_rows(D2, D3), want_b),
+              **mv_sides(D2, D3, want_b)},
     }
     emitted_before = sum(watermarks("country_event_averages").values())
 
@@ -239,7 +286,8 @@ def correctness(hosts: Hosts) -> dict:
     produce_in_order(late)
     wait_until("the late events in dlq_table", lambda: ch_value(
         "SELECT count() FROM events_db.dlq_table FINAL WHERE code = 'late_event'") >= len(late), timeout=90)
-    wait_until("the late events in events", lambda: events_in_ch(D2, D3) >= len(disordered) + len(late), timeout=90)
+    wait_until("the late events in events and in the view", lambda: events_in_ch(D2, D3) >= len(disordered) + len(late)
+               and events_in_mv(D2, D3) >= len(disordered) + len(late), timeout=90)
     want_all = within(oracle(disordered + late), D2, D3)
     touched = {k for k in want_all if want_all[k] != want_b.get(k)}
     out["c"] = {
@@ -251,6 +299,8 @@ def correctness(hosts: Hosts) -> dict:
         "host_vs_all": compare(host_rows(D2, D3), want_all),
         "ch_vs_on_time": compare(ch_side_rows(D2, D3), want_b),
         "ch_vs_all": compare(ch_side_rows(D2, D3), want_all),
+        "mv_vs_on_time": compare(mv_rows(D2, D3), want_b),
+        "mv_vs_all": compare(mv_rows(D2, D3), want_all),
     }
     host.stop()
     return out
@@ -331,8 +381,32 @@ def crash(hosts: Hosts, kills: int = 2) -> dict:
         "ch_uniq": compare(ch_side_rows(D3, D4), want),
         "ch_plain_now": compare(ch_side_rows(D3, D4, "rows_counted"), want),
         "plain_over_delivered": compare(naive_d, want),
+        **mv_sides(D3, D4, want),
     }
     second.stop()
+
+    # Re-delivery made certain: a kill -9 re-delivers only if it lands between a batch's
+    # produce and its commit. Every 4th record of (d) is written to enriched_events
+    # again, byte for byte (same source_partition/source_offset), in 4 rounds of
+    # separate insert blocks, as a host restarted after a crash would.
+    again = [m.value() for m in read_topic("enriched_events", start=enriched_before)][::4]
+    rows_before = out["events_rows_plain"]
+    for r in range(4):
+        produce(again[r::4], topic="enriched_events")
+        time.sleep(1)
+    wait_until("the re-delivered rows in events", lambda: ch_value(
+        f"SELECT count() FROM events_db.events WHERE timestamp >= toDateTime({D3}) AND timestamp < toDateTime({D4})")
+        >= rows_before + len(again), timeout=90)
+    wait_until("the re-delivered rows in the view", lambda: events_in_mv(D3, D4, "countMerge(delivered)")
+               >= rows_before + len(again), timeout=60)
+    out["injected"] = {"records_again": len(again),
+                       "events_rows_plain": ch_value(f"SELECT count() FROM events_db.events WHERE timestamp >= toDateTime({D3}) AND timestamp < toDateTime({D4})"),
+                       "mv_delivered_rows": events_in_mv(D3, D4, "countMerge(delivered)"),
+                       "mv_distinct_events": events_in_mv(D3, D4),
+                       "host_final": compare(host_rows(D3, D4), want),
+                       "ch_uniq": compare(ch_side_rows(D3, D4), want),
+                       "ch_plain": compare(ch_side_rows(D3, D4, "rows_counted"), want),
+                       **mv_sides(D3, D4, want)}
     return out
 
 
@@ -366,6 +440,7 @@ def burst_and_live(hosts: Hosts) -> dict:
     base = window.metric("streamhost_window_records_total")
     late0 = window.metric("streamhost_late_events_total")
     c0, v0, t0 = cpu_seconds(wpid), cpu_seconds(vpid), time.monotonic()
+    ch0_burst = cpu_seconds(clickhouse_pid())
     produce_in_order(burst)
     wait_until("the burst counted by the window stage",
                lambda: window.metric("streamhost_window_records_total") - base >= n, timeout=240, interval=0.2)
@@ -383,6 +458,9 @@ def burst_and_live(hosts: Hosts) -> dict:
     out["burst"]["late"] = window.metric("streamhost_late_events_total") - late0
     out["burst"]["host"] = compare(host_rows(D4, D4 + DAY), want)
     out["burst"]["ch"] = compare(ch_side_rows(D4, D4 + DAY), want)
+    out["burst"].update(mv_sides(D4, D4 + DAY, want))
+    # ClickHouse's CPU over the same span (Kafka reads, `events`, DAU and this view).
+    out["burst"]["clickhouse_cpu_s_until_settled"] = cpu_seconds(clickhouse_pid()) - ch0_burst
     if out["burst"]["late"]:
         # Which countries lost events: their partition delivered after another one had
         # already moved the frontier (idle partitions do not hold it back).
@@ -399,6 +477,7 @@ def burst_and_live(hosts: Hosts) -> dict:
     sent_at: dict[str, float] = {}
     seen_event: dict[str, float] = {}
     seen_window: dict[tuple[str, int], float] = {}
+    mv_counts: dict[tuple[str, int], list[tuple[float, int]]] = {}  # (country, start) -> [(t, count)] on change
     live_lo = int(time.time()) - 1
     stop = threading.Event()
 
@@ -410,6 +489,10 @@ def burst_and_live(hosts: Hosts) -> dict:
             for r in ch_rows("SELECT country, toUInt32(window_start) AS ws FROM events_db.country_event_averages_raw"
                              f" WHERE window_start >= toDateTime({live_lo - SIZE})"):
                 seen_window.setdefault((r["country"], int(r["ws"])), t)
+            for r in ch_rows(f"SELECT country, toUInt32(window_start) AS ws, event_count AS n FROM ({mv_query(live_lo - SIZE, live_lo + 3600)})"):
+                hist = mv_counts.setdefault((r["country"], int(r["ws"])), [])
+                if not hist or hist[-1][1] != int(r["n"]):
+                    hist.append((t, int(r["n"])))
             time.sleep(max(0.0, 0.5 - (time.time() - t)))
 
     poller = threading.Thread(target=poll, daemon=True)
@@ -449,6 +532,19 @@ def burst_and_live(hosts: Hosts) -> dict:
             if (e["country"], s) in due and i in seen_event:
                 last_seen[(e["country"], s)] = max(last_seen.get((e["country"], s), 0), seen_event[i])
     win_ch = [t - (k[1] + SIZE) for k, t in last_seen.items()]
+    # The view's complete figure: the first poll at which the window's count reached the
+    # oracle's, and its first (partial) figure, relative to the window's end.
+    want_live = window_counts_epoch(live)
+    win_mv, first_mv, mv_wrong = [], [], 0
+    for k in due:
+        hist = mv_counts.get(k, [])
+        done = [t for t, n in hist if n == want_live[k]]
+        if done:
+            win_mv.append(done[0] - (k[1] + SIZE))
+        if hist:
+            first_mv.append(hist[0][0] - (k[1] + SIZE))
+        if not hist or hist[-1][1] != want_live[k]:
+            mv_wrong += 1
 
     def dist(xs):
         xs = sorted(xs)
@@ -459,6 +555,8 @@ def burst_and_live(hosts: Hosts) -> dict:
                    "rate": rate, "seconds": seconds, "events": len(live), "due_windows": len(due),
                    "event_to_figure_ch": dist(ev_ch), "event_to_figure_host": dist(ev_host),
                    "window_end_to_figure_host": dist(win_host), "window_end_to_figure_ch": dist(win_ch),
+                   "window_end_to_figure_mv": dist(win_mv), "window_end_to_first_partial_mv": dist(first_mv),
+                   "mv_windows_wrong_at_end": mv_wrong,
                    "window_cpu_s": w_cpu, "validate_cpu_s": v_cpu, "clickhouse_cpu_s": ch_cpu, "wall_s": live_wall,
                    "window_rss_mb": rss_mb(wpid), "validate_rss_mb": rss_mb(vpid),
                    "clickhouse_rss_mb": rss_mb(clickhouse_pid())}
@@ -488,8 +586,11 @@ def costs() -> dict:
     out: dict = {"queries": {}}
     lo, hi = D4, D4 + 3 * 3600
     out["queries"]["burst_2h"] = {"host": query_cost(host_side_query(lo, hi), runs=30), "ch": query_cost(ch_side_query(lo, hi)),
-                                  "ch_view": query_cost("SELECT * FROM events_db.country_event_averages_ch"
-                                                        f" WHERE window_start >= toDateTime({lo}) AND window_start < toDateTime({hi})")}
+                                  "ch_view": query_cost("SELECT * FROM events_db.country_event_averages_scan"
+                                                        f" WHERE window_start >= toDateTime({lo}) AND window_start < toDateTime({hi})"),
+                                  "mv": query_cost(mv_query(lo, hi), runs=30),
+                                  "mv_view": query_cost("SELECT * FROM events_db.country_event_averages_ch"
+                                                        f" WHERE window_start >= toDateTime({lo}) AND window_start < toDateTime({hi})", runs=30)}
     # Scale: one day at ~11.6 events/s (1,000,000 events), and the host's output for it
     # (the same figures, one row per window), in tables of the same engines and keys.
     log("(f): a 1,000,000-event day in ClickHouse for the scale point")
@@ -497,7 +598,7 @@ def costs() -> dict:
     ch("CREATE TABLE IF NOT EXISTS events_db.scale_averages AS events_db.country_event_averages_raw")
     s0 = D1 + 100 * DAY
     ch(f"""INSERT INTO events_db.scale_events SELECT 'page_view', number % 1000, '/p', '', toDateTime({s0} + intDiv(number * 864, 10000)),
-           ['CA','DE','FR','JP','UK','US'][number % 6 + 1], NULL, 0, number, 'scale' FROM numbers(1000000)""")
+           ['CA','DE','FR','JP','UK','US'][number % 6 + 1], NULL, 0, number, 'scale', '' FROM numbers(1000000)""")
     ch(f"""INSERT INTO events_db.scale_averages SELECT country, ws, ws + {SIZE}, n * 60 / {SIZE}, n FROM (
            SELECT country, toStartOfMinute(timestamp) - arrayJoin(range({SIZE // ADVANCE})) * {ADVANCE} AS ws,
            uniqExact(source_partition, source_offset) AS n FROM events_db.scale_events GROUP BY country, ws)""")
@@ -508,13 +609,90 @@ def costs() -> dict:
     scale_ch = ch_side_query(s0, s0 + DAY).replace("events_db.events", "events_db.scale_events")
     scale_ch_1h = ch_side_query(s0 + DAY - 3600, s0 + DAY).replace("events_db.events", "events_db.scale_events")
     scale_host_1h = scale_host.replace(f"toDateTime({s0})", f"toDateTime({s0 + DAY - 3600})")
+    # The view's state for that day, as its materialized view would have built it: filled
+    # from scale_events (timed: a back-fill of one day), then merged like the others.
+    ch("CREATE TABLE IF NOT EXISTS events_db.scale_counts AS events_db.country_minute_counts")
+    backfill = []
+    for _ in range(3):
+        ch("TRUNCATE TABLE events_db.scale_counts")
+        pid, c0, t0 = clickhouse_pid(), cpu_seconds(clickhouse_pid()), time.monotonic()
+        ch("INSERT INTO events_db.scale_counts SELECT toStartOfMinute(timestamp) AS minute, country,"
+           " uniqExactState(source_partition, source_offset), countState() FROM events_db.scale_events GROUP BY minute, country")
+        backfill.append({"wall_s": time.monotonic() - t0, "server_cpu_s": cpu_seconds(pid) - c0})
+    out["backfill_1d_1m_events"] = {"trials": backfill, "median_wall_s": statistics.median(b["wall_s"] for b in backfill),
+                                    "median_server_cpu_s": statistics.median(b["server_cpu_s"] for b in backfill)}
+    ch("OPTIMIZE TABLE events_db.scale_counts FINAL")
+    scale_mv = mv_query(s0, s0 + DAY, table="events_db.scale_counts")
+    scale_mv_1h = mv_query(s0 + DAY - 3600, s0 + DAY, table="events_db.scale_counts")
     # Cheap queries run more often: the CPU figure comes from 10 ms ticks.
-    out["queries"]["scale_1d"] = {"host": query_cost(scale_host, runs=30), "ch": query_cost(scale_ch, runs=5)}
-    out["queries"]["scale_last_1h"] = {"host": query_cost(scale_host_1h, runs=30), "ch": query_cost(scale_ch_1h, runs=10)}
+    out["queries"]["scale_1d"] = {"host": query_cost(scale_host, runs=30), "ch": query_cost(scale_ch, runs=5),
+                                  "mv": query_cost(scale_mv, runs=10)}
+    out["queries"]["scale_last_1h"] = {"host": query_cost(scale_host_1h, runs=30), "ch": query_cost(scale_ch_1h, runs=10),
+                                       "mv": query_cost(scale_mv_1h, runs=30)}
+    # A new window size is a new query on the same state (no new table, history included):
+    # 15-minute windows hopping by 1 minute over the last hour of the day.
+    out["queries"]["scale_last_1h_15min_windows"] = {"mv": query_cost(
+        mv_query(s0 + DAY - 3600, s0 + DAY, table="events_db.scale_counts", size=900), runs=30)}
+    out["mv_cpu"] = mv_cpu()
     out["parts"] = {r["table"]: {"rows": int(r["rows"]), "bytes": int(r["bytes"])} for r in ch_rows(
         "SELECT table, sum(rows) AS rows, sum(bytes_on_disk) AS bytes FROM system.parts"
         " WHERE database = 'events_db' AND active GROUP BY table")}
     return out
+
+
+def ch_with(query: str, **settings) -> None:
+    """A query with settings as URL parameters (18.16 applies them to the INSERT's squashing)."""
+    url = f"{CH_URL}{'&' if '?' in CH_URL else '?'}{urllib.parse.urlencode(settings)}"
+    with urllib.request.urlopen(urllib.request.Request(url, data=query.encode(), method="POST"), timeout=120) as resp:
+        resp.read()
+
+
+def mv_cpu(trials: int = 3, n: int = 50_000) -> dict:
+    """ClickHouse's CPU for the view, by difference: `n` events inserted into a copy of
+    `events` without the view and into one with it (the same SELECT as
+    country_minute_counts_mv), alternately, `trials` times each, in blocks of 500 rows
+    (kafka_max_block_size on 18.16: the Kafka engine writes blocks of up to 500) and of
+    65,536 (a large-block writer). Server CPU from /proc, over the insert and 3 s of
+    merges after it, less the idle rate measured just before."""
+    ch("CREATE TABLE IF NOT EXISTS events_db.cpu_plain AS events_db.events")
+    ch("CREATE TABLE IF NOT EXISTS events_db.cpu_with_view AS events_db.events")
+    ch("CREATE TABLE IF NOT EXISTS events_db.cpu_counts AS events_db.country_minute_counts")
+    ch("CREATE MATERIALIZED VIEW IF NOT EXISTS events_db.cpu_counts_mv TO events_db.cpu_counts AS"
+       " SELECT toStartOfMinute(timestamp) AS minute, country, uniqExactState(source_partition, source_offset) AS events,"
+       " countState() AS delivered FROM events_db.cpu_with_view GROUP BY minute, country")
+    pid = clickhouse_pid()
+    c0, t0 = cpu_seconds(pid), time.monotonic()
+    time.sleep(5)
+    idle = (cpu_seconds(pid) - c0) / (time.monotonic() - t0)
+    out: dict = {"events_per_trial": n, "idle_cpu_per_s": idle, "by_block": {}}
+    month = 0
+    for block in (500, 65_536):
+        runs: dict[str, list[float]] = {"plain": [], "with_view": []}
+        for trial in range(trials):
+            for table in (("plain", "with_view") if trial % 2 == 0 else ("with_view", "plain")):
+                month += 1  # a partition of its own per insert: no delayed inserts from too many parts
+                base = D1 + 400 * DAY + month * 31 * DAY
+                c0, t0 = cpu_seconds(pid), time.monotonic()
+                ch_with(f"INSERT INTO events_db.cpu_{table} SELECT 'page_view', number % 1000, '/p', '', toDateTime({base} + intDiv(number * 864, 10000)),"
+                        f" ['CA','DE','FR','JP','UK','US'][number % 6 + 1], NULL, 0, number, 'cpu', '' FROM numbers({n})",
+                        max_block_size=block, min_insert_block_size_rows=block, min_insert_block_size_bytes=0)
+                time.sleep(3)
+                runs[table].append(cpu_seconds(pid) - c0 - idle * (time.monotonic() - t0))
+        plain, view = statistics.median(runs["plain"]), statistics.median(runs["with_view"])
+        out["by_block"][str(block)] = {"trials_cpu_s": runs, "median_plain_cpu_s": plain, "median_with_view_cpu_s": view,
+                                       "view_cpu_us_per_event": (view - plain) / n * 1e6,
+                                       "insert_cpu_us_per_event": plain / n * 1e6}
+    out["parts"] = {r["table"]: int(r["parts"]) for r in ch_rows(
+        "SELECT table, count() AS parts FROM system.parts WHERE database = 'events_db' AND active"
+        " AND table IN ('cpu_plain', 'cpu_with_view', 'cpu_counts') GROUP BY table")}
+    return out
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"cpus": os.cpu_count(), "cpu_model": cpu, "kernel": platform.release(), "python": platform.python_version(),
+            "clickhouse": ch("SELECT version()").strip(), "note": "shared machine: read ratios and CPU times, not wall times"}
 
 
 # ---------------------------------------------------------------- report
@@ -523,7 +701,9 @@ def costs() -> dict:
 QUICK = os.environ.get("TRADEOFF_QUICK") == "1"
 
 
-def main() -> int:
+def one_run() -> dict | None:
+    """Every scenario once on a fresh stack; None for a quick run (exactness checked only)."""
+    STALLS.clear()
     started = time.monotonic()
     result: dict = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "uptime_start": uptime()}
     stack("reset", stdout=sys.stderr)
@@ -538,32 +718,117 @@ def main() -> int:
         plugins.mkdir(exist_ok=True)
         shutil.copy2(Path(os.environ["STREAMHOST_PLUGINS_BUILT"]) / "quality.wasm", plugins / "10-quality.wasm")
         ch(CH_VIEW)
+        result["machine"] = machine()
         hosts = Hosts(plugins)
         log("(a)-(c): correctness")
         result["correctness"] = correctness(hosts)
         if QUICK:
             c = result["correctness"]
-            exact = all(c[k][side]["equal"] for k in ("a", "b") for side in ("host", "ch"))
-            log(f"quick run (TRADEOFF_QUICK=1): (a)-(c) only, docs untouched; (a), (b) exact on both sides: {exact}")
-            return 0 if exact else 1
+            exact = all(c[k][side]["equal"] for k in ("a", "b") for side in ("host", "ch", "mv", "mv_view"))
+            log(f"quick run (TRADEOFF_QUICK=1): (a)-(c) only, nothing written; (a), (b) exact on every side: {exact}")
+            if not exact:
+                raise SystemExit(1)
+            return None
         log("(d): kill -9")
         result["crash"] = crash(hosts)
         log("(e)+(f): burst and live")
         result["resources"] = burst_and_live(hosts)
         result["costs"] = costs()
-        result["stalls"] = STALLS
+        result["stalls"] = list(STALLS)
         result["uptime_end"] = uptime()
         result["runtime_s"] = time.monotonic() - started
     finally:
         if hosts:
             hosts.stop_all()
         stack("down", stdout=sys.stderr)
-    out = Path(__file__).with_name("results.json")
-    out.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    return result
+
+
+def summary(runs: list[dict]) -> dict:
+    """The figures the docs quote: medians over the runs (each run's own figure is a
+    median of its repetitions), exactness as 'exact in k of n runs' with the count errors."""
+    med = statistics.median
+
+    def exact(path: list[str]) -> dict:
+        cs = [dig(r, path) for r in runs]
+        return {"exact_runs": sum(c["equal"] for c in cs), "runs": len(cs), "windows": [c["windows"] for c in cs],
+                "count_error": [c["count_error"] for c in cs], "windows_wrong": [c["windows_wrong"] for c in cs]}
+
+    def dig(d, path):
+        for k in path:
+            d = d[k]
+        return d
+
+    out: dict = {"runs": len(runs), "exactness": {}}
+    for name, base, sides in [
+        ("in_order", ["correctness", "a"], ["host", "mv", "mv_view", "mv_delivered", "ch"]),
+        ("out_of_order", ["correctness", "b"], ["host", "mv", "mv_view", "mv_delivered", "ch"]),
+        ("kill_9", ["crash"], ["host_final", "mv", "mv_view", "mv_delivered", "ch_uniq", "ch_plain_now"]),
+        ("redelivered_records_injected", ["crash", "injected"], ["host_final", "mv", "mv_view", "mv_delivered", "ch_uniq", "ch_plain"]),
+        ("backlog_30000", ["resources", "burst"], ["host", "mv", "mv_view", "mv_delivered", "ch"]),
+    ]:
+        out["exactness"][name] = {side: exact(base + [side]) for side in sides}
+    out["exactness"]["late_60_events"] = {
+        f"{side}_vs_{ref}": exact(["correctness", "c", f"{side}_vs_{ref}"]) for side in ("host", "mv", "ch") for ref in ("on_time", "all")}
+    out["exactness"]["late_60_events"]["windows_touched_by_late"] = [r["correctness"]["c"]["windows_touched_by_late"] for r in runs]
+    out["exactness"]["late_60_events"]["host_late_in_dlq"] = [r["correctness"]["c"]["host_late_in_dlq"] for r in runs]
+    out["exactness"]["kill_9"]["records_redelivered"] = [r["crash"]["enriched_records"] - r["crash"]["events"] for r in runs]
+    out["exactness"]["redelivered_records_injected"]["records_again"] = [r["crash"]["injected"]["records_again"] for r in runs]
+    live = [r["resources"]["live"] for r in runs]
+    out["freshness_s"] = {k: med(x[k]["median"] for x in live if x[k]) for k in (
+                              "window_end_to_figure_host", "window_end_to_figure_mv", "window_end_to_figure_ch", "window_end_to_first_partial_mv",
+                              "event_to_figure_ch", "event_to_figure_host")}
+    out["freshness_s"]["note"] = "median over runs of each run's median, seconds; negative: before the window ended"
+    queries: dict = {}
+    for q, sides in runs[0]["costs"]["queries"].items():
+        queries[q] = {side: {m: med(r["costs"]["queries"][q][side][m] for r in runs)
+                             for m in ("elapsed_ms", "server_cpu_ms", "rows_read", "bytes_read", "result_rows")} for side in sides}
+    out["dashboard_query"] = queries
+    burst = [r["resources"]["burst"] for r in runs]
+    cpu = [r["costs"]["mv_cpu"]["by_block"] for r in runs]
+    out["cpu"] = {
+        "host_window_stage_us_per_event": med(b["window_cpu_us_per_event"] for b in burst),
+        "host_validate_stage_us_per_event": med(b["validate_cpu_us_per_event"] for b in burst),
+        "host_window_idle_cpu_per_s": med(r["resources"]["window_idle_cpu_per_s"] for r in runs),
+        "clickhouse_view_us_per_event_blocks_500": med(c["500"]["view_cpu_us_per_event"] for c in cpu),
+        "clickhouse_view_us_per_event_blocks_65536": med(c["65536"]["view_cpu_us_per_event"] for c in cpu),
+        "clickhouse_insert_events_us_per_event_blocks_500": med(c["500"]["insert_cpu_us_per_event"] for c in cpu),
+        "clickhouse_insert_events_us_per_event_blocks_65536": med(c["65536"]["insert_cpu_us_per_event"] for c in cpu),
+        "host_window_rss_mb": med(b["window_rss_mb"][0] for b in burst),
+    }
+    out["state_bytes_1m_events_day"] = {t: med(r["costs"]["parts"][t]["bytes"] for r in runs)
+                                        for t in ("scale_events", "scale_counts", "scale_averages")}
+    out["state_rows_1m_events_day"] = {t: med(r["costs"]["parts"][t]["rows"] for r in runs)
+                                       for t in ("scale_events", "scale_counts", "scale_averages")}
+    out["backfill_1d_1m_events"] = {k: med(r["costs"]["backfill_1d_1m_events"][k] for r in runs)
+                                    for k in ("median_wall_s", "median_server_cpu_s")}
+    out["host_restart_retries"] = [r["crash"]["restart_retries"] for r in runs]
+    out["stalls"] = [r["stalls"] for r in runs]
+    return out
+
+
+def main() -> int:
+    args = sys.argv[1:]
+    n = int(args[args.index("--runs") + 1]) if "--runs" in args else 3
+    runs = []
+    for k in range(1 if QUICK else n):
+        log(f"run {k + 1} of {n}")
+        r = one_run()
+        if r is None:
+            return 0
+        runs.append(r)
+    stamp = datetime.now(timezone.utc)
+    out = ROOT / "bench" / "results" / f"{stamp:%Y-%m-%dT%H%M}-tradeoff.json"
+    machine_ = runs[0].get("machine", {})
+    for r in runs:
+        r.pop("machine", None)
+    doc = {"date": f"{stamp:%Y-%m-%dT%H:%MZ}",
+           "bench": "bench/tradeoff: host windows against ClickHouse's materialized view (country_minute_counts_mv,"
+                    " country_event_averages_ch) and against a query over events, on the same runs",
+           "command": " ".join(["bench/tradeoff/run", *args]),
+           "machine": machine_, "summary": summary(runs), "runs": runs}
+    out.write_text(json.dumps(doc, indent=1, default=str) + "\n")
     log(f"results: {out}")
-    from report import write_report  # noqa: PLC0415
-    write_report(result, ROOT / "docs" / "tradeoffs.md")
-    subprocess.run([sys.executable, str(Path(__file__).with_name("plot.py")), str(out)], check=True)
     return 0
 
 

@@ -4,6 +4,7 @@ is exercised against the real server by tests/integration."""
 
 from __future__ import annotations
 
+import random
 import re
 import subprocess
 from pathlib import Path
@@ -90,3 +91,44 @@ def test_old_and_new_schema_rows_query_together(db):
              "('button_click', 2, '/p', 'b', '2026-11-24 10:00:31', 'US', 'tablet', 0, 2, 'quality@0.1.0')")
     assert rows(db, "SELECT ifNull(device_type, 'none'), count() FROM events_db.events GROUP BY 1 ORDER BY 1") == [
         ["none", "1"], ["tablet", "1"]]
+
+
+def insert_events(sess, evs: list[dict]) -> None:
+    values = ", ".join(f"('page_view', 1, '/p', 'b', toDateTime({e['timestamp']}, 'UTC'), '{e['country']}', NULL, "
+                       f"{e['source_partition']}, {e['source_offset']}, 'q')" for e in evs)
+    sess.query(f"INSERT INTO events_db.events ({EVENT_COLS}) VALUES {values}")
+
+
+def test_clickhouse_windows_match_the_oracle_under_disorder_and_re_delivery(db):
+    """country_event_averages_ch (the materialized per-minute counts summed into the
+    host's 5-min/1-min windows) against the brute-force oracle: events out of order,
+    spread over several insert blocks, and a third of them delivered a second time in
+    later blocks (at-least-once). The distinct count stays exact; `delivered_rows`
+    (what a plain count() pre-aggregate gives) counts the re-deliveries."""
+    from streamhost_kit.events import random_event
+    from streamhost_kit.oracle import oracle
+
+    rng = random.Random(11)
+    t0 = 1_764_000_000  # 2025-11-24 16:00:00 UTC
+    evs = [{**random_event(rng, t0 + rng.randrange(40 * 60), f"e-{i}", countries=["DE", "US", "FR"]),
+            "source_partition": i % 3, "source_offset": i} for i in range(600)]
+    rng.shuffle(evs)
+    for k in range(0, len(evs), 100):  # six blocks
+        insert_events(db, evs[k:k + 100])
+    again = evs[::3]
+    insert_events(db, again[:100])
+    insert_events(db, again[100:])
+    got = {(r[0], r[1]): int(r[2]) for r in rows(
+        db, "SELECT country, toString(window_start, 'UTC'), event_count FROM events_db.country_event_averages_ch")}
+    assert got == oracle(evs)
+    averages = rows(db, "SELECT DISTINCT toString(event_count / average_events) FROM events_db.country_event_averages_ch")
+    assert averages == [["5"]]
+    assert rows(db, "SELECT toString(window_end - window_start) FROM events_db.country_event_averages_ch LIMIT 1") == [["300"]]
+    assert rows(db, "SELECT sum(event_count), sum(delivered_rows) FROM events_db.country_minute_counts_final") == [
+        [str(len(evs)), str(len(evs) + len(again))]]
+
+
+def test_clickhouse_windows_have_the_columns_of_the_host_windows(db):
+    def columns(view):
+        return rows(db, f"SELECT name, type FROM system.columns WHERE database = 'events_db' AND table = '{view}' ORDER BY position")
+    assert columns("country_event_averages_ch") == columns("country_event_averages")
