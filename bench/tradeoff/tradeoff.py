@@ -374,7 +374,7 @@ def crash(hosts: Hosts, kills: int = 2) -> dict:
         "events_rows_plain": ch_value(f"SELECT count() FROM events_db.events WHERE timestamp >= toDateTime({D3}) AND timestamp < toDateTime({D4})"),
         "events_rows_final": ch_value(f"SELECT count() FROM events_db.events FINAL WHERE timestamp >= toDateTime({D3}) AND timestamp < toDateTime({D4})"),
         "host_duplicates_skipped": second.metric("streamhost_window_duplicates_skipped_total"),
-        "host_replayed_skipped": second.metric("streamhost_window_replayed_skipped_total"),
+        "host_reread_skipped": second.metric("streamhost_window_reread_skipped_total"),
         "host_late": second.metric("streamhost_late_events_total"),
         "host_raw_rows": raw_rows,
         "host_final": compare(host_rows(D3, D4), want),
