@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import subprocess
 import time
 
 from streamhost_kit import events
@@ -20,12 +19,6 @@ from streamhost_kit.kafka import BROKERS, produce
 from streamhost_kit.oracle import oracle
 from streamhost_kit.stack import ROOT
 from streamhost_kit.util import wait_until
-
-
-def ch18_statements() -> list[str]:
-    """sql/schema.sql rendered for 18.16, one statement each, comments dropped."""
-    sql = subprocess.run([str(ROOT / "sql" / "render"), "ch18", BROKERS], capture_output=True, text=True, check=True).stdout
-    return [s.strip() for s in re.sub(r"--[^\n]*", "", sql).split(";") if s.strip()]
 
 
 def enriched(i: int, user: int, part: int, country: str = "US", **extra) -> bytes:
