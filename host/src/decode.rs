@@ -147,7 +147,9 @@ impl<'de> Visitor<'de> for FastEvent<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Event>, A::Error> {
         let schema = self.schema;
         let mut fields: Vec<Option<Value>> = vec![None; schema.len()];
-        let mut seen = vec![false; schema.len()];
+        // Which fields were seen, as bits: no allocation per event for up to 128 fields
+        // (a larger schema takes the checked path for repeated keys).
+        let mut seen: u128 = 0;
         let mut extra: Vec<(String, Extra)> = Vec::new();
         while let Some(key) = map.next_key_seed(KeySeed)? {
             let key: &str = &key;
@@ -162,9 +164,11 @@ impl<'de> Visitor<'de> for FastEvent<'_> {
                 extra.push((key.to_string(), Extra::Json(raw.to_owned())));
                 continue;
             };
-            if std::mem::replace(&mut seen[i], true) {
+            let bit = 1u128.checked_shl(i as u32).unwrap_or(0);
+            if bit == 0 || seen & bit != 0 {
                 return Ok(None);
             }
+            seen |= bit;
             let value = match schema.field(i).ty {
                 FieldType::String => match map.next_value::<Option<String>>()? {
                     Some(s) if s.len() > MAX_FIELD_BYTES => return Ok(None),

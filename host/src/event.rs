@@ -138,18 +138,25 @@ impl Event {
     /// Set schema field `index` (the caller checked the type).
     pub fn set(&mut self, index: usize, value: Value) {
         if let Some(slot) = self.fields.get_mut(index) {
-            // Reuse the text buffer: no allocation for a value that fits.
-            match (slot.as_mut(), value) {
-                (Some(Value::Text(old)), Value::Text(new)) => {
+            *slot = Some(value);
+        }
+    }
+
+    /// Set schema field `index` to text, reusing its buffer when it holds text already.
+    pub fn set_text(&mut self, index: usize, text: &str) {
+        if let Some(slot) = self.fields.get_mut(index) {
+            match slot {
+                Some(Value::Text(old)) => {
                     old.clear();
-                    old.push_str(&new);
+                    old.push_str(text);
                 }
-                (_, value) => *slot = Some(value),
+                _ => *slot = Some(Value::Text(text.to_string())),
             }
         }
     }
 
-    /// Set a field outside the schema, replacing an earlier value of that name.
+    /// Set a field outside the schema, replacing an earlier value of that name. The
+    /// caller makes sure `name` is not a schema field.
     pub fn set_extra(&mut self, name: &str, value: Value) {
         match self.extra.iter_mut().find(|(n, _)| n == name) {
             Some((_, slot)) => *slot = Extra::Set(value),

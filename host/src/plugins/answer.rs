@@ -177,53 +177,83 @@ pub fn apply_named(
             return Err(AnswerError::HostField(field.to_string()));
         }
         let what = format!("the update of `{field}`");
-        let values: Vec<Value> = match &update.values {
-            wit_1::Values::Text(c) => texts(&c.text, &c.ends, update.events.len(), &what)?
-                .into_iter()
-                .map(|s| Value::Text(s.to_string()))
-                .collect(),
-            wit_1::Values::Integer(v) => v.iter().map(|i| Value::Integer(*i)).collect(),
-            wit_1::Values::Float(v) => v.iter().map(|f| Value::Float(*f)).collect(),
-            wit_1::Values::Boolean(v) => v.iter().map(|b| Value::Boolean(*b)).collect(),
-        };
-        same_length(&what, update.events.len(), values.len())?;
         let target = schema.index(field);
-        if let (Some(index), Some(first)) = (target, values.first()) {
+        let given = match &update.values {
+            wit_1::Values::Text(_) => (FieldType::String, "text"),
+            wit_1::Values::Integer(_) => (FieldType::Integer, "integer"),
+            wit_1::Values::Float(_) => (FieldType::Float, "float"),
+            wit_1::Values::Boolean(_) => (FieldType::Boolean, "boolean"),
+        };
+        if let Some(index) = target {
             let ty = schema.field(index).ty;
-            if !first.fits(ty) {
+            let fits =
+                ty == given.0 || (ty == FieldType::Timestamp && given.0 == FieldType::Integer);
+            if !fits {
                 return Err(AnswerError::WrongType {
                     field: field.to_string(),
-                    given: match first {
-                        Value::Text(_) => "text",
-                        Value::Integer(_) => "integer",
-                        Value::Float(_) => "float",
-                        Value::Boolean(_) => "boolean",
-                    },
+                    given: given.1,
                     expected: ty,
                 });
             }
-            if ty == FieldType::Timestamp {
-                if let Some(bad) = values
-                    .iter()
-                    .filter_map(Value::as_integer)
-                    .find(|t| !(0..=MAX_TIMESTAMP).contains(t))
-                {
+            if let (FieldType::Timestamp, wit_1::Values::Integer(v)) = (ty, &update.values) {
+                if let Some(bad) = v.iter().find(|t| !(0..=MAX_TIMESTAMP).contains(*t)) {
                     return Err(AnswerError::TimeOutOfRange {
                         field: field.to_string(),
-                        value: bad,
+                        value: *bad,
                     });
                 }
             }
         }
-        for (&index, value) in update.events.iter().zip(values) {
-            let event = &mut events[slot(size, "an update", index)?];
-            match target {
-                Some(i) => event.set(i, value),
-                None => event.set_extra(field, value),
+        let n = update.events.len();
+        match &update.values {
+            wit_1::Values::Text(c) => {
+                let texts = texts(&c.text, &c.ends, n, &what)?;
+                for (&i, text) in update.events.iter().zip(texts) {
+                    let event = &mut events[slot(size, "an update", i)?];
+                    match target {
+                        // Reuses the field's buffer: no allocation for a value that fits.
+                        Some(index) => event.set_text(index, text),
+                        None => event.set_extra(field, Value::Text(text.to_string())),
+                    }
+                }
             }
+            wit_1::Values::Integer(v) => set_all(&mut events, update, target, field, v, |x| {
+                Value::Integer(*x)
+            })?,
+            wit_1::Values::Float(v) => {
+                set_all(&mut events, update, target, field, v, |x| Value::Float(*x))?
+            }
+            wit_1::Values::Boolean(v) => set_all(&mut events, update, target, field, v, |x| {
+                Value::Boolean(*x)
+            })?,
         }
     }
     Ok(verdicts(events, rejected))
+}
+
+/// Set `field` (schema slot `target`, or outside the schema) on the listed events.
+fn set_all<T>(
+    events: &mut [Event],
+    update: &wit_1::exports::streamhost::plugin::rules::Update,
+    target: Option<usize>,
+    field: &str,
+    values: &[T],
+    value: impl Fn(&T) -> Value,
+) -> Result<(), AnswerError> {
+    same_length(
+        &format!("the update of `{field}`"),
+        update.events.len(),
+        values.len(),
+    )?;
+    let size = events.len();
+    for (&i, v) in update.events.iter().zip(values) {
+        let event = &mut events[slot(size, "an update", i)?];
+        match target {
+            Some(index) => event.set(index, value(v)),
+            None => event.set_extra(field, value(v)),
+        }
+    }
+    Ok(())
 }
 
 /// Apply a 0.3 `answer` to the batch it answers. One verdict per event, in order.
@@ -263,7 +293,7 @@ pub fn apply_brief(
             &what,
         )?;
         for (&i, value) in update.events.iter().zip(values) {
-            events[slot(size, "a text update", i)?].set(index, Value::Text(value.to_string()));
+            events[slot(size, "a text update", i)?].set_text(index, value);
         }
     }
     for update in &answer.number_updates {

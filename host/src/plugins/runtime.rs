@@ -588,7 +588,7 @@ impl LoadedPlugin {
                             Ok(batch
                                 .into_iter()
                                 .zip(verdicts)
-                                .map(|(event, verdict)| whole::verdict(event, verdict, at))
+                                .map(|(event, verdict)| whole::verdict(event, verdict, at, &c.schema))
                                 .collect())
                         } else {
                             Err(format!(

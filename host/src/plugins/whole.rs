@@ -7,6 +7,7 @@ use super::bindings::wit_0_2::{Event as WitEvent, Verdict as WitVerdict};
 use super::columns::set_by_plugins;
 use super::contract::BriefFields;
 use crate::event::{Event, Value};
+use crate::schema::{Schema, HOST_FIELDS};
 
 fn text(event: &Event, index: usize) -> String {
     event
@@ -43,7 +44,12 @@ pub fn to_wit(events: &[Event], at: &BriefFields) -> Vec<WitEvent> {
 
 /// The verdict on `event`: a rejection, or the event with the plugin's version of the
 /// brief's fields and attributes.
-pub fn verdict(mut event: Event, verdict: WitVerdict, at: &BriefFields) -> Verdict {
+pub fn verdict(
+    mut event: Event,
+    verdict: WitVerdict,
+    at: &BriefFields,
+    schema: &Schema,
+) -> Verdict {
     match verdict {
         WitVerdict::Accept(w) => {
             event.set(at.event_type, Value::Text(w.event_type));
@@ -56,8 +62,11 @@ pub fn verdict(mut event: Event, verdict: WitVerdict, at: &BriefFields) -> Verdi
                 Some(d) => event.set(at.device_type, Value::Text(d)),
                 None => event.fields[at.device_type] = None,
             }
+            // 0.2 never let an attribute replace a field of the event or of the host.
             for (name, value) in w.attributes {
-                event.set_extra(&name, Value::Text(value));
+                if schema.index(&name).is_none() && !HOST_FIELDS.contains(&name.as_str()) {
+                    event.set_extra(&name, Value::Text(value));
+                }
             }
             Verdict::Accepted(event)
         }

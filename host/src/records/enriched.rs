@@ -56,23 +56,24 @@ struct EnrichedJson<'a> {
 }
 
 /// The fields outside the schema that go to the output: every one but the names the
-/// host writes itself (and schema names, which a plugin of an older contract may have
-/// set as attributes: the schema's value wins).
-fn outside<'e>(schema: &'e Schema, event: &'e Event) -> impl Iterator<Item = (&'e str, &'e Extra)> {
+/// host writes itself. (No schema name is ever among them: the decoder puts those in
+/// their slots, and plugins' updates and attributes of them are applied there or
+/// refused.)
+fn outside(event: &Event) -> impl Iterator<Item = (&str, &Extra)> {
     event
         .extra
         .iter()
-        .filter(|(k, _)| !HOST_FIELDS.contains(&k.as_str()) && schema.index(k).is_none())
+        .filter(|(k, _)| !HOST_FIELDS.contains(&k.as_str()))
         .map(|(k, v)| (k.as_str(), v))
 }
 
-struct ExtraJson<'a>(&'a Schema, &'a Event);
+struct ExtraJson<'a>(&'a Event);
 
 impl Serialize for ExtraJson<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut map = serializer.serialize_map(None)?;
-        for (k, v) in outside(self.0, self.1) {
+        for (k, v) in outside(self.0) {
             map.serialize_entry(k, v)?;
         }
         map.end()
@@ -93,7 +94,7 @@ impl Serialize for EnrichedJson<'_> {
         use serde::ser::{Error, SerializeMap};
         let e = self.event;
         let mut map = serializer.serialize_map(None)?;
-        for (k, v) in outside(self.schema, e) {
+        for (k, v) in outside(e) {
             map.serialize_entry(k, v)?;
         }
         for (field, value) in self.schema.fields().iter().zip(&e.fields) {
@@ -102,8 +103,12 @@ impl Serialize for EnrichedJson<'_> {
         map.serialize_entry("source_partition", &self.source.partition)?;
         map.serialize_entry("source_offset", &self.source.offset)?;
         map.serialize_entry("processed_by", self.processed_by)?;
-        let extra = serde_json::to_string(&ExtraJson(self.schema, e)).map_err(S::Error::custom)?;
-        map.serialize_entry("extra", &extra)?;
+        if outside(e).next().is_none() {
+            map.serialize_entry("extra", "{}")?;
+        } else {
+            let extra = serde_json::to_string(&ExtraJson(e)).map_err(S::Error::custom)?;
+            map.serialize_entry("extra", &extra)?;
+        }
         map.end()
     }
 }
