@@ -120,7 +120,7 @@ def test_brief_generator_from_the_machine_end_to_end():
 
 
 def test_the_dashboard_shows_data_in_every_chart():
-    results = open_dashboard(SUPERSET, SCREENSHOT)
+    results = open_dashboard(SUPERSET, screenshot=SCREENSHOT)
     assert set(results) == CHARTS, sorted(results)
     for name, result in results.items():
         assert result["rowcount"] > 0, name

@@ -4,8 +4,8 @@ streamhost (enrich + quality) → Kafka → ClickHouse 18.16 → Superset.
 
 Each of the five charts must render (no error box, no spinner, a canvas or table rows)
 and the numbers it was given must equal both what the test produced (an oracle
-computed here) and a direct ClickHouse query. The screenshot goes to
-docs/img/dashboard.png, which README.md shows."""
+computed here) and a direct ClickHouse query. The screenshot goes to the test's
+temporary directory (the docs show the compose test's, from the brief's generator)."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def ts(text: str) -> int:
     return int(datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc).timestamp())
 
 
-def test_dashboard_renders_every_chart_with_the_pipelines_numbers(fresh_stack, hosts, plugin_dir):
+def test_dashboard_renders_every_chart_with_the_pipelines_numbers(fresh_stack, hosts, plugin_dir, tmp_path):
     (plugin_dir / "05-enrich.wasm").write_bytes((PLUGINS_BUILT / "enrich.wasm").read_bytes())
     (host,) = hosts(1)
     stream, valid, rejects = event_set()
@@ -117,7 +117,7 @@ def test_dashboard_renders_every_chart_with_the_pipelines_numbers(fresh_stack, h
 
     # ---- the dashboard, provisioned from code (idempotent: imports the bundle again)
     subprocess.run([str(ROOT / "scripts" / "dashboard"), "up"], check=True)
-    results = open_dashboard()
+    results = open_dashboard(screenshot=tmp_path / "dashboard.png")
     assert set(results) == CHARTS, f"chart data requests seen: {sorted(results)}"
 
     # Pie: event types = the oracle = ClickHouse.

@@ -8,11 +8,9 @@ import os
 import time
 import urllib.request
 
-from .stack import ROOT
 
 CHROMIUM = os.environ.get("STREAMHOST_CHROMIUM", "/usr/bin/chromium")
 SUPERSET = f"http://127.0.0.1:{os.environ.get('STREAMHOST_SUPERSET_PORT', '8088')}"
-SCREENSHOT = ROOT / "docs" / "img" / "dashboard.png"
 CHARTS = {
     "Rolling average of events per country (5-minute windows, last 3 hours)",
     "Daily active users per country",
@@ -22,7 +20,7 @@ CHARTS = {
 }
 
 
-def open_dashboard(superset: str = SUPERSET, screenshot=SCREENSHOT) -> dict[str, dict]:
+def open_dashboard(superset: str = SUPERSET, *, screenshot) -> dict[str, dict]:
     """Wait until Superset serves (health, then a logged-in API call), log in, open the
     dashboard, wait for every chart's data request and then for every chart to render;
     return each chart's data (slice name → the query result Superset's frontend received).
