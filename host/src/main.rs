@@ -166,8 +166,20 @@ fn schema_check(file: &Path) -> Result<()> {
 }
 
 fn main() -> Result<()> {
-    init_logging();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    // `plugin test` prints every verdict itself: the rejection log would say it twice.
+    let quiet = matches!(
+        cli.command,
+        Command::Plugin {
+            command: PluginCommand::Test { .. }
+        }
+    );
+    init_logging(if quiet {
+        "info,streamhost::stages::rejects=error"
+    } else {
+        "info"
+    });
+    match cli.command {
         Command::Run { config, schema } => run(config.as_deref(), schema),
         Command::Schema {
             command: SchemaCommand::Check { file },
@@ -215,8 +227,8 @@ fn dlq_replay(args: ReplayArgs) -> Result<()> {
     }
 }
 
-fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_logging(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
@@ -401,8 +413,13 @@ fn plugin_check(file: &Path, schema: Option<&Path>) -> Result<()> {
 
 fn plugin_test(file: &Path, input: &Path, schema: Option<&Path>) -> Result<()> {
     let schema = Arc::new(schema_from(schema)?);
-    // Keyed by the event-time field: every schema has one, required.
-    let key = schema.field(schema.time()).name.clone();
+    // Keyed as `run` keys by default (windows.key_field), or by the event time when the
+    // schema has no such field: every schema has one, required.
+    let default_key = streamhost::config::WindowsConfig::default().key_field;
+    let key = match schema.index(&default_key) {
+        Some(i) if schema.field(i).required => default_key,
+        _ => schema.field(schema.time()).name.clone(),
+    };
     let validate =
         Validate::new(schema.clone(), &key, "input", 1 << 20).map_err(anyhow::Error::msg)?;
     let runtime = PluginRuntime::new(SandboxLimits::default(), schema)?;
