@@ -5,8 +5,6 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 
-use crate::schema::FieldType;
-
 /// A typed value of a schema field, or one a plugin set.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -18,17 +16,6 @@ pub enum Value {
 }
 
 impl Value {
-    /// Whether this value may sit in a field of type `ty`.
-    pub fn fits(&self, ty: FieldType) -> bool {
-        matches!(
-            (self, ty),
-            (Value::Text(_), FieldType::String)
-                | (Value::Integer(_), FieldType::Integer | FieldType::Timestamp)
-                | (Value::Float(_), FieldType::Float)
-                | (Value::Boolean(_), FieldType::Boolean)
-        )
-    }
-
     pub fn as_text(&self) -> Option<&str> {
         match self {
             Value::Text(s) => Some(s),

@@ -59,6 +59,15 @@ impl FieldType {
         }
     }
 
+    /// The type a field of this type crosses into plugins with: a timestamp is an
+    /// integer of epoch seconds.
+    pub fn carried_as(self) -> FieldType {
+        match self {
+            FieldType::Timestamp => FieldType::Integer,
+            other => other,
+        }
+    }
+
     fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|t| t.as_str() == name)
     }
@@ -224,6 +233,12 @@ impl Schema {
     /// The index of a field by name.
     pub fn index(&self, name: &str) -> Option<usize> {
         self.fields.iter().position(|f| f.name == name)
+    }
+
+    /// Whether a plugin may set `name` as a field outside the schema: it is neither a
+    /// schema field nor one the host writes itself.
+    pub fn is_outside(&self, name: &str) -> bool {
+        self.index(name).is_none() && !HOST_FIELDS.contains(&name)
     }
 
     /// The index of the event-time field.

@@ -186,9 +186,7 @@ pub fn apply_named(
         };
         if let Some(index) = target {
             let ty = schema.field(index).ty;
-            let fits =
-                ty == given.0 || (ty == FieldType::Timestamp && given.0 == FieldType::Integer);
-            if !fits {
+            if ty.carried_as() != given.0 {
                 return Err(AnswerError::WrongType {
                     field: field.to_string(),
                     given: given.1,
@@ -319,11 +317,10 @@ pub fn apply_brief(
             &what,
         )?;
         // 0.3 never let an attribute replace a field of the event or of the host.
-        let ignored =
-            schema.index(&update.name).is_some() || HOST_FIELDS.contains(&update.name.as_str());
+        let outside = schema.is_outside(&update.name);
         for (&i, value) in update.events.iter().zip(values) {
             let event = &mut events[slot(size, "an attribute update", i)?];
-            if !ignored {
+            if outside {
                 event.set_extra(&update.name, Value::Text(value.to_string()));
             }
         }

@@ -7,7 +7,7 @@ use super::bindings::wit_0_2::{Event as WitEvent, Verdict as WitVerdict};
 use super::columns::set_by_plugins;
 use super::contract::BriefFields;
 use crate::event::{Event, Value};
-use crate::schema::{Schema, HOST_FIELDS};
+use crate::schema::Schema;
 
 fn text(event: &Event, index: usize) -> String {
     event
@@ -64,7 +64,7 @@ pub fn verdict(
             }
             // 0.2 never let an attribute replace a field of the event or of the host.
             for (name, value) in w.attributes {
-                if schema.index(&name).is_none() && !HOST_FIELDS.contains(&name.as_str()) {
+                if schema.is_outside(&name) {
                     event.set_extra(&name, Value::Text(value));
                 }
             }
