@@ -9,6 +9,9 @@
 //! `quality.wasm`, e.g. the WIT 0.2 ones: docs/benchmarks.md) adds rows for that chain,
 //! measured in the same run.
 //!
+//! `BENCH_PROFILE=1` times only the whole validate stage, round after round (to record
+//! with `perf record`).
+//!
 //! Figures are medians of BENCH_ROUNDS (5) rounds; compare the ratios, not the absolute
 //! numbers, on a shared machine.
 
@@ -31,6 +34,10 @@ use streamhost::stages::window::operator::{WindowOperator, WindowSpec};
 mod native_rules;
 
 const BATCH: usize = 1024;
+
+/// The host binary's allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The validate stage for the brief's schema, keyed by country.
 fn validate() -> &'static Validate {
@@ -160,6 +167,19 @@ fn main() {
             .join(", ")
     };
 
+    if std::env::var_os("BENCH_PROFILE").is_some() {
+        // Only the whole stage, round after round: the run to record with `perf`.
+        for _ in 0..rounds {
+            let t = time(1, n, || {
+                records
+                    .chunks(BATCH)
+                    .map(|b| validate().process_batch(&mut chain, b).len())
+                    .sum()
+            });
+            println!("whole validate stage with WASM chain: {t:.0} ns/event");
+        }
+        return;
+    }
     let t_decode = time(rounds, n, || decode_all(&records).len());
     let t_wasm = time(rounds, events.len(), || {
         events

@@ -29,6 +29,10 @@ use streamhost::stages::window::progress::BrokerProgress;
 use streamhost::stages::window::restore::Restore;
 use streamhost::stages::window::{WindowFields, WindowStage};
 
+/// mimalloc, not glibc's malloc: the validate stage allocates per event.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "streamhost",

@@ -78,7 +78,7 @@ pub enum Decision {
 
 impl Plan {
     pub fn selects(&self, entry: &DlqRecord) -> bool {
-        if !self.codes.is_empty() && !self.codes.contains(&entry.code) {
+        if !self.codes.is_empty() && !self.codes.iter().any(|c| *c == entry.code) {
             return false;
         }
         if self.since.is_none() && self.until.is_none() {
@@ -460,7 +460,7 @@ fn replay(
                 };
                 let delivery = send(producer, &plan.to, &bytes)
                     .map_err(kafka(format!("producing to {}", plan.to)))?;
-                in_flight.push((entry.code, delivery));
+                in_flight.push((entry.code.into_owned(), delivery));
                 if in_flight.len() >= IN_FLIGHT {
                     settle(&mut in_flight, summary);
                     if summary.failed() > 0 {
@@ -589,18 +589,24 @@ mod tests {
     use super::*;
     use crate::records::dlq::{Step, UnescapeError};
 
-    fn entry(code: &str, topic: &str, dlq_time: &str, raw: &str, encoding: &str) -> DlqRecord {
+    fn entry(
+        code: &str,
+        topic: &str,
+        dlq_time: &str,
+        raw: &str,
+        encoding: &str,
+    ) -> DlqRecord<'static> {
         DlqRecord {
-            code: code.into(),
+            code: code.to_string().into(),
             message: "m".into(),
             stage: Step::Decode,
             rejected_by: "host".into(),
-            source_topic: topic.into(),
+            source_topic: topic.to_string().into(),
             source_partition: 0,
             source_offset: 1,
             source_time: "2026-11-24 09:00:00".into(),
             dlq_time: dlq_time.into(),
-            raw: raw.into(),
+            raw: raw.to_string().into(),
             raw_encoding: serde_json::from_value(serde_json::json!(encoding)).unwrap(),
         }
     }

@@ -3,6 +3,7 @@
 //! ([`DlqRecord::original_bytes`]). It holds enough to understand the rejection and to
 //! restore the original bytes.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -106,27 +107,28 @@ pub enum RawEncoding {
     Unknown,
 }
 
-/// A dead-letter record.
+/// A dead-letter record. Its text borrows what it can when it is written
+/// ([`DlqRecord::rejecting`]) and owns it when read back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DlqRecord {
+pub struct DlqRecord<'a> {
     /// A [`HostCode`], or the code a plugin gave.
-    pub code: String,
-    pub message: String,
+    pub code: Cow<'a, str>,
+    pub message: Cow<'a, str>,
     pub stage: Step,
     /// [`REJECTED_BY_HOST`], or `name@version` of the plugin.
-    pub rejected_by: String,
-    pub source_topic: String,
+    pub rejected_by: Cow<'a, str>,
+    pub source_topic: Cow<'a, str>,
     pub source_partition: i32,
     pub source_offset: i64,
     /// Kafka timestamp of the source record, `YYYY-MM-DD hh:mm:ss` UTC.
     pub source_time: String,
     pub dlq_time: String,
     /// The original payload, as `raw_encoding` says.
-    pub raw: String,
+    pub raw: Cow<'a, str>,
     pub raw_encoding: RawEncoding,
 }
 
-impl DlqRecord {
+impl DlqRecord<'_> {
     /// The DLQ output for `source`, read from `source_topic`, turned away by
     /// `rejected_by` at `step` with `code` and `message`.
     pub fn rejecting(
@@ -138,18 +140,18 @@ impl DlqRecord {
         message: &str,
     ) -> Output {
         let (raw, raw_encoding) = match std::str::from_utf8(&source.payload) {
-            Ok(text) => (text.to_string(), RawEncoding::Utf8),
+            Ok(text) => (Cow::Borrowed(text), RawEncoding::Utf8),
             Err(_) => (
-                source.payload.escape_ascii().to_string(),
+                Cow::Owned(source.payload.escape_ascii().to_string()),
                 RawEncoding::Escaped,
             ),
         };
         let mut record = DlqRecord {
-            code: code.to_string(),
-            message: message.to_string(),
+            code: code.into(),
+            message: message.into(),
             stage: step,
-            rejected_by: rejected_by.to_string(),
-            source_topic: source_topic.to_string(),
+            rejected_by: rejected_by.into(),
+            source_topic: source_topic.into(),
             source_partition: source.partition,
             source_offset: source.offset,
             source_time: timefmt::datetime_ms(source.timestamp_ms),
@@ -164,14 +166,14 @@ impl DlqRecord {
             // of the bytes, say so, and point at the original, which the input topic
             // still has.
             let full = record.raw.len();
-            record.message = format!(
+            record.message = Cow::Owned(format!(
                 "{message} [raw truncated: it holds the start of the {}-byte original ({} form), which is at {key}]",
                 source.payload.len(),
                 match record.raw_encoding {
                     RawEncoding::Utf8 => "utf8",
                     _ => "escaped",
                 }
-            );
+            ));
             record.raw_encoding = RawEncoding::Truncated;
             // Escaping grows the bytes by about payload / raw: cut in proportion.
             let mut keep = full * (MAX_OUTPUT_BYTES - 2_048) / payload.len();
@@ -179,7 +181,7 @@ impl DlqRecord {
                 while !record.raw.is_char_boundary(keep) {
                     keep -= 1;
                 }
-                record.raw.truncate(keep);
+                record.raw.to_mut().truncate(keep);
                 payload = record.to_json();
                 if payload.len() <= MAX_OUTPUT_BYTES {
                     break;

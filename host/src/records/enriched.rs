@@ -1,10 +1,10 @@
 //! The enriched event: an accepted event as JSON on `enriched_events`. Written by the
 //! validate stage; the window stage reads back its key and time ([`WindowFields`](crate::stages::window::WindowFields)).
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
-use serde::Serialize;
-
+use super::json::{self, Key, Object};
 use super::{Destination, Output, SourceRecord};
 use crate::event::{Event, Extra};
 use crate::schema::{Schema, HOST_FIELDS};
@@ -13,14 +13,27 @@ use crate::schema::{Schema, HOST_FIELDS};
 /// the window key (so one key's events share a partition, and its windows one instance).
 #[derive(Debug, Clone)]
 pub struct Enricher {
-    schema: Arc<Schema>,
     key: usize,
+    /// The schema's field names as written, in schema order.
+    field_keys: Vec<Key>,
+    /// [`HOST_FIELDS`] as written, in that order.
+    host_keys: [Key; 4],
+}
+
+thread_local! {
+    /// The `extra` object before it is written as a string: one buffer per thread.
+    static EXTRA: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Enricher {
     /// `key` is the index of a required schema field.
     pub fn new(schema: Arc<Schema>, key: usize) -> Self {
-        Self { schema, key }
+        let field_keys = schema.fields().iter().map(|f| Key::new(&f.name)).collect();
+        Self {
+            key,
+            field_keys,
+            host_keys: HOST_FIELDS.map(Key::new),
+        }
     }
 
     /// An accepted event as JSON: fields outside the schema (as the producer wrote them,
@@ -28,31 +41,49 @@ impl Enricher {
     /// from, and `extra`: the fields outside the schema again, as one JSON text, so a
     /// table can keep them in one column without knowing their names.
     pub fn output(&self, event: &Event, source: &SourceRecord, processed_by: &str) -> Output {
-        let json = EnrichedJson {
-            schema: &self.schema,
-            event,
-            source,
-            processed_by,
-        };
         let key = event
             .get(self.key)
             .map(|v| v.to_text().into_owned())
             .unwrap_or_default();
+        // The input's size plus the host's fields is nearly always enough: one allocation.
+        let mut payload = Vec::with_capacity(source.payload.len() + 2 * processed_by.len() + 160);
+        self.write(&mut payload, event, source, processed_by);
         Output {
             destination: Destination::Enriched,
             key,
-            // Serialising strings, numbers and valid raw JSON cannot fail.
-            payload: serde_json::to_vec(&json).unwrap_or_default(),
+            payload,
         }
     }
-}
 
-/// Written straight to bytes (no intermediate `Map`: this runs once per event).
-struct EnrichedJson<'a> {
-    schema: &'a Schema,
-    event: &'a Event,
-    source: &'a SourceRecord,
-    processed_by: &'a str,
+    fn write(&self, out: &mut Vec<u8>, event: &Event, source: &SourceRecord, processed_by: &str) {
+        let mut o = Object::new(out);
+        for (name, value) in outside(event) {
+            write_extra(o.key(name), value);
+        }
+        for (key, value) in self.field_keys.iter().zip(&event.fields) {
+            json::value(o.prepared(key), value.as_ref());
+        }
+        let [partition, offset, by, extra] = &self.host_keys;
+        json::integer(o.prepared(partition), source.partition.into());
+        json::integer(o.prepared(offset), source.offset);
+        json::string(o.prepared(by), processed_by);
+        let out = o.prepared(extra);
+        if outside(event).next().is_none() {
+            out.extend_from_slice(br#""{}""#);
+        } else {
+            EXTRA.with_borrow_mut(|extra| {
+                extra.clear();
+                let mut inner = Object::new(extra);
+                for (name, value) in outside(event) {
+                    write_extra(inner.key(name), value);
+                }
+                inner.end();
+                // Written by this module from valid text: always UTF-8.
+                json::string(out, std::str::from_utf8(extra).unwrap_or("{}"));
+            });
+        }
+        o.end();
+    }
 }
 
 /// The fields outside the schema that go to the output: every one but the names the
@@ -67,49 +98,10 @@ fn outside(event: &Event) -> impl Iterator<Item = (&str, &Extra)> {
         .map(|(k, v)| (k.as_str(), v))
 }
 
-struct ExtraJson<'a>(&'a Event);
-
-impl Serialize for ExtraJson<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(None)?;
-        for (k, v) in outside(self.0) {
-            map.serialize_entry(k, v)?;
-        }
-        map.end()
-    }
-}
-
-impl Serialize for Extra {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Extra::Json(raw) => raw.serialize(serializer),
-            Extra::Set(value) => value.serialize(serializer),
-        }
-    }
-}
-
-impl Serialize for EnrichedJson<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::{Error, SerializeMap};
-        let e = self.event;
-        let mut map = serializer.serialize_map(None)?;
-        for (k, v) in outside(e) {
-            map.serialize_entry(k, v)?;
-        }
-        for (field, value) in self.schema.fields().iter().zip(&e.fields) {
-            map.serialize_entry(&field.name, value)?;
-        }
-        map.serialize_entry("source_partition", &self.source.partition)?;
-        map.serialize_entry("source_offset", &self.source.offset)?;
-        map.serialize_entry("processed_by", self.processed_by)?;
-        if outside(e).next().is_none() {
-            map.serialize_entry("extra", "{}")?;
-        } else {
-            let extra = serde_json::to_string(&ExtraJson(e)).map_err(S::Error::custom)?;
-            map.serialize_entry("extra", &extra)?;
-        }
-        map.end()
+fn write_extra(out: &mut Vec<u8>, value: &Extra) {
+    match value {
+        Extra::Json(raw) => out.extend_from_slice(raw.get().as_bytes()),
+        Extra::Set(value) => json::value(out, Some(value)),
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod average;
 pub mod dlq;
 pub mod enriched;
+pub mod json;
 
 /// One input record, detached from the consumer's buffers.
 #[derive(Debug, Clone, PartialEq, Eq)]
