@@ -10,8 +10,46 @@ use crate::wit::{Column, Values};
 /// declare it in `reads` (the host sends only those).
 #[derive(Debug, Clone, Copy)]
 pub struct Event<'a> {
-    columns: &'a [Column],
+    columns: &'a Columns<'a>,
     index: usize,
+}
+
+/// A batch's columns, with the column of each name in `Info::reads` found once.
+///
+/// A rule asks for a field with a string literal, and the compiler keeps one copy of
+/// equal literals: `event.text("country")` passes the very `&'static str` that
+/// `info!["country"]` holds. A name at the address and length of an entry of `reads`
+/// is that entry (static text never changes), so it is found without comparing text.
+/// Any other name is looked up by its text.
+#[derive(Debug)]
+pub(crate) struct Columns<'a> {
+    columns: &'a [Column],
+    reads: &'static [&'static str],
+    /// The column of `reads[i]`.
+    of_read: Vec<Option<usize>>,
+}
+
+impl<'a> Columns<'a> {
+    pub(crate) fn new(columns: &'a [Column], reads: &'static [&'static str]) -> Self {
+        let of_read = reads
+            .iter()
+            .map(|name| columns.iter().position(|c| c.name == *name))
+            .collect();
+        Self {
+            columns,
+            reads,
+            of_read,
+        }
+    }
+
+    fn find(&self, field: &str) -> Option<&'a Column> {
+        let same = |name: &&str| name.as_ptr() == field.as_ptr() && name.len() == field.len();
+        let index = match self.reads.iter().position(same) {
+            Some(read) => self.of_read.get(read).copied().flatten(),
+            None => self.columns.iter().position(|c| c.name == field),
+        };
+        self.columns.get(index?)
+    }
 }
 
 /// A field's value, typed as it crossed: the event schema decides the type, a field
@@ -25,7 +63,7 @@ pub enum Value<'a> {
 }
 
 impl<'a> Event<'a> {
-    pub(crate) fn new(columns: &'a [Column], index: usize) -> Self {
+    pub(crate) fn new(columns: &'a Columns<'a>, index: usize) -> Self {
         Self { columns, index }
     }
 
@@ -41,7 +79,7 @@ impl<'a> Event<'a> {
 
     /// The field as it crossed, whatever its type.
     pub fn value(&self, field: &str) -> Option<Value<'a>> {
-        let column = self.columns.iter().find(|c| c.name == field)?;
+        let column = self.columns.find(field)?;
         if !column.present.get(self.index).copied().unwrap_or(false) {
             return None;
         }
@@ -102,5 +140,30 @@ impl fmt::Display for Value<'_> {
             Value::Float(x) => write!(f, "{x}"),
             Value::Boolean(b) => write!(f, "{b}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{batch, json};
+
+    use super::*;
+
+    /// A name is found whether it is the literal of `reads`, a copy of it, or not in
+    /// `reads` at all (the host sends no column for it).
+    #[test]
+    fn fields_are_found_by_any_string_with_their_name() {
+        const READS: &[&str] = &["user_id", "country"];
+        let batch = batch(READS, &[json!({"user_id": 7, "country": "DE"})]);
+        let columns = Columns::new(&batch.columns, READS);
+        let event = Event::new(&columns, 0);
+        assert_eq!(event.text("country"), Some("DE"));
+        let copy = String::from("country");
+        assert_eq!(event.text(&copy), Some("DE"));
+        assert_eq!(event.integer(&"user_id".to_string()), Some(7));
+        assert_eq!(event.text("device_type"), None);
+        // A reads entry without a column (an older host, say) is absent, not a panic.
+        let only_one = Columns::new(&batch.columns[..1], READS);
+        assert_eq!(Event::new(&only_one, 0).text("country"), None);
     }
 }

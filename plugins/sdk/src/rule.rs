@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 
 use crate::changes::Changes;
-use crate::event::Event;
+use crate::event::{Columns, Event};
 use crate::settings::Settings;
 use crate::wit::{Answer, Batch, Kind, PluginInfo, Rejection};
 
@@ -134,14 +134,16 @@ pub fn configure<R: Rule>(
 pub fn process<R: Rule>(slot: &RefCell<Option<R>>, batch: &Batch) -> Answer {
     if slot.borrow().is_none() {
         if let Err(why) = configure(slot, Vec::new()) {
-            return apply(batch, |_, _| {
+            return apply(batch, R::INFO.reads, |_, _| {
                 Verdict::reject("plugin_not_configured", format!("not configured: {why}"))
             });
         }
     }
     match &*slot.borrow() {
-        Some(rule) => apply(batch, |event, changes| rule.apply(event, changes)),
-        None => apply(batch, |_, _| Verdict::Accept),
+        Some(rule) => apply(batch, R::INFO.reads, |event, changes| {
+            rule.apply(event, changes)
+        }),
+        None => apply(batch, R::INFO.reads, |_, _| Verdict::Accept),
     }
 }
 
@@ -150,13 +152,15 @@ pub fn process<R: Rule>(slot: &RefCell<Option<R>>, batch: &Batch) -> Answer {
 /// event only for what it answers (a rejection's strings, a changed value).
 pub(crate) fn apply(
     batch: &Batch,
+    reads: &'static [&'static str],
     mut rule: impl FnMut(&Event, &mut Changes) -> Verdict,
 ) -> Answer {
     let mut rejections = Vec::new();
     let mut changes = Changes::default();
+    let columns = Columns::new(&batch.columns, reads);
     for index in 0..batch.size {
         changes.start(index);
-        let event = Event::new(&batch.columns, index as usize);
+        let event = Event::new(&columns, index as usize);
         if let Verdict::Reject { code, message } = rule(&event, &mut changes) {
             changes.discard_current();
             rejections.push(Rejection {

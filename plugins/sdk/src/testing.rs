@@ -131,16 +131,15 @@ fn column<'a>(name: &str, values: impl Iterator<Item = Option<&'a Json>> + Clone
 
 /// `rule`'s verdict on one event.
 pub fn check<V: Validator>(rule: &V, event: impl TestEvent) -> Verdict {
-    let answer = rule::apply(&batch(V::INFO.reads, &[event.into_json()]), |e, _| {
-        rule.check(e)
-    });
+    let batch = batch(V::INFO.reads, &[event.into_json()]);
+    let answer = rule::apply(&batch, V::INFO.reads, |e, _| rule.check(e));
     verdict(&answer, 0)
 }
 
 /// `rule`'s verdict on one event and the fields it set, as a JSON object.
 pub fn enrich<E: Enricher>(rule: &E, event: impl TestEvent) -> (Verdict, Json) {
     let batch = batch(E::INFO.reads, &[event.into_json()]);
-    let answer = rule::apply(&batch, |e, changes| rule.enrich(e, changes));
+    let answer = rule::apply(&batch, E::INFO.reads, |e, changes| rule.enrich(e, changes));
     (verdict(&answer, 0), changes(&answer, 0))
 }
 
