@@ -160,7 +160,8 @@ mod tests {
         assert_eq!(event.text("country"), Some("DE"));
         let copy = String::from("country");
         assert_eq!(event.text(&copy), Some("DE"));
-        assert_eq!(event.integer(&"user_id".to_string()), Some(7));
+        let user_id = ["user", "_id"].concat();
+        assert_eq!(event.integer(&user_id), Some(7));
         assert_eq!(event.text("device_type"), None);
         // A reads entry without a column (an older host, say) is absent, not a panic.
         let only_one = Columns::new(&batch.columns[..1], READS);
