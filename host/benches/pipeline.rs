@@ -180,6 +180,20 @@ fn main() {
         }
         return;
     }
+    // A fresh instance of a compiled plugin, as after a trap (plus the load-time
+    // self-check, which a recovery skips): median of 200.
+    let fresh_us = {
+        let compiled = chain.members()[1].plugin.compiled.clone();
+        let mut samples: Vec<f64> = (0..200)
+            .map(|_| {
+                let start = Instant::now();
+                std::hint::black_box(compiled.clone().instantiate_checked().unwrap());
+                start.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        samples[samples.len() / 2]
+    };
     let t_decode = time(rounds, n, || decode_all(&records).len());
     let t_wasm = time(rounds, events.len(), || {
         events
@@ -347,6 +361,9 @@ fn main() {
         wasm_net / native_net,
         ratio_full,
         1e9 / t_full_wasm
+    ));
+    out.push_str(&format!(
+        "Fresh plugin instance (instantiate, configure, self-check), as after a trap: {fresh_us:.0} µs\n"
     ));
     if let (Some(chain), Some(ratio), Some(speedup)) = (t_base, ratio_full_base, speedup) {
         out.push_str(&format!(

@@ -58,6 +58,22 @@ pub struct PluginsConfig {
     pub batch_deadline_ms: u64,
     pub breaker_threshold: u32,
     pub watch: bool,
+    pub cache_compiled: bool,
+    /// Empty: [`crate::plugins::compiled::default_dir`].
+    pub compiled_dir: PathBuf,
+}
+
+impl PluginsConfig {
+    /// Where compiled plugins are kept, if they are.
+    pub fn compiled_dir(&self) -> Option<PathBuf> {
+        if !self.cache_compiled {
+            None
+        } else if self.compiled_dir.as_os_str().is_empty() {
+            crate::plugins::compiled::default_dir()
+        } else {
+            Some(self.compiled_dir.clone())
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,6 +131,8 @@ impl Default for PluginsConfig {
             batch_deadline_ms: 500,
             breaker_threshold: 3,
             watch: true,
+            cache_compiled: true,
+            compiled_dir: PathBuf::new(),
         }
     }
 }
@@ -276,6 +294,8 @@ const MEANINGS: &[(&str, &str)] = &[
     ("plugins.batch_deadline_ms", "CPU budget per plugin call (one batch); past it the batch goes to the DLQ"),
     ("plugins.breaker_threshold", "failed batches in a row after which a plugin is disabled (until a new file is deployed)"),
     ("plugins.watch", "watch plugins.dir and swap the chain live when a .wasm or .toml file changes"),
+    ("plugins.cache_compiled", "keep compiled plugins on disk, so a file seen before loads in a millisecond"),
+    ("plugins.compiled_dir", "where (empty: $XDG_CACHE_HOME or ~/.cache, then streamhost/compiled; owned by this user)"),
     ("windows.enabled", "run the window stage (rolling counts and averages per key)"),
     ("windows.key_field", "the schema field windows are kept per (required; also the key of enriched_events)"),
     ("windows.size_secs", "window length"),

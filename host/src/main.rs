@@ -273,7 +273,11 @@ async fn run(config_file: Option<&Path>, schema_file: Option<PathBuf>) -> Result
         .install_recorder()
         .context("cannot install the metrics recorder")?;
     let board = status::new_board();
-    let runtime = Arc::new(PluginRuntime::new(sandbox(&config), schema.clone())?);
+    let mut runtime = PluginRuntime::new(sandbox(&config), schema.clone())?;
+    if let Some(dir) = config.plugins.compiled_dir() {
+        runtime = runtime.with_cache(&dir);
+    }
+    let runtime = Arc::new(runtime);
     let dir = &config.plugins.dir;
     if !dir.is_dir() {
         bail!(
@@ -389,8 +393,18 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// The runtime of the plugin tools: default limits, the compiled-plugin cache where
+/// `run` keeps it by default (so a file checked here loads at once when deployed).
+fn tool_runtime(schema: Arc<Schema>) -> Result<PluginRuntime> {
+    let runtime = PluginRuntime::new(SandboxLimits::default(), schema)?;
+    Ok(match streamhost::plugins::compiled::default_dir() {
+        Some(dir) => runtime.with_cache(&dir),
+        None => runtime,
+    })
+}
+
 fn plugin_check(file: &Path, schema: Option<&Path>) -> Result<()> {
-    let runtime = PluginRuntime::new(SandboxLimits::default(), Arc::new(schema_from(schema)?))?;
+    let runtime = tool_runtime(Arc::new(schema_from(schema)?))?;
     let plugin = runtime.load_file(file)?;
     let c = &plugin.compiled;
     println!("ok: {}", file.display());
@@ -426,7 +440,7 @@ fn plugin_test(file: &Path, input: &Path, schema: Option<&Path>) -> Result<()> {
     };
     let validate =
         Validate::new(schema.clone(), &key, "input", 1 << 20).map_err(anyhow::Error::msg)?;
-    let runtime = PluginRuntime::new(SandboxLimits::default(), schema)?;
+    let runtime = tool_runtime(schema)?;
     let plugin = runtime.load_file(file)?;
     let id = plugin.id();
     let mut chain = Chain::of(vec![plugin]);

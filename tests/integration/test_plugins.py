@@ -5,7 +5,9 @@ exactly once (enriched_events or dlq), judged by the chain that was serving."""
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
 import threading
 import time
 
@@ -125,3 +127,67 @@ def test_plugins_swap_live_without_losing_or_doubling_an_event(fresh_stack, host
     print(f"swap latency (file event -> new chain serving): mean {1000 * total / count:.1f} ms over {count:.0f} swaps")
     board = json.loads(host.get("/plugins"))
     assert {p["name"]: p["state"] for p in board} == {"enrich": "serving", "quality": "serving"}, board
+
+
+def swaps_logged(log: str) -> list[dict]:
+    """The host's JSON log lines about plugins (loaded, chain swapped), in order."""
+    out = []
+    for line in log.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        fields = entry.get("fields", {})
+        if fields.get("message") in ("plugin loaded", "plugin chain swapped"):
+            out.append(fields)
+    return out
+
+
+def test_a_checked_plugin_serves_within_100_ms_of_its_rename_under_load(fresh_stack, hosts, plugin_dir, tmp_path):
+    """The documented fast deploy: `streamhost plugin check FILE` (same user, default
+    cache) and then the rename. The new chain must serve within 100 ms of the rename, while
+    events flow, with every event still judged once. A file never compiled before is
+    swapped too (it compiles first); its time is printed, not asserted."""
+    xdg = tmp_path / "xdg"
+    start_in, start_enriched, start_dlq = watermarks("my_events"), watermarks("enriched_events"), watermarks("dlq")
+    host = hosts(1, XDG_CACHE_HOME=str(xdg), STREAMHOST_LOG_FORMAT="json")[0]
+    wait_until("quality serving", lambda: [p["state"] for p in json.loads(host.get("/plugins"))] == ["serving"], timeout=10)
+
+    producer = threading.Thread(target=produce, args=(events(seed=5),), kwargs={"per_second": RATE})
+    producer.start()
+    time.sleep(2)
+    # Never compiled: compiles after the rename.
+    deploy(plugin_dir, "05-enrich.wasm", PLUGINS_BUILT / "enrich.wasm")
+    time.sleep(2)
+    # Checked first, into the cache the host uses by default.
+    replacement = PLUGINS_BUILT / "quality_v0_3.wasm"
+    checked = subprocess.run([str(host.binary), "plugin", "check", str(replacement)],
+                             env={**os.environ, "XDG_CACHE_HOME": str(xdg)}, capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    deploy(plugin_dir, "10-quality.wasm", replacement)
+    producer.join()
+
+    def outputs():
+        n = sum(watermarks("enriched_events").values()) - sum(start_enriched.values()) + \
+            sum(watermarks("dlq").values()) - sum(start_dlq.values())
+        return n if n >= N_EVENTS else None
+
+    assert wait_until("every event in enriched_events or dlq", outputs, timeout=60) == N_EVENTS
+    enriched = [json.loads(m.value()) for m in read_topic("enriched_events", start_enriched)]
+    dlq = [json.loads(m.value()) for m in read_topic("dlq", start_dlq)]
+    end_in = watermarks("my_events")
+    positions = [(e["source_partition"], e["source_offset"]) for e in enriched] + \
+                [(d["source_partition"], d["source_offset"]) for d in dlq]
+    assert sorted(positions) == sorted((p, o) for p in end_in for o in range(start_in.get(p, 0), end_in[p]))
+    assert "enrich@1.0.0,quality-v0-3@0.2.0" in {e["processed_by"] for e in enriched}
+
+    logged = swaps_logged(host.log())
+    loads = [f for f in logged if f["message"] == "plugin loaded"]
+    swaps = [int(f["swap_ms"]) for f in logged if f["message"] == "plugin chain swapped"]
+    assert [(l["plugin"], l["cached"]) for l in loads] == [
+        ("quality@1.0.0", False), ("enrich@1.0.0", False), ("quality-v0-3@0.2.0", True)], loads
+    assert len(swaps) == 2, logged
+    compiled_ms, cached_ms = swaps
+    print(f"swap after the rename: {compiled_ms} ms compiling, {cached_ms} ms from the cache "
+          f"(compile {loads[1]['compile_ms']} ms, cached load {loads[2]['compile_ms']} ms)")
+    assert cached_ms < 100, logged

@@ -15,6 +15,7 @@ pub mod answer;
 mod bindings;
 pub mod chain;
 pub mod columns;
+pub mod compiled;
 pub mod contract;
 pub mod directory;
 pub mod reload;

@@ -25,6 +25,24 @@ use super::status::{self, PluginBoard, PluginState, PluginStatus};
 /// in several steps.
 pub const DEBOUNCE: Duration = Duration::from_millis(150);
 
+/// After a rename or a removal (a complete change: the documented deploy is "write a
+/// temporary name, then rename"), wait only this long, for its companion (the `.toml`
+/// renamed next to its `.wasm`).
+pub const SETTLE: Duration = Duration::from_millis(10);
+
+/// How long to wait for more file events after `event`; `None` for an event that
+/// changes nothing. Opening and reading a file is such an event, and the scan itself
+/// opens every plugin file: counting them made each scan trigger the next.
+fn quiet_period(event: &notify::EventKind) -> Option<Duration> {
+    use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
+    match event {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Some(DEBOUNCE),
+        EventKind::Access(_) => None,
+        EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) => Some(SETTLE),
+        _ => Some(DEBOUNCE),
+    }
+}
+
 /// A new chain for the pipeline, with when the change was first seen (swap latency).
 #[derive(Debug)]
 pub struct ChainUpdate {
@@ -159,6 +177,7 @@ impl Reloader {
             Ok((compiled, manifest, took)) => {
                 tracing::info!(plugin = %compiled.id(), wit = %compiled.wit_version, file = %file,
                     order = manifest.order(), enabled = manifest.enabled, compile_ms = took.as_millis() as u64,
+                    cached = compiled.from_cache,
                     "plugin loaded");
                 metrics::counter!("streamhost_plugin_loads_total", "result" => "ok").increment(1);
                 metrics::gauge!("streamhost_plugin_info", "file" => file.clone(), "plugin" => compiled.name.clone(),
@@ -226,23 +245,29 @@ pub async fn watch(
     updates: mpsc::Sender<ChainUpdate>,
     mut stop: watch::Receiver<bool>,
 ) -> notify::Result<()> {
-    let (tx, mut rx) = mpsc::channel::<Instant>(256);
+    let (tx, mut rx) = mpsc::channel::<(Instant, Duration)>(256);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
-            if event.paths.iter().any(|p| directory::is_relevant(p)) {
+            let quiet = quiet_period(&event.kind);
+            if let Some(quiet) =
+                quiet.filter(|_| event.paths.iter().any(|p| directory::is_relevant(p)))
+            {
                 // Full channel: a reload is already pending, which will see this change too.
-                let _ = tx.try_send(Instant::now());
+                let _ = tx.try_send((Instant::now(), quiet));
             }
         }
     })?;
     watcher.watch(&reloader.dir.clone(), RecursiveMode::NonRecursive)?;
     tracing::info!(dir = %reloader.dir.display(), "watching the plugin directory");
     loop {
-        let seen_at = tokio::select! {
+        let (seen_at, mut quiet) = tokio::select! {
             seen = rx.recv() => match seen { Some(t) => t, None => break },
             _ = stop.changed() => break,
         };
-        while let Ok(Some(_)) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
+        // Until the directory is quiet: the longest wait any of its events asks for.
+        while let Ok(Some((_, more))) = tokio::time::timeout(quiet, rx.recv()).await {
+            quiet = quiet.max(more);
+        }
         let scanned = tokio::task::spawn_blocking(move || {
             let result = reloader.scan();
             (reloader, result)
@@ -272,4 +297,34 @@ pub async fn watch(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{
+        AccessKind, AccessMode, CreateKind, DataChange, ModifyKind, RemoveKind, RenameMode,
+    };
+    use notify::EventKind;
+
+    #[test]
+    fn a_rename_is_acted_on_at_once_a_write_when_it_stops_and_a_read_not_at_all() {
+        let rename = EventKind::Modify(ModifyKind::Name(RenameMode::To));
+        assert_eq!(quiet_period(&rename), Some(SETTLE));
+        assert_eq!(
+            quiet_period(&EventKind::Remove(RemoveKind::File)),
+            Some(SETTLE)
+        );
+        let write = EventKind::Modify(ModifyKind::Data(DataChange::Any));
+        assert_eq!(quiet_period(&write), Some(DEBOUNCE));
+        assert_eq!(
+            quiet_period(&EventKind::Create(CreateKind::File)),
+            Some(DEBOUNCE)
+        );
+        let closed = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        assert_eq!(quiet_period(&closed), Some(DEBOUNCE));
+        // The scan opens every plugin file: that must not schedule another scan.
+        let opened = EventKind::Access(AccessKind::Open(AccessMode::Any));
+        assert_eq!(quiet_period(&opened), None);
+    }
 }

@@ -11,6 +11,7 @@ use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
 
 use super::answer::{self, Verdict};
 use super::bindings::{wit_0_2, wit_0_3, wit_1};
+use super::compiled::CompiledCache;
 use super::contract::{BriefFields, Contract, Kind, Read};
 use super::{columns, whole};
 use super::{ACCEPTED_WIT_VERSIONS, WIT_INTERFACE, WIT_VERSION};
@@ -72,6 +73,8 @@ impl Default for SandboxLimits {
 #[derive(Debug)]
 pub struct PluginRuntime {
     engine: Engine,
+    /// Where compiled components are kept; `None`: compile every file.
+    cache: Option<CompiledCache>,
     limits: SandboxLimits,
     schema: Arc<Schema>,
     ticker_stop: Arc<AtomicBool>,
@@ -102,10 +105,22 @@ impl PluginRuntime {
             .map_err(|e| engine_error(format!("cannot start the epoch thread: {e}")))?;
         Ok(Self {
             engine,
+            cache: None,
             limits,
             schema,
             ticker_stop,
         })
+    }
+
+    /// Keep compiled components in `dir` and load them from there (see
+    /// [`CompiledCache`]). A directory that cannot be used is reported and skipped:
+    /// plugins then compile every time.
+    pub fn with_cache(mut self, dir: &Path) -> Self {
+        match CompiledCache::open(dir, &self.engine) {
+            Ok(cache) => self.cache = Some(cache),
+            Err(e) => tracing::warn!(error = %e, "compiled plugins are not cached"),
+        }
+        self
     }
 
     /// Load a component file with no settings (compiles it: call this off the hot path).
@@ -125,10 +140,18 @@ impl PluginRuntime {
         origin: &str,
         settings: Vec<(String, String)>,
     ) -> Result<CompiledPlugin, PluginError> {
-        let component = Component::new(&self.engine, bytes).map_err(|e| PluginError::Compile {
-            origin: origin.into(),
-            reason: format!("{e:#}"),
-        })?;
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.load(&self.engine, bytes));
+        let from_cache = cached.is_some();
+        let component = match cached {
+            Some(component) => component,
+            None => Component::new(&self.engine, bytes).map_err(|e| PluginError::Compile {
+                origin: origin.into(),
+                reason: format!("{e:#}"),
+            })?,
+        };
         let (export, wit_version) = find_interface(&self.engine, &component, origin)?;
 
         let mut linker: Linker<SandboxState> = Linker::new(&self.engine);
@@ -184,6 +207,7 @@ impl PluginRuntime {
             },
             schema: self.schema.clone(),
             imports,
+            from_cache,
             origin: origin.into(),
             settings,
             engine: self.engine.clone(),
@@ -211,6 +235,9 @@ impl PluginRuntime {
         compiled.name = info.name;
         compiled.version = info.version;
         compiled.contract = info.contract;
+        if let (Some(cache), false) = (&self.cache, from_cache) {
+            cache.store(bytes, &component);
+        }
         Ok(compiled)
     }
 }
@@ -332,6 +359,8 @@ pub struct CompiledPlugin {
     pub schema: Arc<Schema>,
     /// What the component imports (all linked to traps: plugins get no capabilities).
     pub imports: Vec<String>,
+    /// Loaded from the compiled-plugin cache rather than compiled.
+    pub from_cache: bool,
     pub origin: String,
     pub settings: Vec<(String, String)>,
     engine: Engine,
