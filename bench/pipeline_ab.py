@@ -1,0 +1,74 @@
+"""Two builds of the in-process bench (host/benches/pipeline.rs) alternating in one run:
+old, new, old, new, ... so that the machine's load hits both alike. Writes a result file
+for bench/results/.
+
+    # in each checkout: scripts/build-plugins && cargo bench --bench pipeline --no-run
+    python3 bench/pipeline_ab.py --old OLD_BENCH_BIN --old-plugins OLD/plugins/dist \\
+        --new NEW_BENCH_BIN --new-plugins plugins/dist --pairs 5 \\
+        --what "what old and new are" --out bench/results/DATE-pipeline-ab.json
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import statistics
+import subprocess
+
+WHOLE = "whole validate stage with WASM chain (process_batch)"
+NATIVE = "whole validate stage with native rules (process_batch with the rules as Rust)"
+
+
+def run(binary: str, plugins: str, events: int, rounds: int) -> dict:
+    env = dict(os.environ, STREAMHOST_PLUGINS_BUILT=plugins, BENCH_EVENTS=str(events), BENCH_ROUNDS=str(rounds))
+    out = subprocess.run([binary, "--bench"], env=env, capture_output=True, text=True, check=True).stdout
+    rows = {m.group(1).strip(): float(m.group(2)) for m in re.finditer(r"^\| (.+?) \| (\d+) \|$", out, re.M)}
+    ratio = float(re.search(r"whole stage native / WASM = ([\d.]+)", out).group(1))
+    return {"rows": rows, "native_over_wasm": ratio}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--old", required=True)
+    p.add_argument("--old-plugins", required=True)
+    p.add_argument("--new", required=True)
+    p.add_argument("--new-plugins", required=True)
+    p.add_argument("--pairs", type=int, default=5)
+    p.add_argument("--events", type=int, default=200_000)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--what", required=True, help="what old and new are (commits, plugin builds)")
+    p.add_argument("--out", required=True)
+    a = p.parse_args()
+    pairs = []
+    for i in range(a.pairs):
+        old, new = run(a.old, a.old_plugins, a.events, a.rounds), run(a.new, a.new_plugins, a.events, a.rounds)
+        pairs.append((old, new))
+        print(f"pair {i + 1}: old {old['rows'][WHOLE]:.0f} ns, new {new['rows'][WHOLE]:.0f} ns", flush=True)
+    common = [k for k in pairs[0][0]["rows"] if k in pairs[0][1]["rows"]]
+    med = {side: {k: statistics.median(p[i]["rows"][k] for p in pairs) for k in common}
+           for i, side in enumerate(("old", "new"))}
+    ratios = [n["rows"][WHOLE] / o["rows"][WHOLE] for o, n in pairs]
+    result = {
+        "date": datetime.date.today().isoformat(),
+        "bench": f"in-process pipeline (host/benches/pipeline.rs), two builds alternating in one run: {a.what}",
+        "command": f"python3 bench/pipeline_ab.py --pairs {a.pairs} --events {a.events} --rounds {a.rounds} (old/new bench binaries and their plugins)",
+        "machine": "the development machine: 2 shared cores, Debian, Rust 1.95; read ratios, not absolute times",
+        "unit": "ns per event, median over pairs of each run's median of its rounds",
+        "figures": med,
+        "derived": {
+            "new_over_old_whole_stage_wasm_per_pair": [round(r, 3) for r in ratios],
+            "new_over_old_whole_stage_wasm_median": round(statistics.median(ratios), 3),
+            "native_over_wasm_old": [o["native_over_wasm"] for o, _ in pairs],
+            "native_over_wasm_new": [n["native_over_wasm"] for _, n in pairs],
+            "wasm_minus_native_whole_stage_ns": {s: med[s][WHOLE] - med[s][NATIVE] for s in med},
+        },
+    }
+    with open(a.out, "w") as f:
+        json.dump(result, f, indent=1)
+    print(json.dumps(result["derived"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
