@@ -2,7 +2,7 @@
 //!
 //! Same client, version and settings as the host's validate stage (`source.rs`,
 //! `sink.rs`): batches of up to `--batch-size` records or `--batch-wait-ms`, every record
-//! produced unchanged (key and payload) with `acks=all`, idempotence and `linger.ms=5`,
+//! produced unchanged (key and payload) with `acks=all`, idempotence and the host's `linger.ms`,
 //! up to `--in-flight` batches waiting for their acknowledgements, and each batch's
 //! offsets committed, in order, only after every delivery is acknowledged. What is left
 //! out is exactly the host's work: decode, the plugin chain, route, the windows.
@@ -49,8 +49,8 @@ struct Args {
     /// Batches produced but not yet acknowledged (the host's `pipeline.in_flight_batches`).
     #[arg(long, default_value_t = 4)]
     in_flight: usize,
-    /// The producer's `linger.ms` (the host's is 5).
-    #[arg(long, default_value_t = 5)]
+    /// The producer's `linger.ms` (default: the host's).
+    #[arg(long, default_value = streamhost::kafka::client::PRODUCER_LINGER_MS)]
     linger_ms: u64,
 }
 
