@@ -10,6 +10,10 @@
 //!     cargo run --release --example passthrough -- \
 //!         --brokers 127.0.0.1:19192 --input my_events --output passthrough_out
 //!
+//! `--then-to TOPIC` adds a second hop in the same process (`--output` → `TOPIC`, group
+//! `GROUP-2`): the ceiling for the full pipeline, which reads its own output back as a
+//! Kafka Streams repartition does.
+//!
 //! Runs until SIGINT/SIGTERM.
 
 use std::collections::{HashMap, VecDeque};
@@ -52,15 +56,54 @@ struct Args {
     /// The producer's `linger.ms` (default: the host's).
     #[arg(long, default_value = streamhost::kafka::client::PRODUCER_LINGER_MS)]
     linger_ms: u64,
+    /// A second hop: copy `--output` on to this topic too (group `GROUP-2`).
+    #[arg(long, value_name = "TOPIC")]
+    then_to: Option<String>,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let signals = async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("SIGTERM handler")?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        let _ = stop_tx.send(true);
+        Ok::<_, anyhow::Error>(())
+    };
+    tokio::spawn(signals);
+    let first = hop(
+        &args,
+        &args.input,
+        &args.output,
+        args.group.clone(),
+        stop.clone(),
+    );
+    match &args.then_to {
+        None => first.await,
+        Some(to) => {
+            let second = hop(&args, &args.output, to, format!("{}-2", args.group), stop);
+            tokio::try_join!(first, second).map(|_| ())
+        }
+    }
+}
+
+/// Copy `input` to `output` as group `group` until `stop`.
+async fn hop(
+    args: &Args,
+    input: &str,
+    output: &str,
+    group: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<()> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", &args.brokers)
-        .set("group.id", &args.group)
-        .set("client.id", format!("passthrough-{}", args.group))
+        .set("group.id", &group)
+        .set("client.id", format!("passthrough-{group}"))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
@@ -69,10 +112,10 @@ async fn main() -> Result<()> {
         .set("fetch.wait.max.ms", "100")
         .create()
         .context("consumer")?;
-    consumer.subscribe(&[&args.input]).context("subscribe")?;
+    consumer.subscribe(&[input]).context("subscribe")?;
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &args.brokers)
-        .set("client.id", "passthrough-producer")
+        .set("client.id", format!("passthrough-producer-{group}"))
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("linger.ms", args.linger_ms.to_string())
@@ -82,10 +125,6 @@ async fn main() -> Result<()> {
         .context("producer")?;
 
     let wait = Duration::from_millis(args.batch_wait_ms);
-    let stop = tokio::signal::ctrl_c();
-    tokio::pin!(stop);
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("SIGTERM handler")?;
     let mut total: u64 = 0;
     let mut in_flight = InFlight::new();
     loop {
@@ -94,11 +133,10 @@ async fn main() -> Result<()> {
         let first = tokio::select! {
             m = consumer.recv() => m.context("receive")?.detach(),
             _ = quiet, if !in_flight.is_empty() => {
-                commit_all(&consumer, &args.input, &mut in_flight).await?;
+                commit_all(&consumer, input, &mut in_flight).await?;
                 continue;
             }
-            _ = &mut stop => break,
-            _ = term.recv() => break,
+            _ = stop.changed() => break,
         };
         let mut batch: Vec<OwnedMessage> = vec![first];
         let deadline = Instant::now() + wait;
@@ -115,7 +153,7 @@ async fn main() -> Result<()> {
         // Enqueued here, in order; acknowledged while the next batches are read.
         let mut deliveries = Vec::with_capacity(batch.len());
         for m in &batch {
-            let mut record = FutureRecord::<[u8], [u8]>::to(&args.output);
+            let mut record = FutureRecord::<[u8], [u8]>::to(output);
             if let Some(key) = m.key() {
                 record = record.key(key);
             }
@@ -145,15 +183,15 @@ async fn main() -> Result<()> {
         }
         in_flight.push_back((next, join_all(deliveries)));
         while in_flight.len() >= args.in_flight.max(1) {
-            commit_oldest(&consumer, &args.input, &mut in_flight).await?;
+            commit_oldest(&consumer, input, &mut in_flight).await?;
         }
         total += batch.len() as u64;
     }
-    commit_all(&consumer, &args.input, &mut in_flight).await?;
+    commit_all(&consumer, input, &mut in_flight).await?;
     producer
         .flush(Timeout::After(Duration::from_secs(10)))
         .context("flush")?;
-    eprintln!("passthrough: {total} records copied");
+    eprintln!("passthrough {input} → {output}: {total} records copied");
     Ok(())
 }
 
