@@ -357,7 +357,7 @@ fn main() {
     }
     out.push_str(&format!(
         "\nRatios (same run): WASM chain / native rules = {:.1}x; whole stage native / WASM = {:.2} \
-         (median of per-round ratios; target >= 0.7); events/s per core, whole stage with WASM: {:.0}\n",
+         (median of per-round ratios); events/s per core, whole stage with WASM: {:.0}\n",
         wasm_net / native_net,
         ratio_full,
         1e9 / t_full_wasm
