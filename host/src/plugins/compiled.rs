@@ -23,10 +23,28 @@ pub fn default_dir() -> Option<PathBuf> {
 }
 
 /// A directory of compiled components for one engine.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CompiledCache {
     dir: PathBuf,
-    engine: String,
+    engine: Engine,
+    /// The engine's compatibility hash, as written into file names.
+    engine_key: String,
+}
+
+impl std::fmt::Debug for CompiledCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledCache")
+            .field("dir", &self.dir)
+            .field("engine_key", &self.engine_key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The place of one `.wasm`'s compiled component in the cache (its bytes hashed once).
+#[derive(Debug)]
+pub struct Entry<'c> {
+    cache: &'c CompiledCache,
+    path: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,40 +80,48 @@ impl CompiledCache {
         engine.precompile_compatibility_hash().hash(&mut h);
         Ok(Self {
             dir: dir.to_path_buf(),
-            engine: format!("{:016x}", h.finish()),
+            engine: engine.clone(),
+            engine_key: format!("{:016x}", h.finish()),
         })
     }
 
-    fn path(&self, wasm: &[u8]) -> PathBuf {
+    /// Where the component compiled from exactly `wasm` is kept.
+    pub fn entry(&self, wasm: &[u8]) -> Entry<'_> {
         let digest = Sha256::digest(wasm);
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        self.dir.join(format!("{hex}-{}.cwasm", self.engine))
+        Entry {
+            cache: self,
+            path: self.dir.join(format!("{hex}-{}.cwasm", self.engine_key)),
+        }
     }
+}
 
-    /// The component compiled earlier from exactly these bytes, if kept.
-    pub fn load(&self, engine: &Engine, wasm: &[u8]) -> Option<Component> {
-        let path = self.path(wasm);
+impl Entry<'_> {
+    /// The component, if it was kept.
+    pub fn load(&self) -> Option<Component> {
+        let path = &self.path;
         if !path.is_file() {
             return None;
         }
-        match deserialize(engine, &path) {
+        match deserialize(&self.cache.engine, path) {
             Ok(component) => Some(component),
             Err(e) => {
                 tracing::warn!(file = %path.display(), error = %format!("{e:#}"), "compiled plugin unreadable; compiling again");
-                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(path);
                 None
             }
         }
     }
 
-    /// Keep `component`, compiled from `wasm`. Written to a temporary name and renamed,
-    /// so a reader never sees half a file; a failure only costs a compile later.
-    pub fn store(&self, wasm: &[u8], component: &Component) {
-        let path = self.path(wasm);
+    /// Keep `component`, compiled from this entry's bytes. Written to a temporary name
+    /// and renamed, so a reader never sees half a file; a failure only costs a compile
+    /// later.
+    pub fn store(&self, component: &Component) {
+        let path = &self.path;
         let written = component.serialize().and_then(|bytes| {
             let tmp = path.with_extension(format!("tmp{}", std::process::id()));
             std::fs::write(&tmp, bytes)?;
-            std::fs::rename(&tmp, &path)?;
+            std::fs::rename(&tmp, path)?;
             Ok(())
         });
         if let Err(e) = written {
@@ -130,12 +156,12 @@ mod tests {
         let engine = engine();
         let cache = CompiledCache::open(&dir.path().join("compiled"), &engine).unwrap();
         let wasm = wat::parse_str("(component (core module))").unwrap();
-        assert!(cache.load(&engine, &wasm).is_none());
+        assert!(cache.entry(&wasm).load().is_none());
         let component = Component::new(&engine, &wasm).unwrap();
-        cache.store(&wasm, &component);
-        assert!(cache.load(&engine, &wasm).is_some());
+        cache.entry(&wasm).store(&component);
+        assert!(cache.entry(&wasm).load().is_some());
         let other = wat::parse_str("(component (core module (func)))").unwrap();
-        assert!(cache.load(&engine, &other).is_none());
+        assert!(cache.entry(&other).load().is_none());
         let files: Vec<_> = std::fs::read_dir(dir.path().join("compiled"))
             .unwrap()
             .collect();
@@ -148,11 +174,11 @@ mod tests {
         let engine = engine();
         let cache = CompiledCache::open(dir.path(), &engine).unwrap();
         let wasm = wat::parse_str("(component)").unwrap();
-        cache.store(&wasm, &Component::new(&engine, &wasm).unwrap());
-        let path = cache.path(&wasm);
-        std::fs::write(&path, b"not an artifact").unwrap();
-        assert!(cache.load(&engine, &wasm).is_none());
-        assert!(!path.exists());
+        let entry = cache.entry(&wasm);
+        entry.store(&Component::new(&engine, &wasm).unwrap());
+        std::fs::write(&entry.path, b"not an artifact").unwrap();
+        assert!(entry.load().is_none());
+        assert!(!entry.path.exists());
     }
 
     #[test]
@@ -175,10 +201,12 @@ mod tests {
         let wasm = wat::parse_str("(component)").unwrap();
         CompiledCache::open(dir.path(), &a)
             .unwrap()
-            .store(&wasm, &Component::new(&a, &wasm).unwrap());
+            .entry(&wasm)
+            .store(&Component::new(&a, &wasm).unwrap());
         assert!(CompiledCache::open(dir.path(), &b)
             .unwrap()
-            .load(&b, &wasm)
+            .entry(&wasm)
+            .load()
             .is_none());
     }
 }

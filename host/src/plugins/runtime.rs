@@ -140,10 +140,8 @@ impl PluginRuntime {
         origin: &str,
         settings: Vec<(String, String)>,
     ) -> Result<CompiledPlugin, PluginError> {
-        let cached = self
-            .cache
-            .as_ref()
-            .and_then(|c| c.load(&self.engine, bytes));
+        let cached_at = self.cache.as_ref().map(|c| c.entry(bytes));
+        let cached = cached_at.as_ref().and_then(|entry| entry.load());
         let from_cache = cached.is_some();
         let component = match cached {
             Some(component) => component,
@@ -235,8 +233,8 @@ impl PluginRuntime {
         compiled.name = info.name;
         compiled.version = info.version;
         compiled.contract = info.contract;
-        if let (Some(cache), false) = (&self.cache, from_cache) {
-            cache.store(bytes, &component);
+        if let (Some(entry), false) = (&cached_at, from_cache) {
+            entry.store(&component);
         }
         Ok(compiled)
     }
