@@ -56,33 +56,31 @@ impl Enricher {
     }
 
     fn write(&self, out: &mut Vec<u8>, event: &Event, source: &SourceRecord, processed_by: &str) {
-        let mut o = Object::new(out);
-        for (name, value) in outside(event) {
-            write_extra(o.key(name), value);
-        }
-        for (key, value) in self.field_keys.iter().zip(&event.fields) {
-            json::value(o.prepared(key), value.as_ref());
-        }
-        let [partition, offset, by, extra] = &self.host_keys;
-        json::integer(o.prepared(partition), source.partition.into());
-        json::integer(o.prepared(offset), source.offset);
-        json::string(o.prepared(by), processed_by);
-        let out = o.prepared(extra);
-        if outside(event).next().is_none() {
-            out.extend_from_slice(br#""{}""#);
-        } else {
-            EXTRA.with_borrow_mut(|extra| {
-                extra.clear();
-                let mut inner = Object::new(extra);
-                for (name, value) in outside(event) {
-                    write_extra(inner.key(name), value);
-                }
-                inner.end();
-                // Written by this module from valid text: always UTF-8.
-                json::string(out, std::str::from_utf8(extra).unwrap_or("{}"));
-            });
-        }
-        o.end();
+        EXTRA.with_borrow_mut(|extra| {
+            // The fields outside the schema, written once: as `extra`'s text, and (the
+            // same entries) at the head of the record.
+            extra.clear();
+            let mut inner = Object::new(extra);
+            for (name, value) in outside(event) {
+                write_extra(inner.key(name), value);
+            }
+            inner.end();
+            let mut o = Object::new(out);
+            o.entries(&extra[1..extra.len() - 1]);
+            for (key, value) in self.field_keys.iter().zip(&event.fields) {
+                json::value(o.prepared(key), value.as_ref());
+            }
+            let [partition, offset, by, extra_key] = &self.host_keys;
+            json::integer(o.prepared(partition), source.partition.into());
+            json::integer(o.prepared(offset), source.offset);
+            json::string(o.prepared(by), processed_by);
+            // Written by this module from valid text: always UTF-8.
+            json::string(
+                o.prepared(extra_key),
+                std::str::from_utf8(extra).unwrap_or("{}"),
+            );
+            o.end();
+        });
     }
 }
 

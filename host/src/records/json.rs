@@ -32,6 +32,15 @@ impl<'a> Object<'a> {
         self.out
     }
 
+    /// Appends entries already written, as they stand between the braces of another
+    /// object (nothing if `entries` is empty).
+    pub fn entries(&mut self, entries: &[u8]) {
+        if !entries.is_empty() {
+            self.comma();
+            self.out.extend_from_slice(entries);
+        }
+    }
+
     fn comma(&mut self) {
         if !std::mem::take(&mut self.first) {
             self.out.push(b',');
@@ -203,9 +212,14 @@ mod tests {
         string(o.key("a\"b"), "x");
         integer(o.prepared(&Key::new("n")), 3);
         value(o.key("none"), None);
+        o.entries(br#""c":1,"d":[2]"#);
+        o.entries(b"");
         o.end();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v, serde_json::json!({"a\"b": "x", "n": 3, "none": null}));
+        assert_eq!(
+            v,
+            serde_json::json!({"a\"b": "x", "n": 3, "none": null, "c": 1, "d": [2]})
+        );
         let mut out = Vec::new();
         Object::new(&mut out).end();
         assert_eq!(out, b"{}");
