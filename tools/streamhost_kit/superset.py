@@ -51,12 +51,9 @@ def open_dashboard(superset: str = SUPERSET, *, screenshot) -> dict[str, dict]:
                     by_id[form.get("slice_id")] = {"status": resp.status, "body": body}
 
             page.on("response", on_response)
-            page.goto(f"{superset}/login/")
-            page.fill("[data-test=username-input]", os.environ.get("STREAMHOST_SUPERSET_USER", "admin"))
-            page.fill("[data-test=password-input]", os.environ.get("STREAMHOST_SUPERSET_PASSWORD", "admin"))
-            page.click("[data-test=login-button]")
-            page.wait_for_url("**/superset/welcome/**", timeout=180_000)
-            page.goto(f"{superset}/superset/dashboard/streamhost/")
+            log_in(page, superset)
+            # The charts are waited for below, by their data requests.
+            page.goto(f"{superset}/superset/dashboard/streamhost/", wait_until="domcontentloaded")
             # 1. every chart's data request answered (each one runs a ClickHouse query)
             deadline = time.monotonic() + 300
             while len(by_id) < len(CHARTS):
@@ -99,6 +96,38 @@ def open_dashboard(superset: str = SUPERSET, *, screenshot) -> dict[str, dict]:
         assert result["rowcount"] > 0, f"{slices.get(slice_id)}: no rows"
         out[slices[slice_id]] = result
     return out
+
+
+def log_in(page, superset: str = SUPERSET, attempts: int = 4) -> None:
+    """Log in through the login form, as a person does. Done once the browser has left
+    the login page (the URL changed), not when the welcome page finished loading: the
+    welcome page is not needed, and its first load on a cold server can be slow. A form
+    that did not take (a click before the form was ready, a worker restarted mid-request)
+    is tried again; giving up says what the page showed."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    user = os.environ.get("STREAMHOST_SUPERSET_USER", "admin")
+    password = os.environ.get("STREAMHOST_SUPERSET_PASSWORD", "admin")
+    seen = []
+    for attempt in range(1, attempts + 1):
+        page.goto(f"{superset}/login/", wait_until="domcontentloaded")
+        if page.url.startswith(superset) and "/login" not in page.url:
+            return  # already logged in (an earlier attempt's POST landed late)
+        page.fill("[data-test=username-input]", user)
+        page.fill("[data-test=password-input]", password)
+        page.click("[data-test=login-button]")
+        try:
+            # An error page (a dropped connection) is not logged in: tried again.
+            page.wait_for_url(lambda url: url.startswith(superset) and "/login" not in url,
+                              wait_until="commit", timeout=60_000)
+            return
+        except PlaywrightTimeout:
+            try:
+                shown = " ".join(page.inner_text("body", timeout=5_000).split())[:300]
+            except PlaywrightTimeout:
+                shown = "(no body)"
+            seen.append(f"attempt {attempt}: still at {page.url}: {shown!r}")
+    raise AssertionError("Superset login never left the login page:\n" + "\n".join(seen))
 
 
 def wait_for_superset(superset: str = SUPERSET, timeout: float = 300) -> list[dict]:
