@@ -25,13 +25,15 @@ use std::time::{Duration, Instant};
 use streamhost::event::{Event, Value};
 use streamhost::plugins::{Chain, PluginRuntime, SandboxLimits, Verdict};
 use streamhost::records::dlq::{DlqRecord, Step};
-use streamhost::records::{Output, SourceRecord};
+use streamhost::records::SourceRecord;
 use streamhost::schema::Schema;
 use streamhost::stages::validate::Validate;
 use streamhost::stages::window::operator::{WindowOperator, WindowSpec};
 
 #[path = "../tests/native_rules/mod.rs"]
 mod native_rules;
+use native_rules::NativeChain;
+use streamhost::stages::validate::Judge;
 
 const BATCH: usize = 1024;
 
@@ -86,30 +88,10 @@ fn wasm_chain(dist: &std::path::Path) -> Chain {
     Chain::of(vec![load("enrich.wasm"), load("quality.wasm")])
 }
 
-/// The same rules as enrich + quality, natively.
-fn native_chain(events: Vec<Event>, allowed: &[String]) -> Vec<Verdict> {
-    let rules = native_rules::Rules::for_schema(validate().decoder.schema());
-    events
-        .into_iter()
-        .map(|mut e| {
-            rules.enrich(&mut e);
-            match rules.judge(&e, allowed) {
-                Ok(()) => Verdict::Accepted(e),
-                Err(p) => Verdict::Rejected(streamhost::plugins::Rejection {
-                    code: p.code().into(),
-                    message: p.to_string(),
-                    rejected_by: "native".into(),
-                }),
-            }
-        })
-        .collect()
-}
-
-/// `Validate::process_batch` with the native rules instead of the plugin chain.
-fn native_process_batch(records: &[SourceRecord], allowed: &[String]) -> Vec<Output> {
-    native_rules::process_batch(
-        validate(),
-        records,
+/// The same rules as enrich + quality, natively, judging in place of the chain.
+fn native_chain(allowed: &[String]) -> NativeChain {
+    NativeChain::new(
+        validate().decoder.schema(),
         allowed,
         ("enrich@1.0.0,quality@1.0.0", "native"),
     )
@@ -153,6 +135,7 @@ fn main() {
     let decoded = decode_all(&records);
     let events: Vec<Event> = decoded.iter().map(|(_, d)| d.clone()).collect();
     let allowed = quality::Settings::parse(&[]).unwrap().allowed_countries;
+    let mut native = native_chain(&allowed);
     let dist = std::env::var_os("STREAMHOST_PLUGINS_BUILT")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist"));
@@ -212,7 +195,7 @@ fn main() {
     let t_native = time(rounds, events.len(), || {
         events
             .chunks(BATCH)
-            .map(|b| native_chain(b.to_vec(), &allowed).len())
+            .map(|b| native.judge(b.to_vec()).len())
             .sum()
     });
     let t_clone = time(rounds, events.len(), || {
@@ -220,7 +203,7 @@ fn main() {
     });
     let outcomes: Vec<Verdict> = events
         .chunks(BATCH)
-        .flat_map(|b| native_chain(b.to_vec(), &allowed))
+        .flat_map(|b| native.judge(b.to_vec()))
         .collect();
     let t_route = time(rounds, outcomes.len(), || {
         outcomes
@@ -276,22 +259,17 @@ fn main() {
     let mut full_wasm = Vec::new();
     let mut full_native = Vec::new();
     let mut full_base = Vec::new();
-    let whole = |chain: &mut Chain| -> usize {
+    fn whole(records: &[SourceRecord], judge: &mut impl Judge) -> usize {
         records
             .chunks(BATCH)
-            .map(|b| validate().process_batch(chain, b).len())
+            .map(|b| validate().process_batch(judge, b).len())
             .sum()
-    };
+    }
     for _ in 0..rounds {
-        full_wasm.push(time(1, n, || whole(&mut chain)));
-        full_native.push(time(1, n, || {
-            records
-                .chunks(BATCH)
-                .map(|b| native_process_batch(b, &allowed).len())
-                .sum()
-        }));
+        full_wasm.push(time(1, n, || whole(&records, &mut chain)));
+        full_native.push(time(1, n, || whole(&records, &mut native)));
         if let Some(chain) = baseline.as_mut() {
-            full_base.push(time(1, n, || whole(chain)));
+            full_base.push(time(1, n, || whole(&records, chain)));
         }
     }
     let per_round = |a: &[f64], b: &[f64]| median(a.iter().zip(b).map(|(x, y)| x / y).collect());

@@ -137,17 +137,17 @@ fn wasm_chains_of_every_version_write_what_the_native_rules_write() {
         let mut chain = Chain::of(vec![load(&rt, enrich, &[]), load(&rt, quality, settings)]);
         let processed_by = chain.processed_by();
         let rejected_by = chain.members()[1].plugin.id();
+        let mut native = native_rules::NativeChain::new(
+            validate.decoder.schema(),
+            &allowed,
+            (&processed_by, &rejected_by),
+        );
         // Uneven batch sizes: offsets must not leak from one batch into the next.
         // (`process_batch` writes a batch's decode rejections first, so compare per batch.)
         let (mut wasm, mut expected) = (Vec::new(), Vec::new());
         for batch in records.chunks(173) {
             wasm.extend(validate.process_batch(&mut chain, batch));
-            expected.extend(native_rules::process_batch(
-                &validate,
-                batch,
-                &allowed,
-                (&processed_by, &rejected_by),
-            ));
+            expected.extend(validate.process_batch(&mut native, batch));
         }
         assert_same(&wasm, &expected);
         let dlq = wasm

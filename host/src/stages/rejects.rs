@@ -1,7 +1,8 @@
 //! Every rejection, in one place: counted (`streamhost_rejections_total`), logged as a
-//! structured line, and turned into its DLQ record. The log is rate-limited so that a
-//! flood of bad data cannot drown it: past [`BURST`] lines, [`PER_SECOND`] a second
-//! get through, and the next line that does says how many were left out.
+//! structured line, and turned into its DLQ record, a batch at a time ([`Rejects`]).
+//! The log is rate-limited so that a flood of bad data cannot drown it: past [`BURST`]
+//! lines, [`PER_SECOND`] a second get through, and the next line that does says how
+//! many were left out.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
@@ -50,36 +51,80 @@ impl Limiter {
 
 static LIMITER: Mutex<Limiter> = Mutex::new(Limiter::new());
 
-/// The DLQ output for `record` (read from `source_topic`), turned away by
-/// `rejected_by` at `step` with `code` and `message`; counted and logged.
-pub fn reject(
-    record: &SourceRecord,
-    source_topic: &str,
-    step: Step,
-    rejected_by: &str,
-    code: &str,
-    message: &str,
-) -> Output {
-    metrics::counter!("streamhost_rejections_total", "stage" => step.as_str(), "code" => code.to_owned())
-        .increment(1);
-    let admitted = LIMITER
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .admit(Instant::now());
-    match admitted {
-        Some(suppressed) => tracing::warn!(
-            code,
-            stage = step.as_str(),
-            rejected_by,
-            topic = source_topic,
-            partition = record.partition,
-            offset = record.offset,
-            suppressed,
-            "rejected: {message}"
-        ),
-        None => metrics::counter!("streamhost_rejection_logs_suppressed_total").increment(1),
+/// The rejections of one batch. Each becomes its DLQ record at once and is logged (or
+/// left out by the limiter) in order; the counters are bumped once per batch, when
+/// this is dropped, since a metric update costs far more than the rejection itself.
+#[derive(Debug)]
+pub struct Rejects<'a> {
+    source_topic: &'a str,
+    /// The batch's time, for the limiter.
+    now: Instant,
+    /// Rejections per (step, code), in first-seen order; a batch has a handful.
+    counts: Vec<(Step, String, u64)>,
+    suppressed: u64,
+}
+
+impl<'a> Rejects<'a> {
+    /// Rejections of records read from `source_topic`, in a batch processed `now`.
+    pub fn new(source_topic: &'a str, now: Instant) -> Self {
+        Self {
+            source_topic,
+            now,
+            counts: Vec::new(),
+            suppressed: 0,
+        }
     }
-    DlqRecord::rejecting(record, source_topic, step, rejected_by, code, message)
+
+    /// The DLQ output for `record`, turned away by `rejected_by` at `step` with `code`
+    /// and `message`; counted and logged.
+    pub fn reject(
+        &mut self,
+        record: &SourceRecord,
+        step: Step,
+        rejected_by: &str,
+        code: &str,
+        message: &str,
+    ) -> Output {
+        match self
+            .counts
+            .iter_mut()
+            .find(|(s, c, _)| *s == step && c == code)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => self.counts.push((step, code.to_owned(), 1)),
+        }
+        let admitted = LIMITER
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .admit(self.now);
+        match admitted {
+            Some(suppressed) => tracing::warn!(
+                code,
+                stage = step.as_str(),
+                rejected_by,
+                topic = self.source_topic,
+                partition = record.partition,
+                offset = record.offset,
+                suppressed,
+                "rejected: {message}"
+            ),
+            None => self.suppressed += 1,
+        }
+        DlqRecord::rejecting(record, self.source_topic, step, rejected_by, code, message)
+    }
+}
+
+impl Drop for Rejects<'_> {
+    fn drop(&mut self) {
+        for (step, code, n) in self.counts.drain(..) {
+            metrics::counter!("streamhost_rejections_total", "stage" => step.as_str(), "code" => code)
+                .increment(n);
+        }
+        if self.suppressed > 0 {
+            metrics::counter!("streamhost_rejection_logs_suppressed_total")
+                .increment(self.suppressed);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::rejects::reject;
+use super::rejects::Rejects;
 use super::{Processed, Stage, StageError};
 use crate::decode::Decoder;
+use crate::event::Event;
 use crate::kafka::source::Source;
 use crate::liveness::StageName;
 use crate::plugins::reload::ChainUpdate;
@@ -53,8 +54,8 @@ impl Validate {
     }
 
     /// Decode, judge and route one batch. One output per input record.
-    pub fn process_batch(&self, chain: &mut Chain, records: &[SourceRecord]) -> Vec<Output> {
-        let source_topic = self.source_topic.as_str();
+    pub fn process_batch(&self, judge: &mut impl Judge, records: &[SourceRecord]) -> Vec<Output> {
+        let mut rejects = Rejects::new(&self.source_topic, Instant::now());
         let mut outputs = Vec::with_capacity(records.len());
         let mut decoded = Vec::with_capacity(records.len());
         let mut events = Vec::with_capacity(records.len());
@@ -64,9 +65,8 @@ impl Validate {
                     events.push(event);
                     decoded.push(record);
                 }
-                Err(e) => outputs.push(reject(
+                Err(e) => outputs.push(rejects.reject(
                     record,
-                    source_topic,
                     Step::Decode,
                     REJECTED_BY_HOST,
                     e.code().as_str(),
@@ -74,10 +74,10 @@ impl Validate {
                 )),
             }
         }
-        let outcomes = chain.process(events);
-        let processed_by = chain.processed_by();
-        for (record, outcome) in decoded.into_iter().zip(outcomes) {
-            match outcome {
+        let verdicts = judge.judge(events);
+        let processed_by = judge.processed_by();
+        for (record, verdict) in decoded.into_iter().zip(verdicts) {
+            match verdict {
                 Verdict::Accepted(event) => {
                     let output = self.enricher.output(&event, record, &processed_by);
                     if output.payload.len() <= MAX_OUTPUT_BYTES {
@@ -86,9 +86,8 @@ impl Validate {
                     }
                     // The broker would refuse it on every attempt, and every batch behind
                     // it would wait: the event goes to the DLQ instead.
-                    outputs.push(reject(
+                    outputs.push(rejects.reject(
                         record,
-                        source_topic,
                         Step::Route,
                         REJECTED_BY_HOST,
                         HostCode::OutputTooLarge.as_str(),
@@ -98,9 +97,8 @@ impl Validate {
                         ),
                     ));
                 }
-                Verdict::Rejected(r) => outputs.push(reject(
+                Verdict::Rejected(r) => outputs.push(rejects.reject(
                     record,
-                    source_topic,
                     Step::Plugin,
                     &r.rejected_by,
                     &r.code,
@@ -109,6 +107,26 @@ impl Validate {
             }
         }
         outputs
+    }
+}
+
+/// What judges the decoded events of a batch: the plugin chain, or (in the benchmark
+/// and the equivalence test) the same rules compiled into the host, so that both run
+/// through the same decode and routing.
+pub trait Judge {
+    /// One verdict per event, in order.
+    fn judge(&mut self, events: Vec<Event>) -> Vec<Verdict>;
+    /// What accepted events record as `processed_by`.
+    fn processed_by(&self) -> String;
+}
+
+impl Judge for Chain {
+    fn judge(&mut self, events: Vec<Event>) -> Vec<Verdict> {
+        self.process(events)
+    }
+
+    fn processed_by(&self) -> String {
+        Chain::processed_by(self)
     }
 }
 

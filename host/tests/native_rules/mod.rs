@@ -5,10 +5,9 @@
 //! WASM chain it is compared with.
 
 use streamhost::event::{Event, Value};
-use streamhost::records::dlq::{DlqRecord, Step};
-use streamhost::records::{Output, SourceRecord};
+use streamhost::plugins::{Rejection, Verdict};
 use streamhost::schema::Schema;
-use streamhost::stages::validate::Validate;
+use streamhost::stages::validate::Judge;
 
 /// Where the fields the rules read sit in the brief's schema.
 #[derive(Debug, Clone, Copy)]
@@ -52,48 +51,48 @@ impl Rules {
     }
 }
 
-/// `Validate::process_batch` with enrich + quality as native Rust instead of the plugin
-/// chain: the same decode, the same routing, the same output order. `ids` are the
-/// chain's `processed_by` and the quality rule's `rejected_by`.
-pub fn process_batch(
-    validate: &Validate,
-    records: &[SourceRecord],
-    allowed: &[String],
-    ids: (&str, &str),
-) -> Vec<Output> {
-    let rules = Rules::for_schema(validate.decoder.schema());
-    let (processed_by, rejected_by) = ids;
-    let topic = validate.source_topic.as_str();
-    let mut outputs = Vec::with_capacity(records.len());
-    let mut judged = Vec::with_capacity(records.len());
-    for record in records {
-        match validate.decoder.decode(&record.payload) {
-            Err(e) => outputs.push(DlqRecord::rejecting(
-                record,
-                topic,
-                Step::Decode,
-                "host",
-                e.code().as_str(),
-                &e.to_string(),
-            )),
-            Ok(mut e) => {
-                rules.enrich(&mut e);
-                judged.push((record, e));
-            }
+/// enrich + quality as native Rust in place of the plugin chain, for
+/// `Validate::process_batch`: the same decode, the same routing, the same output
+/// order, the same rejection counting and logging. `processed_by` and `rejected_by`
+/// are what the chain it stands for writes.
+#[derive(Debug)]
+pub struct NativeChain {
+    pub rules: Rules,
+    pub allowed: Vec<String>,
+    pub processed_by: String,
+    pub rejected_by: String,
+}
+
+impl NativeChain {
+    pub fn new(schema: &Schema, allowed: &[String], ids: (&str, &str)) -> Self {
+        Self {
+            rules: Rules::for_schema(schema),
+            allowed: allowed.to_vec(),
+            processed_by: ids.0.to_string(),
+            rejected_by: ids.1.to_string(),
         }
     }
-    for (record, e) in judged {
-        outputs.push(match rules.judge(&e, allowed) {
-            Ok(()) => validate.enricher.output(&e, record, processed_by),
-            Err(p) => DlqRecord::rejecting(
-                record,
-                topic,
-                Step::Plugin,
-                rejected_by,
-                p.code(),
-                &p.to_string(),
-            ),
-        });
+}
+
+impl Judge for NativeChain {
+    fn judge(&mut self, events: Vec<Event>) -> Vec<Verdict> {
+        events
+            .into_iter()
+            .map(|mut e| {
+                self.rules.enrich(&mut e);
+                match self.rules.judge(&e, &self.allowed) {
+                    Ok(()) => Verdict::Accepted(e),
+                    Err(p) => Verdict::Rejected(Rejection {
+                        code: p.code().into(),
+                        message: p.to_string(),
+                        rejected_by: self.rejected_by.clone(),
+                    }),
+                }
+            })
+            .collect()
     }
-    outputs
+
+    fn processed_by(&self) -> String {
+        self.processed_by.clone()
+    }
 }

@@ -16,7 +16,7 @@ use crate::liveness::StageName;
 use crate::records::average::Average;
 use crate::records::dlq::{HostCode, Step, REJECTED_BY_HOST};
 use crate::records::{Output, SourceRecord};
-use crate::stages::rejects::reject;
+use crate::stages::rejects::Rejects;
 use crate::stages::{Processed, Stage, StageError};
 use crate::timefmt;
 
@@ -179,6 +179,7 @@ impl WindowStage {
     pub fn count(&mut self, batch: &[SourceRecord]) -> Vec<Output> {
         let mut outputs = Vec::new();
         let now = Instant::now();
+        let mut rejects = Rejects::new(&self.source_topic, now);
         if self.quiet && !batch.is_empty() {
             // A backlog after a pause arrives one partition at a time: the quiet ones
             // must hold the watermark again (their idle clocks restart now).
@@ -204,9 +205,8 @@ impl WindowStage {
                 Ok(k) => k,
                 Err(e) => {
                     // Only this host writes enriched_events; anything else there is reported.
-                    outputs.push(reject(
+                    outputs.push(rejects.reject(
                         record,
-                        &self.source_topic,
                         Step::Window,
                         REJECTED_BY_HOST,
                         HostCode::UnreadableEnrichedEvent.as_str(),
@@ -245,9 +245,8 @@ impl WindowStage {
                         timefmt::datetime(keyed.time),
                         timefmt::datetime(self.op.watermark(record.partition))
                     );
-                    outputs.push(reject(
+                    outputs.push(rejects.reject(
                         record,
-                        &self.source_topic,
                         Step::Window,
                         REJECTED_BY_HOST,
                         HostCode::LateEvent.as_str(),
@@ -265,6 +264,7 @@ impl WindowStage {
                 }
             }
         }
+        drop(rejects);
         self.drain_closed(&mut outputs);
         outputs
     }
