@@ -1,9 +1,7 @@
 //! What an enricher changes, collected for the whole batch into the answer's updates:
 //! one update per field (and type), `events[k]` getting value k.
 
-use std::fmt;
-
-use crate::codec::TextBuilder;
+use crate::codec::{Text, TextBuilder};
 use crate::wit::{Update, Values};
 
 /// The changes of one batch; an enricher sets fields of the event it is given. A field
@@ -13,6 +11,8 @@ use crate::wit::{Update, Values};
 #[derive(Debug, Default)]
 pub struct Changes {
     event: u32,
+    /// Events in the batch: the room a new update gets.
+    size: usize,
     updates: Vec<Pending>,
 }
 
@@ -56,46 +56,68 @@ impl Builder {
 }
 
 impl Changes {
-    /// Sets a text field, formatted straight into the batch's column (`set_text("page_id",
-    /// 42)` does not allocate a string per event).
-    pub fn set_text(&mut self, field: &str, value: impl fmt::Display) {
-        if let Builder::Text(b) = self.slot(field, Builder::Text(TextBuilder::default())) {
+    /// The changes of a batch of `size` events.
+    pub(crate) fn for_batch(size: usize) -> Self {
+        Self {
+            size,
+            ..Self::default()
+        }
+    }
+
+    /// Sets a text field, written straight into the batch's column: a string, an
+    /// integer, a `bool`, or `format_args!(...)` ([`Text`]). Nothing is allocated per
+    /// event.
+    pub fn set_text(&mut self, field: &str, value: impl Text) {
+        let size = self.size;
+        if let Builder::Text(b) = self.slot(field, Builder::Text(TextBuilder::default()), || {
+            Builder::Text(TextBuilder::with_capacity(size))
+        }) {
             b.push(value);
         }
     }
 
     /// Sets an integer (or timestamp) field.
     pub fn set_integer(&mut self, field: &str, value: i64) {
-        if let Builder::Integer(v) = self.slot(field, Builder::Integer(Vec::new())) {
+        let size = self.size;
+        if let Builder::Integer(v) = self.slot(field, Builder::Integer(Vec::new()), || {
+            Builder::Integer(Vec::with_capacity(size))
+        }) {
             v.push(value);
         }
     }
 
     pub fn set_float(&mut self, field: &str, value: f64) {
-        if let Builder::Float(v) = self.slot(field, Builder::Float(Vec::new())) {
+        let size = self.size;
+        if let Builder::Float(v) = self.slot(field, Builder::Float(Vec::new()), || {
+            Builder::Float(Vec::with_capacity(size))
+        }) {
             v.push(value);
         }
     }
 
     pub fn set_boolean(&mut self, field: &str, value: bool) {
-        if let Builder::Boolean(v) = self.slot(field, Builder::Boolean(Vec::new())) {
+        let size = self.size;
+        if let Builder::Boolean(v) = self.slot(field, Builder::Boolean(Vec::new()), || {
+            Builder::Boolean(Vec::with_capacity(size))
+        }) {
             v.push(value);
         }
     }
 
-    /// The values of the latest update of `field` if it has the type of `empty`, else a
-    /// new update (updates apply in order, so the later one wins), with the current
-    /// event appended to its events and its value left to the caller to push.
-    fn slot(&mut self, field: &str, empty: Builder) -> &mut Builder {
+    /// The values of the latest update of `field` if it has the type of `kind`, else a
+    /// new update made by `new` (updates apply in order, so the later one wins), with
+    /// the current event appended to its events and its value left to the caller to
+    /// push.
+    fn slot(&mut self, field: &str, kind: Builder, new: impl FnOnce() -> Builder) -> &mut Builder {
         let event = self.event;
         let latest = self.updates.iter().rposition(|u| u.field == field);
         let index = match latest {
-            Some(i) if self.updates[i].values.same_type(&empty) => i,
+            Some(i) if self.updates[i].values.same_type(&kind) => i,
             _ => {
                 self.updates.push(Pending {
                     field: field.to_string(),
-                    events: Vec::new(),
-                    values: empty,
+                    events: Vec::with_capacity(self.size),
+                    values: new(),
                 });
                 self.updates.len() - 1
             }

@@ -1,11 +1,87 @@
 //! The text-column layout, both ways: `text[ends[i - 1]..ends[i]]` is value i.
 
+use std::borrow::Cow;
 use std::fmt::{self, Write};
 
 use crate::wit::TextColumn;
 
+/// A value [`Changes::set_text`](crate::Changes::set_text) writes as text: strings as
+/// they are, integers in decimal, `char`s, `true` / `false`, floats as `Display` writes
+/// them. Any other `Display` value goes through `format_args!("{value}")`.
+pub trait Text {
+    /// Appends the value's text to `out`.
+    fn write_to(&self, out: &mut String);
+}
+
+impl Text for str {
+    #[inline]
+    fn write_to(&self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+
+impl Text for String {
+    #[inline]
+    fn write_to(&self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+
+impl Text for Cow<'_, str> {
+    #[inline]
+    fn write_to(&self, out: &mut String) {
+        out.push_str(self);
+    }
+}
+
+impl Text for char {
+    #[inline]
+    fn write_to(&self, out: &mut String) {
+        out.push(*self);
+    }
+}
+
+impl Text for bool {
+    #[inline]
+    fn write_to(&self, out: &mut String) {
+        out.push_str(if *self { "true" } else { "false" });
+    }
+}
+
+impl<T: Text + ?Sized> Text for &T {
+    #[inline]
+    fn write_to(&self, out: &mut String) {
+        (**self).write_to(out);
+    }
+}
+
+macro_rules! integers {
+    ($($t:ty)*) => {$(
+        impl Text for $t {
+            #[inline]
+            fn write_to(&self, out: &mut String) {
+                out.push_str(itoa::Buffer::new().format(*self));
+            }
+        }
+    )*};
+}
+integers!(u8 u16 u32 u64 u128 usize i8 i16 i32 i64 i128 isize);
+
+macro_rules! formatted {
+    ($($t:ty)*) => {$(
+        impl Text for $t {
+            fn write_to(&self, out: &mut String) {
+                // Writing into a String cannot fail.
+                let _ = write!(out, "{self}");
+            }
+        }
+    )*};
+}
+formatted!(f32 f64 fmt::Arguments<'_>);
+
 /// Value `index` of a text column (`None` past its end or on offsets that do not cut
 /// the text at character boundaries).
+#[inline]
 pub(crate) fn text_at(column: &TextColumn, index: usize) -> Option<&str> {
     let end = *column.ends.get(index)? as usize;
     let start = match index.checked_sub(1) {
@@ -15,7 +91,7 @@ pub(crate) fn text_at(column: &TextColumn, index: usize) -> Option<&str> {
     column.text.get(start..end)
 }
 
-/// Builds a text column value by value, formatting straight into the one buffer.
+/// Builds a text column value by value, writing straight into the one buffer.
 #[derive(Debug, Default)]
 pub(crate) struct TextBuilder {
     text: String,
@@ -23,9 +99,17 @@ pub(crate) struct TextBuilder {
 }
 
 impl TextBuilder {
-    pub(crate) fn push(&mut self, value: impl fmt::Display) {
-        // Writing into a String cannot fail.
-        let _ = write!(self.text, "{value}");
+    /// Room for `values` values of a few bytes each.
+    pub(crate) fn with_capacity(values: usize) -> Self {
+        Self {
+            text: String::with_capacity(values * 4),
+            ends: Vec::with_capacity(values),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn push(&mut self, value: impl Text) {
+        value.write_to(&mut self.text);
         self.ends.push(self.text.len() as u32);
     }
 
@@ -56,10 +140,31 @@ mod tests {
         }
         b.pop();
         b.push(42);
+        b.push(-7i64);
+        b.push(true);
+        b.push('é');
+        b.push(1.5);
+        b.push(format_args!("<{}>", 3));
+        b.push(String::from("s"));
         let column = b.finish();
-        assert_eq!(column.text, "USÜS42");
-        let values: Vec<_> = (0..5).map(|i| text_at(&column, i)).collect();
-        assert_eq!(values, [Some("US"), Some(""), Some("ÜS"), Some("42"), None]);
+        assert_eq!(column.text, "USÜS42-7trueé1.5<3>s");
+        let values: Vec<_> = (0..11).map(|i| text_at(&column, i)).collect();
+        assert_eq!(
+            values,
+            [
+                Some("US"),
+                Some(""),
+                Some("ÜS"),
+                Some("42"),
+                Some("-7"),
+                Some("true"),
+                Some("é"),
+                Some("1.5"),
+                Some("<3>"),
+                Some("s"),
+                None
+            ]
+        );
     }
 
     #[test]

@@ -42,6 +42,7 @@ impl<'a> Columns<'a> {
         }
     }
 
+    #[inline]
     fn find(&self, field: &str) -> Option<&'a Column> {
         let same = |name: &&str| name.as_ptr() == field.as_ptr() && name.len() == field.len();
         let index = match self.reads.iter().position(same) {
@@ -73,11 +74,13 @@ impl<'a> Event<'a> {
     }
 
     /// Whether the event has the field (not null).
+    #[inline]
     pub fn has(&self, field: &str) -> bool {
         self.value(field).is_some()
     }
 
     /// The field as it crossed, whatever its type.
+    #[inline]
     pub fn value(&self, field: &str) -> Option<Value<'a>> {
         let column = self.columns.find(field)?;
         if !column.present.get(self.index).copied().unwrap_or(false) {
@@ -93,6 +96,7 @@ impl<'a> Event<'a> {
     }
 
     /// A text field. `None` for a field of another type.
+    #[inline]
     pub fn text(&self, field: &str) -> Option<&'a str> {
         match self.value(field)? {
             Value::Text(text) => Some(text),
@@ -102,6 +106,7 @@ impl<'a> Event<'a> {
 
     /// An integer (or timestamp) field; a text field is parsed (`"42"`). `None` when
     /// absent or not an integer.
+    #[inline]
     pub fn integer(&self, field: &str) -> Option<i64> {
         match self.value(field)? {
             Value::Integer(n) => Some(n),
@@ -112,6 +117,7 @@ impl<'a> Event<'a> {
 
     /// A float field; an integer field is converted, a text field parsed (`"21.5"`).
     /// `None` when absent or not a number.
+    #[inline]
     pub fn float(&self, field: &str) -> Option<f64> {
         match self.value(field)? {
             Value::Float(x) => Some(x),
@@ -123,6 +129,7 @@ impl<'a> Event<'a> {
 
     /// A boolean field; a text field `true` / `false` is parsed. `None` when absent or
     /// not a boolean.
+    #[inline]
     pub fn boolean(&self, field: &str) -> Option<bool> {
         match self.value(field)? {
             Value::Boolean(b) => Some(b),

@@ -39,6 +39,7 @@ mod settings;
 pub mod testing;
 
 pub use changes::Changes;
+pub use codec::Text;
 pub use event::{Event, Value};
 pub use rule::{Enricher, Info, Validator, Verdict};
 pub use settings::Settings;

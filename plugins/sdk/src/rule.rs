@@ -156,7 +156,7 @@ pub(crate) fn apply(
     mut rule: impl FnMut(&Event, &mut Changes) -> Verdict,
 ) -> Answer {
     let mut rejections = Vec::new();
-    let mut changes = Changes::default();
+    let mut changes = Changes::for_batch(batch.size as usize);
     let columns = Columns::new(&batch.columns, reads);
     for index in 0..batch.size {
         changes.start(index);

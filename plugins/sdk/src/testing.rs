@@ -116,7 +116,7 @@ fn column<'a>(name: &str, values: impl Iterator<Item = Option<&'a Json>> + Clone
         for value in values {
             match value {
                 Some(Json::String(s)) => text.push(s),
-                Some(other) => text.push(other),
+                Some(other) => text.push(other.to_string()),
                 None => text.push(""),
             }
         }
