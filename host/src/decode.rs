@@ -9,6 +9,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use serde::de::{
     self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
 };
@@ -150,7 +151,7 @@ impl<'de> Visitor<'de> for FastEvent<'_> {
         // Which fields were seen, as bits: no allocation per event for up to 128 fields
         // (a larger schema takes the checked path for repeated keys).
         let mut seen: u128 = 0;
-        let mut extra: Vec<(String, Extra)> = Vec::new();
+        let mut extra: Vec<(CompactString, Extra)> = Vec::new();
         while let Some(key) = map.next_key_seed(KeySeed)? {
             let key: &str = &key;
             let Some(i) = schema.index(key) else {
@@ -161,7 +162,7 @@ impl<'de> Visitor<'de> for FastEvent<'_> {
                 if nesting_error(raw).is_some() {
                     return Ok(None);
                 }
-                extra.push((key.to_string(), Extra::Json(raw.to_owned())));
+                extra.push((key.into(), Extra::Json(raw.to_owned())));
                 continue;
             };
             let bit = 1u128.checked_shl(i as u32).unwrap_or(0);
@@ -170,7 +171,7 @@ impl<'de> Visitor<'de> for FastEvent<'_> {
             }
             seen |= bit;
             let value = match schema.field(i).ty {
-                FieldType::String => match map.next_value::<Option<String>>()? {
+                FieldType::String => match map.next_value::<Option<CompactString>>()? {
                     Some(s) if s.len() > MAX_FIELD_BYTES => return Ok(None),
                     s => s.map(Value::Text),
                 },
@@ -274,7 +275,7 @@ fn decode_checked(schema: &Schema, text: &str) -> Result<Event, DecodeError> {
         if let Some(e) = nesting_error(&raw) {
             return Err(DecodeError::MalformedJson(e.to_string()));
         }
-        extra.push((k, Extra::Json(raw)));
+        extra.push((k.into(), Extra::Json(raw)));
     }
     Ok(Event { fields, extra })
 }
@@ -309,7 +310,7 @@ fn typed(field: &str, ty: FieldType, required: bool, json: Json) -> Result<Value
                 field: field.to_string(),
                 size: s.len(),
             }),
-            Json::String(s) => Ok(Value::Text(s)),
+            Json::String(s) => Ok(Value::Text(s.into())),
             other => Err(wrong("a string", "a string or null", &other)),
         },
         FieldType::Boolean => match json {

@@ -3,12 +3,14 @@
 
 use std::borrow::Cow;
 
+use compact_str::CompactString;
 use serde_json::value::RawValue;
 
 /// A typed value of a schema field, or one a plugin set.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
-    Text(String),
+    /// Inline up to 24 bytes.
+    Text(CompactString),
     /// Schema types `integer` and `timestamp`.
     Integer(i64),
     Float(f64),
@@ -18,7 +20,7 @@ pub enum Value {
 impl Value {
     pub fn as_text(&self) -> Option<&str> {
         match self {
-            Value::Text(s) => Some(s),
+            Value::Text(s) => Some(s.as_str()),
             _ => None,
         }
     }
@@ -33,7 +35,7 @@ impl Value {
     /// The value as text: strings as they are, others as their JSON text.
     pub fn to_text(&self) -> Cow<'_, str> {
         match self {
-            Value::Text(s) => Cow::Borrowed(s),
+            Value::Text(s) => Cow::Borrowed(s.as_str()),
             Value::Integer(i) => Cow::Owned(i.to_string()),
             Value::Float(f) => Cow::Owned(json_float(*f)),
             Value::Boolean(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
@@ -108,7 +110,7 @@ pub struct Event {
     pub fields: Vec<Option<Value>>,
     /// Fields outside the schema, in the order they came (then as plugins added them),
     /// each name once.
-    pub extra: Vec<(String, Extra)>,
+    pub extra: Vec<(CompactString, Extra)>,
 }
 
 impl Event {
@@ -137,7 +139,7 @@ impl Event {
                     old.clear();
                     old.push_str(text);
                 }
-                _ => *slot = Some(Value::Text(text.to_string())),
+                _ => *slot = Some(Value::Text(text.into())),
             }
         }
     }
@@ -147,7 +149,7 @@ impl Event {
     pub fn set_extra(&mut self, name: &str, value: Value) {
         match self.extra.iter_mut().find(|(n, _)| n == name) {
             Some((_, slot)) => *slot = Extra::Set(value),
-            None => self.extra.push((name.to_string(), Extra::Set(value))),
+            None => self.extra.push((name.into(), Extra::Set(value))),
         }
     }
 }

@@ -71,7 +71,7 @@ fn text<'e>(e: &'e Event, name: &str) -> &'e str {
 fn set_by_plugins(e: &Event) -> Vec<(String, String)> {
     e.extra
         .iter()
-        .map(|(n, v)| (n.clone(), v.text().unwrap().into_owned()))
+        .map(|(n, v)| (n.to_string(), v.text().unwrap().into_owned()))
         .collect()
 }
 

@@ -211,7 +211,7 @@ pub fn apply_named(
                     match target {
                         // Reuses the field's buffer: no allocation for a value that fits.
                         Some(index) => event.set_text(index, text),
-                        None => event.set_extra(field, Value::Text(text.to_string())),
+                        None => event.set_extra(field, Value::Text(text.into())),
                     }
                 }
             }
@@ -321,7 +321,7 @@ pub fn apply_brief(
         for (&i, value) in update.events.iter().zip(values) {
             let event = &mut events[slot(size, "an attribute update", i)?];
             if outside {
-                event.set_extra(&update.name, Value::Text(value.to_string()));
+                event.set_extra(&update.name, Value::Text(value.into()));
             }
         }
     }

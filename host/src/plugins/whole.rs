@@ -52,20 +52,20 @@ pub fn verdict(
 ) -> Verdict {
     match verdict {
         WitVerdict::Accept(w) => {
-            event.set(at.event_type, Value::Text(w.event_type));
+            event.set(at.event_type, Value::Text(w.event_type.into()));
             event.set(at.user_id, Value::Integer(w.user_id));
-            event.set(at.page_url, Value::Text(w.page_url));
-            event.set(at.button_id, Value::Text(w.button_id));
+            event.set(at.page_url, Value::Text(w.page_url.into()));
+            event.set(at.button_id, Value::Text(w.button_id.into()));
             event.set(at.timestamp, Value::Integer(w.timestamp));
-            event.set(at.country, Value::Text(w.country));
+            event.set(at.country, Value::Text(w.country.into()));
             match w.device_type {
-                Some(d) => event.set(at.device_type, Value::Text(d)),
+                Some(d) => event.set(at.device_type, Value::Text(d.into())),
                 None => event.fields[at.device_type] = None,
             }
             // 0.2 never let an attribute replace a field of the event or of the host.
             for (name, value) in w.attributes {
                 if schema.is_outside(&name) {
-                    event.set_extra(&name, Value::Text(value));
+                    event.set_extra(&name, Value::Text(value.into()));
                 }
             }
             Verdict::Accepted(event)

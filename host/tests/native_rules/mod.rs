@@ -4,6 +4,7 @@
 //! (`tests/equivalence.rs`), so the test proves the baseline is the same rules as the
 //! WASM chain it is compared with.
 
+use compact_str::ToCompactString;
 use streamhost::event::{Event, Value};
 use streamhost::plugins::{Rejection, Verdict};
 use streamhost::schema::Schema;
@@ -35,10 +36,14 @@ impl Rules {
 
     /// `enrich`: normalise the country, add `page_id` and `schema_version`.
     pub fn enrich(&self, e: &mut Event) {
-        let country = enrich::normalise_country(text(e, self.country));
-        e.set(self.country, Value::Text(country));
+        // As the plugin: only a country that changes is set.
+        let country = text(e, self.country);
+        if !enrich::is_normalised(country) {
+            let country = enrich::normalise_country(country);
+            e.set(self.country, Value::Text(country.into()));
+        }
         if let Some(id) = enrich::page_id(text(e, self.page_url)) {
-            e.set_extra("page_id", Value::Text(id.to_string()));
+            e.set_extra("page_id", Value::Text(id.to_compact_string()));
         }
         let version = enrich::schema_version(e.get(self.device_type).is_some());
         e.set_extra("schema_version", Value::Text(version.into()));
