@@ -18,7 +18,9 @@
 // A benchmark binary: a failed unwrap is a failed run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::alloc::{GlobalAlloc, Layout};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,9 +39,51 @@ use streamhost::stages::validate::Judge;
 
 const BATCH: usize = 1024;
 
-/// The host binary's allocator.
+/// The host binary's allocator, counting the allocations made while `COUNTING`.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: Counting = Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+struct Counting;
+
+// SAFETY: forwards every call to mimalloc unchanged; only counts.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { mimalloc::MiMalloc.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// Heap allocations (and reallocations) per record of `f` over `records`.
+fn allocations_per_record(records: &[SourceRecord], mut f: impl FnMut(&[SourceRecord])) -> f64 {
+    ALLOCATIONS.store(0, Ordering::Relaxed);
+    COUNTING.store(true, Ordering::Relaxed);
+    for batch in records.chunks(BATCH) {
+        f(batch);
+    }
+    COUNTING.store(false, Ordering::Relaxed);
+    ALLOCATIONS.load(Ordering::Relaxed) as f64 / records.len() as f64
+}
 
 /// The validate stage for the brief's schema, keyed by country.
 fn validate() -> &'static Validate {
@@ -319,6 +363,22 @@ fn main() {
         "(sum of decode + native rules + route, as in earlier runs)".to_string(),
         pipeline_native,
     ));
+    // Allocations on the accept path (events every rule accepts) and on the mixed set.
+    let accepted_records: Vec<SourceRecord> = outcomes
+        .iter()
+        .zip(&decoded)
+        .filter(|(o, _)| matches!(o, Verdict::Accepted(_)))
+        .map(|(_, (i, _))| records[*i].clone())
+        .collect();
+    let allocs_accept_wasm = allocations_per_record(&accepted_records, |b| {
+        validate().process_batch(&mut chain, b);
+    });
+    let allocs_accept_native = allocations_per_record(&accepted_records, |b| {
+        validate().process_batch(&mut native, b);
+    });
+    let allocs_all_wasm = allocations_per_record(&records, |b| {
+        validate().process_batch(&mut chain, b);
+    });
     let mut out = String::new();
     out.push_str(&format!(
         "In-process pipeline, {n} events, median of {rounds} rounds, one thread.\n\
@@ -342,6 +402,11 @@ fn main() {
     ));
     out.push_str(&format!(
         "Fresh plugin instance (instantiate, configure, self-check), as after a trap: {fresh_us:.0} µs\n"
+    ));
+    out.push_str(&format!(
+        "Heap allocations per event, whole validate stage: accepted events {allocs_accept_wasm:.2} \
+         with the WASM chain, {allocs_accept_native:.2} with native rules; all events (a fifth \
+         rejected) {allocs_all_wasm:.2} with the WASM chain\n"
     ));
     if let (Some(chain), Some(ratio), Some(speedup)) = (t_base, ratio_full_base, speedup) {
         out.push_str(&format!(

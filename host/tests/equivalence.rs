@@ -91,7 +91,7 @@ fn comparable(outputs: &[Output]) -> Vec<(String, String, serde_json::Value)> {
                     map.insert("extra".into(), parsed);
                 }
             }
-            (format!("{:?}", o.destination), o.key.clone(), v)
+            (format!("{:?}", o.destination), o.key.to_string(), v)
         })
         .collect()
 }

@@ -3,6 +3,7 @@
 //! window stage's checkpoint). The key field is named after the window key
 //! (`country` in the brief's).
 
+use compact_str::format_compact;
 use serde_json::Value as Json;
 
 use super::{Destination, Output};
@@ -34,7 +35,7 @@ impl Average<'_> {
         });
         Output {
             destination: Destination::Averages,
-            key: format!("{}|{}", self.key, start),
+            key: format_compact!("{}|{}", self.key, start),
             payload: payload.to_string().into_bytes(),
         }
     }

@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use compact_str::format_compact;
 use serde::{Deserialize, Serialize};
 
 use super::json::{self, Object};
@@ -172,7 +173,7 @@ impl DlqRecord<'_> {
             raw,
             raw_encoding,
         };
-        let key = format!("{source_topic}/{}/{}", source.partition, source.offset);
+        let key = format_compact!("{source_topic}/{}/{}", source.partition, source.offset);
         let mut payload = record.to_json();
         if payload.len() > MAX_OUTPUT_BYTES {
             // Rare (an input near the broker's limit grows when escaped): keep the start

@@ -8,6 +8,7 @@ use super::json::{self, Key, Object};
 use super::{Destination, Output, SourceRecord};
 use crate::event::{Event, Extra};
 use crate::schema::{Schema, HOST_FIELDS};
+use compact_str::CompactString;
 
 /// Where accepted events go: their JSON layout comes from the schema, their key is
 /// the window key (so one key's events share a partition, and its windows one instance).
@@ -43,7 +44,7 @@ impl Enricher {
     pub fn output(&self, event: &Event, source: &SourceRecord, processed_by: &str) -> Output {
         let key = event
             .get(self.key)
-            .map(|v| v.to_text().into_owned())
+            .map(|v| CompactString::new(v.to_text()))
             .unwrap_or_default();
         // The input's size plus the host's fields is nearly always enough: one allocation.
         let mut payload = Vec::with_capacity(source.payload.len() + 2 * processed_by.len() + 160);

@@ -3,6 +3,7 @@
 //! ([`Output`]), the enriched event ([`enriched`]), the dead-letter record ([`dlq`]) and
 //! the window average ([`average`]).
 
+use compact_str::CompactString;
 pub mod average;
 pub mod dlq;
 pub mod enriched;
@@ -41,7 +42,8 @@ pub enum Destination {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
     pub destination: Destination,
-    pub key: String,
+    /// Inline up to 24 bytes (a window key, a country).
+    pub key: CompactString,
     pub payload: Vec<u8>,
 }
 
