@@ -2,6 +2,7 @@
 //! their outputs are acknowledged (at-least-once: a crash re-reads, never skips).
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -163,17 +164,23 @@ impl Source {
     }
 
     /// Up to `max` records: waits for the first one as long as `idle` allows, then for
-    /// at most `wait` to fill the batch. An empty batch means nothing arrived in `idle`.
+    /// at most `wait` to fill the batch. An empty batch means nothing arrived in `idle`;
+    /// `None`, that `wake` resolved first (before any record was taken).
     pub async fn next_batch(
         &self,
         max: usize,
         wait: Duration,
         idle: Duration,
-    ) -> Result<Vec<SourceRecord>, SourceError> {
+        wake: impl Future<Output = ()>,
+    ) -> Result<Option<Vec<SourceRecord>>, SourceError> {
         let mut batch = Vec::with_capacity(max.min(4096));
-        let first = match tokio::time::timeout(idle, self.consumer.recv()).await {
-            Err(_elapsed) => return Ok(batch),
-            Ok(message) => message.map_err(kafka("receive"))?,
+        // Dropping `recv` before it yields takes no message.
+        let first = tokio::select! {
+            first = tokio::time::timeout(idle, self.consumer.recv()) => match first {
+                Err(_elapsed) => return Ok(Some(batch)),
+                Ok(message) => message.map_err(kafka("receive"))?,
+            },
+            () = wake => return Ok(None),
         };
         batch.push(detach(&first));
         drop(first);
@@ -189,7 +196,7 @@ impl Source {
                 }
             }
         }
-        Ok(batch)
+        Ok(Some(batch))
     }
 
     /// Commit explicit next-to-read positions per partition.

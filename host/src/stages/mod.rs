@@ -10,6 +10,7 @@
 //! safe to commit once its outputs are acknowledged. No stage knows the other.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use crate::kafka::sink::SinkError;
@@ -53,6 +54,12 @@ pub trait Stage {
 
     /// Between batches, before the next read (e.g. install a new plugin chain).
     fn between_batches(&mut self) {}
+
+    /// Resolves when the stage has work for [`Stage::between_batches`]: the runtime then
+    /// stops waiting for the first record of the next batch. Never, by default.
+    fn wake(&mut self) -> impl Future<Output = ()> + Send {
+        std::future::pending()
+    }
 
     /// `revoked` were read by another owner since the last batch. Returns whether their
     /// records must be dropped from the batch and read again from the committed

@@ -143,10 +143,13 @@ pub async fn run<S: Stage>(
             watchdog.take_over(&mut source, &orphans)?;
             continue;
         }
-        let mut batch = tokio::select! {
-            batch = source.next_batch(reading.batch_size, reading.batch_wait, stage.idle_wait()) => batch?,
+        let idle = stage.idle_wait();
+        let next = tokio::select! {
+            batch = source.next_batch(reading.batch_size, reading.batch_wait, idle, stage.wake()) => batch?,
             _ = stop.changed() => break,
         };
+        // Woken while waiting for input: the stage has work between batches.
+        let Some(mut batch) = next else { continue };
         let assigned = source.assigned_partitions();
         // Read by another owner meanwhile, even if ours again.
         let revoked = source.take_revoked();

@@ -136,6 +136,8 @@ pub struct ValidateStage {
     validate: Validate,
     chain: Chain,
     updates: mpsc::Receiver<ChainUpdate>,
+    /// An update taken by [`Stage::wake`], installed next.
+    woken_by: Option<ChainUpdate>,
     in_flight: usize,
 }
 
@@ -151,6 +153,7 @@ impl ValidateStage {
             validate,
             chain,
             updates,
+            woken_by: None,
             in_flight,
         }
     }
@@ -172,12 +175,28 @@ impl Stage for ValidateStage {
 
     /// A batch runs start to end on one chain: a new one is installed between batches.
     fn between_batches(&mut self) {
-        while let Ok(update) = self.updates.try_recv() {
+        let woken_by = self.woken_by.take();
+        let updates = woken_by
+            .into_iter()
+            .chain(std::iter::from_fn(|| self.updates.try_recv().ok()));
+        for update in updates {
             self.chain = std::mem::take(&mut self.chain).with_members(update.members);
             let took = update.seen_at.elapsed();
             metrics::counter!("streamhost_plugin_swaps_total").increment(1);
             metrics::histogram!("streamhost_plugin_swap_seconds").record(took.as_secs_f64());
             tracing::info!(chain = %self.chain.processed_by(), swap_ms = took.as_millis() as u64, "plugin chain swapped");
+        }
+    }
+
+    /// A new chain stops the wait for input: it serves from the next batch, not after
+    /// the next poll of a quiet topic.
+    async fn wake(&mut self) {
+        if self.woken_by.is_none() {
+            match self.updates.recv().await {
+                Some(update) => self.woken_by = Some(update),
+                // The watcher is gone: nothing will come.
+                None => std::future::pending().await,
+            }
         }
     }
 
