@@ -151,25 +151,33 @@ def test_a_checked_plugin_serves_within_100_ms_of_its_rename_under_a_backlog(fre
     deploy(plugin_dir, "10-quality.wasm", replacement)
     read_at_swap = host.metric("streamhost_records_in_total", topic="my_events")
 
-    def outputs():
-        n = sum(watermarks("enriched_events").values()) - sum(start_enriched.values()) + \
-            sum(watermarks("dlq").values()) - sum(start_dlq.values())
-        return n if n >= backlog else None
-
-    assert wait_until("every event in enriched_events or dlq", outputs, timeout=120) == backlog
+    enriched, _ = judged_once(start_in, start_enriched, start_dlq, backlog, timeout=120)
     assert read_at_swap < backlog * 0.9, f"the swap came too late to be under load: {read_at_swap} read"
-    enriched = [json.loads(m.value()) for m in read_topic("enriched_events", start_enriched)]
-    dlq = [json.loads(m.value()) for m in read_topic("dlq", start_dlq)]
-    end_in = watermarks("my_events")
-    positions = [(e["source_partition"], e["source_offset"]) for e in enriched] + \
-                [(d["source_partition"], d["source_offset"]) for d in dlq]
-    assert sorted(positions) == sorted((p, o) for p in end_in for o in range(start_in.get(p, 0), end_in[p]))
     judged_by = {e["processed_by"] for e in enriched}
     assert judged_by == {"quality@1.0.0", "quality-v0-3@0.2.0"}, judged_by
 
     swaps = [int(f["swap_ms"]) for f in swaps_logged(host.log()) if f["message"] == "plugin chain swapped"]
     print(f"swap under a backlog: {swaps} ms after the rename, {read_at_swap:.0f} of {backlog} events read")
     assert len(swaps) == 1 and swaps[0] < 1000, swaps
+
+
+def judged_once(start_in: dict, start_enriched: dict, start_dlq: dict, n: int,
+                timeout: float) -> tuple[list[dict], list[dict]]:
+    """Wait for `n` outputs past the start watermarks; return them (enriched, dlq) after
+    checking that every input position since `start_in` is among them exactly once."""
+    def outputs():
+        got = sum(watermarks("enriched_events").values()) - sum(start_enriched.values()) + \
+            sum(watermarks("dlq").values()) - sum(start_dlq.values())
+        return got if got >= n else None
+
+    assert wait_until("every event in enriched_events or dlq", outputs, timeout=timeout) == n
+    enriched = [json.loads(m.value()) for m in read_topic("enriched_events", start_enriched)]
+    dlq = [json.loads(m.value()) for m in read_topic("dlq", start_dlq)]
+    end_in = watermarks("my_events")
+    positions = [(e["source_partition"], e["source_offset"]) for e in enriched] + \
+                [(d["source_partition"], d["source_offset"]) for d in dlq]
+    assert sorted(positions) == sorted((p, o) for p in end_in for o in range(start_in.get(p, 0), end_in[p]))
+    return enriched, dlq
 
 
 def swaps_logged(log: str) -> list[dict]:
@@ -210,18 +218,7 @@ def test_a_checked_plugin_serves_within_100_ms_of_its_rename_under_load(fresh_st
     deploy(plugin_dir, "10-quality.wasm", replacement)
     producer.join()
 
-    def outputs():
-        n = sum(watermarks("enriched_events").values()) - sum(start_enriched.values()) + \
-            sum(watermarks("dlq").values()) - sum(start_dlq.values())
-        return n if n >= N_EVENTS else None
-
-    assert wait_until("every event in enriched_events or dlq", outputs, timeout=60) == N_EVENTS
-    enriched = [json.loads(m.value()) for m in read_topic("enriched_events", start_enriched)]
-    dlq = [json.loads(m.value()) for m in read_topic("dlq", start_dlq)]
-    end_in = watermarks("my_events")
-    positions = [(e["source_partition"], e["source_offset"]) for e in enriched] + \
-                [(d["source_partition"], d["source_offset"]) for d in dlq]
-    assert sorted(positions) == sorted((p, o) for p in end_in for o in range(start_in.get(p, 0), end_in[p]))
+    enriched, _ = judged_once(start_in, start_enriched, start_dlq, N_EVENTS, timeout=60)
     assert "enrich@1.0.0,quality-v0-3@0.2.0" in {e["processed_by"] for e in enriched}
 
     logged = swaps_logged(host.log())
