@@ -153,7 +153,16 @@ def test_live_plugin_swap_through_the_bind_mount():
 def test_kafka_and_clickhouse_data_survive_recreated_containers():
     """Named volumes: `down` (without -v) then `up` keeps topics, records and tables."""
     compose("stop", "streamhost")
-    events = ch_value("SELECT count() FROM events_db.events")
+
+    def settled():
+        # ClickHouse's Kafka engine flushes what it read every few seconds: the count is
+        # final once it stays put over one flush interval (7.5 s).
+        before = ch_value("SELECT count() FROM events_db.events")
+        time.sleep(8)
+        after = ch_value("SELECT count() FROM events_db.events")
+        return after if after == before else None
+
+    events = wait_until("ClickHouse to hold all that streamhost wrote", settled, timeout=90)
     offsets = watermarks("my_events")
     assert events > 0 and sum(offsets.values()) > 0
     compose("rm", "-s", "-f", "kafka", "clickhouse")
