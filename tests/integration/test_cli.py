@@ -22,6 +22,20 @@ def test_plugin_check_describes_a_good_plugin_and_explains_a_bad_one():
     assert "@2.0.0" in bad.stderr and "@1.0.0" in bad.stderr
 
 
+def test_plugins_run_where_address_space_is_limited(tmp_path):
+    """Plugin instances come from a pool that reserves address space up front. Under a
+    limit on it (`ulimit -v`, as some containers and sanitizers set) the host says so
+    and allocates instances one by one: the plugin still judges every event."""
+    lines = [event(user_id=1, timestamp=1700000000, country="US"), event(user_id=-1, timestamp=1700000000, country="US")]
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(json.dumps(e) for e in lines) + "\n")
+    command = f"ulimit -v {16 << 20}; exec '{HOST_BIN}' plugin test '{PLUGINS_BUILT / 'quality.wasm'}' --input '{path}'"
+    out = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "cannot reserve the plugin instance pool" in out.stderr
+    assert out.stdout.strip().endswith("quality@1.0.0: 1 accepted, 1 rejected"), out.stdout
+
+
 def test_plugin_test_judges_json_lines_offline(tmp_path):
     lines = [
         event(user_id=1, timestamp=1700000000, country="US"),

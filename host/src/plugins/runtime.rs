@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
+    StoreLimitsBuilder, Trap,
+};
 
 use super::answer::{self, Verdict};
 use super::bindings::{wit_0_2, wit_0_3, wit_1};
@@ -20,6 +23,11 @@ use crate::schema::{FieldType, Schema};
 
 /// How often the engine's epoch advances: the resolution of the per-batch deadline.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Plugin instances alive at once in one runtime: one per plugin per validate stage,
+/// twice that while a reload builds the next chain, plus load-time probes. Each one
+/// reserves (not commits) a 4 GiB slot of address space, so bounds checks stay elided.
+const POOLED_INSTANCES: u32 = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
@@ -69,6 +77,26 @@ impl Default for SandboxLimits {
     }
 }
 
+/// The engine's settings; `pool`: instances come from a pool sized for these limits.
+fn engine_config(pool: Option<&SandboxLimits>) -> Config {
+    let mut config = Config::new();
+    // Epoch interruption: a few % overhead, unlike fuel, and enough to stop a loop.
+    config.epoch_interruption(true);
+    config.wasm_component_model(true);
+    if let Some(limits) = pool {
+        // Pre-mapped slots: a fresh instance (after a trap, or for a new chain) costs
+        // no mmap, and a slot keeps its module's memory image for the next one.
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(POOLED_INSTANCES)
+            .total_core_instances(POOLED_INSTANCES * 4)
+            .total_memories(POOLED_INSTANCES)
+            .total_tables(POOLED_INSTANCES * 4)
+            .max_memory_size(limits.memory_bytes);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
 /// The process-wide engine plus the thread that drives epoch-based deadlines.
 #[derive(Debug)]
 pub struct PluginRuntime {
@@ -87,11 +115,15 @@ impl PluginRuntime {
             origin: "engine".into(),
             reason,
         };
-        let mut config = Config::new();
-        // Epoch interruption: a few % overhead, unlike fuel, and enough to stop a loop.
-        config.epoch_interruption(true);
-        config.wasm_component_model(true);
-        let engine = Engine::new(&config).map_err(|e| engine_error(format!("{e:#}")))?;
+        let engine = match Engine::new(&engine_config(Some(&limits))) {
+            Ok(engine) => engine,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), instances = POOLED_INSTANCES,
+                    "cannot reserve the plugin instance pool (a limit on address space?); \
+                     instances are allocated one by one instead");
+                Engine::new(&engine_config(None)).map_err(|e| engine_error(format!("{e:#}")))?
+            }
+        };
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let (stop, ticking) = (ticker_stop.clone(), engine.clone());
         std::thread::Builder::new()
