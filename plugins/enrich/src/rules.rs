@@ -9,7 +9,7 @@ pub fn normalise_country(country: &str) -> String {
 /// Whether [`normalise_country`] would leave `country` as it is (checked without
 /// allocating: most countries arrive normalised).
 pub fn is_normalised(country: &str) -> bool {
-    country.trim() == country && !country.bytes().any(|b| b.is_ascii_lowercase())
+    country.trim().len() == country.len() && !country.bytes().any(|b| b.is_ascii_lowercase())
 }
 
 /// `/page/42` → 42.

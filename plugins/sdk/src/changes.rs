@@ -1,7 +1,7 @@
 //! What an enricher changes, collected for the whole batch into the answer's updates:
 //! one update per field (and type), `events[k]` getting value k.
 
-use crate::codec::{Text, TextBuilder};
+use crate::codec::{same_name, Text, TextBuilder};
 use crate::wit::{Update, Values};
 
 /// The changes of one batch; an enricher sets fields of the event it is given. A field
@@ -31,9 +31,23 @@ enum Builder {
     Boolean(Vec<bool>),
 }
 
+/// The type of a [`Builder`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Integer,
+    Float,
+    Boolean,
+}
+
 impl Builder {
-    fn same_type(&self, other: &Builder) -> bool {
-        std::mem::discriminant(self) == std::mem::discriminant(other)
+    fn kind(&self) -> Kind {
+        match self {
+            Builder::Text(_) => Kind::Text,
+            Builder::Integer(_) => Kind::Integer,
+            Builder::Float(_) => Kind::Float,
+            Builder::Boolean(_) => Kind::Boolean,
+        }
     }
 
     fn pop(&mut self) {
@@ -69,7 +83,7 @@ impl Changes {
     /// event.
     pub fn set_text(&mut self, field: &str, value: impl Text) {
         let size = self.size;
-        if let Builder::Text(b) = self.slot(field, Builder::Text(TextBuilder::default()), || {
+        if let Builder::Text(b) = self.slot(field, Kind::Text, || {
             Builder::Text(TextBuilder::with_capacity(size))
         }) {
             b.push(value);
@@ -79,7 +93,7 @@ impl Changes {
     /// Sets an integer (or timestamp) field.
     pub fn set_integer(&mut self, field: &str, value: i64) {
         let size = self.size;
-        if let Builder::Integer(v) = self.slot(field, Builder::Integer(Vec::new()), || {
+        if let Builder::Integer(v) = self.slot(field, Kind::Integer, || {
             Builder::Integer(Vec::with_capacity(size))
         }) {
             v.push(value);
@@ -88,7 +102,7 @@ impl Changes {
 
     pub fn set_float(&mut self, field: &str, value: f64) {
         let size = self.size;
-        if let Builder::Float(v) = self.slot(field, Builder::Float(Vec::new()), || {
+        if let Builder::Float(v) = self.slot(field, Kind::Float, || {
             Builder::Float(Vec::with_capacity(size))
         }) {
             v.push(value);
@@ -97,7 +111,7 @@ impl Changes {
 
     pub fn set_boolean(&mut self, field: &str, value: bool) {
         let size = self.size;
-        if let Builder::Boolean(v) = self.slot(field, Builder::Boolean(Vec::new()), || {
+        if let Builder::Boolean(v) = self.slot(field, Kind::Boolean, || {
             Builder::Boolean(Vec::with_capacity(size))
         }) {
             v.push(value);
@@ -108,11 +122,14 @@ impl Changes {
     /// new update made by `new` (updates apply in order, so the later one wins), with
     /// the current event appended to its events and its value left to the caller to
     /// push.
-    fn slot(&mut self, field: &str, kind: Builder, new: impl FnOnce() -> Builder) -> &mut Builder {
+    fn slot(&mut self, field: &str, kind: Kind, new: impl FnOnce() -> Builder) -> &mut Builder {
         let event = self.event;
-        let latest = self.updates.iter().rposition(|u| u.field == field);
+        let latest = self
+            .updates
+            .iter()
+            .rposition(|u| same_name(&u.field, field));
         let index = match latest {
-            Some(i) if self.updates[i].values.same_type(&kind) => i,
+            Some(i) if self.updates[i].values.kind() == kind => i,
             _ => {
                 self.updates.push(Pending {
                     field: field.to_string(),

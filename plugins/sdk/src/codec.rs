@@ -91,6 +91,20 @@ pub(crate) fn text_at(column: &TextColumn, index: usize) -> Option<&str> {
     column.text.get(start..end)
 }
 
+/// Whether two field names are equal: what `a == b` says, without a call to the
+/// guest's byte-by-byte `memcmp` (names are short, and compared for every value set).
+#[inline]
+pub(crate) fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut x, mut y) = (a.chunks_exact(8), b.chunks_exact(8));
+    let word = |c: &[u8]| c.try_into().map(u64::from_ne_bytes).unwrap_or(0);
+    (&mut x).zip(&mut y).all(|(p, q)| word(p) == word(q))
+        && x.remainder().iter().zip(y.remainder()).all(|(p, q)| p == q)
+}
+
 /// Builds a text column value by value, writing straight into the one buffer.
 #[derive(Debug, Default)]
 pub(crate) struct TextBuilder {
@@ -165,6 +179,30 @@ mod tests {
                 None
             ]
         );
+    }
+
+    #[test]
+    fn names_compare_as_strings_do() {
+        let names = [
+            "",
+            "a",
+            "country",
+            "countrx",
+            "schema_version",
+            "schema_versioN",
+            "page_id",
+            "é",
+            "e",
+        ];
+        for a in names {
+            for b in names {
+                assert_eq!(same_name(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
+        assert!(same_name(
+            &"long_field_name_".repeat(3),
+            &"long_field_name_".repeat(3)
+        ));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::codec::text_at;
+use crate::codec::{same_name, text_at};
 use crate::wit::{Column, Values};
 
 /// One event: the fields the plugin reads (`Info::reads`), looked up by name. A field
@@ -25,15 +25,15 @@ pub struct Event<'a> {
 pub(crate) struct Columns<'a> {
     columns: &'a [Column],
     reads: &'static [&'static str],
-    /// The column of `reads[i]`.
-    of_read: Vec<Option<usize>>,
+    /// The column of `reads[i]`, if the host sent one.
+    of_read: Vec<Option<&'a Column>>,
 }
 
 impl<'a> Columns<'a> {
     pub(crate) fn new(columns: &'a [Column], reads: &'static [&'static str]) -> Self {
         let of_read = reads
             .iter()
-            .map(|name| columns.iter().position(|c| c.name == *name))
+            .map(|name| columns.iter().find(|c| c.name == *name))
             .collect();
         Self {
             columns,
@@ -45,11 +45,10 @@ impl<'a> Columns<'a> {
     #[inline]
     fn find(&self, field: &str) -> Option<&'a Column> {
         let same = |name: &&str| name.as_ptr() == field.as_ptr() && name.len() == field.len();
-        let index = match self.reads.iter().position(same) {
+        match self.reads.iter().position(same) {
             Some(read) => self.of_read.get(read).copied().flatten(),
-            None => self.columns.iter().position(|c| c.name == field),
-        };
-        self.columns.get(index?)
+            None => self.columns.iter().find(|c| same_name(&c.name, field)),
+        }
     }
 }
 
