@@ -6,6 +6,11 @@ for bench/results/.
     python3 bench/pipeline_ab.py --old OLD_BENCH_BIN --old-plugins OLD/plugins/dist \\
         --new NEW_BENCH_BIN --new-plugins plugins/dist --pairs 5 \\
         --what "what old and new are" --out bench/results/DATE-pipeline-ab.json
+
+`--instructions` also counts, with valgrind's callgrind, the instructions per event of
+the whole validate stage (WASM chain and native rules) in each build: the same count for
+the same build and input whatever else the machine does, so a small change shows where
+times are noise. Each build must take `BENCH_PROFILE=native`.
 """
 from __future__ import annotations
 
@@ -29,6 +34,17 @@ def run(binary: str, plugins: str, events: int, rounds: int) -> dict:
     return {"rows": rows, "native_over_wasm": ratio}
 
 
+def instructions(binary: str, plugins: str, rules: str, events: int = 20_000) -> float:
+    """Instructions per event inside `Validate::process_batch`, one pass (`rules`: the
+    bench's BENCH_PROFILE, `1` for the WASM chain or `native`)."""
+    env = dict(os.environ, STREAMHOST_PLUGINS_BUILT=plugins, BENCH_PROFILE=rules,
+               BENCH_EVENTS=str(events), BENCH_ROUNDS="1")
+    command = ["valgrind", "--tool=callgrind", "--smc-check=all-non-file", "--callgrind-out-file=/dev/null",
+               "--toggle-collect=*Validate*process_batch*", binary, "--bench"]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return int(re.search(r"Collected : (\d+)", out.stderr).group(1)) / events
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--old", required=True)
@@ -40,6 +56,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--what", required=True, help="what old and new are (commits, plugin builds)")
     p.add_argument("--out", required=True)
+    p.add_argument("--instructions", action="store_true", help="also count instructions (valgrind)")
     a = p.parse_args()
     pairs = []
     for i in range(a.pairs):
@@ -65,6 +82,14 @@ def main() -> None:
             "wasm_minus_native_whole_stage_ns": {s: med[s][WHOLE] - med[s][NATIVE] for s in med},
         },
     }
+    if a.instructions:
+        counts = {side: {rules: round(instructions(binary, plugins, flag))
+                         for rules, flag in (("wasm", "1"), ("native", "native"))}
+                  for side, binary, plugins in (("old", a.old, a.old_plugins), ("new", a.new, a.new_plugins))}
+        result["instructions_per_event_whole_stage"] = counts
+        result["derived"]["instructions_new_over_old_wasm"] = round(counts["new"]["wasm"] / counts["old"]["wasm"], 3)
+        result["derived"]["instructions_native_over_wasm"] = {
+            side: round(c["native"] / c["wasm"], 3) for side, c in counts.items()}
     with open(a.out, "w") as f:
         json.dump(result, f, indent=1)
     print(json.dumps(result["derived"], indent=1))

@@ -9,8 +9,9 @@
 //! `quality.wasm`, e.g. the WIT 0.2 ones: docs/benchmarks.md) adds rows for that chain,
 //! measured in the same run.
 //!
-//! `BENCH_PROFILE=1` times only the whole validate stage, round after round (to record
-//! with `perf record`).
+//! `BENCH_PROFILE=1` (`=native`: with the native rules) times only the whole validate
+//! stage, round after round: the run to record with `perf record` or to count with
+//! `valgrind --tool=callgrind` (bench/callgrind-stage).
 //!
 //! Figures are medians of BENCH_ROUNDS (5) rounds; compare the ratios, not the absolute
 //! numbers, on a shared machine.
@@ -194,16 +195,26 @@ fn main() {
             .join(", ")
     };
 
-    if std::env::var_os("BENCH_PROFILE").is_some() {
-        // Only the whole stage, round after round: the run to record with `perf`.
+    if let Some(profile) = std::env::var_os("BENCH_PROFILE") {
+        // Only the whole stage, round after round: the run to record with `perf` or
+        // count with callgrind. `BENCH_PROFILE=native`: with the native rules.
+        let native_rules = profile == "native";
         for _ in 0..rounds {
             let t = time(1, n, || {
                 records
                     .chunks(BATCH)
-                    .map(|b| validate().process_batch(&mut chain, b).len())
+                    .map(|b| match native_rules {
+                        true => validate().process_batch(&mut native, b).len(),
+                        false => validate().process_batch(&mut chain, b).len(),
+                    })
                     .sum()
             });
-            println!("whole validate stage with WASM chain: {t:.0} ns/event");
+            let rules = if native_rules {
+                "native rules"
+            } else {
+                "WASM chain"
+            };
+            println!("whole validate stage with {rules}: {t:.0} ns/event");
         }
         return;
     }
