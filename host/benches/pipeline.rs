@@ -134,7 +134,7 @@ fn wasm_chain(dist: &std::path::Path) -> Chain {
 }
 
 /// The same rules as enrich + quality, natively, judging in place of the chain.
-fn native_chain(allowed: &[String]) -> NativeChain {
+fn native_chain(allowed: &quality::AllowList) -> NativeChain {
     NativeChain::new(
         validate().decoder.schema(),
         allowed,

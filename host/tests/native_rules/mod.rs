@@ -50,7 +50,11 @@ impl Rules {
     }
 
     /// `quality`: non-negative user id, country on the allow-list.
-    pub fn judge(&self, e: &Event, allowed: &[String]) -> Result<(), quality::Problem> {
+    pub fn judge<'a>(
+        &self,
+        e: &'a Event,
+        allowed: &'a quality::AllowList,
+    ) -> Result<(), quality::Problem<'a>> {
         let user_id = e.get(self.user_id).and_then(Value::as_integer).unwrap_or(0);
         quality::check(user_id, text(e, self.country), allowed)
     }
@@ -63,16 +67,16 @@ impl Rules {
 #[derive(Debug)]
 pub struct NativeChain {
     pub rules: Rules,
-    pub allowed: Vec<String>,
+    pub allowed: quality::AllowList,
     pub processed_by: String,
     pub rejected_by: String,
 }
 
 impl NativeChain {
-    pub fn new(schema: &Schema, allowed: &[String], ids: (&str, &str)) -> Self {
+    pub fn new(schema: &Schema, allowed: &quality::AllowList, ids: (&str, &str)) -> Self {
         Self {
             rules: Rules::for_schema(schema),
-            allowed: allowed.to_vec(),
+            allowed: allowed.clone(),
             processed_by: ids.0.to_string(),
             rejected_by: ids.1.to_string(),
         }
@@ -89,7 +93,7 @@ impl Judge for NativeChain {
                     Ok(()) => Verdict::Accepted(e),
                     Err(p) => Verdict::Rejected(Rejection {
                         code: p.code().into(),
-                        message: p.to_string(),
+                        message: p.message(),
                         rejected_by: self.rejected_by.clone(),
                     }),
                 }

@@ -9,12 +9,24 @@ pub fn normalise_country(country: &str) -> String {
 /// Whether [`normalise_country`] would leave `country` as it is (checked without
 /// allocating: most countries arrive normalised).
 pub fn is_normalised(country: &str) -> bool {
-    country.trim().len() == country.len() && !country.bytes().any(|b| b.is_ascii_lowercase())
+    // Printable ASCII at both ends is not whitespace, so `trim` would keep the text;
+    // anything else (rare) asks `trim`, which knows Unicode's whitespace.
+    let printable = |b: Option<&u8>| b.is_some_and(|b| matches!(b, b'!'..=b'~'));
+    let bytes = country.as_bytes();
+    let trimmed = bytes.is_empty()
+        || (printable(bytes.first()) && printable(bytes.last()))
+        || country.trim().len() == country.len();
+    trimmed && !bytes.iter().any(u8::is_ascii_lowercase)
 }
 
 /// `/page/42` → 42.
 pub fn page_id(url: &str) -> Option<u32> {
-    url.strip_prefix("/page/")?.parse().ok()
+    // A fixed-size comparison, not a call to a byte loop in WASM.
+    let (prefix, _) = url.as_bytes().split_first_chunk::<6>()?;
+    if prefix != b"/page/" {
+        return None;
+    }
+    url.get(prefix.len()..)?.parse().ok()
 }
 
 pub fn schema_version(has_device_type: bool) -> &'static str {
@@ -39,7 +51,23 @@ mod tests {
     #[test]
     fn is_normalised_agrees_with_normalise_country() {
         for c in [
-            "US", " us", "us", "De", "", " ", "XX ", "ÜS", "üs", "U S", "\tUS", "us\u{a0}",
+            "US",
+            " us",
+            "us",
+            "De",
+            "",
+            " ",
+            "XX ",
+            "ÜS",
+            "üs",
+            "U S",
+            "\tUS",
+            "us\u{a0}",
+            "\u{a0}US",
+            "\u{b}US",
+            "US\u{3000}",
+            "~!",
+            "\u{7f}US",
         ] {
             assert_eq!(is_normalised(c), normalise_country(c) == c, "{c:?}");
         }

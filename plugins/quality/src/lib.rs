@@ -19,7 +19,7 @@ pub use rules::*;
 /// `allowed_countries`).
 #[derive(Debug)]
 pub struct Quality {
-    allowed: Vec<String>,
+    allowed: AllowList,
 }
 
 impl Validator for Quality {
@@ -37,7 +37,7 @@ impl Validator for Quality {
         let country = event.text("country").unwrap_or("");
         match check(user_id, country, &self.allowed) {
             Ok(()) => Verdict::Accept,
-            Err(problem) => Verdict::reject(problem.code(), problem.to_string()),
+            Err(problem) => Verdict::reject(problem.code(), problem.message()),
         }
     }
 }

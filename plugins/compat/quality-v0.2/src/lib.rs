@@ -16,7 +16,7 @@ mod component {
 
     use exports::streamhost::plugin::rules::{Event, Guest, PluginInfo, Rejection, Verdict};
 
-    static ALLOWED: RwLock<Vec<String>> = RwLock::new(Vec::new());
+    static ALLOWED: RwLock<Option<super::AllowList>> = RwLock::new(None);
 
     struct LegacyV2;
 
@@ -31,12 +31,16 @@ mod component {
         fn configure(settings: Vec<(String, String)>) -> Result<(), String> {
             let allowed = super::Settings::parse(&settings)?.allowed_countries;
             let mut slot = ALLOWED.write().map_err(|_| "poisoned".to_string())?;
-            *slot = allowed;
+            *slot = Some(allowed);
             Ok(())
         }
 
         fn process(batch: Vec<Event>) -> Vec<Verdict> {
-            let allowed = ALLOWED.read().map(|a| a.clone()).unwrap_or_default();
+            let allowed = ALLOWED
+                .read()
+                .ok()
+                .and_then(|a| a.clone())
+                .unwrap_or_default();
             batch
                 .into_iter()
                 .map(

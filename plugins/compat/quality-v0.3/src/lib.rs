@@ -26,7 +26,7 @@ mod component {
     };
 
     /// The allow-list of this instance (the default, or the manifest's `allowed_countries`).
-    static ALLOWED: RwLock<Vec<String>> = RwLock::new(Vec::new());
+    static ALLOWED: RwLock<Option<super::AllowList>> = RwLock::new(None);
 
     struct Quality;
 
@@ -45,12 +45,16 @@ mod component {
         fn configure(settings: Vec<(String, String)>) -> Result<(), String> {
             let allowed = super::Settings::parse(&settings)?.allowed_countries;
             let mut slot = ALLOWED.write().map_err(|_| "poisoned".to_string())?;
-            *slot = allowed;
+            *slot = Some(allowed);
             Ok(())
         }
 
         fn process(batch: Batch) -> Answer {
-            let allowed = ALLOWED.read().map(|a| a.clone()).unwrap_or_default();
+            let allowed = ALLOWED
+                .read()
+                .ok()
+                .and_then(|a| a.clone())
+                .unwrap_or_default();
             let countries = &batch.country;
             let mut rejections = Vec::new();
             let mut start = 0;
