@@ -20,35 +20,38 @@ pub struct Event<'a> {
 /// equal literals: `event.text("country")` passes the very `&'static str` that
 /// `info!["country"]` holds. A name at the address and length of an entry of `reads`
 /// is that entry (static text never changes), so it is found without comparing text.
-/// Any other name is looked up by its text.
+/// Any other name is looked up by its text, out of line, so that the lookup by address
+/// stays small enough to be inlined into the rule.
 #[derive(Debug)]
 pub(crate) struct Columns<'a> {
     columns: &'a [Column],
-    reads: &'static [&'static str],
-    /// The column of `reads[i]`, if the host sent one.
-    of_read: Vec<Option<&'a Column>>,
+    /// Each entry of `reads` with its column, if the host sent one.
+    of_read: Vec<(&'static str, Option<&'a Column>)>,
 }
 
 impl<'a> Columns<'a> {
     pub(crate) fn new(columns: &'a [Column], reads: &'static [&'static str]) -> Self {
         let of_read = reads
             .iter()
-            .map(|name| columns.iter().find(|c| c.name == *name))
+            .map(|name| (*name, columns.iter().find(|c| c.name == *name)))
             .collect();
-        Self {
-            columns,
-            reads,
-            of_read,
-        }
+        Self { columns, of_read }
     }
 
-    #[inline]
+    #[inline(always)]
     fn find(&self, field: &str) -> Option<&'a Column> {
-        let same = |name: &&str| name.as_ptr() == field.as_ptr() && name.len() == field.len();
-        match self.reads.iter().position(same) {
-            Some(read) => self.of_read.get(read).copied().flatten(),
-            None => self.columns.iter().find(|c| same_name(&c.name, field)),
+        for (name, column) in &self.of_read {
+            if name.as_ptr() == field.as_ptr() && name.len() == field.len() {
+                return *column;
+            }
         }
+        self.find_by_text(field)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn find_by_text(&self, field: &str) -> Option<&'a Column> {
+        self.columns.iter().find(|c| same_name(&c.name, field))
     }
 }
 
@@ -78,8 +81,9 @@ impl<'a> Event<'a> {
         self.value(field).is_some()
     }
 
-    /// The field as it crossed, whatever its type.
-    #[inline]
+    /// The field as it crossed, whatever its type. Inlined into the rule, where the
+    /// type it asks for leaves one arm of the match.
+    #[inline(always)]
     pub fn value(&self, field: &str) -> Option<Value<'a>> {
         let column = self.columns.find(field)?;
         if !column.present.get(self.index).copied().unwrap_or(false) {
