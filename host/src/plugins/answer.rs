@@ -28,14 +28,14 @@ pub struct Rejection {
     pub rejected_by: String,
 }
 
-impl Verdict {
-    /// A rejection whose author the plugin runtime fills in.
-    pub fn rejected(code: String, message: String) -> Self {
-        Verdict::Rejected(Rejection {
+impl Rejection {
+    /// A plugin's rejection, whose author the plugin runtime fills in.
+    pub fn by_plugin(code: String, message: String) -> Self {
+        Rejection {
             code,
             message,
             rejected_by: String::new(),
-        })
+        }
     }
 }
 
@@ -89,20 +89,25 @@ impl Rejected for wit_0_3::exports::streamhost::plugin::rules::Rejection {
     }
 }
 
+/// The events one plugin rejected, by position in its batch, in ascending order.
+pub type Rejections = Vec<(usize, Rejection)>;
+
 /// The rejections of an answer, checked: in range, at most one per event.
-fn rejections<R: Rejected>(
-    size: usize,
-    list: Vec<R>,
-) -> Result<Vec<Option<(String, String)>>, AnswerError> {
-    let mut rejected: Vec<Option<(String, String)>> = vec![None; size];
-    for (event, code, message) in list.into_iter().map(Rejected::parts) {
-        let i = slot(size, "a rejection", event)?;
-        if rejected[i].is_some() {
-            return Err(AnswerError::RejectedTwice(event));
-        }
-        rejected[i] = Some((code, message));
+fn rejections<R: Rejected>(size: usize, list: Vec<R>) -> Result<Rejections, AnswerError> {
+    let mut rejections = list
+        .into_iter()
+        .map(|r| {
+            let (event, code, message) = r.parts();
+            let i = slot(size, "a rejection", event)?;
+            Ok((i, Rejection::by_plugin(code, message)))
+        })
+        .collect::<Result<Rejections, AnswerError>>()?;
+    rejections.sort_by_key(|(i, _)| *i);
+    if let Some(pair) = rejections.windows(2).find(|w| w[0].0 == w[1].0) {
+        // Positions are u32 indices of the answer, so this converts back.
+        return Err(AnswerError::RejectedTwice(pair[0].0 as u32));
     }
-    Ok(rejected)
+    Ok(rejections)
 }
 
 fn slot(size: usize, what: &'static str, index: u32) -> Result<usize, AnswerError> {
@@ -112,39 +117,21 @@ fn slot(size: usize, what: &'static str, index: u32) -> Result<usize, AnswerErro
         .ok_or(AnswerError::OutOfRange { what, index, size })
 }
 
-fn verdicts(events: Vec<Event>, rejected: Vec<Option<(String, String)>>) -> Vec<Verdict> {
-    events
-        .into_iter()
-        .zip(rejected)
-        .map(|(event, rejection)| match rejection {
-            None => Verdict::Accepted(event),
-            Some((code, message)) => Verdict::rejected(code, message),
-        })
-        .collect()
-}
-
-/// The entries of a text column that must have one per listed event.
+/// The entries of a text column that must have one per listed event, each checked as
+/// it is read.
 fn texts<'a>(
     text: &'a str,
     ends: &'a [u32],
     events: usize,
-    what: &str,
-) -> Result<Vec<&'a str>, AnswerError> {
-    if ends.len() != events {
-        return Err(AnswerError::Mismatch {
+    what: &'a str,
+) -> Result<impl Iterator<Item = Result<&'a str, AnswerError>> + 'a, AnswerError> {
+    same_length(what, events, ends.len())?;
+    Ok((0..events).map(move |k| {
+        entry(text, ends, k).ok_or_else(|| AnswerError::BadOffsets {
             what: what.to_string(),
-            events,
-            values: ends.len(),
-        });
-    }
-    (0..events)
-        .map(|k| {
-            entry(text, ends, k).ok_or_else(|| AnswerError::BadOffsets {
-                what: what.to_string(),
-                index: k,
-            })
+            index: k,
         })
-        .collect()
+    }))
 }
 
 fn same_length(what: &str, events: usize, values: usize) -> Result<(), AnswerError> {
@@ -159,13 +146,15 @@ fn same_length(what: &str, events: usize, values: usize) -> Result<(), AnswerErr
     }
 }
 
-/// Apply a 1.0 `answer` to the batch it answers. One verdict per event, in order.
+/// Apply a 1.0 `answer` to the batch it answers: its changes to the events, in place,
+/// and its rejections returned. On an error the events may be changed in part; the
+/// caller drops them.
 pub fn apply_named(
-    mut events: Vec<Event>,
+    events: &mut [Event],
     answer: wit_1::Answer,
     kind: Kind,
     schema: &Schema,
-) -> Result<Vec<Verdict>, AnswerError> {
+) -> Result<Rejections, AnswerError> {
     if kind == Kind::Validator && !answer.updates.is_empty() {
         return Err(AnswerError::ValidatorChanged("updates"));
     }
@@ -205,8 +194,8 @@ pub fn apply_named(
         let n = update.events.len();
         match &update.values {
             wit_1::Values::Text(c) => {
-                let texts = texts(&c.text, &c.ends, n, &what)?;
-                for (&i, text) in update.events.iter().zip(texts) {
+                for (&i, text) in update.events.iter().zip(texts(&c.text, &c.ends, n, &what)?) {
+                    let text = text?;
                     let event = &mut events[slot(size, "an update", i)?];
                     match target {
                         // Reuses the field's buffer: no allocation for a value that fits.
@@ -215,18 +204,18 @@ pub fn apply_named(
                     }
                 }
             }
-            wit_1::Values::Integer(v) => set_all(&mut events, update, target, field, v, |x| {
-                Value::Integer(*x)
-            })?,
-            wit_1::Values::Float(v) => {
-                set_all(&mut events, update, target, field, v, |x| Value::Float(*x))?
+            wit_1::Values::Integer(v) => {
+                set_all(events, update, target, field, v, |x| Value::Integer(*x))?
             }
-            wit_1::Values::Boolean(v) => set_all(&mut events, update, target, field, v, |x| {
-                Value::Boolean(*x)
-            })?,
+            wit_1::Values::Float(v) => {
+                set_all(events, update, target, field, v, |x| Value::Float(*x))?
+            }
+            wit_1::Values::Boolean(v) => {
+                set_all(events, update, target, field, v, |x| Value::Boolean(*x))?
+            }
         }
     }
-    Ok(verdicts(events, rejected))
+    Ok(rejected)
 }
 
 /// Set `field` (schema slot `target`, or outside the schema) on the listed events.
@@ -254,14 +243,14 @@ fn set_all<T>(
     Ok(())
 }
 
-/// Apply a 0.3 `answer` to the batch it answers. One verdict per event, in order.
+/// Apply a 0.3 `answer` to the batch it answers, as [`apply_named`] does.
 pub fn apply_brief(
-    mut events: Vec<Event>,
+    events: &mut [Event],
     answer: wit_0_3::Answer,
     kind: Kind,
     at: &BriefFields,
     schema: &Schema,
-) -> Result<Vec<Verdict>, AnswerError> {
+) -> Result<Rejections, AnswerError> {
     use wit_0_3::{NumberField, TextField};
     if kind == Kind::Validator {
         let changed = [
@@ -291,7 +280,7 @@ pub fn apply_brief(
             &what,
         )?;
         for (&i, value) in update.events.iter().zip(values) {
-            events[slot(size, "a text update", i)?].set_text(index, value);
+            events[slot(size, "a text update", i)?].set_text(index, value?);
         }
     }
     for update in &answer.number_updates {
@@ -320,18 +309,19 @@ pub fn apply_brief(
         let outside = schema.is_outside(&update.name);
         for (&i, value) in update.events.iter().zip(values) {
             let event = &mut events[slot(size, "an attribute update", i)?];
+            let value = value?;
             if outside {
                 event.set_extra(&update.name, Value::Text(value.into()));
             }
         }
     }
-    Ok(verdicts(events, rejected))
+    Ok(rejected)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wit_1::exports::streamhost::plugin::rules::{Rejection, Update};
+    use wit_1::exports::streamhost::plugin::rules::{Rejection as WitRejection, Update};
     use wit_1::{TextColumn, Values};
 
     fn event(country: &str) -> Event {
@@ -359,7 +349,7 @@ mod tests {
         Values::Text(TextColumn { text, ends })
     }
 
-    fn answer(rejections: Vec<Rejection>, updates: Vec<Update>) -> wit_1::Answer {
+    fn answer(rejections: Vec<WitRejection>, updates: Vec<Update>) -> wit_1::Answer {
         wit_1::Answer {
             rejections,
             updates,
@@ -374,26 +364,39 @@ mod tests {
         }
     }
 
-    fn apply(a: wit_1::Answer, kind: Kind) -> Result<Vec<Verdict>, AnswerError> {
-        apply_named(vec![event("us"), event("DE")], a, kind, &Schema::brief())
+    /// The batch after the answer, and the answer's rejections.
+    fn apply(a: wit_1::Answer, kind: Kind) -> Result<(Vec<Event>, Rejections), AnswerError> {
+        let mut events = vec![event("us"), event("DE")];
+        let rejections = apply_named(&mut events, a, kind, &Schema::brief())?;
+        Ok((events, rejections))
     }
 
     #[test]
     fn an_empty_answer_accepts_everything_unchanged() {
         let out = apply(answer(vec![], vec![]), Kind::Validator).unwrap();
-        assert_eq!(
-            out,
-            [
-                Verdict::Accepted(event("us")),
-                Verdict::Accepted(event("DE"))
-            ]
-        );
+        assert_eq!(out, (vec![event("us"), event("DE")], vec![]));
+    }
+
+    #[test]
+    fn rejections_come_back_in_batch_order() {
+        let reject = |event| WitRejection {
+            event,
+            code: format!("c{event}"),
+            message: "m".into(),
+        };
+        let (_, rejections) =
+            apply(answer(vec![reject(1), reject(0)], vec![]), Kind::Validator).unwrap();
+        let got: Vec<_> = rejections
+            .iter()
+            .map(|(i, r)| (*i, r.code.as_str()))
+            .collect();
+        assert_eq!(got, [(0, "c0"), (1, "c1")]);
     }
 
     #[test]
     fn updates_apply_by_name_in_order_and_rejections_win() {
         let a = answer(
-            vec![Rejection {
+            vec![WitRejection {
                 event: 1,
                 code: "c".into(),
                 message: "m".into(),
@@ -406,10 +409,8 @@ mod tests {
                 update("device_type", vec![0], column(&["mobile"])),
             ],
         );
-        let out = apply(a, Kind::Enricher).unwrap();
-        let Verdict::Accepted(e) = &out[0] else {
-            panic!("{out:?}")
-        };
+        let (events, rejections) = apply(a, Kind::Enricher).unwrap();
+        let e = &events[0];
         assert_eq!(e.get(5), Some(&Value::Text("US".into())));
         assert_eq!(e.get(1), Some(&Value::Integer(9)));
         assert_eq!(e.get(6), Some(&Value::Text("mobile".into())));
@@ -417,7 +418,8 @@ mod tests {
             e.extra("page_id").and_then(|x| x.text()).as_deref(),
             Some("1")
         );
-        assert_eq!(out[1], Verdict::rejected("c".into(), "m".into()));
+        let rejected = super::Rejection::by_plugin("c".into(), "m".into());
+        assert_eq!(rejections, [(1, rejected)]);
     }
 
     #[test]
@@ -462,12 +464,12 @@ mod tests {
             (
                 answer(
                     vec![
-                        Rejection {
+                        WitRejection {
                             event: 0,
                             code: "c".into(),
                             message: "m".into(),
                         },
-                        Rejection {
+                        WitRejection {
                             event: 0,
                             code: "c".into(),
                             message: "m".into(),

@@ -7,7 +7,7 @@
 //! (manifest `required = false`, e.g. an enrichment) is skipped. Deploying a new file
 //! for it resets the breaker.
 
-use super::answer::{Rejection, Verdict};
+use super::answer::{Rejection, Rejections, Verdict};
 use super::runtime::LoadedPlugin;
 use super::status::{self, PluginBoard};
 use crate::event::Event;
@@ -70,10 +70,16 @@ impl Chain {
     }
 
     /// Run a batch through every plugin. Returns one outcome per input, in order.
+    ///
+    /// The events stay in one vector: each plugin changes them in place, and only its
+    /// rejections move out, so the next plugin sees the accepted ones in order.
     pub fn process(&mut self, events: Vec<Event>) -> Vec<Verdict> {
-        let mut outcomes: Vec<Option<Verdict>> = vec![None; events.len()];
-        let mut indices: Vec<usize> = (0..events.len()).collect();
+        let total = events.len();
         let mut batch = events;
+        // The input position of each event of `batch`.
+        let mut positions: Vec<usize> = (0..total).collect();
+        // Rejections by input position, in the order the plugins made them.
+        let mut rejected: Rejections = Vec::new();
 
         for member in &mut self.members {
             if batch.is_empty() {
@@ -87,48 +93,32 @@ impl Chain {
                         plugin.id(),
                         plugin.consecutive_failures
                     );
-                    reject_all(
-                        &mut outcomes,
-                        &mut indices,
-                        &mut batch,
-                        HostCode::PluginDisabled.as_str(),
-                        &message,
-                        &plugin.id(),
-                    );
+                    let rejection = Rejection {
+                        code: HostCode::PluginDisabled.as_str().into(),
+                        message,
+                        rejected_by: plugin.id(),
+                    };
+                    reject_all(&mut rejected, &mut positions, &mut batch, &rejection);
                 }
                 continue;
             }
             let count = batch.len();
             metrics::counter!("streamhost_plugin_calls_total", "plugin" => plugin.name().to_string())
                 .increment(1);
-            match plugin.process(std::mem::take(&mut batch)) {
-                Ok(judged) => {
-                    let mut next_indices = Vec::with_capacity(count);
-                    for (index, judgement) in indices.iter().zip(judged) {
-                        match judgement {
-                            Verdict::Accepted(event) => {
-                                next_indices.push(*index);
-                                batch.push(event);
-                            }
-                            rejected @ Verdict::Rejected(_) => outcomes[*index] = Some(rejected),
-                        }
-                    }
-                    indices = next_indices;
-                }
+            match plugin.process(&mut batch) {
+                Ok(rejections) => remove(&mut batch, &mut positions, rejections, &mut rejected),
                 Err(error) => {
                     tracing::error!(plugin = %plugin.id(), events = count, %error,
                         "plugin failed on a batch; its events go to the DLQ as {}", HostCode::PluginFailed);
                     metrics::counter!("streamhost_plugin_failures_total", "plugin" => plugin.name().to_string())
                         .increment(1);
                     let message = error.to_string();
-                    reject_all(
-                        &mut outcomes,
-                        &mut indices,
-                        &mut batch,
-                        HostCode::PluginFailed.as_str(),
-                        &message,
-                        &plugin.id(),
-                    );
+                    let rejection = Rejection {
+                        code: HostCode::PluginFailed.as_str().into(),
+                        message: message.clone(),
+                        rejected_by: plugin.id(),
+                    };
+                    reject_all(&mut rejected, &mut positions, &mut batch, &rejection);
                     if plugin.consecutive_failures >= self.breaker_threshold {
                         plugin.disabled = true;
                         tracing::error!(plugin = %plugin.id(), failures = plugin.consecutive_failures,
@@ -148,39 +138,121 @@ impl Chain {
                 }
             }
         }
-        for (index, event) in indices.into_iter().zip(batch) {
-            outcomes[index] = Some(Verdict::Accepted(event));
-        }
-        outcomes
-            .into_iter()
-            .map(|o| {
-                // Every index is either rejected on the way or accepted at the end.
-                o.unwrap_or_else(|| {
-                    Verdict::Rejected(Rejection {
-                        code: HostCode::PluginFailed.as_str().into(),
-                        message: "internal: event lost track in the chain".into(),
-                        rejected_by: REJECTED_BY_HOST.into(),
-                    })
-                })
-            })
-            .collect()
+        merge(total, positions.into_iter().zip(batch), rejected)
     }
 }
 
-fn reject_all(
-    outcomes: &mut [Option<Verdict>],
-    indices: &mut Vec<usize>,
+/// Move the `rejections` (by position in `batch`, ascending) out of `batch` into
+/// `rejected` (by input position), keeping the other events in order.
+fn remove(
     batch: &mut Vec<Event>,
-    code: &str,
-    message: &str,
-    rejected_by: &str,
+    positions: &mut Vec<usize>,
+    rejections: Rejections,
+    rejected: &mut Rejections,
 ) {
-    for index in indices.drain(..) {
-        outcomes[index] = Some(Verdict::Rejected(Rejection {
-            code: code.into(),
-            message: message.into(),
-            rejected_by: rejected_by.into(),
-        }));
+    if rejections.is_empty() {
+        return;
     }
+    let mut next = rejections.into_iter().peekable();
+    let (mut at, mut kept) = (0, 0);
+    batch.retain(|_| {
+        let rejection = next.next_if(|(r, _)| *r == at);
+        let position = positions[at];
+        at += 1;
+        match rejection {
+            Some((_, rejection)) => {
+                rejected.push((position, rejection));
+                false
+            }
+            None => {
+                positions[kept] = position;
+                kept += 1;
+                true
+            }
+        }
+    });
+    positions.truncate(kept);
+}
+
+/// The outcomes in input order: each position is accepted (ascending, as the chain
+/// keeps them) or rejected (in any order).
+fn merge(
+    total: usize,
+    accepted: impl Iterator<Item = (usize, Event)>,
+    mut rejected: Rejections,
+) -> Vec<Verdict> {
+    rejected.sort_unstable_by_key(|(position, _)| *position);
+    let mut accepted = accepted.peekable();
+    let mut rejected = rejected.into_iter().peekable();
+    (0..total)
+        .map(|position| {
+            if let Some((_, event)) = accepted.next_if(|(p, _)| *p == position) {
+                Verdict::Accepted(event)
+            } else if let Some((_, rejection)) = rejected.next_if(|(p, _)| *p == position) {
+                Verdict::Rejected(rejection)
+            } else {
+                // Every position is either rejected on the way or accepted at the end.
+                Verdict::Rejected(Rejection {
+                    code: HostCode::PluginFailed.as_str().into(),
+                    message: "internal: event lost track in the chain".into(),
+                    rejected_by: REJECTED_BY_HOST.into(),
+                })
+            }
+        })
+        .collect()
+}
+
+/// Reject every event left in the batch with `rejection`.
+fn reject_all(
+    rejected: &mut Rejections,
+    positions: &mut Vec<usize>,
+    batch: &mut Vec<Event>,
+    rejection: &Rejection,
+) {
+    rejected.extend(positions.drain(..).map(|p| (p, rejection.clone())));
     batch.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Value;
+
+    fn event(n: i64) -> Event {
+        Event {
+            fields: vec![Some(Value::Integer(n))],
+            extra: Vec::new(),
+        }
+    }
+
+    fn rejection(code: &str) -> Rejection {
+        Rejection::by_plugin(code.into(), String::new())
+    }
+
+    /// Two plugins' rejections out of a batch of six: the rest stay in order, and the
+    /// outcomes come back in input order whatever order the rejections were made in.
+    #[test]
+    fn rejected_events_leave_the_batch_and_outcomes_keep_input_order() {
+        let mut batch: Vec<Event> = (0..6).map(event).collect();
+        let mut positions: Vec<usize> = (0..6).collect();
+        let mut rejected = Vec::new();
+        let first = vec![(1, rejection("a")), (4, rejection("a"))];
+        remove(&mut batch, &mut positions, first, &mut rejected);
+        assert_eq!(batch, [event(0), event(2), event(3), event(5)]);
+        assert_eq!(positions, [0, 2, 3, 5]);
+        // Position 0 of the second plugin's batch is input position 0, 3 is 5.
+        let second = vec![(0, rejection("b")), (3, rejection("b"))];
+        remove(&mut batch, &mut positions, second, &mut rejected);
+        assert_eq!(positions, [2, 3]);
+        let outcomes = merge(6, positions.into_iter().zip(batch), rejected);
+        let got: Vec<String> = outcomes
+            .iter()
+            .map(|o| match o {
+                Verdict::Accepted(e) => format!("{:?}", e.get(0)),
+                Verdict::Rejected(r) => r.code.clone(),
+            })
+            .collect();
+        let kept = |n| format!("{:?}", Some(&Value::Integer(n)));
+        assert_eq!(got, ["b", "a", &kept(2), &kept(3), "a", "b"]);
+    }
 }

@@ -33,12 +33,19 @@ impl<'a> TextBuilder<'a> {
         }
     }
 
-    fn push(&mut self, value: &str) -> Result<(), ColumnError> {
+    /// An end past 4 GiB wraps here; [`finish`](Self::finish) refuses such a column.
+    #[inline]
+    fn push(&mut self, value: &str) {
         self.text.push_str(value);
-        let end = u32::try_from(self.text.len())
-            .map_err(|_| ColumnError::TooLarge(self.field.to_string()))?;
-        self.ends.push(end);
-        Ok(())
+        self.ends.push(self.text.len() as u32);
+    }
+
+    /// The text and its end offsets: every end is right when the whole text's is.
+    fn finish(self) -> Result<(String, Vec<u32>), ColumnError> {
+        match u32::try_from(self.text.len()) {
+            Ok(_) => Ok((self.text, self.ends)),
+            Err(_) => Err(ColumnError::TooLarge(self.field.to_string())),
+        }
     }
 }
 
@@ -83,9 +90,9 @@ fn column(events: &[Event], read: &Read) -> Result<wit_1::Column, ColumnError> {
                 FieldType::String => {
                     let mut column = TextBuilder::new(&read.name, events.len(), 12);
                     for v in values {
-                        column.push(v.and_then(Value::as_text).unwrap_or(""))?;
+                        column.push(v.and_then(Value::as_text).unwrap_or(""));
                     }
-                    text_values(column)
+                    text_values(column)?
                 }
                 FieldType::Integer | FieldType::Timestamp => wit_1::Values::Integer(
                     values
@@ -112,9 +119,9 @@ fn column(events: &[Event], read: &Read) -> Result<wit_1::Column, ColumnError> {
             for event in events {
                 let text = event.extra(&read.name).and_then(Extra::text);
                 present.push(text.is_some());
-                column.push(text.as_deref().unwrap_or(""))?;
+                column.push(text.as_deref().unwrap_or(""));
             }
-            text_values(column)
+            text_values(column)?
         }
     };
     Ok(wit_1::Column {
@@ -124,11 +131,9 @@ fn column(events: &[Event], read: &Read) -> Result<wit_1::Column, ColumnError> {
     })
 }
 
-fn text_values(column: TextBuilder<'_>) -> wit_1::Values {
-    wit_1::Values::Text(wit_1::TextColumn {
-        text: column.text,
-        ends: column.ends,
-    })
+fn text_values(column: TextBuilder<'_>) -> Result<wit_1::Values, ColumnError> {
+    let (text, ends) = column.finish()?;
+    Ok(wit_1::Values::Text(wit_1::TextColumn { text, ends }))
 }
 
 /// The 0.3 batch for a plugin that declared `reads`: the brief's fields, the others
@@ -143,13 +148,11 @@ pub fn brief(
         let mut column = TextBuilder::new(name, events.len(), typical);
         if reads.contains(flag) {
             for e in events {
-                column.push(e.get(index).and_then(Value::as_text).unwrap_or(""))?;
+                column.push(e.get(index).and_then(Value::as_text).unwrap_or(""));
             }
         }
-        Ok::<_, ColumnError>(wit_0_3::TextColumn {
-            text: column.text,
-            ends: column.ends,
-        })
+        let (text, ends) = column.finish()?;
+        Ok::<_, ColumnError>(wit_0_3::TextColumn { text, ends })
     };
     let numbers = |flag: F, index: usize| -> Vec<i64> {
         if reads.contains(flag) {
@@ -199,21 +202,19 @@ fn attributes(events: &[Event], read: bool) -> Result<wit_0_3::AttributeTable, C
             let index = u32::try_from(index).map_err(|_| ColumnError::TooLarge("batch".into()))?;
             for (name, value) in set_by_plugins(event) {
                 rows.push(index);
-                names.push(name)?;
-                values.push(&value)?;
+                names.push(name);
+                values.push(&value);
             }
         }
     }
+    let column = |builder: TextBuilder<'_>| {
+        let (text, ends) = builder.finish()?;
+        Ok::<_, ColumnError>(wit_0_3::TextColumn { text, ends })
+    };
     Ok(wit_0_3::AttributeTable {
         events: rows,
-        names: wit_0_3::TextColumn {
-            text: names.text,
-            ends: names.ends,
-        },
-        values: wit_0_3::TextColumn {
-            text: values.text,
-            ends: values.ends,
-        },
+        names: column(names)?,
+        values: column(values)?,
     })
 }
 

@@ -12,7 +12,7 @@ use wasmtime::{
     StoreLimitsBuilder, Trap,
 };
 
-use super::answer::{self, Verdict};
+use super::answer::{self, Rejections};
 use super::bindings::{wit_0_2, wit_0_3, wit_1};
 use super::compiled::CompiledCache;
 use super::contract::{BriefFields, Contract, Kind, Read};
@@ -576,28 +576,28 @@ impl LoadedPlugin {
     /// verdict each, or a 0.3 answer that fits the batch) is not loaded.
     fn self_check(&mut self) -> Result<(), PluginError> {
         let sample = sample_event(&self.compiled.schema);
-        for batch in [Vec::new(), vec![sample]] {
-            self.process(batch).map_err(|e| PluginError::SelfCheck {
-                origin: self.compiled.origin.clone(),
-                reason: e.to_string(),
-            })?;
+        for mut batch in [Vec::new(), vec![sample]] {
+            self.process(&mut batch)
+                .map_err(|e| PluginError::SelfCheck {
+                    origin: self.compiled.origin.clone(),
+                    reason: e.to_string(),
+                })?;
         }
         self.consecutive_failures = 0;
         Ok(())
     }
 
-    /// Judge one batch: one judgement per event, in order. On a trap, deadline,
-    /// memory cap or an answer that does not fit the batch, the instance is dropped
-    /// (the next call gets a fresh one) and the error says what happened; the caller
-    /// decides what happens to the events.
-    pub fn process(&mut self, batch: Vec<Event>) -> Result<Vec<Verdict>, PluginError> {
+    /// Judge one batch in place: the plugin's changes are made to the events, and its
+    /// rejections returned (by position, ascending). On a trap, deadline, memory cap or
+    /// an answer that does not fit the batch, the instance is dropped (the next call gets
+    /// a fresh one) and the error says what happened; the events may then be changed in
+    /// part, and the caller decides what happens to them.
+    pub fn process(&mut self, batch: &mut [Event]) -> Result<Rejections, PluginError> {
         let mut result = self.call_process(batch);
-        if let Ok(verdicts) = &mut result {
+        if let Ok(rejections) = &mut result {
             let id = self.id();
-            for verdict in verdicts {
-                if let Verdict::Rejected(r) = verdict {
-                    r.rejected_by.clone_from(&id);
-                }
+            for (_, rejection) in rejections {
+                rejection.rejected_by.clone_from(&id);
             }
         }
         match &result {
@@ -607,7 +607,7 @@ impl LoadedPlugin {
         result
     }
 
-    fn call_process(&mut self, batch: Vec<Event>) -> Result<Vec<Verdict>, PluginError> {
+    fn call_process(&mut self, batch: &mut [Event]) -> Result<Rejections, PluginError> {
         let failed = |plugin: &Self, reason: String| PluginError::Failed {
             plugin: plugin.id(),
             reason,
@@ -632,9 +632,9 @@ impl LoadedPlugin {
             plugin: c.id(),
             reason: e.to_string(),
         };
-        let answered: Result<Vec<Verdict>, String> = match &c.contract {
+        let answered: Result<Rejections, String> = match &c.contract {
             Contract::WholeEvent(at) => {
-                let wit = whole::to_wit(&batch, at);
+                let wit = whole::to_wit(batch, at);
                 instance
                     .get_typed_func::<(Vec<wit_0_2::Event>,), (Vec<wit_0_2::Verdict>,)>(
                         &mut *store,
@@ -645,9 +645,12 @@ impl LoadedPlugin {
                     .and_then(|(verdicts,)| {
                         if verdicts.len() == expected {
                             Ok(batch
-                                .into_iter()
+                                .iter_mut()
                                 .zip(verdicts)
-                                .map(|(event, verdict)| whole::verdict(event, verdict, at, &c.schema))
+                                .enumerate()
+                                .filter_map(|(i, (event, verdict))| {
+                                    whole::verdict(event, verdict, at, &c.schema).map(|r| (i, r))
+                                })
                                 .collect())
                         } else {
                             Err(format!(
@@ -662,7 +665,7 @@ impl LoadedPlugin {
                 reads,
                 fields,
             } => {
-                let columns = columns::brief(&batch, *reads, fields).map_err(columns_error)?;
+                let columns = columns::brief(batch, *reads, fields).map_err(columns_error)?;
                 instance
                     .get_typed_func::<(wit_0_3::Batch,), (wit_0_3::Answer,)>(&mut *store, index)
                     .map_err(signature)
@@ -673,7 +676,7 @@ impl LoadedPlugin {
                     })
             }
             Contract::Named { kind, reads } => {
-                let columns = columns::named(&batch, reads).map_err(columns_error)?;
+                let columns = columns::named(batch, reads).map_err(columns_error)?;
                 instance
                     .get_typed_func::<(wit_1::Batch,), (wit_1::Answer,)>(&mut *store, index)
                     .map_err(signature)

@@ -2,7 +2,7 @@
 //! (the accepted event comes back whole). Kept so plugins built against those versions
 //! keep working; newer ones cross with columns (`columns`, `answer`).
 
-use super::answer::Verdict;
+use super::answer::Rejection;
 use super::bindings::wit_0_2::{Event as WitEvent, Verdict as WitVerdict};
 use super::columns::set_by_plugins;
 use super::contract::BriefFields;
@@ -42,14 +42,14 @@ pub fn to_wit(events: &[Event], at: &BriefFields) -> Vec<WitEvent> {
         .collect()
 }
 
-/// The verdict on `event`: a rejection, or the event with the plugin's version of the
-/// brief's fields and attributes.
+/// Apply the verdict on `event`: the plugin's version of the brief's fields and
+/// attributes if it accepted, the rejection otherwise.
 pub fn verdict(
-    mut event: Event,
+    event: &mut Event,
     verdict: WitVerdict,
     at: &BriefFields,
     schema: &Schema,
-) -> Verdict {
+) -> Option<Rejection> {
     match verdict {
         WitVerdict::Accept(w) => {
             event.set(at.event_type, Value::Text(w.event_type.into()));
@@ -68,8 +68,8 @@ pub fn verdict(
                     event.set_extra(&name, Value::Text(value.into()));
                 }
             }
-            Verdict::Accepted(event)
+            None
         }
-        WitVerdict::Reject(r) => Verdict::rejected(r.code, r.message),
+        WitVerdict::Reject(r) => Some(Rejection::by_plugin(r.code, r.message)),
     }
 }
