@@ -10,7 +10,10 @@ for bench/results/.
 `--instructions` also counts, with valgrind's callgrind, the instructions per event of
 the whole validate stage (WASM chain and native rules) in each build: the same count for
 the same build and input whatever else the machine does, so a small change shows where
-times are noise. Each build must take `BENCH_PROFILE=native`.
+times are noise. The same run simulates the caches and branch predictor, and reports
+KCachegrind's cycle estimate (instructions + 10 per L1 miss and per mispredicted branch
++ 100 per last-level miss), which sees what instructions alone miss: code that waits on
+memory. Each build must take `BENCH_PROFILE=native`.
 """
 from __future__ import annotations
 
@@ -34,15 +37,25 @@ def run(binary: str, plugins: str, events: int, rounds: int) -> dict:
     return {"rows": rows, "native_over_wasm": ratio}
 
 
-def instructions(binary: str, plugins: str, rules: str, events: int = 20_000) -> float:
-    """Instructions per event inside `Validate::process_batch`, one pass (`rules`: the
-    bench's BENCH_PROFILE, `1` for the WASM chain or `native`)."""
+def instructions(binary: str, plugins: str, rules: str, events: int = 20_000) -> dict:
+    """Per event inside `Validate::process_batch`, one pass (`rules`: the bench's
+    BENCH_PROFILE, `1` for the WASM chain or `native`): instructions, L1 and last-level
+    cache misses, mispredicted branches, and the cycle estimate from them."""
     env = dict(os.environ, STREAMHOST_PLUGINS_BUILT=plugins, BENCH_PROFILE=rules,
                BENCH_EVENTS=str(events), BENCH_ROUNDS="1")
     command = ["valgrind", "--tool=callgrind", "--smc-check=all-non-file", "--callgrind-out-file=/dev/null",
+               "--cache-sim=yes", "--branch-sim=yes",
                "--toggle-collect=*Validate*process_batch*", binary, "--bench"]
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    return int(re.search(r"Collected : (\d+)", out.stderr).group(1)) / events
+    names = re.search(r"Events\s*: ([\w ]+)", out.stderr).group(1).split()
+    counts = dict(zip(names, map(int, re.search(r"Collected : ([\d ]+)", out.stderr).group(1).split())))
+    l1 = counts["I1mr"] + counts["D1mr"] + counts["D1mw"]
+    ll = counts["ILmr"] + counts["DLmr"] + counts["DLmw"]
+    mispredicted = counts["Bcm"] + counts["Bim"]
+    per_event = {"instructions": counts["Ir"], "l1_misses": l1, "ll_misses": ll,
+                 "mispredicted_branches": mispredicted,
+                 "cycle_estimate": counts["Ir"] + 10 * (l1 + mispredicted) + 100 * ll}
+    return {k: round(v / events, 1) for k, v in per_event.items()}
 
 
 def main() -> None:
@@ -83,13 +96,15 @@ def main() -> None:
         },
     }
     if a.instructions:
-        counts = {side: {rules: round(instructions(binary, plugins, flag))
+        counts = {side: {rules: instructions(binary, plugins, flag)
                          for rules, flag in (("wasm", "1"), ("native", "native"))}
                   for side, binary, plugins in (("old", a.old, a.old_plugins), ("new", a.new, a.new_plugins))}
-        result["instructions_per_event_whole_stage"] = counts
-        result["derived"]["instructions_new_over_old_wasm"] = round(counts["new"]["wasm"] / counts["old"]["wasm"], 3)
-        result["derived"]["instructions_native_over_wasm"] = {
-            side: round(c["native"] / c["wasm"], 3) for side, c in counts.items()}
+        result["per_event_whole_stage_callgrind"] = counts
+        for what in ("instructions", "cycle_estimate"):
+            result["derived"][f"{what}_new_over_old_wasm"] = round(
+                counts["new"]["wasm"][what] / counts["old"]["wasm"][what], 3)
+            result["derived"][f"{what}_native_over_wasm"] = {
+                side: round(c["native"][what] / c["wasm"][what], 3) for side, c in counts.items()}
     with open(a.out, "w") as f:
         json.dump(result, f, indent=1)
     print(json.dumps(result["derived"], indent=1))
