@@ -113,6 +113,13 @@ def test_every_documented_command_runs():
     if target_dir and not (ROOT / "target").exists():
         (ROOT / "target").symlink_to(target_dir)
         made.append(ROOT / "target")
+    else:
+        # A target/ of its own (cargo run without scripts/lib/env.sh) would fail the
+        # first command that uses the host, far from the cause.
+        assert (ROOT / "target" / "release" / "streamhost").exists(), (
+            "target/ holds no release build of the host (made by a cargo command run "
+            "without scripts/lib/env.sh?): remove it, or build the host into it"
+        )
     if not (ROOT / "plugins.d").exists():
         (ROOT / "plugins.d").mkdir()
         made.append(ROOT / "plugins.d")
