@@ -136,6 +136,11 @@ fn text_values(column: TextBuilder<'_>) -> Result<wit_1::Values, ColumnError> {
     Ok(wit_1::Values::Text(wit_1::TextColumn { text, ends }))
 }
 
+fn text_column_0_3(column: TextBuilder<'_>) -> Result<wit_0_3::TextColumn, ColumnError> {
+    let (text, ends) = column.finish()?;
+    Ok(wit_0_3::TextColumn { text, ends })
+}
+
 /// The 0.3 batch for a plugin that declared `reads`: the brief's fields, the others
 /// empty. Values set by earlier plugins outside the schema are its "attributes".
 pub fn brief(
@@ -151,8 +156,7 @@ pub fn brief(
                 column.push(e.get(index).and_then(Value::as_text).unwrap_or(""));
             }
         }
-        let (text, ends) = column.finish()?;
-        Ok::<_, ColumnError>(wit_0_3::TextColumn { text, ends })
+        text_column_0_3(column)
     };
     let numbers = |flag: F, index: usize| -> Vec<i64> {
         if reads.contains(flag) {
@@ -207,14 +211,10 @@ fn attributes(events: &[Event], read: bool) -> Result<wit_0_3::AttributeTable, C
             }
         }
     }
-    let column = |builder: TextBuilder<'_>| {
-        let (text, ends) = builder.finish()?;
-        Ok::<_, ColumnError>(wit_0_3::TextColumn { text, ends })
-    };
     Ok(wit_0_3::AttributeTable {
         events: rows,
-        names: column(names)?,
-        values: column(values)?,
+        names: text_column_0_3(names)?,
+        values: text_column_0_3(values)?,
     })
 }
 
