@@ -131,11 +131,9 @@ def test_plugins_swap_live_without_losing_or_doubling_an_event(fresh_stack, host
 
 def test_a_checked_plugin_serves_within_100_ms_of_its_rename_under_a_backlog(fresh_stack, hosts, plugin_dir, tmp_path):
     """The same deploy while the host works through a backlog as fast as the broker
-    acknowledges: every event is still judged once, and the new chain serves within a
-    second. Here every batch in flight waits for its acknowledgements, and a chain is
-    installed between batches, so the swap waits for the broker's next round of
-    acknowledgements (130-350 ms on Tansu with `linger.ms` 50): the time is printed;
-    the bound catches a swap that compiles or rescans first."""
+    acknowledges: every event is still judged once, and the new chain serves within
+    100 ms. Here every batch in flight waits for its acknowledgements (130-350 ms on
+    Tansu with `linger.ms` 50): the new chain must not wait for them."""
     backlog = 40_000
     xdg = tmp_path / "xdg"
     start_in, start_enriched, start_dlq = watermarks("my_events"), watermarks("enriched_events"), watermarks("dlq")
@@ -158,7 +156,7 @@ def test_a_checked_plugin_serves_within_100_ms_of_its_rename_under_a_backlog(fre
 
     swaps = [int(f["swap_ms"]) for f in swaps_logged(host.log()) if f["message"] == "plugin chain swapped"]
     print(f"swap under a backlog: {swaps} ms after the rename, {read_at_swap:.0f} of {backlog} events read")
-    assert len(swaps) == 1 and swaps[0] < 1000, swaps
+    assert len(swaps) == 1 and swaps[0] < 100, swaps
 
 
 def judged_once(start_in: dict, start_enriched: dict, start_dlq: dict, n: int,

@@ -56,7 +56,9 @@ pub trait Stage {
     fn between_batches(&mut self) {}
 
     /// Resolves when the stage has work for [`Stage::between_batches`]: the runtime then
-    /// stops waiting for the first record of the next batch. Never, by default.
+    /// stops waiting for the first record of the next batch, or for a free place among
+    /// the batches in flight (the next batch may then go past [`Stage::in_flight`] by
+    /// one). Never, by default.
     fn wake(&mut self) -> impl Future<Output = ()> + Send {
         std::future::pending()
     }

@@ -1,7 +1,8 @@
 //! The one loop every stage runs on: read a batch, let the stage process it, hand the
 //! outputs to the producer in order, and commit the batch's positions once they and
 //! every batch before them are acknowledged. Up to [`Stage::in_flight`] batches wait
-//! for their acknowledgements while the next one is read and processed.
+//! for their acknowledgements while the next one is read and processed; one more when
+//! the stage is woken for work between batches (see [`Stage::wake`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -202,9 +203,19 @@ pub async fn run<S: Stage>(
         if batch.is_empty() {
             in_flight.commit_all(&source).await?;
         }
-        // While these are acknowledged, the next batch is read and processed.
+        // While these are acknowledged, the next batch is read and processed. Work for
+        // the stage between batches (a new plugin chain) does not wait for the broker:
+        // it is taken at once, and its first batch may go past the limit by one.
         while in_flight.batches.len() >= depth {
-            in_flight.commit_oldest(&source).await?;
+            tokio::select! {
+                committed = in_flight.commit_oldest(&source) => committed?,
+                () = stage.wake() => {
+                    stage.between_batches();
+                    if in_flight.batches.len() == depth {
+                        break;
+                    }
+                }
+            }
         }
     }
     in_flight.commit_all(&source).await?;
