@@ -65,68 +65,116 @@ impl Key {
     }
 }
 
-/// `s` as a JSON string. Runs of text without quotes, backslashes or control
-/// characters (usually the whole string) are copied in one piece.
+/// `s` as a JSON string. Text without quotes, backslashes or control characters
+/// (most values) is copied in one piece. From the first such byte on (JSON text inside
+/// a string, such as a DLQ record's `raw`), the text goes through a buffer on the stack
+/// eight bytes at a time, so that the run between two quotes costs no copy call.
 pub fn string(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
-    let mut clean = 0;
-    while let Some(i) = next_special(bytes, clean) {
-        out.extend_from_slice(&bytes[clean..i]);
-        escape(out, bytes[i]);
-        clean = i + 1;
+    let Some(first) = first_special(bytes) else {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    };
+    out.extend_from_slice(&bytes[..first]);
+    const ROOM: usize = 256;
+    let mut buf = [0u8; ROOM];
+    let mut n = 0;
+    let mut at = first;
+    while let Some(&b) = bytes.get(at) {
+        // A turn writes at most 7 clean bytes and an escape of 6, or 8 clean bytes.
+        if n > ROOM - 13 {
+            out.extend_from_slice(&buf[..n]);
+            n = 0;
+        }
+        if let Some(word) = bytes[at..].first_chunk::<8>() {
+            // The whole word is copied; only its clean bytes are kept.
+            buf[n..n + 8].copy_from_slice(word);
+            let flagged = flag_specials(u64::from_le_bytes(*word));
+            let clean = (flagged.trailing_zeros() / 8) as usize;
+            n += clean;
+            at += clean;
+            if clean == 8 {
+                continue;
+            }
+        } else if ESCAPES[usize::from(b)] == 0 {
+            buf[n] = b;
+            n += 1;
+            at += 1;
+            continue;
+        }
+        // `bytes[at]` must be escaped.
+        let b = bytes[at];
+        match ESCAPES[usize::from(b)] {
+            b'u' => {
+                buf[n..n + 6].copy_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 0xf)],
+                ]);
+                n += 6;
+            }
+            escaped => {
+                buf[n..n + 2].copy_from_slice(&[b'\\', escaped]);
+                n += 2;
+            }
+        }
+        at += 1;
     }
-    out.extend_from_slice(&bytes[clean..]);
+    out.extend_from_slice(&buf[..n]);
     out.push(b'"');
 }
 
-/// The index of the first byte at or after `from` that JSON must escape. Eight bytes
-/// at a time: a byte of a word is flagged by the usual "has a zero byte" bit trick,
-/// which is exact for the lowest flagged byte.
-fn next_special(bytes: &[u8], from: usize) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
-    let rest = bytes.get(from..)?;
-    let mut words = rest.chunks_exact(8);
-    for (n, word) in words.by_ref().enumerate() {
-        let mut le = [0u8; 8];
-        le.copy_from_slice(word);
-        let v = u64::from_le_bytes(le);
-        let flagged = zero(v ^ (ONES * u64::from(b'"')))
-            | zero(v ^ (ONES * u64::from(b'\\')))
-            | (v.wrapping_sub(ONES * 0x20) & !v & HIGH);
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Per byte: 0 if JSON takes it as it is, else the letter after the backslash (`u`:
+/// written as `\u00XX`).
+const ESCAPES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = b'u';
+        b += 1;
+    }
+    table[0x08] = b'b';
+    table[0x09] = b't';
+    table[0x0a] = b'n';
+    table[0x0c] = b'f';
+    table[0x0d] = b'r';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
+/// The index of the first byte that JSON must escape, eight bytes at a time.
+fn first_special(bytes: &[u8]) -> Option<usize> {
+    let (words, tail) = bytes.as_chunks::<8>();
+    for (n, word) in words.iter().enumerate() {
+        let flagged = flag_specials(u64::from_le_bytes(*word));
         if flagged != 0 {
-            return Some(from + n * 8 + (flagged.trailing_zeros() / 8) as usize);
+            return Some(n * 8 + (flagged.trailing_zeros() / 8) as usize);
         }
     }
-    let tail = words.remainder();
-    let at = tail
-        .iter()
-        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')?;
+    let at = tail.iter().position(|&b| ESCAPES[usize::from(b)] != 0)?;
     Some(bytes.len() - tail.len() + at)
 }
 
-fn escape(out: &mut Vec<u8>, b: u8) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    match b {
-        b'"' => out.extend_from_slice(b"\\\""),
-        b'\\' => out.extend_from_slice(b"\\\\"),
-        b'\n' => out.extend_from_slice(b"\\n"),
-        b'\r' => out.extend_from_slice(b"\\r"),
-        b'\t' => out.extend_from_slice(b"\\t"),
-        0x08 => out.extend_from_slice(b"\\b"),
-        0x0c => out.extend_from_slice(b"\\f"),
-        _ => out.extend_from_slice(&[
-            b'\\',
-            b'u',
-            b'0',
-            b'0',
-            HEX[usize::from(b >> 4)],
-            HEX[usize::from(b & 0xf)],
-        ]),
-    }
+/// The high bit of each byte of `word` (read little-endian) that JSON must escape, by
+/// the usual "has a zero byte" bit trick: exact for the lowest flagged byte, the only
+/// one used. Zero if none.
+#[inline(always)]
+fn flag_specials(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    zero(word ^ (ONES * u64::from(b'"')))
+        | zero(word ^ (ONES * u64::from(b'\\')))
+        | (word.wrapping_sub(ONES * 0x20) & !word & HIGH)
 }
 
 pub fn integer(out: &mut Vec<u8>, n: i64) {
@@ -196,9 +244,45 @@ mod tests {
         assert_eq!(out, b"null");
     }
 
+    /// Long escaped text goes through the stack buffer more than once.
+    #[test]
+    fn long_text_full_of_escapes_is_written_as_serde_json_writes_it() {
+        let unit = "{\"a\":\"\u{1}\\\n\",\"ü\":[1,2]}";
+        let controls: String = (0u8..0x20).map(char::from).collect();
+        for repeat in [1, 7, 8, 9, 40, 41, 300] {
+            for prefix in (0..16).map(|n| "p".repeat(n)) {
+                let text = format!("{prefix}{}{controls}", unit.repeat(repeat));
+                let mut out = b"before".to_vec();
+                string(&mut out, &text);
+                assert_eq!(
+                    out[6..],
+                    serde_json::to_vec(&text).unwrap()[..],
+                    "{repeat} × after {prefix:?}"
+                );
+            }
+        }
+    }
+
+    /// An escape at every place of the stack buffer, near its end above all.
+    #[test]
+    fn an_escape_anywhere_in_a_long_run_is_written_as_serde_json_writes_it() {
+        for special in ['\u{1}', '"', '\n'] {
+            for run in 0..600 {
+                let text = format!("\"{}{special}{}", "a".repeat(run), "b".repeat(20));
+                let mut out = Vec::new();
+                string(&mut out, &text);
+                assert_eq!(
+                    out,
+                    serde_json::to_vec(&text).unwrap(),
+                    "{special:?} after {run}"
+                );
+            }
+        }
+    }
+
     proptest::proptest! {
         #[test]
-        fn any_string_is_written_as_serde_json_writes_it(text in "(?s).{0,40}") {
+        fn any_string_is_written_as_serde_json_writes_it(text in "(?s).{0,40}|[\"\\\\\\x00-\\x1fa-z]{200,400}") {
             let mut out = Vec::new();
             string(&mut out, &text);
             proptest::prop_assert_eq!(out, serde_json::to_vec(&text).unwrap());
