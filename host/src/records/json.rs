@@ -151,8 +151,9 @@ const ESCAPES: [u8; 256] = {
     table
 };
 
-/// The index of the first byte that JSON must escape, eight bytes at a time.
-fn first_special(bytes: &[u8]) -> Option<usize> {
+/// The index of the first byte that JSON must escape (a quote, a backslash, a control
+/// character), eight bytes at a time. A reader of JSON stops at the same bytes.
+pub(crate) fn first_special(bytes: &[u8]) -> Option<usize> {
     let (words, tail) = bytes.as_chunks::<8>();
     for (n, word) in words.iter().enumerate() {
         let flagged = flag_specials(u64::from_le_bytes(*word));
