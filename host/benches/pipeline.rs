@@ -339,7 +339,7 @@ fn main() {
     let native_net = t_native - t_clone;
     let pipeline_native = t_decode + native_net + t_route;
     let mut rows = vec![
-        ("decode (serde_json, host)".to_string(), t_decode),
+        ("decode (host)".to_string(), t_decode),
         (
             "plugin chain enrich+quality, WASM (per decoded event, batches of 1024)".to_string(),
             wasm_net,

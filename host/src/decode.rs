@@ -159,7 +159,7 @@ fn decode_fast(schema: &Schema, text: &str) -> Option<Event> {
                     return None;
                 }
                 let raw = s.with_serde::<&RawValue>()?;
-                if nesting_error(raw).is_some() {
+                if unreadable(raw).is_some() {
                     return None;
                 }
                 extra.push((key.into(), Extra::Json(raw.to_owned())));
@@ -367,7 +367,7 @@ fn decode_checked(schema: &Schema, text: &str) -> Result<Event, DecodeError> {
     }
     let mut extra = Vec::new();
     for (k, raw) in members.into_iter().flatten() {
-        if let Some(e) = nesting_error(&raw) {
+        if let Some(e) = unreadable(&raw) {
             return Err(DecodeError::MalformedJson(e.to_string()));
         }
         extra.push((k.into(), Extra::Json(raw)));
@@ -375,15 +375,19 @@ fn decode_checked(schema: &Schema, text: &str) -> Result<Event, DecodeError> {
     Ok(Event { fields, extra })
 }
 
-/// A raw value is captured without recursion, so nesting past serde_json's recursion
-/// limit would pass: parse arrays and objects once more, as the rest of the input was,
-/// so that such a payload stays `malformed_json` and nothing downstream meets it.
-fn nesting_error(raw: &RawValue) -> Option<serde_json::Error> {
+/// A raw value is skipped over, not read: nesting past serde_json's recursion limit
+/// and a lone surrogate (`"\ud83d"`) would pass. Read arrays, objects and strings with
+/// escapes once more, as the rest of the input was, so that such a payload is
+/// `malformed_json` and nothing downstream meets it.
+fn unreadable(raw: &RawValue) -> Option<serde_json::Error> {
     let text = raw.get();
-    if !text.starts_with(['[', '{']) {
-        return None;
+    if text.starts_with(['[', '{']) {
+        return serde_json::from_str::<Json>(text).err();
     }
-    serde_json::from_str::<Json>(text).err()
+    if text.starts_with('"') && text.contains('\\') {
+        return serde_json::from_str::<String>(text).err();
+    }
+    None
 }
 
 /// A non-null JSON value as a field of type `ty`.
@@ -640,6 +644,10 @@ mod tests {
             (
                 OLD.replace('}', r#", "device_type": "\ud83d"}"#)
                     .into_bytes(),
+                "malformed_json",
+            ),
+            (
+                OLD.replace('}', r#", "other": "\ud83d"}"#).into_bytes(),
                 "malformed_json",
             ),
             (OLD.replace("42", "\"42\"").into_bytes(), "wrong_type"),
