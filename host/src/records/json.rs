@@ -290,6 +290,24 @@ mod tests {
         }
     }
 
+    /// Every length up to past two words, with each kind of special byte at every place
+    /// (and none): the word-at-a-time scan finds what a byte loop finds.
+    #[test]
+    fn first_special_finds_the_first_special_byte() {
+        for len in 0..=24 {
+            for special in [None, Some(b'"'), Some(b'\\'), Some(0x00), Some(0x1f)] {
+                for at in 0..len.max(1) {
+                    let mut bytes = vec![b'a'; len];
+                    if let (Some(b), Some(slot)) = (special, bytes.get_mut(at)) {
+                        *slot = b;
+                    }
+                    let expected = bytes.iter().position(|&b| ESCAPES[usize::from(b)] != 0);
+                    assert_eq!(first_special(&bytes), expected, "{bytes:?}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn objects_separate_their_entries() {
         let mut out = Vec::new();
