@@ -15,8 +15,9 @@
 //! instance, [`admin`] serves health and metrics, [`config`] the settings, and
 //! [`replay`] puts dead-lettered input events back (`streamhost dlq replay`).
 
-// The workspace denies `unsafe`. The host allows it in one function, which loads a
-// compiled plugin from its own cache (plugins/compiled.rs says why that is sound).
+// The workspace denies `unsafe`. The host allows it in two places, each saying why it
+// is sound: loading a compiled plugin from its own cache (plugins/compiled.rs), and
+// lowering a column's presence list into a plugin (plugins/bindings.rs).
 #![deny(unsafe_code)]
 
 pub mod admin;

@@ -5,6 +5,7 @@
 //! [`named`] builds 1.0 batches (any field, by name, typed by the schema);
 //! [`brief`] builds 0.3 batches (the brief's fields) for older plugins.
 
+use super::bindings::lowered::{self, Present};
 use super::bindings::{wit_0_3, wit_1};
 use super::contract::{BriefFields, Read, Slot};
 use crate::event::{Event, Extra, Value};
@@ -66,19 +67,19 @@ fn size(events: &[Event]) -> Result<u32, ColumnError> {
 }
 
 /// The 1.0 batch for a plugin that reads `reads`: one column per name, in order.
-pub fn named(events: &[Event], reads: &[Read]) -> Result<wit_1::Batch, ColumnError> {
+pub(crate) fn named(events: &[Event], reads: &[Read]) -> Result<lowered::Batch, ColumnError> {
     let columns = reads
         .iter()
         .map(|read| column(events, read))
         .collect::<Result<_, _>>()?;
-    Ok(wit_1::Batch {
+    Ok(lowered::Batch {
         size: size(events)?,
         columns,
     })
 }
 
-fn column(events: &[Event], read: &Read) -> Result<wit_1::Column, ColumnError> {
-    let mut present = Vec::with_capacity(events.len());
+fn column(events: &[Event], read: &Read) -> Result<lowered::Column, ColumnError> {
+    let mut present = Present::with_capacity(events.len());
     let values = match &read.slot {
         Slot::Schema { index, ty } => {
             let values = events.iter().map(|e| {
@@ -124,7 +125,7 @@ fn column(events: &[Event], read: &Read) -> Result<wit_1::Column, ColumnError> {
             text_values(column)?
         }
     };
-    Ok(wit_1::Column {
+    Ok(lowered::Column {
         name: read.name.clone(),
         present,
         values,
@@ -275,10 +276,10 @@ mod tests {
         assert_eq!(b.columns[0].name, "country");
         assert_eq!(text_of(&b.columns[0].values), ["US", "", "DÉ"]);
         assert!(matches!(&b.columns[1].values, wit_1::Values::Integer(v) if v == &[7, 7, 7]));
-        assert_eq!(b.columns[2].present, [false, true, true]);
-        assert_eq!(b.columns[3].present, [true, true, false]);
+        assert_eq!(b.columns[2].present.0, [false, true, true]);
+        assert_eq!(b.columns[3].present.0, [true, true, false]);
         assert_eq!(text_of(&b.columns[3].values), ["1.2.3", "7", ""]);
-        assert_eq!(b.columns[4].present, [false, false, false]);
+        assert_eq!(b.columns[4].present.0, [false, false, false]);
     }
 
     #[test]

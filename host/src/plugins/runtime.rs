@@ -13,7 +13,7 @@ use wasmtime::{
 };
 
 use super::answer::{self, Rejections};
-use super::bindings::{wit_0_2, wit_0_3, wit_1};
+use super::bindings::{lowered, wit_0_2, wit_0_3, wit_1};
 use super::compiled::CompiledCache;
 use super::contract::{BriefFields, Contract, Kind, Read};
 use super::{columns, whole};
@@ -678,7 +678,7 @@ impl LoadedPlugin {
             Contract::Named { kind, reads } => {
                 let columns = columns::named(batch, reads).map_err(columns_error)?;
                 instance
-                    .get_typed_func::<(wit_1::Batch,), (wit_1::Answer,)>(&mut *store, index)
+                    .get_typed_func::<(lowered::Batch,), (wit_1::Answer,)>(&mut *store, index)
                     .map_err(signature)
                     .and_then(|f| f.call(&mut *store, (columns,)).map_err(explain))
                     .and_then(|(answer,)| {
