@@ -420,8 +420,10 @@ def report(args, loadinfo, results, swap, c200, cmdline) -> str:
     lines.append("")
 
     def ratios(a: str, b: str, key: str = "rate") -> list[float]:
+        # A contender that timed out has a rate, but not one to compare with.
         return [by[(n, a)][key] / by[(n, b)][key] for n in rounds
-                if (n, a) in by and (n, b) in by and by[(n, a)].get(key) and by[(n, b)].get(key)]
+                if (n, a) in by and (n, b) in by and by[(n, a)].get(key) and by[(n, b)].get(key)
+                and by[(n, a)]["complete"] and by[(n, b)]["complete"]]
 
     def show(values: list[float], digits: int) -> str:
         each = ", ".join(f"{v:.{digits}f}" for v in values)
