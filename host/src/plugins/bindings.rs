@@ -51,7 +51,7 @@ pub(crate) mod lowered {
     use super::wit_1::Values;
 
     /// `wit_1::Batch`.
-    #[derive(Debug, Clone, ComponentType, Lower)]
+    #[derive(Debug, ComponentType, Lower)]
     #[component(record)]
     pub(crate) struct Batch {
         pub(crate) size: u32,
@@ -59,7 +59,7 @@ pub(crate) mod lowered {
     }
 
     /// `wit_1::Column`.
-    #[derive(Debug, Clone, ComponentType, Lower)]
+    #[derive(Debug, ComponentType, Lower)]
     #[component(record)]
     pub(crate) struct Column {
         pub(crate) name: String,
@@ -69,7 +69,7 @@ pub(crate) mod lowered {
 
     /// A `list<bool>`, lowered as the canonical ABI lays it out (one byte, 0 or 1, per
     /// element) in one copy.
-    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    #[derive(Debug)]
     pub(crate) struct Present(pub(crate) Vec<bool>);
 
     impl Present {
@@ -85,8 +85,7 @@ pub(crate) mod lowered {
         /// Copies the list into memory the plugin allocates: (address, length).
         fn store<T>(&self, cx: &mut LowerContext<'_, T>) -> wasmtime::Result<(usize, usize)> {
             let len = self.0.len();
-            // The plugin's `realloc`, as wasmtime calls it for any list (it checks that
-            // the block is inside memory).
+            // The plugin's `realloc`, called as wasmtime calls it for any list.
             let ptr = cx.realloc(0, 0, 1, len)?;
             let block = cx
                 .as_slice_mut()
