@@ -402,8 +402,9 @@ def report(args, loadinfo, results, swap, c200, cmdline) -> str:
     for r in results:
         pt = by.get((r["round"], "passthrough"))
         sh = by.get((r["round"], "streamhost"))
-        vs_pt = f"{r['rate'] / pt['rate']:.2f}" if pt else "–"
-        sh_vs = f"{sh['rate'] / r['rate']:.2f}" if sh else "–"
+        # As in `ratios` below: a contender that timed out is compared with nothing.
+        vs_pt = f"{r['rate'] / pt['rate']:.2f}" if pt and pt["complete"] and r["complete"] else "–"
+        sh_vs = f"{sh['rate'] / r['rate']:.2f}" if sh and sh["complete"] and r["complete"] else "–"
         flag = "" if r["complete"] else " (timeout: partial)"
         steady = r.get("rate_steady")
         pt_steady = pt.get("rate_steady") if pt else None
