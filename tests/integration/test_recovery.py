@@ -96,3 +96,37 @@ def test_clickhouse_restart_mid_stream_loses_nothing(hosts):
     assert ch_value("SELECT count() FROM events_db.dlq_table FINAL") == len(rejects)
     assert settled_window_rows([host]) == oracle(events)
     print(f"ClickHouse down 10 s during {total} inputs: all rows present exactly once, windows exact")
+
+
+def test_broker_restart_does_not_stop_the_host(hosts):
+    # While the only broker is down, librdkafka reports it to the consumer
+    # (`AllBrokersDown`) and reconnects by itself: the host must wait for it, not exit.
+    # Nothing is produced while the broker restarts (Tansu 0.6 may not survive a
+    # restart with producers sending; see the test above), so every event must arrive.
+    reset_stack()
+    host = hosts(1, STREAMHOST_WINDOWS__GRACE_SECS=str(GRACE))[0]
+    wait_until("partitions assigned", lambda: host.metric("streamhost_assigned_partitions", stage="validate") == 3,
+               timeout=60)
+    events, rejects = event_set(seed=17, n=600)
+    before, after = payloads(events[:300] + rejects), payloads(events[300:])
+    produce(before)
+    read = lambda: host.metric("streamhost_records_in_total", topic="my_events")  # noqa: E731
+    wait_until("the first events read", lambda: read() >= len(before), timeout=60)
+
+    stack("stop", "tansu")
+    time.sleep(3)
+    assert host.proc.poll() is None, f"the host exited while the broker was down:\n{host.log()[-3000:]}"
+    stack("start", "tansu")
+
+    produce(after)
+    total = len(before) + len(after)
+    assert sum(watermarks("my_events").values()) == total
+    wait_until("every event in ClickHouse", lambda: positions_in_clickhouse() >= total, timeout=180)
+    assert ch_value("SELECT count() FROM events_db.events FINAL") == len(events)
+    # The window stage may also dead-letter some of the second half as `late_event`: a
+    # partition quiet for longer than the idle timeout no longer holds the watermark.
+    assert ch_value("SELECT count() FROM events_db.dlq_table FINAL WHERE stage = 'plugin'") == len(rejects)
+    assert host.proc.poll() is None
+    assert "librdkafka retries by itself" in host.log()
+    print(f"broker stopped and started between {len(before)} and {len(after)} inputs: the host rode it out, "
+          "every event in ClickHouse once")

@@ -34,6 +34,16 @@ pub(crate) fn kafka(context: &'static str) -> impl FnOnce(KafkaError) -> SourceE
     move |source| SourceError::Kafka { context, source }
 }
 
+/// Whether the consumer recovers from `error` by itself. librdkafka reports a broker
+/// that went away (`AllBrokersDown`, a transport failure) as a consumer error, then
+/// reconnects and goes on fetching; only an error it flags fatal ends the consumer.
+fn recovers(error: &KafkaError) -> bool {
+    matches!(
+        error,
+        KafkaError::MessageConsumption(_) | KafkaError::PartitionEOF(_)
+    )
+}
+
 /// Records every partition revoked from the consumer, for stages that keep state per
 /// partition: a partition revoked and assigned again between two looks at the
 /// assignment was read by another owner meanwhile, and its state is stale.
@@ -178,7 +188,15 @@ impl Source {
         let first = tokio::select! {
             first = tokio::time::timeout(idle, self.consumer.recv()) => match first {
                 Err(_elapsed) => return Ok(Some(batch)),
-                Ok(message) => message.map_err(kafka("receive"))?,
+                Ok(Ok(message)) => message,
+                Ok(Err(e)) if recovers(&e) => {
+                    // A broker gone away, a topic not created yet: the loop keeps
+                    // turning (commits, watchdog) while librdkafka retries.
+                    tracing::warn!(topic = %self.topic, error = %e,
+                        "kafka consumer error; librdkafka retries by itself");
+                    return Ok(Some(batch));
+                }
+                Ok(Err(e)) => return Err(kafka("receive")(e)),
             },
             () = wake => return Ok(None),
         };
