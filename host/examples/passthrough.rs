@@ -1,36 +1,34 @@
-//! The ceiling of the end-to-end benchmark (`bench/e2e`): consume → produce with no work.
+//! The ceiling of the end-to-end benchmark (`bench/e2e`): the host's own loop with no work.
 //!
-//! Same client, version and settings as the host's validate stage (`source.rs`,
-//! `sink.rs`): batches of up to `--batch-size` records or `--batch-wait-ms`, every record
-//! produced unchanged (key and payload) with `acks=all`, idempotence and the host's `linger.ms`,
-//! up to `--in-flight` batches waiting for their acknowledgements, and each batch's
-//! offsets committed, in order, only after every delivery is acknowledged. What is left
-//! out is exactly the host's work: decode, the plugin chain, route, the windows.
+//! A stage that copies every record unchanged, run by the host's stage runtime
+//! (`stages::runtime`): the same source, sink, client settings, batches, batches in
+//! flight, commits after acknowledgement and partition watchdog as `streamhost run`.
+//! What is left out is exactly the host's work: decode, the plugin chain, route, the
+//! windows. Each copy is keyed by its input offset (the input has no keys; the host
+//! keys its outputs too), so the copies spread over the output's partitions.
 //!
 //!     cargo run --release --example passthrough -- \
 //!         --brokers 127.0.0.1:19192 --input my_events --output passthrough_out
 //!
-//! `--then-to TOPIC` adds a second hop in the same process (`--output` → `TOPIC`, group
-//! `GROUP-2`): the ceiling for the full pipeline, which reads its own output back as a
-//! Kafka Streams repartition does.
+//! `--then-to TOPIC` adds a second hop in the same process and producer (`--output` →
+//! `TOPIC`, group `GROUP-2`), as the host runs its two stages: the ceiling for the full
+//! pipeline, which reads its own output back as a Kafka Streams repartition does.
 //!
 //! Runs until SIGINT/SIGTERM.
 
-use std::collections::{HashMap, VecDeque};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use futures::future::{join_all, JoinAll};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::util::Timeout;
-use rdkafka::{Offset, TopicPartitionList};
-use tokio::time::Instant;
+use compact_str::ToCompactString;
+use streamhost::config::KafkaConfig;
+use streamhost::kafka::sink::Sink;
+use streamhost::kafka::source::Source;
+use streamhost::kafka::Clients;
+use streamhost::liveness::{Health, StageName};
+use streamhost::records::{next_positions, Destination, Output, SourceRecord};
+use streamhost::stages::runtime::{self, Reading};
+use streamhost::stages::{Processed, Stage, StageError};
 
 #[derive(Parser)]
 struct Args {
@@ -46,24 +44,77 @@ struct Args {
     batch_size: usize,
     #[arg(long, default_value_t = 50)]
     batch_wait_ms: u64,
-    /// Produce each record to its input partition number (default: the producer's
-    /// partitioner, which spreads keyless records by sticky random choice).
-    #[arg(long)]
-    keep_partition: bool,
     /// Batches produced but not yet acknowledged (the host's `pipeline.in_flight_batches`).
     #[arg(long, default_value_t = 4)]
     in_flight: usize,
-    /// The producer's `linger.ms` (default: the host's).
-    #[arg(long, default_value = streamhost::kafka::client::PRODUCER_LINGER_MS)]
-    linger_ms: u64,
     /// A second hop: copy `--output` on to this topic too (group `GROUP-2`).
     #[arg(long, value_name = "TOPIC")]
     then_to: Option<String>,
 }
 
+/// Copies each record of a batch to one destination.
+struct Relay {
+    name: StageName,
+    to: Destination,
+    in_flight: usize,
+}
+
+impl Stage for Relay {
+    fn name(&self) -> StageName {
+        self.name
+    }
+
+    fn idle_wait(&self) -> Duration {
+        // The validate stage's.
+        Duration::from_millis(200)
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    async fn process(
+        &mut self,
+        batch: &[SourceRecord],
+        _source: &Source,
+        _assigned: &[i32],
+        _now: Instant,
+    ) -> Result<Processed, StageError> {
+        let outputs = batch
+            .iter()
+            .map(|r| Output {
+                destination: self.to,
+                key: r.offset.to_compact_string(),
+                payload: r.payload.clone(),
+            })
+            .collect();
+        Ok(Processed {
+            outputs,
+            commit: next_positions(batch),
+        })
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    // The host's warnings (an orphaned partition) and librdkafka's (a session timeout).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    // The second hop writes where the host's second stage does; its first, where the first does.
+    let kafka = KafkaConfig {
+        brokers: args.brokers.clone(),
+        enriched_topic: args.output.clone(),
+        averages_topic: args.then_to.clone().unwrap_or_default(),
+        ..KafkaConfig::default()
+    };
+    let clients = Clients::new(&kafka);
+    let sink = Sink::new(&clients, &kafka).context("producer")?;
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let signals = async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -76,158 +127,39 @@ async fn main() -> Result<()> {
         Ok::<_, anyhow::Error>(())
     };
     tokio::spawn(signals);
-    let first = hop(
-        &args,
-        &args.input,
-        &args.output,
-        args.group.clone(),
-        stop.clone(),
-    );
-    match &args.then_to {
-        None => first.await,
-        Some(to) => {
-            let second = hop(&args, &args.output, to, format!("{}-2", args.group), stop);
-            tokio::try_join!(first, second).map(|_| ())
-        }
-    }
-}
-
-/// Copy `input` to `output` as group `group` until `stop`.
-async fn hop(
-    args: &Args,
-    input: &str,
-    output: &str,
-    group: String,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<()> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &args.brokers)
-        .set("group.id", &group)
-        .set("client.id", format!("passthrough-{group}"))
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "1000")
-        .set("fetch.wait.max.ms", "100")
-        .create()
-        .context("consumer")?;
-    consumer.subscribe(&[input]).context("subscribe")?;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &args.brokers)
-        .set("client.id", format!("passthrough-producer-{group}"))
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("linger.ms", args.linger_ms.to_string())
-        .set("batch.num.messages", "10000")
-        .set("message.timeout.ms", "30000")
-        .create()
-        .context("producer")?;
-
-    let wait = Duration::from_millis(args.batch_wait_ms);
-    let mut total: u64 = 0;
-    let mut in_flight = InFlight::new();
-    loop {
-        // As the host does: when the input goes quiet, what is in flight is committed.
-        let quiet = tokio::time::sleep(Duration::from_millis(200));
-        let first = tokio::select! {
-            m = consumer.recv() => m.context("receive")?.detach(),
-            _ = quiet, if !in_flight.is_empty() => {
-                commit_all(&consumer, input, &mut in_flight).await?;
-                continue;
-            }
-            _ = stop.changed() => break,
-        };
-        let mut batch: Vec<OwnedMessage> = vec![first];
-        let deadline = Instant::now() + wait;
-        while batch.len() < args.batch_size {
-            match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                Ok(Ok(m)) => batch.push(m.detach()),
-                Ok(Err(e)) => {
-                    eprintln!("receive error while filling a batch: {e}");
-                    break;
-                }
-                Err(_elapsed) => break,
-            }
-        }
-        // Enqueued here, in order; acknowledged while the next batches are read.
-        let mut deliveries = Vec::with_capacity(batch.len());
-        for m in &batch {
-            let mut record = FutureRecord::<[u8], [u8]>::to(output);
-            if let Some(key) = m.key() {
-                record = record.key(key);
-            }
-            if let Some(payload) = m.payload() {
-                record = record.payload(payload);
-            }
-            if args.keep_partition {
-                record = record.partition(m.partition());
-            }
-            loop {
-                match producer.send_result(record) {
-                    Ok(delivery) => deliveries.push(delivery),
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                    Err((e, _)) => return Err(e).context("enqueue"),
-                }
-                break;
-            }
-        }
-        let mut next: HashMap<i32, i64> = HashMap::new();
-        for m in &batch {
-            let entry = next.entry(m.partition()).or_insert(m.offset() + 1);
-            *entry = (*entry).max(m.offset() + 1);
-        }
-        in_flight.push_back((next, join_all(deliveries)));
-        while in_flight.len() >= args.in_flight.max(1) {
-            commit_oldest(&consumer, input, &mut in_flight).await?;
-        }
-        total += batch.len() as u64;
-    }
-    commit_all(&consumer, input, &mut in_flight).await?;
-    producer
-        .flush(Timeout::After(Duration::from_secs(10)))
-        .context("flush")?;
-    eprintln!("passthrough {input} → {output}: {total} records copied");
-    Ok(())
-}
-
-type InFlight = VecDeque<(HashMap<i32, i64>, JoinAll<DeliveryFuture>)>;
-
-async fn commit_all(
-    consumer: &StreamConsumer,
-    topic: &str,
-    in_flight: &mut InFlight,
-) -> Result<()> {
-    while !in_flight.is_empty() {
-        commit_oldest(consumer, topic, in_flight).await?;
-    }
-    Ok(())
-}
-
-/// Wait for the oldest batch's acknowledgements, then commit its offsets.
-async fn commit_oldest(
-    consumer: &StreamConsumer,
-    topic: &str,
-    in_flight: &mut InFlight,
-) -> Result<()> {
-    let Some((next, deliveries)) = in_flight.pop_front() else {
-        return Ok(());
+    let health = Health::default();
+    let reading = |group: String, topic: &str| Reading {
+        clients: clients.clone(),
+        group_id: group,
+        topic: topic.to_string(),
+        batch_size: args.batch_size,
+        batch_wait: Duration::from_millis(args.batch_wait_ms),
+        stall_timeout: Duration::from_secs(kafka.stall_timeout_secs),
     };
-    for result in deliveries.await {
-        result
-            .context("producer dropped")?
-            .map_err(|(e, _)| e)
-            .context("delivery")?;
-    }
-    let mut tpl = TopicPartitionList::with_capacity(next.len());
-    for (partition, offset) in next {
-        tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
-            .context("commit list")?;
-    }
-    consumer.commit(&tpl, CommitMode::Async).context("commit")?;
+    let first = async {
+        let mut relay = Relay {
+            name: StageName::Validate,
+            to: Destination::Enriched,
+            in_flight: args.in_flight,
+        };
+        let reading = reading(args.group.clone(), &args.input);
+        runtime::run(&mut relay, &reading, &sink, &health, stop.clone()).await
+    };
+    let second = async {
+        if args.then_to.is_none() {
+            return Ok(());
+        }
+        let mut relay = Relay {
+            name: StageName::Window,
+            to: Destination::Averages,
+            in_flight: args.in_flight,
+        };
+        let reading = reading(format!("{}-2", args.group), &args.output);
+        runtime::run(&mut relay, &reading, &sink, &health, stop.clone()).await
+    };
+    let (first, second) = tokio::join!(first, second);
+    sink.flush(Duration::from_secs(10));
+    first.context("first hop")?;
+    second.context("second hop")?;
     Ok(())
 }
