@@ -95,6 +95,41 @@ impl OrphanTracker {
     }
 }
 
+/// Take-overs that follow each other: a rejoin that did not get the orphaned partitions
+/// owned is followed by the next one about a stall timeout later. A streak means the
+/// coordinator does not hand them out at all (on Tansu 0.6: a group left waiting on a
+/// leader that is no longer a member; docs/issues.md, "Broker behaviour").
+#[derive(Debug)]
+pub struct RejoinStreak {
+    /// Two take-overs further apart than this are not one streak.
+    within: Duration,
+    count: u32,
+    last: Option<Instant>,
+}
+
+impl RejoinStreak {
+    /// From this many take-overs in a row on, the coordinator is taken to be stuck.
+    pub const STUCK: u32 = 3;
+
+    pub fn new(stall_timeout: Duration) -> Self {
+        Self {
+            within: stall_timeout * 3,
+            count: 0,
+            last: None,
+        }
+    }
+
+    /// One take-over at `now`: how many in a row, this one included.
+    pub fn record(&mut self, now: Instant) -> u32 {
+        let follows = self
+            .last
+            .is_some_and(|last| now.duration_since(last) <= self.within);
+        self.count = if follows { self.count + 1 } else { 1 };
+        self.last = Some(now);
+        self.count
+    }
+}
+
 /// What `/health` reports of one stage.
 #[derive(Debug, Clone)]
 pub struct StageHealth {
@@ -102,6 +137,8 @@ pub struct StageHealth {
     /// Since when this instance has owned no partition (None while it owns some).
     pub unassigned_since: Option<Instant>,
     pub orphans: Vec<Orphan>,
+    /// Take-overs in a row that did not end the orphaning ([`RejoinStreak`]).
+    pub rejoins_in_a_row: u32,
 }
 
 impl StageHealth {
@@ -134,6 +171,13 @@ impl StageHealth {
             )),
             None => line.push_str(&format!("; {} partitions assigned here", self.assigned)),
         }
+        if self.rejoins_in_a_row >= RejoinStreak::STUCK {
+            line.push_str(&format!(
+                "; {} rejoins in a row did not help: the group coordinator hands out no \
+                 partitions (on Tansu 0.6, restart the broker)",
+                self.rejoins_in_a_row
+            ));
+        }
         line
     }
 }
@@ -152,6 +196,7 @@ impl Health {
                     assigned: 0,
                     unassigned_since: Some(Instant::now()),
                     orphans: Vec::new(),
+                    rejoins_in_a_row: 0,
                 },
             )
         });
@@ -208,6 +253,7 @@ pub struct Watchdog {
     shared: Arc<Mutex<Shared>>,
     health: Health,
     stop: Arc<AtomicBool>,
+    streak: Mutex<RejoinStreak>,
 }
 
 impl Watchdog {
@@ -235,6 +281,7 @@ impl Watchdog {
             shared,
             health,
             stop,
+            streak: Mutex::new(RejoinStreak::new(config.stall_timeout)),
         })
     }
 
@@ -274,12 +321,30 @@ impl Watchdog {
     /// Rejoin the group so that the coordinator hands out `orphans` (from
     /// [`Watchdog::orphans`]) again. The stage commits what it has processed first.
     pub fn take_over(&self, source: &mut Source, orphans: &[Orphan]) -> Result<(), SourceError> {
-        tracing::warn!(
-            stage = self.stage.as_str(),
-            topic = %self.topic,
-            partitions = ?orphans.iter().map(|o| o.partition).collect::<Vec<_>>(),
-            "orphaned partitions: leaving and rejoining the group to take them over"
-        );
+        let partitions: Vec<i32> = orphans.iter().map(|o| o.partition).collect();
+        let in_a_row = self
+            .streak
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(Instant::now());
+        if in_a_row >= RejoinStreak::STUCK {
+            tracing::error!(
+                stage = self.stage.as_str(),
+                topic = %self.topic,
+                ?partitions,
+                in_a_row,
+                "orphaned partitions: rejoining has not helped; the group coordinator hands \
+                 out no partitions (on Tansu 0.6 it can wait on a leader that is no longer \
+                 a member: restart the broker)"
+            );
+        } else {
+            tracing::warn!(
+                stage = self.stage.as_str(),
+                topic = %self.topic,
+                ?partitions,
+                "orphaned partitions: leaving and rejoining the group to take them over"
+            );
+        }
         tokio::task::block_in_place(|| source.rejoin())?;
         let mut shared = self.lock();
         shared.orphans.clear();
@@ -287,8 +352,10 @@ impl Watchdog {
         drop(shared);
         metrics::counter!("streamhost_group_rejoins_total", "stage" => self.stage.as_str())
             .increment(1);
-        self.health
-            .update(self.stage, &self.topic, |h| h.orphans.clear());
+        self.health.update(self.stage, &self.topic, |h| {
+            h.orphans.clear();
+            h.rejoins_in_a_row = in_a_row;
+        });
         Ok(())
     }
 }
@@ -492,6 +559,42 @@ mod tests {
         t.reset(t0 + T);
         assert!(t.observe(t0 + T + T / 2, &[(0, Some(1))]).is_empty());
         assert_eq!(t.observe(t0 + T * 2, &[(0, Some(1))]).len(), 1);
+    }
+
+    #[test]
+    fn take_overs_a_stall_timeout_apart_are_a_streak_and_a_pause_ends_it() {
+        let mut streak = RejoinStreak::new(T);
+        let t0 = Instant::now();
+        assert_eq!(streak.record(t0), 1);
+        assert_eq!(streak.record(t0 + T * 3 / 2), 2);
+        assert_eq!(streak.record(t0 + T * 3), RejoinStreak::STUCK);
+        assert_eq!(
+            streak.record(t0 + T * 3 + T * 4),
+            1,
+            "taken over, then orphaned anew"
+        );
+    }
+
+    #[test]
+    fn health_says_when_rejoining_does_not_help() {
+        let health = Health::default();
+        let since = Instant::now() - Duration::from_secs(90);
+        let orphaned = |rejoins| {
+            health.update(StageName::Validate, "my_events", |h| {
+                h.orphans = vec![Orphan {
+                    partition: 0,
+                    since,
+                }];
+                h.rejoins_in_a_row = rejoins;
+            });
+            health.report().1
+        };
+        assert!(!orphaned(RejoinStreak::STUCK - 1).contains("did not help"));
+        let text = orphaned(RejoinStreak::STUCK);
+        assert!(
+            text.contains("3 rejoins in a row did not help: the group coordinator hands out no partitions (on Tansu 0.6, restart the broker)"),
+            "{text}"
+        );
     }
 
     #[test]
