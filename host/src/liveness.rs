@@ -95,14 +95,14 @@ impl OrphanTracker {
     }
 }
 
-/// Take-overs that follow each other: a rejoin that did not get the orphaned partitions
-/// owned is followed by the next one about a stall timeout later. A streak means the
-/// coordinator does not hand them out at all (on Tansu 0.6: a group left waiting on a
-/// leader that is no longer a member; docs/issues.md, "Broker behaviour").
+/// Take-overs in a row. A rejoin that got the orphaned partitions owned is followed by
+/// readings without orphans past a stall timeout; one that did not, by the next
+/// take-over about a stall timeout later. A streak means the coordinator does not hand
+/// them out at all (on Tansu 0.6: a group left waiting on a leader that is no longer a
+/// member; docs/issues.md, "Broker behaviour").
 #[derive(Debug)]
 pub struct RejoinStreak {
-    /// Two take-overs further apart than this are not one streak.
-    within: Duration,
+    stall_timeout: Duration,
     count: u32,
     last: Option<Instant>,
 }
@@ -113,7 +113,7 @@ impl RejoinStreak {
 
     pub fn new(stall_timeout: Duration) -> Self {
         Self {
-            within: stall_timeout * 3,
+            stall_timeout,
             count: 0,
             last: None,
         }
@@ -121,12 +121,23 @@ impl RejoinStreak {
 
     /// One take-over at `now`: how many in a row, this one included.
     pub fn record(&mut self, now: Instant) -> u32 {
-        let follows = self
-            .last
-            .is_some_and(|last| now.duration_since(last) <= self.within);
-        self.count = if follows { self.count + 1 } else { 1 };
+        self.count += 1;
         self.last = Some(now);
         self.count
+    }
+
+    /// A reading at `now` found no orphan. Once that holds past the time orphans take
+    /// to show again (a stall timeout and its jitter), the last take-over worked and the
+    /// streak ends. Returns whether it ended now.
+    pub fn no_orphans(&mut self, now: Instant) -> bool {
+        let worked = self
+            .last
+            .is_some_and(|last| now.duration_since(last) >= self.stall_timeout * 3 / 2);
+        if worked && self.count > 0 {
+            self.count = 0;
+            return true;
+        }
+        false
     }
 }
 
@@ -242,6 +253,7 @@ struct Shared {
     orphans: Vec<Orphan>,
     /// The stage rejoined its group: restart the clocks.
     reset: bool,
+    streak: RejoinStreak,
 }
 
 /// One stage's watchdog: a thread that stamps what this instance owns and reads every
@@ -253,7 +265,6 @@ pub struct Watchdog {
     shared: Arc<Mutex<Shared>>,
     health: Health,
     stop: Arc<AtomicBool>,
-    streak: Mutex<RejoinStreak>,
 }
 
 impl Watchdog {
@@ -264,6 +275,7 @@ impl Watchdog {
             turned: Instant::now(),
             orphans: Vec::new(),
             reset: false,
+            streak: RejoinStreak::new(config.stall_timeout),
         }));
         let stop = Arc::new(AtomicBool::new(false));
         health.update(config.stage, &config.topic, |_| {});
@@ -281,7 +293,6 @@ impl Watchdog {
             shared,
             health,
             stop,
-            streak: Mutex::new(RejoinStreak::new(config.stall_timeout)),
         })
     }
 
@@ -322,11 +333,7 @@ impl Watchdog {
     /// [`Watchdog::orphans`]) again. The stage commits what it has processed first.
     pub fn take_over(&self, source: &mut Source, orphans: &[Orphan]) -> Result<(), SourceError> {
         let partitions: Vec<i32> = orphans.iter().map(|o| o.partition).collect();
-        let in_a_row = self
-            .streak
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .record(Instant::now());
+        let in_a_row = self.lock().streak.record(Instant::now());
         if in_a_row >= RejoinStreak::STUCK {
             tracing::error!(
                 stage = self.stage.as_str(),
@@ -441,12 +448,16 @@ impl Judge {
                         "orphaned partitions: no live instance has owned them for kafka.stall_timeout_secs"
                     );
                 }
-                self.health
-                    .update(self.stage, &self.topic, |h| h.orphans = orphans.clone());
-                self.shared
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .orphans = orphans;
+                let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+                let worked = orphans.is_empty() && shared.streak.no_orphans(Instant::now());
+                shared.orphans = orphans.clone();
+                drop(shared);
+                self.health.update(self.stage, &self.topic, |h| {
+                    h.orphans = orphans;
+                    if worked {
+                        h.rejoins_in_a_row = 0;
+                    }
+                });
             }
             let until = Instant::now() + self.interval;
             while Instant::now() < until && !stop.load(Ordering::Relaxed) {
@@ -562,17 +573,28 @@ mod tests {
     }
 
     #[test]
-    fn take_overs_a_stall_timeout_apart_are_a_streak_and_a_pause_ends_it() {
+    fn take_overs_are_a_streak_until_the_orphans_stay_away_past_a_stall_timeout() {
         let mut streak = RejoinStreak::new(T);
         let t0 = Instant::now();
-        assert_eq!(streak.record(t0), 1);
-        assert_eq!(streak.record(t0 + T * 3 / 2), 2);
-        assert_eq!(streak.record(t0 + T * 3), RejoinStreak::STUCK);
-        assert_eq!(
-            streak.record(t0 + T * 3 + T * 4),
-            1,
-            "taken over, then orphaned anew"
-        );
+        let reading = T / 4;
+        // Fruitless: after each take-over, readings without orphans (the clocks were
+        // restarted) until the orphans show again, then the next take-over.
+        let mut now = t0;
+        for n in 1..=RejoinStreak::STUCK {
+            assert_eq!(streak.record(now), n);
+            for _ in 0..5 {
+                now += reading;
+                assert!(
+                    !streak.no_orphans(now),
+                    "take-over {n}, {:?} later",
+                    now - t0
+                );
+            }
+        }
+        // A take-over that worked: no orphans long enough, and the streak is over.
+        now += reading;
+        assert!(streak.no_orphans(now));
+        assert_eq!(streak.record(now + T * 10), 1, "orphaned anew, much later");
     }
 
     #[test]
