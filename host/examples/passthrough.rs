@@ -28,7 +28,7 @@ use streamhost::kafka::Clients;
 use streamhost::liveness::{Health, StageName};
 use streamhost::records::{next_positions, Destination, Output, SourceRecord};
 use streamhost::stages::runtime::{self, Reading};
-use streamhost::stages::{Processed, Stage, StageError};
+use streamhost::stages::{validate, Processed, Stage, StageError};
 
 #[derive(Parser)]
 struct Args {
@@ -65,8 +65,7 @@ impl Stage for Relay {
     }
 
     fn idle_wait(&self) -> Duration {
-        // The validate stage's.
-        Duration::from_millis(200)
+        validate::IDLE_WAIT
     }
 
     fn in_flight(&self) -> usize {

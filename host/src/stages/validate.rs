@@ -159,14 +159,17 @@ impl ValidateStage {
     }
 }
 
+/// The validate stage's longest wait for input ([`Stage::idle_wait`]). Short: a chain
+/// update waiting while no records arrive is installed within this.
+pub const IDLE_WAIT: Duration = Duration::from_millis(200);
+
 impl Stage for ValidateStage {
     fn name(&self) -> StageName {
         StageName::Validate
     }
 
-    /// Short: a chain update waiting while no records arrive is installed within this.
     fn idle_wait(&self) -> Duration {
-        Duration::from_millis(200)
+        IDLE_WAIT
     }
 
     fn in_flight(&self) -> usize {
