@@ -102,7 +102,8 @@ fn rejections<R: Rejected>(size: usize, list: Vec<R>) -> Result<Rejections, Answ
             Ok((i, Rejection::by_plugin(code, message)))
         })
         .collect::<Result<Rejections, AnswerError>>()?;
-    rejections.sort_by_key(|(i, _)| *i);
+    // Unstable is enough: two rejections of one event are refused below.
+    rejections.sort_unstable_by_key(|(i, _)| *i);
     if let Some(pair) = rejections.windows(2).find(|w| w[0].0 == w[1].0) {
         // Positions are u32 indices of the answer, so this converts back.
         return Err(AnswerError::RejectedTwice(pair[0].0 as u32));

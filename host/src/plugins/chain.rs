@@ -71,8 +71,10 @@ impl Chain {
 
     /// Run a batch through every plugin. Returns one outcome per input, in order.
     ///
-    /// The events stay in one vector: each plugin changes them in place, and only its
-    /// rejections move out, so the next plugin sees the accepted ones in order.
+    /// The events stay in one vector: each plugin changes them in place, and its
+    /// rejections move out only when another plugin is to run, so the next plugin sees
+    /// the accepted ones in order. The last plugin's rejections go straight to the
+    /// outcomes: nothing is moved for them.
     pub fn process(&mut self, events: Vec<Event>) -> Vec<Verdict> {
         let total = events.len();
         let mut batch = events;
@@ -80,8 +82,16 @@ impl Chain {
         let mut positions: Vec<usize> = (0..total).collect();
         // Rejections by input position, in the order the plugins made them.
         let mut rejected: Rejections = Vec::new();
+        // The latest plugin's rejections, by position in `batch`, still in it.
+        let mut latest: Rejections = Vec::new();
 
         for member in &mut self.members {
+            remove(
+                &mut batch,
+                &mut positions,
+                std::mem::take(&mut latest),
+                &mut rejected,
+            );
             if batch.is_empty() {
                 break;
             }
@@ -106,7 +116,7 @@ impl Chain {
             metrics::counter!("streamhost_plugin_calls_total", "plugin" => plugin.name().to_string())
                 .increment(1);
             match plugin.process(&mut batch) {
-                Ok(rejections) => remove(&mut batch, &mut positions, rejections, &mut rejected),
+                Ok(rejections) => latest = rejections,
                 Err(error) => {
                     tracing::error!(plugin = %plugin.id(), events = count, %error,
                         "plugin failed on a batch; its events go to the DLQ as {}", HostCode::PluginFailed);
@@ -138,7 +148,25 @@ impl Chain {
                 }
             }
         }
-        merge(total, positions.into_iter().zip(batch), rejected)
+        let mut still_in = latest
+            .iter()
+            .map(|(at, _)| *at)
+            .collect::<Vec<_>>()
+            .into_iter();
+        let mut skip = still_in.next();
+        rejected.extend(latest.into_iter().map(|(at, r)| (positions[at], r)));
+        let accepted = positions
+            .into_iter()
+            .zip(batch)
+            .enumerate()
+            .filter_map(|(at, kept)| {
+                if skip == Some(at) {
+                    skip = still_in.next();
+                    return None;
+                }
+                Some(kept)
+            });
+        merge(total, accepted, rejected)
     }
 }
 

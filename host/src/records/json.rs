@@ -153,6 +153,7 @@ const ESCAPES: [u8; 256] = {
 
 /// The index of the first byte that JSON must escape (a quote, a backslash, a control
 /// character), eight bytes at a time. A reader of JSON stops at the same bytes.
+#[inline]
 pub(crate) fn first_special(bytes: &[u8]) -> Option<usize> {
     let (words, tail) = bytes.as_chunks::<8>();
     for (n, word) in words.iter().enumerate() {
