@@ -25,6 +25,7 @@ pub mod config;
 pub mod decode;
 pub mod event;
 pub mod kafka;
+pub mod limiter;
 pub mod liveness;
 pub mod plugins;
 pub mod records;

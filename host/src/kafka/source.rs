@@ -16,6 +16,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::Instant;
 
 use super::Clients;
+use crate::limiter::Limiter;
 use crate::records::SourceRecord;
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +77,9 @@ pub struct Source {
     group_id: String,
     topic: String,
     last_assignment: std::sync::Mutex<Vec<i32>>,
+    /// Consumer errors librdkafka recovers from come in floods while a broker is away
+    /// (one per failed connection): the first is logged, then one every 10 s.
+    errors: Mutex<Limiter>,
 }
 
 impl std::fmt::Debug for Source {
@@ -98,6 +102,7 @@ impl Source {
             group_id: group_id.to_string(),
             topic: topic.to_string(),
             last_assignment: std::sync::Mutex::new(Vec::new()),
+            errors: Mutex::new(Limiter::new(1, Duration::from_secs(10))),
         })
     }
 
@@ -192,8 +197,15 @@ impl Source {
                 Ok(Err(e)) if recovers(&e) => {
                     // A broker gone away, a topic not created yet: the loop keeps
                     // turning (commits, watchdog) while librdkafka retries.
-                    tracing::warn!(topic = %self.topic, error = %e,
-                        "kafka consumer error; librdkafka retries by itself");
+                    let admitted = self
+                        .errors
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .admit(std::time::Instant::now());
+                    if let Some(suppressed) = admitted {
+                        tracing::warn!(topic = %self.topic, error = %e, suppressed,
+                            "kafka consumer error; librdkafka retries by itself");
+                    }
                     return Ok(Some(batch));
                 }
                 Ok(Err(e)) => return Err(kafka("receive")(e)),

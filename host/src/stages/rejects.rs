@@ -5,51 +5,21 @@
 //! many were left out.
 
 use std::sync::{Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use crate::limiter::Limiter;
 use crate::records::dlq::{DlqRecord, Step};
 use crate::records::{Output, SourceRecord};
 
 /// Lines logged back to back before the rate applies.
-pub const BURST: f64 = 20.0;
+pub const BURST: u32 = 20;
 /// Lines a second after the burst.
-pub const PER_SECOND: f64 = 5.0;
+pub const PER_SECOND: u64 = 5;
 
-/// A token bucket that counts what it turns away.
-#[derive(Debug)]
-struct Limiter {
-    tokens: f64,
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl Limiter {
-    const fn new() -> Self {
-        Self {
-            tokens: BURST,
-            last: None,
-            suppressed: 0,
-        }
-    }
-
-    /// `Some(n)`: log this one, after `n` left out since the last logged line.
-    fn admit(&mut self, now: Instant) -> Option<u64> {
-        if let Some(last) = self.last {
-            let refill = now.saturating_duration_since(last).as_secs_f64() * PER_SECOND;
-            self.tokens = (self.tokens + refill).min(BURST);
-        }
-        self.last = Some(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Some(std::mem::take(&mut self.suppressed))
-        } else {
-            self.suppressed += 1;
-            None
-        }
-    }
-}
-
-static LIMITER: Mutex<Limiter> = Mutex::new(Limiter::new());
+static LIMITER: Mutex<Limiter> = Mutex::new(Limiter::new(
+    BURST,
+    Duration::from_millis(1000 / PER_SECOND),
+));
 
 /// The rejections of one batch. Each becomes its DLQ record at once and is logged (or
 /// left out by the limiter) in order; the counters are bumped once per batch, when
@@ -124,27 +94,5 @@ impl Drop for Rejects<'_> {
             metrics::counter!("streamhost_rejection_logs_suppressed_total")
                 .increment(self.suppressed);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn a_flood_is_cut_to_the_rate_and_the_next_line_counts_what_was_left_out() {
-        let mut l = Limiter::new();
-        let t0 = Instant::now();
-        let logged = (0..1000).filter(|_| l.admit(t0).is_some()).count();
-        assert_eq!(logged, BURST as usize);
-        // A second later, PER_SECOND more get through; the first says how many were cut.
-        let t1 = t0 + Duration::from_secs(1);
-        assert_eq!(l.admit(t1), Some(1000 - BURST as u64));
-        let more = (0..100).filter(|_| l.admit(t1).is_some()).count();
-        assert_eq!(more, PER_SECOND as usize - 1);
-        // Quiet for long enough, the burst is back.
-        let t2 = t1 + Duration::from_secs(60);
-        assert_eq!(l.admit(t2), Some(100 - (PER_SECOND as u64 - 1)));
     }
 }
