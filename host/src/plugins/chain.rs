@@ -283,4 +283,22 @@ mod tests {
         let kept = |n| format!("{:?}", Some(&Value::Integer(n)));
         assert_eq!(got, ["b", "a", &kept(2), &kept(3), "a", "b"]);
     }
+
+    /// A position neither accepted nor rejected (a bug) is an outcome of its own: the
+    /// outcomes after it stay with their inputs.
+    #[test]
+    fn a_lost_position_keeps_the_others_in_place() {
+        let accepted = [(1, event(1)), (3, event(3))].into_iter();
+        let outcomes = merge(5, accepted, vec![(4, rejection("a"))]);
+        let got: Vec<String> = outcomes
+            .iter()
+            .map(|o| match o {
+                Verdict::Accepted(e) => format!("{:?}", e.get(0)),
+                Verdict::Rejected(r) => r.code.clone(),
+            })
+            .collect();
+        let kept = |n| format!("{:?}", Some(&Value::Integer(n)));
+        let lost = HostCode::PluginFailed.as_str();
+        assert_eq!(got, [lost, &kept(1), lost, &kept(3), "a"]);
+    }
 }
