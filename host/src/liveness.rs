@@ -25,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::kafka::client::ClientLog;
 use crate::kafka::source::{Source, SourceError};
 use crate::kafka::Clients;
 
@@ -381,7 +382,7 @@ const ROUND_TRIP: Duration = Duration::from_secs(5);
 struct Judge {
     stage: StageName,
     topic: String,
-    client: BaseConsumer,
+    client: BaseConsumer<ClientLog>,
     tracker: OrphanTracker,
     interval: Duration,
     /// A loop that has not turned for this long is stuck: its partitions go unstamped.
@@ -402,7 +403,7 @@ impl Judge {
                 &format!("{}.liveness", config.group_id),
                 &format!("streamhost-liveness-{}", config.group_id),
             )
-            .create()
+            .create_with_context(ClientLog)
             .map_err(|source| SourceError::Kafka {
                 context: "create the watchdog's client",
                 source,

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
@@ -25,6 +26,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::KafkaConfig;
+use crate::kafka::client::ClientLog;
 use crate::kafka::Clients;
 use crate::records::dlq::{DlqRecord, RawError};
 use crate::timefmt;
@@ -373,13 +375,13 @@ fn replay(
         },
         other => other,
     })?;
-    let producer: Option<FutureProducer> = if plan.dry_run {
+    let producer: Option<FutureProducer<ClientLog>> = if plan.dry_run {
         None
     } else {
         Some(
             clients
                 .producer("streamhost-dlq-replay")
-                .create()
+                .create_with_context(ClientLog)
                 .map_err(kafka("kafka producer"))?,
         )
     };
@@ -489,6 +491,10 @@ fn replay(
 struct QuietEof;
 
 impl ClientContext for QuietEof {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        ClientLog::line(level, facility, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         if matches!(
             error,
@@ -496,7 +502,7 @@ impl ClientContext for QuietEof {
         ) {
             tracing::debug!(%error, reason, "end of partition");
         } else {
-            tracing::error!(%error, reason, "librdkafka error");
+            ClientLog::error(&error, reason);
         }
     }
 }
@@ -544,7 +550,7 @@ fn bounds(
 
 /// Queue one record; waits while librdkafka's local queue is full.
 fn send(
-    producer: &FutureProducer,
+    producer: &FutureProducer<ClientLog>,
     topic: &str,
     payload: &[u8],
 ) -> Result<DeliveryFuture, KafkaError> {

@@ -3,10 +3,17 @@
 //! every client the host creates.
 
 use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::ClientConfig;
 
 use crate::config::KafkaConfig;
+use crate::limiter::Limiter;
 
 /// Options the host sets itself because its guarantees rest on them: a deployment
 /// cannot override them through `[kafka.client]`.
@@ -117,6 +124,86 @@ impl Clients {
         config
     }
 }
+
+/// What every client of the host does with librdkafka's own log lines and global
+/// errors. A broker gone away is reported by each client, once per failed connection:
+/// about a hundred error lines from one host over a 3 s broker restart. librdkafka
+/// reconnects by itself, so these are warnings, and one line every 10 s speaks for all
+/// clients, with the count left out. Anything else is logged as rdkafka would.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientLog;
+
+/// Shared by every client of the process: they lose the broker together.
+static UNREACHABLE: Mutex<Limiter> = Mutex::new(Limiter::new(1, Duration::from_secs(10)));
+
+impl ClientLog {
+    /// A global error of any client.
+    pub fn error(error: &KafkaError, reason: &str) {
+        let unreachable = matches!(
+            error,
+            KafkaError::Global(
+                RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure
+            )
+        );
+        if unreachable {
+            Self::unreachable(reason);
+        } else {
+            tracing::error!(%error, reason, "librdkafka error");
+        }
+    }
+
+    /// A log line of librdkafka's.
+    pub fn line(level: RDKafkaLogLevel, facility: &str, message: &str) {
+        // `FAIL`: a connection to a broker failed or was lost.
+        if facility == "FAIL" {
+            return Self::unreachable(message);
+        }
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", "librdkafka: {facility} {message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", "librdkafka: {facility} {message}")
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", "librdkafka: {facility} {message}")
+            }
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(target: "librdkafka", "librdkafka: {facility} {message}")
+            }
+        }
+    }
+
+    fn unreachable(detail: &str) {
+        let admitted = UNREACHABLE
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .admit(Instant::now());
+        match admitted {
+            Some(suppressed) => tracing::warn!(
+                detail,
+                suppressed,
+                "broker unreachable; librdkafka reconnects by itself"
+            ),
+            None => tracing::debug!(detail, "broker unreachable"),
+        }
+    }
+}
+
+impl ClientContext for ClientLog {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        Self::line(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        Self::error(&error, reason);
+    }
+}
+
+impl ConsumerContext for ClientLog {}
 
 #[cfg(test)]
 mod tests {

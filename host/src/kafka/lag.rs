@@ -6,6 +6,7 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::client::ClientLog;
 use super::source::{kafka, SourceError};
 use super::Clients;
 
@@ -13,7 +14,7 @@ use super::Clients;
 /// (no subscription: only offset fetches and metadata). The window stage uses it to
 /// tell a source partition the validate stage has yet to catch up on from an idle one.
 pub struct GroupLag {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<ClientLog>,
     topic: String,
     /// Per partition, the committed offset at the previous reading.
     previous: HashMap<i32, i64>,
@@ -29,9 +30,9 @@ impl std::fmt::Debug for GroupLag {
 
 impl GroupLag {
     pub fn new(clients: &Clients, group_id: &str, topic: &str) -> Result<Self, SourceError> {
-        let consumer: BaseConsumer = clients
+        let consumer: BaseConsumer<ClientLog> = clients
             .reader(group_id, &format!("streamhost-lag-{group_id}"))
-            .create()
+            .create_with_context(ClientLog)
             .map_err(kafka("create lag reader"))?;
         Ok(Self {
             consumer,

@@ -9,6 +9,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 
+use super::client::ClientLog;
 use super::Clients;
 use crate::config::KafkaConfig;
 use crate::records::{Destination, Output};
@@ -36,7 +37,7 @@ impl std::fmt::Debug for Deliveries {
 }
 
 pub struct Sink {
-    producer: FutureProducer,
+    producer: FutureProducer<ClientLog>,
     enriched_topic: String,
     dlq_topic: String,
     averages_topic: String,
@@ -50,9 +51,9 @@ impl std::fmt::Debug for Sink {
 
 impl Sink {
     pub fn new(clients: &Clients, kafka: &KafkaConfig) -> Result<Self, SinkError> {
-        let producer: FutureProducer = clients
+        let producer: FutureProducer<ClientLog> = clients
             .producer("streamhost-producer")
-            .create()
+            .create_with_context(ClientLog)
             .map_err(SinkError::Create)?;
         Ok(Self {
             producer,

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -15,6 +16,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::Instant;
 
+use super::client::ClientLog;
 use super::Clients;
 use crate::limiter::Limiter;
 use crate::records::SourceRecord;
@@ -60,7 +62,15 @@ impl Revocations {
     }
 }
 
-impl ClientContext for Revocations {}
+impl ClientContext for Revocations {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        ClientLog::line(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        ClientLog::error(&error, reason);
+    }
+}
 
 impl ConsumerContext for Revocations {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

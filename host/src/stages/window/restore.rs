@@ -31,6 +31,7 @@ pub enum RestoreError {
     Task { topic: String, reason: String },
 }
 
+use crate::kafka::client::ClientLog;
 use crate::kafka::Clients;
 use crate::records::average;
 
@@ -81,9 +82,9 @@ fn emitted_through(
         topic: topic.to_string(),
         source,
     };
-    let consumer: BaseConsumer = clients
+    let consumer: BaseConsumer<ClientLog> = clients
         .reader("streamhost-restore", "streamhost-restore")
-        .create()
+        .create_with_context(ClientLog)
         .map_err(kafka)?;
     let metadata = consumer
         .fetch_metadata(Some(topic), timeout)
