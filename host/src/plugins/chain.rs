@@ -148,24 +148,19 @@ impl Chain {
                 }
             }
         }
-        let mut still_in = latest
-            .iter()
-            .map(|(at, _)| *at)
-            .collect::<Vec<_>>()
-            .into_iter();
-        let mut skip = still_in.next();
-        rejected.extend(latest.into_iter().map(|(at, r)| (positions[at], r)));
+        // The last plugin's rejections leave for the outcomes; the batch stays as it is.
+        let mut gone = Vec::with_capacity(latest.len());
+        rejected.extend(latest.into_iter().map(|(at, rejection)| {
+            gone.push(at);
+            (positions[at], rejection)
+        }));
+        let mut gone = gone.into_iter().peekable();
         let accepted = positions
             .into_iter()
             .zip(batch)
             .enumerate()
-            .filter_map(|(at, kept)| {
-                if skip == Some(at) {
-                    skip = still_in.next();
-                    return None;
-                }
-                Some(kept)
-            });
+            .filter(move |(at, _)| gone.next_if_eq(at).is_none())
+            .map(|(_, kept)| kept);
         merge(total, accepted, rejected)
     }
 }
@@ -257,6 +252,21 @@ mod tests {
         Rejection::by_plugin(code.into(), String::new())
     }
 
+    /// Each outcome as the rejection's code, or the accepted event's number as [`kept`].
+    fn summary(outcomes: &[Verdict]) -> Vec<String> {
+        outcomes
+            .iter()
+            .map(|o| match o {
+                Verdict::Accepted(e) => format!("{:?}", e.get(0)),
+                Verdict::Rejected(r) => r.code.clone(),
+            })
+            .collect()
+    }
+
+    fn kept(n: i64) -> String {
+        format!("{:?}", Some(&Value::Integer(n)))
+    }
+
     /// Two plugins' rejections out of a batch of six: the rest stay in order, and the
     /// outcomes come back in input order whatever order the rejections were made in.
     #[test]
@@ -273,14 +283,7 @@ mod tests {
         remove(&mut batch, &mut positions, second, &mut rejected);
         assert_eq!(positions, [2, 3]);
         let outcomes = merge(6, positions.into_iter().zip(batch), rejected);
-        let got: Vec<String> = outcomes
-            .iter()
-            .map(|o| match o {
-                Verdict::Accepted(e) => format!("{:?}", e.get(0)),
-                Verdict::Rejected(r) => r.code.clone(),
-            })
-            .collect();
-        let kept = |n| format!("{:?}", Some(&Value::Integer(n)));
+        let got = summary(&outcomes);
         assert_eq!(got, ["b", "a", &kept(2), &kept(3), "a", "b"]);
     }
 
@@ -290,14 +293,7 @@ mod tests {
     fn a_lost_position_keeps_the_others_in_place() {
         let accepted = [(1, event(1)), (3, event(3))].into_iter();
         let outcomes = merge(5, accepted, vec![(4, rejection("a"))]);
-        let got: Vec<String> = outcomes
-            .iter()
-            .map(|o| match o {
-                Verdict::Accepted(e) => format!("{:?}", e.get(0)),
-                Verdict::Rejected(r) => r.code.clone(),
-            })
-            .collect();
-        let kept = |n| format!("{:?}", Some(&Value::Integer(n)));
+        let got = summary(&outcomes);
         let lost = HostCode::PluginFailed.as_str();
         assert_eq!(got, [lost, &kept(1), lost, &kept(3), "a"]);
     }
