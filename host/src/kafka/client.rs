@@ -139,17 +139,22 @@ static UNREACHABLE: Mutex<Limiter> = Mutex::new(Limiter::new(1, Duration::from_s
 impl ClientLog {
     /// A global error of any client.
     pub fn error(error: &KafkaError, reason: &str) {
-        let unreachable = matches!(
-            error,
-            KafkaError::Global(
-                RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure
-            )
-        );
-        if unreachable {
-            Self::unreachable(reason);
-        } else {
+        if !Self::unreachable_error(error, reason) {
             tracing::error!(%error, reason, "librdkafka error");
         }
+    }
+
+    /// Whether `error`, global or met while consuming, says that no broker can be
+    /// reached; if so, it is logged as that.
+    pub fn unreachable_error(error: &KafkaError, detail: &str) -> bool {
+        let unreachable = matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure)
+        );
+        if unreachable {
+            Self::unreachable(detail);
+        }
+        unreachable
     }
 
     /// A log line of librdkafka's.

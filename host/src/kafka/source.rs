@@ -87,8 +87,8 @@ pub struct Source {
     group_id: String,
     topic: String,
     last_assignment: std::sync::Mutex<Vec<i32>>,
-    /// Consumer errors librdkafka recovers from come in floods while a broker is away
-    /// (one per failed connection): the first is logged, then one every 10 s.
+    /// Consumer errors librdkafka recovers from can come in floods (one per fetch): the
+    /// first is logged, then one every 10 s. A broker gone away is [`ClientLog`]'s.
     errors: Mutex<Limiter>,
 }
 
@@ -207,6 +207,9 @@ impl Source {
                 Ok(Err(e)) if recovers(&e) => {
                     // A broker gone away, a topic not created yet: the loop keeps
                     // turning (commits, watchdog) while librdkafka retries.
+                    if ClientLog::unreachable_error(&e, &self.topic) {
+                        return Ok(Some(batch));
+                    }
                     let admitted = self
                         .errors
                         .lock()
