@@ -277,12 +277,15 @@ pub enum ReplayError {
         idle: Duration,
         partitions: Vec<i32>,
     },
-    #[error("{failed} of the selected records were not acknowledged by the broker (first error: {first}); {}", acknowledged(*.replayed, .to))]
+    #[error("{failed} of the selected records were not acknowledged by the broker (first error: {first}){}; {}", missing(*.to_missing, .to), acknowledged(*.replayed, .to))]
     Delivery {
         failed: u64,
         replayed: u64,
         first: String,
         to: String,
+        /// The brokers say `to` does not exist. librdkafka may report that as a
+        /// timeout, when its delivery timeout ends before its wait for the topic does.
+        to_missing: bool,
     },
 }
 
@@ -293,6 +296,14 @@ pub struct ReplayFailed {
     pub summary: Box<Summary>,
     /// Shown as this error's message (not as its source, so it is not printed twice).
     pub error: ReplayError,
+}
+
+fn missing(to_missing: bool, to: &str) -> String {
+    if to_missing {
+        format!(": topic {to} does not exist; create it first")
+    } else {
+        String::new()
+    }
 }
 
 fn acknowledged(replayed: u64, to: &str) -> String {
@@ -481,6 +492,10 @@ fn replay(
             replayed: summary.replayed(),
             first: summary.first_failure.clone().unwrap_or_default(),
             to: plan.to.clone(),
+            to_missing: matches!(
+                partitions(&consumer, &plan.to),
+                Err(ReplayError::NoTopic(_))
+            ),
         });
     }
     Ok(())
@@ -511,10 +526,9 @@ impl ConsumerContext for QuietEof {}
 
 /// Per partition with records, its high watermark now; the consumer is assigned to
 /// read each from its low watermark.
-fn bounds(
-    consumer: &BaseConsumer<QuietEof>,
-    topic: &str,
-) -> Result<HashMap<i32, i64>, ReplayError> {
+/// The partitions of `topic`, asked of the brokers (a consumer's request does not
+/// create the topic).
+fn partitions(consumer: &BaseConsumer<QuietEof>, topic: &str) -> Result<Vec<i32>, ReplayError> {
     let metadata = consumer
         .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
         .map_err(kafka(format!("metadata of {topic}")))?;
@@ -527,6 +541,14 @@ fn bounds(
     if partitions.is_empty() {
         return Err(ReplayError::NoTopic(topic.to_string()));
     }
+    Ok(partitions)
+}
+
+fn bounds(
+    consumer: &BaseConsumer<QuietEof>,
+    topic: &str,
+) -> Result<HashMap<i32, i64>, ReplayError> {
+    let partitions = partitions(consumer, topic)?;
     let mut ends = HashMap::new();
     let mut assign = TopicPartitionList::new();
     for p in partitions {
@@ -744,20 +766,28 @@ mod tests {
 
     #[test]
     fn a_failed_delivery_says_whether_running_again_duplicates() {
-        let error = |replayed| ReplayError::Delivery {
+        let error = |replayed, to_missing| ReplayError::Delivery {
             failed: 2,
             replayed,
             first: "UnknownTopicOrPartition".into(),
             to: "my_events".into(),
+            to_missing,
         };
-        let none = error(0).to_string();
+        let none = error(0, false).to_string();
         assert!(none.starts_with("2 of the selected records were not acknowledged"));
         assert!(
             none.contains("UnknownTopicOrPartition") && none.contains("safe"),
             "{none}"
         );
-        let some = error(5).to_string();
+        let some = error(5, false).to_string();
         assert!(some.contains("5 were and are in my_events"), "{some}");
+        let missing = error(0, true);
+        assert!(
+            missing.to_string().contains(
+                "(first error: UnknownTopicOrPartition): topic my_events does not exist; create it first; none was"
+            ),
+            "{missing}"
+        );
     }
 
     #[test]
