@@ -38,6 +38,14 @@ PLUGIN_DIR=${STREAMHOST_PLUGINS__DIR:-$STATE/plugins.d}
 log() { printf '\033[1m[%s]\033[0m %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 
+# The plugins' target (wasm32-wasip2), added to the toolchain once. Anything that
+# compiles or lints a plugin calls this first: a fresh machine has only the host target.
+wasm_target() {
+  rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 && return
+  log "adding the wasm32-wasip2 target"
+  rustup target add wasm32-wasip2 >&2
+}
+
 # wait_for DESCRIPTION SECONDS COMMAND...: retry COMMAND until it succeeds.
 wait_for() {
   local what=$1 secs=$2; shift 2
