@@ -7,6 +7,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 CACHE=${STREAMHOST_CACHE:-$HOME/.cache/streamhost}
 # Runtime state (broker data, ClickHouse data, logs, pid files) of this checkout.
 STATE=${STREAMHOST_STATE_DIR:-$ROOT/.state}
+# The compose test's (scripts/compose-test): apart, because its images build while the
+# integration tests run, and those reset $STATE.
+COMPOSE_STATE=${STREAMHOST_COMPOSE_STATE_DIR:-$ROOT/.state-compose}
 
 TANSU_VERSION=0.6.0
 TANSU_FEATURES=dynostore,libsql
