@@ -147,7 +147,12 @@ def settled_window_rows(hosts: list[Host]) -> dict[tuple[str, str], int]:
     from .kafka import watermarks  # noqa: PLC0415
 
     def settled():
-        if sum(h.metric("streamhost_records_in_total") for h in hosts) == 0:
+        # The window stage must own every partition and have read: a host restarted a
+        # moment ago has no window open before its group assigns it partitions.
+        owned = sum(h.metric("streamhost_assigned_partitions", stage="window") for h in hosts)
+        if owned < len(watermarks("enriched_events")):
+            return False
+        if sum(h.metric("streamhost_records_in_total", topic="enriched_events") for h in hosts) == 0:
             return False
         if any(h.metric("streamhost_open_windows") != 0 for h in hosts):
             return False
