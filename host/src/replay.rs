@@ -524,8 +524,6 @@ impl ClientContext for QuietEof {
 
 impl ConsumerContext for QuietEof {}
 
-/// Per partition with records, its high watermark now; the consumer is assigned to
-/// read each from its low watermark.
 /// The partitions of `topic`, asked of the brokers (a consumer's request does not
 /// create the topic).
 fn partitions(consumer: &BaseConsumer<QuietEof>, topic: &str) -> Result<Vec<i32>, ReplayError> {
@@ -544,6 +542,8 @@ fn partitions(consumer: &BaseConsumer<QuietEof>, topic: &str) -> Result<Vec<i32>
     Ok(partitions)
 }
 
+/// Per partition with records, its high watermark now; the consumer is assigned to
+/// read each from its low watermark.
 fn bounds(
     consumer: &BaseConsumer<QuietEof>,
     topic: &str,
