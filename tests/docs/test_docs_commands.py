@@ -66,6 +66,8 @@ def healthy(url: str) -> bool:
 def run_server(where: str, cmd: str) -> None:
     """A documented `streamhost run`: it must come up and stop cleanly on SIGTERM."""
     assert sh("scripts/stack up").returncode == 0
+    # Another host there (the demo's, say) would answer for this one.
+    assert not healthy("http://127.0.0.1:9898/health"), f"{where}: a host already answers on 127.0.0.1:9898"
     proc = subprocess.Popen(["bash", "-c", "exec env " + cmd], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
@@ -144,6 +146,10 @@ def test_every_documented_command_runs():
                     cmd += " --events 30000 --countries-events 3000"  # argparse: the last value wins
                 r = sh(cmd, env=env)
                 assert r.returncode == 0, f"{where}: `{cmd}` failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
+                if cmd == "scripts/demo":
+                    # README: after the demo, the host keeps running for more events.
+                    assert healthy("http://127.0.0.1:9898/health"), f"{where}: the demo's host is not running after it"
+                    assert "streamhost  running" in sh("scripts/stack status").stdout
             ran.append(cmd)
     finally:
         for path in made:
