@@ -141,18 +141,27 @@ def assigned(hosts: list[Host], stage: str) -> float:
 
 
 def settled_window_rows(hosts: list[Host]) -> dict[tuple[str, str], int]:
-    """Wait until the hosts have closed every window (idleness) and ClickHouse has
-    ingested every record of country_event_averages; then (country, window) → count."""
+    """Wait until both stages have read and committed all of their input, the hosts
+    have closed every window (idleness) and ClickHouse has ingested every record of
+    country_event_averages; then (country, window) → count.
+
+    "No open window" alone is not the end: a host restarted a moment ago has none
+    before its group assigns it partitions, and neither does one that has closed the
+    windows of what it has read so far. Committed offsets at the end of each input
+    say that nothing is left to read (the window stage commits no further than its
+    oldest open window needs)."""
     from .clickhouse import ch_value, window_rows  # noqa: PLC0415
-    from .kafka import watermarks  # noqa: PLC0415
+    from .kafka import committed, watermarks  # noqa: PLC0415
+
+    def consumed(group: str, topic: str) -> bool:
+        ends = watermarks(topic)
+        done = committed(group, topic, len(ends))
+        return all(done.get(p, -1) >= end for p, end in ends.items() if end > 0)
 
     def settled():
-        # The window stage must own every partition and have read: a host restarted a
-        # moment ago has no window open before its group assigns it partitions.
-        owned = sum(h.metric("streamhost_assigned_partitions", stage="window") for h in hosts)
-        if owned < len(watermarks("enriched_events")):
+        if not (consumed("streamhost", "my_events") and consumed("streamhost-windows", "enriched_events")):
             return False
-        if sum(h.metric("streamhost_records_in_total", topic="enriched_events") for h in hosts) == 0:
+        if sum(h.metric("streamhost_assigned_partitions", stage="window") for h in hosts) < len(watermarks("enriched_events")):
             return False
         if any(h.metric("streamhost_open_windows") != 0 for h in hosts):
             return False
