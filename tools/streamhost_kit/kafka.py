@@ -70,3 +70,10 @@ def committed(group: str, topic: str = "my_events", partitions: int = 3) -> dict
         return {tp.partition: tp.offset for tp in got}
     finally:
         c.close()
+
+
+def consumed(group: str, topic: str) -> bool:
+    """Whether the group has committed every record the topic holds now."""
+    ends = watermarks(topic)
+    done = committed(group, topic, len(ends))
+    return all(done.get(p, -1) >= end for p, end in ends.items() if end > 0)

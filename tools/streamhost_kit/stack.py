@@ -151,12 +151,7 @@ def settled_window_rows(hosts: list[Host]) -> dict[tuple[str, str], int]:
     say that nothing is left to read (the window stage commits no further than its
     oldest open window needs)."""
     from .clickhouse import ch_value, window_rows  # noqa: PLC0415
-    from .kafka import committed, watermarks  # noqa: PLC0415
-
-    def consumed(group: str, topic: str) -> bool:
-        ends = watermarks(topic)
-        done = committed(group, topic, len(ends))
-        return all(done.get(p, -1) >= end for p, end in ends.items() if end > 0)
+    from .kafka import consumed, watermarks  # noqa: PLC0415
 
     def settled():
         if not (consumed("streamhost", "my_events") and consumed("streamhost-windows", "enriched_events")):
