@@ -20,7 +20,7 @@ import pytest
 
 from streamhost_kit.clickhouse import ch_rows, ch_value
 from streamhost_kit.events import ALLOWED, event, payload
-from streamhost_kit.kafka import consumed, produce, watermarks
+from streamhost_kit.kafka import pipeline_consumed, produce, watermarks
 from streamhost_kit.stack import PLUGINS_BUILT, ROOT
 from streamhost_kit.superset import CHARTS, open_dashboard
 from streamhost_kit.util import wait_until
@@ -97,7 +97,7 @@ def test_dashboard_renders_every_chart_with_the_pipelines_numbers(fresh_stack, h
     def settled():
         # Both stages done with their input: "no open window" alone also holds before
         # the window stage has read everything.
-        if not (consumed("streamhost", "my_events") and consumed("streamhost-windows", "enriched_events")):
+        if not pipeline_consumed():
             return False
         if host.metric("streamhost_open_windows") != 0:
             return False

@@ -77,3 +77,10 @@ def consumed(group: str, topic: str) -> bool:
     ends = watermarks(topic)
     done = committed(group, topic, len(ends))
     return all(done.get(p, -1) >= end for p, end in ends.items() if end > 0)
+
+
+def pipeline_consumed() -> bool:
+    """Whether both stages (the host's default groups) have committed all of their
+    input: the validate stage all of my_events, then the window stage all of
+    enriched_events (it commits no further than its oldest open window needs)."""
+    return consumed("streamhost", "my_events") and consumed("streamhost-windows", "enriched_events")

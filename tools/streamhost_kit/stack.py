@@ -148,13 +148,12 @@ def settled_window_rows(hosts: list[Host]) -> dict[tuple[str, str], int]:
     "No open window" alone is not the end: a host restarted a moment ago has none
     before its group assigns it partitions, and neither does one that has closed the
     windows of what it has read so far. Committed offsets at the end of each input
-    say that nothing is left to read (the window stage commits no further than its
-    oldest open window needs)."""
+    say that nothing is left to read."""
     from .clickhouse import ch_value, window_rows  # noqa: PLC0415
-    from .kafka import consumed, watermarks  # noqa: PLC0415
+    from .kafka import pipeline_consumed, watermarks  # noqa: PLC0415
 
     def settled():
-        if not (consumed("streamhost", "my_events") and consumed("streamhost-windows", "enriched_events")):
+        if not pipeline_consumed():
             return False
         if sum(h.metric("streamhost_assigned_partitions", stage="window") for h in hosts) < len(watermarks("enriched_events")):
             return False
