@@ -72,6 +72,8 @@ stop_pidfile() {
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
     log "$name stopped (pid $pid)"
+  else
+    log "$name was not running (pid $pid had exited)"
   fi
   rm -f "$pidfile"
 }
