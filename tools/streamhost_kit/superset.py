@@ -41,24 +41,33 @@ def open_dashboard(superset: str = SUPERSET, *, screenshot) -> dict[str, dict]:
             page = browser.new_page(viewport={"width": 1600, "height": 1150})
             page.set_default_timeout(120_000)
 
+            # The handler only keeps the response: its body is read below, outside the
+            # event handler (a handler that waits on the browser can stall the events).
+            answered = {}
+
             def on_response(resp):
                 if "/api/v1/chart/data" in resp.url and resp.request.method == "POST":
                     form = json.loads(resp.request.post_data or "{}").get("form_data", {})
-                    try:
-                        body = resp.json()
-                    except Exception as e:  # noqa: BLE001 - recorded, asserted below
-                        body = {"error": repr(e)}
-                    by_id[form.get("slice_id")] = {"status": resp.status, "body": body}
+                    answered[form.get("slice_id")] = resp
 
             page.on("response", on_response)
+            trace = _PageTrace(page, superset)
             log_in(page, superset)
             # The charts are waited for below, by their data requests.
             page.goto(f"{superset}/superset/dashboard/streamhost/", wait_until="domcontentloaded")
             # 1. every chart's data request answered (each one runs a ClickHouse query)
             deadline = time.monotonic() + 300
-            while len(by_id) < len(CHARTS):
-                assert time.monotonic() < deadline, f"chart data answered for {sorted(by_id)} only, after 300 s"
+            while len(answered) < len(CHARTS):
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"chart data answered for {sorted(answered)} only, after 300 s\n"
+                                         + trace.report())
                 page.wait_for_timeout(250)
+            for slice_id, resp in answered.items():
+                try:
+                    body = resp.json()
+                except Exception as e:  # noqa: BLE001 - recorded, asserted below
+                    body = {"error": repr(e)}
+                by_id[slice_id] = {"status": resp.status, "body": body}
             failed = {slices.get(k, k): v for k, v in by_id.items() if v["status"] != 200}
             assert not failed, f"chart data requests failed: {failed}"
             # 2. every chart drew what it received
@@ -98,6 +107,57 @@ def open_dashboard(superset: str = SUPERSET, *, screenshot) -> dict[str, dict]:
     return out
 
 
+class _PageTrace:
+    """What a page did, for the message of a test that waited for it in vain: requests
+    still open, requests that failed or got an error status, console errors, uncaught
+    exceptions and crashes, and what the page shows."""
+
+    def __init__(self, page, superset: str):
+        self.page, self.superset = page, superset
+        self.open: dict[object, str] = {}
+        self.bad: list[str] = []
+        self.console: list[str] = []
+        page.on("request", lambda r: self.open.__setitem__(r, f"{r.method} {self._short(r.url)}"))
+        page.on("requestfinished", lambda r: self.open.pop(r, None))
+        page.on("requestfailed", self._failed)
+        page.on("response", lambda r: r.status >= 400 and self.bad.append(f"{r.status} {self._short(r.url)}"))
+        page.on("console", lambda m: m.type == "error" and self.console.append(m.text[:300]))
+        page.on("pageerror", lambda e: self.console.append(f"uncaught: {str(e)[:300]}"))
+        page.on("crash", lambda _: self.console.append("the page crashed"))
+
+    def _short(self, url: str) -> str:
+        return url.removeprefix(self.superset)[:160]
+
+    def _failed(self, r) -> None:
+        self.open.pop(r, None)
+        self.bad.append(f"failed {r.method} {self._short(r.url)}: {r.failure}")
+
+    def report(self) -> str:
+        try:
+            shown = " ".join(self.page.inner_text("body", timeout=5_000).split())[:500]
+        except Exception as e:  # noqa: BLE001 - a report must not hide the failure it reports
+            shown = f"(body unreadable: {e!r})"
+        return "\n".join([
+            f"page: {self._short(self.page.url)}",
+            f"shows: {shown!r}",
+            f"requests still open: {sorted(self.open.values())[:20]}",
+            f"requests failed or refused: {self.bad[-20:]}",
+            f"console errors: {self.console[-10:]}",
+            f"ClickHouse is running: {_clickhouse_queries()}",
+        ])
+
+
+def _clickhouse_queries() -> object:
+    """The queries ClickHouse is running, with their age (a chart waits on one)."""
+    from .clickhouse import ch_rows
+
+    try:
+        return [f"{float(r['elapsed']):.0f}s {r['query'][:160]}" for r in ch_rows(
+            "SELECT elapsed, query FROM system.processes WHERE query NOT LIKE '%system.processes%'")]
+    except Exception as e:  # noqa: BLE001 - a report must not hide the failure it reports
+        return repr(e)
+
+
 def log_in(page, superset: str = SUPERSET, attempts: int = 4) -> None:
     """Log in through the login form, as a person does. Done once the browser has left
     the login page (the URL changed), not when the welcome page finished loading: the
@@ -127,6 +187,7 @@ def log_in(page, superset: str = SUPERSET, attempts: int = 4) -> None:
             except PlaywrightTimeout:
                 shown = "(no body)"
             seen.append(f"attempt {attempt}: still at {page.url}: {shown!r}")
+            print(f"Superset login, {seen[-1]}", flush=True)
     raise AssertionError("Superset login never left the login page:\n" + "\n".join(seen))
 
 
