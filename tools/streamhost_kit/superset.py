@@ -120,13 +120,17 @@ class _PageTrace:
         page.on("request", lambda r: self.open.__setitem__(r, f"{r.method} {self._short(r.url)}"))
         page.on("requestfinished", lambda r: self.open.pop(r, None))
         page.on("requestfailed", self._failed)
-        page.on("response", lambda r: r.status >= 400 and self.bad.append(f"{r.status} {self._short(r.url)}"))
+        page.on("response", self._responded)
         page.on("console", lambda m: m.type == "error" and self.console.append(m.text[:300]))
         page.on("pageerror", lambda e: self.console.append(f"uncaught: {str(e)[:300]}"))
         page.on("crash", lambda _: self.console.append("the page crashed"))
 
     def _short(self, url: str) -> str:
         return url.removeprefix(self.superset)[:160]
+
+    def _responded(self, r) -> None:
+        if r.status >= 400:
+            self.bad.append(f"{r.status} {self._short(r.url)}")
 
     def _failed(self, r) -> None:
         self.open.pop(r, None)
