@@ -18,6 +18,8 @@ import uuid
 import zipfile
 from datetime import datetime, timezone
 
+from superset_config import SUPERSET_WEBSERVER_TIMEOUT
+
 NAMESPACE = uuid.UUID("6f1f6c9e-4d3b-4a59-9d0e-3c1b5a7e2f10")
 DASHBOARD_TITLE = "streamhost: events, windows, data quality"
 DASHBOARD_SLUG = "streamhost"
@@ -287,7 +289,13 @@ def database_yaml(uri: str) -> dict:
         "allow_cvas": False,
         "allow_dml": False,
         "allow_file_upload": False,
-        "extra": {"allows_virtual_table_explore": True},
+        "extra": {
+            "allows_virtual_table_explore": True,
+            # clickhouse-sqlalchemy waits forever on a ClickHouse that does not answer,
+            # holding a Superset thread: give up before the browser does, so the chart
+            # shows the timeout.
+            "engine_params": {"connect_args": {"timeout": SUPERSET_WEBSERVER_TIMEOUT - 10}},
+        },
         "uuid": uid("database", DATABASE_NAME),
         "version": "1.0.0",
     }
