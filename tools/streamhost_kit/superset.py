@@ -7,10 +7,16 @@ import json
 import os
 import time
 import urllib.request
+import warnings
 
 
 CHROMIUM = os.environ.get("STREAMHOST_CHROMIUM", "/usr/bin/chromium")
 SUPERSET = f"http://127.0.0.1:{os.environ.get('STREAMHOST_SUPERSET_PORT', '8088')}"
+class SlowDashboard(UserWarning):
+    """The dashboard got there, but only after a retry or a long wait: pytest lists these
+    in its warnings summary, so a run that passes still says where the time went."""
+
+
 CHARTS = {
     "Rolling average of events per country (5-minute windows, last 3 hours)",
     "Daily active users per country",
@@ -56,12 +62,15 @@ def open_dashboard(superset: str = SUPERSET, *, screenshot) -> dict[str, dict]:
             # The charts are waited for below, by their data requests.
             page.goto(f"{superset}/superset/dashboard/streamhost/", wait_until="domcontentloaded")
             # 1. every chart's data request answered (each one runs a ClickHouse query)
-            deadline = time.monotonic() + 300
+            started = time.monotonic()
             while len(answered) < len(CHARTS):
-                if time.monotonic() > deadline:
+                if time.monotonic() > started + 300:
                     raise AssertionError(f"chart data answered for {sorted(answered)} only, after 300 s\n"
                                          + trace.report())
                 page.wait_for_timeout(250)
+            waited = time.monotonic() - started
+            if waited > 30:
+                warnings.warn(SlowDashboard(f"the charts' data took {waited:.0f} s\n" + trace.report()))
             for slice_id, resp in answered.items():
                 try:
                     body = resp.json()
@@ -124,6 +133,8 @@ class _PageTrace:
         page.on("console", lambda m: m.type == "error" and self.console.append(m.text[:300]))
         page.on("pageerror", lambda e: self.console.append(f"uncaught: {str(e)[:300]}"))
         page.on("crash", lambda _: self.console.append("the page crashed"))
+        self.visited: list[str] = []
+        page.on("framenavigated", lambda f: f == page.main_frame and self.visited.append(self._short(f.url)))
 
     def _short(self, url: str) -> str:
         return url.removeprefix(self.superset)[:160]
@@ -142,7 +153,7 @@ class _PageTrace:
         except Exception as e:  # noqa: BLE001 - a report must not hide the failure it reports
             shown = f"(body unreadable: {e!r})"
         return "\n".join([
-            f"page: {self._short(self.page.url)}",
+            f"page: {self._short(self.page.url)} (visited: {self.visited[-10:]})",
             f"shows: {shown!r}",
             f"requests still open: {sorted(self.open.values())[:20]}",
             f"requests failed or refused: {self.bad[-20:]}",
@@ -167,12 +178,36 @@ def log_in(page, superset: str = SUPERSET, attempts: int = 4) -> None:
     the login page (the URL changed), not when the welcome page finished loading: the
     welcome page is not needed, and its first load on a cold server can be slow. A form
     that did not take (a click before the form was ready, a worker restarted mid-request)
-    is tried again; giving up says what the page showed."""
+    is tried again; an attempt that did not take, and giving up, say what the page
+    showed and the steps the browser went through."""
+    started, steps = time.monotonic(), []
+
+    def step(what: str) -> None:
+        steps.append(f"{time.monotonic() - started:.1f}s {what.replace(superset, '')[:120]}")
+
+    def on_nav(frame) -> None:
+        if frame == page.main_frame:
+            step(f"at {frame.url}")
+
+    def on_resp(resp) -> None:
+        if resp.request.is_navigation_request() or "/login" in resp.url:
+            step(f"{resp.status} {resp.request.method} {resp.url}")
+
+    page.on("framenavigated", on_nav)
+    page.on("response", on_resp)
+    try:
+        _log_in(page, superset, attempts, steps)
+    finally:
+        page.remove_listener("framenavigated", on_nav)
+        page.remove_listener("response", on_resp)
+
+
+def _log_in(page, superset: str, attempts: int, steps: list[str]) -> None:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+    seen = []
     user = os.environ.get("STREAMHOST_SUPERSET_USER", "admin")
     password = os.environ.get("STREAMHOST_SUPERSET_PASSWORD", "admin")
-    seen = []
     for attempt in range(1, attempts + 1):
         page.goto(f"{superset}/login/", wait_until="domcontentloaded")
         if page.url.startswith(superset) and "/login" not in page.url:
@@ -191,8 +226,9 @@ def log_in(page, superset: str = SUPERSET, attempts: int = 4) -> None:
             except PlaywrightTimeout:
                 shown = "(no body)"
             seen.append(f"attempt {attempt}: still at {page.url}: {shown!r}")
-            print(f"Superset login, {seen[-1]}", flush=True)
-    raise AssertionError("Superset login never left the login page:\n" + "\n".join(seen))
+            warnings.warn(SlowDashboard(f"Superset login, {seen[-1]}; steps: {steps[-12:]}"))
+    raise AssertionError("Superset login never left the login page:\n" + "\n".join(seen)
+                         + f"\nsteps: {steps[-20:]}")
 
 
 def wait_for_superset(superset: str = SUPERSET, timeout: float = 300) -> list[dict]:
