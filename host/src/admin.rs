@@ -1,5 +1,5 @@
 //! The admin endpoint (loopback by default): `/health` (200, or 503 with the stalled
-//! partitions), `/metrics` (Prometheus text),
+//! partitions and the plugin files that serve in no version), `/metrics` (Prometheus text),
 //! `/plugins` (what is loaded, and what was rejected and why).
 
 use std::net::SocketAddr;
@@ -31,8 +31,15 @@ pub async fn serve(
         .route(
             "/health",
             get(|State(s): State<AdminState>| async move {
-                // 503 while a stage sees a stalled partition: a supervisor can act on it.
-                let (ready, text) = s.health.report();
+                // 503 while a stage sees a stalled partition, or a deployed plugin file
+                // serves in no version: a supervisor or an operator can act on it.
+                let (mut ready, mut text) = s.health.report();
+                let plugins = crate::plugins::status::not_serving(&s.plugins);
+                if !plugins.is_empty() {
+                    let stages = text.strip_prefix("ok\n").unwrap_or(&text);
+                    text = format!("not ready\n{stages}{}\n", plugins.join("\n"));
+                    ready = false;
+                }
                 let status = if ready {
                     StatusCode::OK
                 } else {

@@ -61,6 +61,11 @@ pub struct PluginsConfig {
     pub cache_compiled: bool,
     /// Empty: [`crate::plugins::compiled::default_dir`].
     pub compiled_dir: PathBuf,
+    pub breaker_retry_secs: u64,
+    /// Plugin names that must serve: the host does not start without them, and a
+    /// change of the directory that would drop one is not installed.
+    pub must_serve: Vec<String>,
+    pub allow_empty: bool,
 }
 
 impl PluginsConfig {
@@ -133,6 +138,9 @@ impl Default for PluginsConfig {
             watch: true,
             cache_compiled: true,
             compiled_dir: PathBuf::new(),
+            breaker_retry_secs: 30,
+            must_serve: Vec::new(),
+            allow_empty: true,
         }
     }
 }
@@ -246,6 +254,13 @@ impl Config {
                 "must not be negative",
             ));
         }
+        if self.pipeline.max_message_bytes > crate::records::dlq::MAX_REPLAYABLE_BYTES {
+            return Err(invalid(
+                "pipeline.max_message_bytes",
+                &self.pipeline.max_message_bytes,
+                "must be at most 1489692: a larger input would not fit whole in its DLQ record (records::dlq::MAX_REPLAYABLE_BYTES)",
+            ));
+        }
         if self.plugins.memory_mb == 0 {
             return Err(invalid("plugins.memory_mb", &0, "must be at least 1"));
         }
@@ -288,11 +303,14 @@ const MEANINGS: &[(&str, &str)] = &[
     ("pipeline.batch_size", "records per batch through decode, plugins and produce"),
     ("pipeline.batch_wait_ms", "longest wait to fill a batch before processing a partial one"),
     ("pipeline.in_flight_batches", "batches produced but not yet acknowledged; 1 = wait for each batch's acks"),
-    ("pipeline.max_message_bytes", "larger payloads go to the DLQ as message_too_large"),
+    ("pipeline.max_message_bytes", "larger payloads go to the DLQ as message_too_large; at most 1489692, so that every input fits whole in its DLQ record"),
     ("plugins.dir", "directory of *.wasm components, run in file-name order"),
     ("plugins.memory_mb", "linear-memory cap per plugin instance"),
     ("plugins.batch_deadline_ms", "CPU budget per plugin call (one batch); past it the batch goes to the DLQ"),
-    ("plugins.breaker_threshold", "failed batches in a row after which a plugin is disabled (until a new file is deployed)"),
+    ("plugins.breaker_threshold", "batches in a row on which a plugin judged nothing (every call failed) after which it is disabled"),
+    ("plugins.breaker_retry_secs", "a disabled plugin is tried again on one batch after this long, then after twice as long each time it fails again (up to 10 minutes); a new file resets it"),
+    ("plugins.must_serve", "plugin names (as `describe` gives them) that must serve: the host does not start without each, and a directory change that would drop one is not installed"),
+    ("plugins.allow_empty", "start with no plugin serving (every decodable event accepted); false: refuse to start"),
     ("plugins.watch", "watch plugins.dir and swap the chain live when a .wasm or .toml file changes"),
     ("plugins.cache_compiled", "keep compiled plugins on disk, so a file seen before loads in a millisecond"),
     ("plugins.compiled_dir", "where (empty: $XDG_CACHE_HOME or ~/.cache, then streamhost/compiled; owned by this user)"),

@@ -32,4 +32,5 @@ pub mod records;
 pub mod replay;
 pub mod schema;
 pub mod stages;
+pub mod text;
 pub mod timefmt;

@@ -285,19 +285,40 @@ async fn run(config_file: Option<&Path>, schema_file: Option<PathBuf>) -> Result
             dir.display()
         );
     }
-    let mut reloader = Reloader::new(runtime, dir, board.clone());
+    let mut reloader =
+        Reloader::new(runtime, dir, board.clone()).must_serve(&config.plugins.must_serve);
     let members = reloader
         .scan()
         .with_context(|| format!("cannot read the plugin directory {}", dir.display()))?
         .unwrap_or_default();
+    let missing: Vec<&String> = config
+        .plugins
+        .must_serve
+        .iter()
+        .filter(|name| !members.iter().any(|m| m.plugin.name() == name.as_str()))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "plugins.must_serve names {missing:?}, but no such plugin loaded from {} \
+             (the log above says why a file was rejected; names are what `plugin check` prints)",
+            dir.display()
+        );
+    }
     if members.is_empty() {
+        if !config.plugins.allow_empty {
+            bail!(
+                "no plugin serves from {} and plugins.allow_empty is false",
+                dir.display()
+            );
+        }
         tracing::warn!(dir = %dir.display(), "no plugins serving: every decodable event will be accepted");
     }
     let chain = Chain::new(
         members,
         config.plugins.breaker_threshold,
         Some(board.clone()),
-    );
+    )
+    .with_retry(Duration::from_secs(config.plugins.breaker_retry_secs));
     let clients = Clients::new(&config.kafka);
     let sink = Sink::new(&clients, &config.kafka)?;
 

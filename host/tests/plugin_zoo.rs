@@ -153,23 +153,22 @@ fn a_trap_loop_oom_or_miscount_fails_only_its_batch_and_the_instance_is_replaced
         ("/oom", "out of memory"),
         (
             "/miscount",
-            "bad answer: a rejection names event 2, but the batch has 2 events",
+            "bad answer: a rejection names event 1, but the batch has 1 events",
         ),
     ] {
         let started = Instant::now();
         let out = chain.process(vec![event("/ok", "US", 1), event(url, "US", 2)]);
+        // The batch is judged again in halves: the event the plugin fails on goes to
+        // the DLQ alone, the other is judged.
         assert_eq!(
             codes(&out),
-            [
-                HostCode::PluginFailed.as_str(),
-                HostCode::PluginFailed.as_str()
-            ],
+            ["accepted", HostCode::PluginFailed.as_str()],
             "{url}"
         );
         assert!(
-            message(&out[0]).contains(needle) && message(&out[0]).starts_with("zoo-trapdoor@"),
+            message(&out[1]).contains(needle) && message(&out[1]).starts_with("zoo-trapdoor@"),
             "{url}: {}",
-            message(&out[0])
+            message(&out[1])
         );
         assert!(
             started.elapsed() < Duration::from_secs(5),
@@ -416,4 +415,129 @@ fn the_reloader_swaps_rejects_keeps_the_old_version_and_follows_manifests() {
         ["legacy-event-type@0.1.0"]
     );
     assert_eq!(board.read().unwrap().len(), 1);
+}
+
+#[test]
+fn a_poison_event_goes_to_the_dlq_alone_and_the_rest_of_its_batch_is_judged() {
+    let rt = runtime();
+    let mut chain = Chain::of(vec![
+        load(&rt, "zoo_trapdoor.wasm").unwrap(),
+        load(&rt, "quality.wasm").unwrap(),
+    ]);
+    let mut batch: Vec<Event> = (0..64).map(|i| event("/ok", "US", i)).collect();
+    batch[37] = event("/panic", "US", 37);
+    batch[50] = event("/x", "XX", 50);
+    let out = chain.process(batch);
+    let got = codes(&out);
+    for (i, code) in got.iter().enumerate() {
+        let expected = match i {
+            37 => HostCode::PluginFailed.as_str(),
+            50 => "invalid_country",
+            _ => "accepted",
+        };
+        assert_eq!(code, expected, "event {i}");
+    }
+    // The breaker counts batches it judged nothing of: this one does not count.
+    assert_eq!(chain.members()[0].plugin.consecutive_failures, 0);
+    assert!(!chain.members()[0].plugin.disabled);
+}
+
+#[test]
+fn a_batch_of_poison_is_bounded_in_calls_and_fails_whole() {
+    let rt = runtime();
+    let mut chain = Chain::of(vec![load(&rt, "zoo_trapdoor.wasm").unwrap()]);
+    // Every event traps: splitting stops after 2 log2(n) + 2 failed calls.
+    let started = Instant::now();
+    let out = chain.process((0..512).map(|i| event("/panic", "US", i)).collect());
+    assert!(codes(&out)
+        .iter()
+        .all(|c| c == HostCode::PluginFailed.as_str()));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(chain.members()[0].plugin.consecutive_failures, 1);
+}
+
+#[test]
+fn a_disabled_plugin_is_tried_again_after_its_back_off() {
+    let rt = runtime();
+    let members = || {
+        vec![Member {
+            plugin: load(&rt, "zoo_trapdoor.wasm").unwrap(),
+            required: true,
+        }]
+    };
+    // Back-off of an hour: disabled, its events go to the DLQ as plugin_disabled.
+    let mut chain = Chain::new(members(), 2, None).with_retry(Duration::from_secs(3600));
+    chain.process(vec![event("/panic", "US", 1)]);
+    chain.process(vec![event("/panic", "US", 1)]);
+    let out = chain.process(vec![event("/fine", "US", 1)]);
+    assert_eq!(codes(&out), [HostCode::PluginDisabled.as_str()]);
+    assert!(
+        message(&out[0]).contains("tried again in"),
+        "{}",
+        message(&out[0])
+    );
+    // No back-off: the next batch is a trial; still failing, it stays disabled...
+    let mut chain = Chain::new(members(), 2, None).with_retry(Duration::ZERO);
+    chain.process(vec![event("/panic", "US", 1)]);
+    chain.process(vec![event("/panic", "US", 1)]);
+    assert!(chain.members()[0].plugin.disabled);
+    let out = chain.process(vec![event("/panic", "US", 1)]);
+    assert_eq!(codes(&out), [HostCode::PluginFailed.as_str()]);
+    assert!(chain.members()[0].plugin.disabled);
+    // ... and once it judges a batch, it serves again.
+    let out = chain.process(vec![event("/fine", "US", 1)]);
+    assert_eq!(codes(&out), ["accepted"]);
+    assert!(!chain.members()[0].plugin.disabled);
+    assert_eq!(chain.processed_by(), chain.members()[0].plugin.id());
+}
+
+#[test]
+fn hostile_answers_fail_only_their_event_with_the_limit_named() {
+    let rt = runtime();
+    let mut chain = Chain::new(
+        vec![Member {
+            plugin: load(&rt, "zoo_flood.wasm").unwrap(),
+            required: true,
+        }],
+        100,
+        None,
+    );
+    for (url, needle) in [
+        ("/huge-code", "is not a snake_case identifier"),
+        ("/huge-message", "over the limit of 1024 bytes"),
+        ("/bad-code", r#"rejection code "Bad Code\nforged""#),
+        ("/alias", "answer too large"),
+    ] {
+        let started = Instant::now();
+        let out = chain.process(vec![event("/ok", "US", 1), event(url, "US", 2)]);
+        assert_eq!(
+            codes(&out),
+            ["accepted", HostCode::PluginFailed.as_str()],
+            "{url}"
+        );
+        let why = message(&out[1]);
+        assert!(
+            why.contains(needle),
+            "{url}: {}",
+            &why[..why.len().min(300)]
+        );
+        assert!(why.len() < 2048, "{url}: a message of {} bytes", why.len());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{url} took {:?}",
+            started.elapsed()
+        );
+    }
+    // Codes that are identifiers pass, as many as there are events.
+    let out = chain.process((0..300).map(|i| event("/codes", "US", i)).collect());
+    let got = codes(&out);
+    assert_eq!(got[7], "code_7");
+    assert_eq!(
+        got.iter().collect::<std::collections::HashSet<_>>().len(),
+        300
+    );
 }

@@ -115,8 +115,9 @@ impl Clients {
             .set("acks", "all")
             // No duplicates or reordering from the producer's own retries.
             .set("enable.idempotence", self.idempotence.to_string())
-            // Explicit: records::MAX_OUTPUT_BYTES keeps every record under it.
-            .set("message.max.bytes", "1000000");
+            // Explicit: records::MAX_OUTPUT_BYTES and dlq::MAX_DLQ_BYTES keep every
+            // record (and its key) under it.
+            .set("message.max.bytes", "2100000");
         self.tuning(&mut config, "linger.ms", PRODUCER_LINGER_MS);
         self.tuning(&mut config, "batch.num.messages", "10000");
         // Retry inside librdkafka for a long time; past that the caller decides.

@@ -5,7 +5,7 @@
 use super::bindings::{wit_0_3, wit_1};
 use super::columns::entry;
 use super::contract::{BriefFields, Kind};
-use crate::decode::MAX_TIMESTAMP;
+use crate::decode::{MAX_FIELD_BYTES, MAX_TIMESTAMP};
 use crate::event::{Event, Value};
 use crate::schema::{FieldType, Schema, HOST_FIELDS};
 
@@ -39,6 +39,24 @@ impl Rejection {
     }
 }
 
+/// Longest rejection code. A code is a stable snake_case identifier (`[a-z][a-z0-9_]*`):
+/// it is a metric label and a `GROUP BY` key downstream.
+pub const MAX_CODE_BYTES: usize = 64;
+/// Longest rejection message: a sentence for people reading the DLQ, not a payload.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+/// Longest field name an update may set, and a plugin's name or version.
+pub const MAX_NAME_BYTES: usize = 128;
+
+/// Whether `code` is a rejection code: `[a-z][a-z0-9_]*`, at most [`MAX_CODE_BYTES`].
+pub fn is_code(code: &str) -> bool {
+    let mut bytes = code.bytes();
+    code.len() <= MAX_CODE_BYTES
+        && bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+use crate::text::shown;
+
 /// Why an answer cannot be applied: the whole batch counts as failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AnswerError {
@@ -70,6 +88,58 @@ pub enum AnswerError {
     TimeOutOfRange { field: String, value: i64 },
     #[error("the update of `{0}` names a field the host writes itself")]
     HostField(String),
+    #[error("rejection code \"{0}\" is not a snake_case identifier ([a-z][a-z0-9_]*) of at most {MAX_CODE_BYTES} bytes")]
+    BadCode(String),
+    #[error("a rejection message is {0} bytes, over the limit of {MAX_MESSAGE_BYTES} bytes")]
+    MessageTooLong(usize),
+    #[error("an update names a field of {0} bytes; a field name has 1 to {MAX_NAME_BYTES} bytes")]
+    BadFieldName(usize),
+    #[error("the update of `{field}` sets a value of {size} bytes, over the schema's limit of {MAX_FIELD_BYTES} bytes")]
+    FieldTooLong { field: String, size: usize },
+}
+
+/// A plugin's rejection, checked against the limits on codes and messages.
+pub(crate) fn checked_rejection(code: String, message: String) -> Result<Rejection, AnswerError> {
+    check_rejection(&code, &message)?;
+    Ok(Rejection::by_plugin(code, message))
+}
+
+pub(crate) fn check_rejection(code: &str, message: &str) -> Result<(), AnswerError> {
+    if !is_code(code) {
+        return Err(AnswerError::BadCode(shown(code, MAX_CODE_BYTES)));
+    }
+    if message.len() > MAX_MESSAGE_BYTES {
+        return Err(AnswerError::MessageTooLong(message.len()));
+    }
+    Ok(())
+}
+
+/// A field name an update may set (schema field or a new one).
+pub(crate) fn checked_name(name: &str) -> Result<(), AnswerError> {
+    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+        return Err(AnswerError::BadFieldName(name.len()));
+    }
+    Ok(())
+}
+
+/// A new value of schema field `field` of type `ty`, re-checked as the decoder checks
+/// input: a plugin cannot put into an event what the decoder would have refused.
+pub(crate) fn checked_value(field: &str, ty: FieldType, value: &Value) -> Result<(), AnswerError> {
+    match (ty, value) {
+        (FieldType::Timestamp, Value::Integer(t)) if !(0..=MAX_TIMESTAMP).contains(t) => {
+            Err(AnswerError::TimeOutOfRange {
+                field: field.to_string(),
+                value: *t,
+            })
+        }
+        (FieldType::String, Value::Text(t)) if t.len() > MAX_FIELD_BYTES => {
+            Err(AnswerError::FieldTooLong {
+                field: field.to_string(),
+                size: t.len(),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A rejection of either generation: (event, code, message).
@@ -99,7 +169,7 @@ fn rejections<R: Rejected>(size: usize, list: Vec<R>) -> Result<Rejections, Answ
         .map(|r| {
             let (event, code, message) = r.parts();
             let i = slot(size, "a rejection", event)?;
-            Ok((i, Rejection::by_plugin(code, message)))
+            Ok((i, checked_rejection(code, message)?))
         })
         .collect::<Result<Rejections, AnswerError>>()?;
     // Unstable is enough: two rejections of one event are refused below.
@@ -159,10 +229,25 @@ pub fn apply_named(
     if kind == Kind::Validator && !answer.updates.is_empty() {
         return Err(AnswerError::ValidatorChanged("updates"));
     }
+    let rejected = rejections(events.len(), answer.rejections)?;
+    // Checked whole before anything changes: a refused answer leaves the events as
+    // they were, so that the chain can judge them again (in smaller batches).
+    named_updates(events, &answer.updates, schema, false)?;
+    named_updates(events, &answer.updates, schema, true)?;
+    Ok(rejected)
+}
+
+/// Check the updates against the batch and the schema; with `write`, also make them.
+fn named_updates(
+    events: &mut [Event],
+    updates: &[wit_1::exports::streamhost::plugin::rules::Update],
+    schema: &Schema,
+    write: bool,
+) -> Result<(), AnswerError> {
     let size = events.len();
-    let rejected = rejections(size, answer.rejections)?;
-    for update in &answer.updates {
+    for update in updates {
         let field = update.field.as_str();
+        checked_name(field)?;
         if HOST_FIELDS.contains(&field) {
             return Err(AnswerError::HostField(field.to_string()));
         }
@@ -197,26 +282,33 @@ pub fn apply_named(
             wit_1::Values::Text(c) => {
                 for (&i, text) in update.events.iter().zip(texts(&c.text, &c.ends, n, &what)?) {
                     let text = text?;
+                    if target.is_some() && text.len() > MAX_FIELD_BYTES {
+                        return Err(AnswerError::FieldTooLong {
+                            field: field.to_string(),
+                            size: text.len(),
+                        });
+                    }
                     let event = &mut events[slot(size, "an update", i)?];
                     match target {
+                        _ if !write => {}
                         // Reuses the field's buffer: no allocation for a value that fits.
                         Some(index) => event.set_text(index, text),
                         None => event.set_extra(field, Value::Text(text.into())),
                     }
                 }
             }
-            wit_1::Values::Integer(v) => {
-                set_all(events, update, target, field, v, |x| Value::Integer(*x))?
-            }
-            wit_1::Values::Float(v) => {
-                set_all(events, update, target, field, v, |x| Value::Float(*x))?
-            }
-            wit_1::Values::Boolean(v) => {
-                set_all(events, update, target, field, v, |x| Value::Boolean(*x))?
-            }
+            wit_1::Values::Integer(v) => set_all(events, update, target, field, v, write, |x| {
+                Value::Integer(*x)
+            })?,
+            wit_1::Values::Float(v) => set_all(events, update, target, field, v, write, |x| {
+                Value::Float(*x)
+            })?,
+            wit_1::Values::Boolean(v) => set_all(events, update, target, field, v, write, |x| {
+                Value::Boolean(*x)
+            })?,
         }
     }
-    Ok(rejected)
+    Ok(())
 }
 
 /// Set `field` (schema slot `target`, or outside the schema) on the listed events.
@@ -226,6 +318,7 @@ fn set_all<T>(
     target: Option<usize>,
     field: &str,
     values: &[T],
+    write: bool,
     value: impl Fn(&T) -> Value,
 ) -> Result<(), AnswerError> {
     same_length(
@@ -237,6 +330,7 @@ fn set_all<T>(
     for (&i, v) in update.events.iter().zip(values) {
         let event = &mut events[slot(size, "an update", i)?];
         match target {
+            _ if !write => {}
             Some(index) => event.set(index, value(v)),
             None => event.set_extra(field, value(v)),
         }
@@ -247,12 +341,11 @@ fn set_all<T>(
 /// Apply a 0.3 `answer` to the batch it answers, as [`apply_named`] does.
 pub fn apply_brief(
     events: &mut [Event],
-    answer: wit_0_3::Answer,
+    mut answer: wit_0_3::Answer,
     kind: Kind,
     at: &BriefFields,
     schema: &Schema,
 ) -> Result<Rejections, AnswerError> {
-    use wit_0_3::{NumberField, TextField};
     if kind == Kind::Validator {
         let changed = [
             (!answer.text_updates.is_empty(), "text-updates"),
@@ -263,8 +356,23 @@ pub fn apply_brief(
             return Err(AnswerError::ValidatorChanged(what));
         }
     }
+    let rejected = rejections(events.len(), std::mem::take(&mut answer.rejections))?;
+    // As in `apply_named`: checked whole, then made.
+    brief_updates(events, &answer, at, schema, false)?;
+    brief_updates(events, &answer, at, schema, true)?;
+    Ok(rejected)
+}
+
+/// Check a 0.3 answer's updates; with `write`, also make them.
+fn brief_updates(
+    events: &mut [Event],
+    answer: &wit_0_3::Answer,
+    at: &BriefFields,
+    schema: &Schema,
+    write: bool,
+) -> Result<(), AnswerError> {
+    use wit_0_3::{NumberField, TextField};
     let size = events.len();
-    let rejected = rejections(size, answer.rejections)?;
     for update in &answer.text_updates {
         let (index, name) = match update.field {
             TextField::EventType => (at.event_type, "event_type"),
@@ -281,7 +389,17 @@ pub fn apply_brief(
             &what,
         )?;
         for (&i, value) in update.events.iter().zip(values) {
-            events[slot(size, "a text update", i)?].set_text(index, value?);
+            let value = value?;
+            if value.len() > MAX_FIELD_BYTES {
+                return Err(AnswerError::FieldTooLong {
+                    field: name.to_string(),
+                    size: value.len(),
+                });
+            }
+            let event = &mut events[slot(size, "a text update", i)?];
+            if write {
+                event.set_text(index, value);
+            }
         }
     }
     for update in &answer.number_updates {
@@ -295,10 +413,16 @@ pub fn apply_brief(
             update.values.len(),
         )?;
         for (&i, &value) in update.events.iter().zip(&update.values) {
-            events[slot(size, "a number update", i)?].set(index, Value::Integer(value));
+            let value = Value::Integer(value);
+            checked_value(name, schema.field(index).ty, &value)?;
+            let event = &mut events[slot(size, "a number update", i)?];
+            if write {
+                event.set(index, value);
+            }
         }
     }
     for update in &answer.attribute_updates {
+        checked_name(&update.name)?;
         let what = format!("attribute `{}`", update.name);
         let values = texts(
             &update.values.text,
@@ -311,12 +435,12 @@ pub fn apply_brief(
         for (&i, value) in update.events.iter().zip(values) {
             let event = &mut events[slot(size, "an attribute update", i)?];
             let value = value?;
-            if outside {
+            if outside && write {
                 event.set_extra(&update.name, Value::Text(value.into()));
             }
         }
     }
-    Ok(rejected)
+    Ok(())
 }
 
 #[cfg(test)]

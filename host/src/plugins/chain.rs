@@ -1,11 +1,19 @@
 //! The ordered plugin chain: each plugin sees the events the previous one accepted
 //! (with its changes); the first rejection ends the chain for that event.
 //!
-//! Circuit breaker: a plugin that fails `breaker_threshold` batches in a row is
-//! disabled. A disabled *required* plugin (the default) sends its events to the DLQ as
-//! `plugin_disabled`, so nothing it should have judged slips through; an optional one
-//! (manifest `required = false`, e.g. an enrichment) is skipped. Deploying a new file
-//! for it resets the breaker.
+//! A rule stays judged:
+//! - A call that fails (trap, deadline, memory cap, bad answer) is tried again on each
+//!   half of its events, down to the event it fails on ([`judge`]): one poison event
+//!   goes to the DLQ as `plugin_failed` alone, and the others are judged.
+//! - Circuit breaker: a plugin that judges nothing of `breaker_threshold` batches in a
+//!   row is disabled. A disabled *required* plugin (the default) sends its events to
+//!   the DLQ as `plugin_disabled`, so nothing it should have judged slips through; an
+//!   optional one (manifest `required = false`, e.g. an enrichment) is skipped. After
+//!   `breaker_retry` it is tried again on one batch (half-open): judged, it serves
+//!   again; failed, it waits twice as long (up to [`MAX_RETRY`]). Deploying a new
+//!   file for it resets the breaker.
+
+use std::time::{Duration, Instant};
 
 use super::answer::{Rejection, Rejections, Verdict};
 use super::runtime::LoadedPlugin;
@@ -21,10 +29,17 @@ pub struct Member {
     pub required: bool,
 }
 
+/// The longest wait before a disabled plugin is tried again.
+pub const MAX_RETRY: Duration = Duration::from_secs(600);
+
+/// The first wait before a disabled plugin is tried again, unless set.
+pub const DEFAULT_RETRY: Duration = Duration::from_secs(30);
+
 #[derive(Debug, Default)]
 pub struct Chain {
     members: Vec<Member>,
     breaker_threshold: u32,
+    breaker_retry: Duration,
     board: Option<PluginBoard>,
 }
 
@@ -33,7 +48,16 @@ impl Chain {
         Self {
             members,
             breaker_threshold: breaker_threshold.max(1),
+            breaker_retry: DEFAULT_RETRY,
             board,
+        }
+    }
+
+    /// Try a disabled plugin again after `retry` (then twice as long each time).
+    pub fn with_retry(self, retry: Duration) -> Self {
+        Self {
+            breaker_retry: retry,
+            ..self
         }
     }
 
@@ -96,12 +120,18 @@ impl Chain {
                 break;
             }
             let plugin = &mut member.plugin;
-            if plugin.disabled {
+            let now = Instant::now();
+            let half_open = plugin.disabled && plugin.retry_at.is_some_and(|at| now >= at);
+            if plugin.disabled && !half_open {
                 if member.required {
                     let message = format!(
-                        "{} is disabled after {} failed batches in a row; deploy a fixed version",
+                        "{} is disabled after {} batches in a row on which it judged nothing; \
+                         it is tried again in {} s, or deploy a fixed version",
                         plugin.id(),
-                        plugin.consecutive_failures
+                        plugin.consecutive_failures,
+                        plugin
+                            .retry_at
+                            .map_or(0, |at| at.saturating_duration_since(now).as_secs())
                     );
                     let rejection = Rejection {
                         code: HostCode::PluginDisabled.as_str().into(),
@@ -112,39 +142,72 @@ impl Chain {
                 }
                 continue;
             }
-            let count = batch.len();
+            let judged = judge(plugin, &mut batch);
             metrics::counter!("streamhost_plugin_calls_total", "plugin" => plugin.name().to_string())
-                .increment(1);
-            match plugin.process(&mut batch) {
-                Ok(rejections) => latest = rejections,
-                Err(error) => {
-                    tracing::error!(plugin = %plugin.id(), events = count, %error,
-                        "plugin failed on a batch; its events go to the DLQ as {}", HostCode::PluginFailed);
-                    metrics::counter!("streamhost_plugin_failures_total", "plugin" => plugin.name().to_string())
-                        .increment(1);
-                    let message = error.to_string();
-                    let rejection = Rejection {
-                        code: HostCode::PluginFailed.as_str().into(),
-                        message: message.clone(),
-                        rejected_by: plugin.id(),
-                    };
-                    reject_all(&mut rejected, &mut positions, &mut batch, &rejection);
-                    if plugin.consecutive_failures >= self.breaker_threshold {
-                        plugin.disabled = true;
-                        tracing::error!(plugin = %plugin.id(), failures = plugin.consecutive_failures,
-                            required = member.required,
-                            "circuit breaker open: plugin disabled until a new version is deployed");
-                        metrics::counter!("streamhost_plugin_disabled_total", "plugin" => plugin.name().to_string())
-                            .increment(1);
-                        if let Some(board) = &self.board {
-                            status::mark(
-                                board,
-                                &plugin.compiled.origin,
-                                status::PluginState::Disabled,
-                                Some(message),
-                            );
-                        }
+                .increment(judged.calls);
+            latest = judged.rejections;
+            let Some(error) = judged.error else {
+                plugin.consecutive_failures = 0;
+                if half_open {
+                    plugin.disabled = false;
+                    plugin.retry_at = None;
+                    tracing::info!(plugin = %plugin.id(), "plugin tried again and judged its batch: serving again");
+                    if let Some(board) = &self.board {
+                        status::mark(
+                            board,
+                            &plugin.compiled.origin,
+                            status::PluginState::Serving,
+                            None,
+                        );
                     }
+                }
+                continue;
+            };
+            metrics::counter!("streamhost_plugin_failures_total", "plugin" => plugin.name().to_string())
+                .increment(judged.failed_calls);
+            tracing::error!(plugin = %plugin.id(), events = batch.len(), failed_events = judged.failed_events,
+                calls = judged.calls, error = %crate::text::shown(&error, 512),
+                "plugin failed on a batch; the events it failed on go to the DLQ as {}", HostCode::PluginFailed);
+            if judged.judged_any {
+                plugin.consecutive_failures = 0;
+            } else {
+                plugin.consecutive_failures += 1;
+            }
+            if half_open && !judged.judged_any {
+                // Still failing: wait twice as long.
+                plugin.backoff = (plugin.backoff * 2).min(MAX_RETRY);
+                plugin.retry_at = Some(now + plugin.backoff);
+                tracing::error!(plugin = %plugin.id(), retry_in_secs = plugin.backoff.as_secs(),
+                    "plugin tried again and still failing: stays disabled");
+            } else if !plugin.disabled && plugin.consecutive_failures >= self.breaker_threshold {
+                plugin.disabled = true;
+                plugin.backoff = self.breaker_retry.min(MAX_RETRY);
+                plugin.retry_at = Some(now + plugin.backoff);
+                tracing::error!(plugin = %plugin.id(), failures = plugin.consecutive_failures,
+                    required = member.required, retry_in_secs = plugin.backoff.as_secs(),
+                    "circuit breaker open: plugin disabled");
+                metrics::counter!("streamhost_plugin_disabled_total", "plugin" => plugin.name().to_string())
+                    .increment(1);
+                if let Some(board) = &self.board {
+                    status::mark(
+                        board,
+                        &plugin.compiled.origin,
+                        status::PluginState::Disabled,
+                        Some(error),
+                    );
+                }
+            }
+            if half_open && judged.judged_any {
+                plugin.disabled = false;
+                plugin.retry_at = None;
+                tracing::info!(plugin = %plugin.id(), "plugin tried again and judged: serving again");
+                if let Some(board) = &self.board {
+                    status::mark(
+                        board,
+                        &plugin.compiled.origin,
+                        status::PluginState::Serving,
+                        None,
+                    );
                 }
             }
         }
@@ -163,6 +226,78 @@ impl Chain {
             .map(|(_, kept)| kept);
         merge(total, accepted, rejected)
     }
+}
+
+/// What one plugin made of a batch ([`judge`]).
+#[derive(Debug, Default)]
+struct Judged {
+    /// Its rejections and the events it failed on (`plugin_failed`), by position,
+    /// ascending.
+    rejections: Rejections,
+    /// The last failure, if any call failed.
+    error: Option<String>,
+    /// Whether any call succeeded (an empty batch counts as judged).
+    judged_any: bool,
+    calls: u64,
+    failed_calls: u64,
+    failed_events: usize,
+}
+
+/// Judge `batch` with `plugin`. A call that fails is tried again on each half of its
+/// events, so that the events the plugin fails on are found and the others judged.
+/// At most `2 ⌈log2 n⌉ + 2` calls may fail (time bounded by that many deadlines):
+/// past that, the events not yet judged fail together.
+fn judge(plugin: &mut LoadedPlugin, batch: &mut [Event]) -> Judged {
+    let mut out = Judged {
+        judged_any: batch.is_empty(),
+        ..Judged::default()
+    };
+    let mut failures_left = 2 * (usize::BITS - batch.len().leading_zeros()) + 2;
+    let mut todo = vec![(0, batch.len())];
+    while let Some((start, end)) = todo.pop() {
+        out.calls += 1;
+        match plugin.process(&mut batch[start..end]) {
+            Ok(rejections) => {
+                out.judged_any = true;
+                out.rejections
+                    .extend(rejections.into_iter().map(|(i, r)| (start + i, r)));
+            }
+            Err(error) => {
+                out.failed_calls += 1;
+                failures_left = failures_left.saturating_sub(1);
+                let error = error.to_string();
+                let mut give_up = |start: usize, end: usize| {
+                    out.failed_events += end - start;
+                    out.rejections.extend((start..end).map(|i| {
+                        (
+                            i,
+                            Rejection {
+                                code: HostCode::PluginFailed.as_str().into(),
+                                message: error.clone(),
+                                rejected_by: plugin.id(),
+                            },
+                        )
+                    }));
+                };
+                if end - start == 1 || failures_left == 0 {
+                    give_up(start, end);
+                    if failures_left == 0 {
+                        for (start, end) in todo.drain(..) {
+                            give_up(start, end);
+                        }
+                    }
+                } else {
+                    let mid = start + (end - start) / 2;
+                    // The first half is judged first.
+                    todo.push((mid, end));
+                    todo.push((start, mid));
+                }
+                out.error = Some(error);
+            }
+        }
+    }
+    out.rejections.sort_unstable_by_key(|(i, _)| *i);
+    out
 }
 
 /// Move the `rejections` (by position in `batch`, ascending) out of `batch` into

@@ -66,8 +66,19 @@ impl Manifest {
 /// parsed manifest or a message naming the file and the problem.
 pub fn manifest_for(wasm: &Path) -> (Option<String>, Result<Manifest, String>) {
     let path = wasm.with_extension("toml");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return (None, Ok(Manifest::default()));
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return (None, Ok(Manifest::default()))
+        }
+        // A manifest that is there but cannot be read is not "no manifest": running the
+        // plugin with defaults could drop its settings or make it required or not.
+        Err(e) => {
+            return (
+                Some(format!("unreadable: {e}")),
+                Err(format!("{}: cannot read: {e}", path.display())),
+            )
+        }
     };
     let parsed = Figment::from(Toml::string(&text))
         .extract::<Manifest>()
@@ -147,5 +158,9 @@ mod tests {
         std::fs::write(dir.path().join("q.toml"), "ordr = 5\n").unwrap();
         let err = manifest_for(&wasm).1.unwrap_err();
         assert!(err.contains("q.toml") && err.contains("ordr"), "{err}");
+        // There but unreadable (not UTF-8 here): an error, never the defaults.
+        std::fs::write(dir.path().join("q.toml"), b"order = \xff\n").unwrap();
+        let err = manifest_for(&wasm).1.unwrap_err();
+        assert!(err.contains("q.toml: cannot read"), "{err}");
     }
 }

@@ -5,7 +5,9 @@
 //! on the old chain; no event is judged twice or skipped; window state is elsewhere.
 //!
 //! A file that does not compile, does not match the interface or fails its self-check
-//! is rejected and the version that served before (if any) keeps serving.
+//! is rejected and the version that served before (if any) keeps serving. A chain
+//! whose plugins cannot all start, or that lacks a `plugins.must_serve` rule, is not
+//! installed: the serving chain stays (a rule never silently leaves the chain).
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -29,6 +31,9 @@ pub const DEBOUNCE: Duration = Duration::from_millis(150);
 /// temporary name, then rename"), wait only this long, for its companion (the `.toml`
 /// renamed next to its `.wasm`).
 pub const SETTLE: Duration = Duration::from_millis(10);
+
+/// After a scan that could not start a plugin: scan again after this long.
+pub const RETRY: Duration = Duration::from_secs(2);
 
 /// How long to wait for more file events after `event`; `None` for an event that
 /// changes nothing. Opening and reading a file is such an event, and the scan itself
@@ -67,6 +72,11 @@ pub struct Reloader {
     board: PluginBoard,
     /// Ids and orders of the chain last handed out, to tell whether anything changed.
     last_chain: Option<ChainShape>,
+    /// Plugin names every chain handed out must have (`plugins.must_serve`).
+    must_serve: Vec<String>,
+    /// The last scan could not build the chain the directory asks for (an instance
+    /// did not start): the serving chain stays, and [`watch`] scans again soon.
+    pub retry_pending: bool,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -92,7 +102,15 @@ impl Reloader {
             known: BTreeMap::new(),
             board,
             last_chain: None,
+            must_serve: Vec::new(),
+            retry_pending: false,
         }
+    }
+
+    /// Never hand out a chain without each of these plugin names.
+    pub fn must_serve(mut self, names: &[String]) -> Self {
+        self.must_serve = names.to_vec();
+        self
     }
 
     /// Look at the directory; compile what changed. Returns the new chain when the set
@@ -128,7 +146,22 @@ impl Reloader {
             .iter()
             .map(|(order, path, c, m, fp)| (c.id(), *order, m.required, path.clone(), *fp))
             .collect();
+        self.retry_pending = false;
         if self.last_chain.as_ref() == Some(&shape) {
+            return Ok(None);
+        }
+        let missing: Vec<&str> = self
+            .must_serve
+            .iter()
+            .filter(|name| !serving.iter().any(|(_, _, c, _, _)| c.name == **name))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            // Installing it would stop judging by a rule that must judge: keep the chain
+            // that serves, loudly, until the directory has the rule again.
+            tracing::error!(missing = ?missing, dir = %self.dir.display(),
+                "the plugin directory lacks plugins.must_serve rules; the serving chain stays as it is");
+            metrics::counter!("streamhost_plugin_chain_refusals_total").increment(1);
             return Ok(None);
         }
         let mut members = Vec::with_capacity(serving.len());
@@ -139,14 +172,20 @@ impl Reloader {
                     required: manifest.required,
                 }),
                 Err(error) => {
-                    // Checked at compile time; a failure here is reported, not fatal.
-                    tracing::error!(file = %path.display(), %error, "plugin failed to instantiate");
+                    // Checked at compile time, so rare (e.g. the instance pool is full).
+                    // A chain without this member would let its events through unjudged:
+                    // the serving chain stays, and the scan is tried again.
+                    tracing::error!(file = %path.display(), %error,
+                        "plugin failed to start; the serving chain stays as it is and the change is tried again");
+                    metrics::counter!("streamhost_plugin_chain_refusals_total").increment(1);
                     status::mark(
                         &self.board,
                         &path.display().to_string(),
                         PluginState::Rejected,
                         Some(error.to_string()),
                     );
+                    self.retry_pending = true;
+                    return Ok(None);
                 }
             }
         }
@@ -260,8 +299,16 @@ pub async fn watch(
     watcher.watch(&reloader.dir.clone(), RecursiveMode::NonRecursive)?;
     tracing::info!(dir = %reloader.dir.display(), "watching the plugin directory");
     loop {
+        let retry = async {
+            if reloader.retry_pending {
+                tokio::time::sleep(RETRY).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
         let (seen_at, mut quiet) = tokio::select! {
             seen = rx.recv() => match seen { Some(t) => t, None => break },
+            _ = retry => (Instant::now(), Duration::ZERO),
             _ = stop.changed() => break,
         };
         // Until the directory is quiet: the longest wait any of its events asks for.

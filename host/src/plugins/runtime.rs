@@ -262,6 +262,24 @@ impl PluginRuntime {
                 reason: "describe() returned an empty name or version".into(),
             });
         }
+        // Names and versions are metric labels and DLQ fields: short, one token.
+        let token = |s: &str| {
+            s.len() <= answer::MAX_NAME_BYTES
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b))
+        };
+        if !token(&info.name) || !token(&info.version) {
+            return Err(PluginError::SelfCheck {
+                origin: origin.into(),
+                reason: format!(
+                    "describe() returned name \"{}\" and version \"{}\": each must be 1 to {} \
+                     bytes of letters, digits and - _ . +",
+                    crate::text::shown(&info.name, 64),
+                    crate::text::shown(&info.version, 64),
+                    answer::MAX_NAME_BYTES
+                ),
+            });
+        }
         compiled.name = info.name;
         compiled.version = info.version;
         compiled.contract = info.contract;
@@ -438,9 +456,14 @@ struct Instance {
 pub struct LoadedPlugin {
     pub compiled: Arc<CompiledPlugin>,
     instance: Option<Instance>,
-    /// Failed batches in a row (reset by a good one): the circuit breaker's input.
+    /// Batches in a row on which it judged nothing (reset by one it judged): the
+    /// circuit breaker's input, kept by the chain.
     pub consecutive_failures: u32,
     pub disabled: bool,
+    /// While disabled: when the chain tries it again on one batch (half-open), and the
+    /// wait after that if it fails again.
+    pub retry_at: Option<std::time::Instant>,
+    pub backoff: Duration,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -459,6 +482,8 @@ impl LoadedPlugin {
             instance: None,
             consecutive_failures: 0,
             disabled: false,
+            retry_at: None,
+            backoff: Duration::ZERO,
         }
     }
 
@@ -487,6 +512,9 @@ impl LoadedPlugin {
         let mut store = Store::new(&c.engine, SandboxState { limits });
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(self.deadline_ticks());
+        // What one call may copy out of the plugin (answers, names), counted by wasmtime
+        // before it copies: N rejections pointing at one large string count N times.
+        store.set_hostcall_fuel(c.limits.memory_bytes);
         let explain = |e: wasmtime::Error| explain(&e, c.limits);
         let instance = c.pre.instantiate(&mut store).map_err(explain)?;
         if let Some(index) = &c.exports.configure {
@@ -600,10 +628,6 @@ impl LoadedPlugin {
                 rejection.rejected_by.clone_from(&id);
             }
         }
-        match &result {
-            Ok(_) => self.consecutive_failures = 0,
-            Err(_) => self.consecutive_failures += 1,
-        }
         result
     }
 
@@ -644,14 +668,8 @@ impl LoadedPlugin {
                     .and_then(|f| f.call(&mut *store, (wit,)).map_err(explain))
                     .and_then(|(verdicts,)| {
                         if verdicts.len() == expected {
-                            Ok(batch
-                                .iter_mut()
-                                .zip(verdicts)
-                                .enumerate()
-                                .filter_map(|(i, (event, verdict))| {
-                                    whole::verdict(event, verdict, at, &c.schema).map(|r| (i, r))
-                                })
-                                .collect())
+                            whole::verdicts(batch, verdicts, at, &c.schema)
+                                .map_err(|e| format!("bad answer: {e}"))
                         } else {
                             Err(format!(
                                 "returned {} verdicts for {expected} events (must be one per event)",
@@ -736,6 +754,14 @@ fn explain(e: &wasmtime::Error, limits: SandboxLimits) -> String {
         // The trap names what happened (a Rust panic is `unreachable`); the wasm
         // backtrace goes to the log, not into every DLQ record.
         Some(trap) => format!("trapped: {trap}"),
+        // wasmtime's hostcall fuel (set per store in `LoadedPlugin::instantiate`).
+        None if text.contains("too much data is being copied between the host and the guest") => {
+            format!(
+                "answer too large: it would copy more than {} MiB into the host \
+                 (the answer budget, equal to the memory cap plugins.memory_mb)",
+                limits.memory_bytes >> 20
+            )
+        }
         None => match e
             .chain()
             .find(|c| c.to_string().starts_with("unknown import"))

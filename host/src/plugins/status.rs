@@ -64,3 +64,56 @@ pub fn mark(board: &PluginBoard, file: &str, state: PluginState, error: Option<S
         }
     }
 }
+
+/// Plugin files that serve in no version: rejected at their first load (a rule that
+/// was deployed and does not judge), one line each, for `/health`.
+pub fn not_serving(board: &PluginBoard) -> Vec<String> {
+    let Ok(entries) = board.read() else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter(|s| s.state == PluginState::Rejected && s.version.is_none())
+        .map(|s| {
+            format!(
+                "plugin {} does not serve: {}",
+                s.file,
+                crate::text::shown(s.last_error.as_deref().unwrap_or("rejected"), 300)
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(file: &str, version: Option<&str>, state: PluginState) -> PluginStatus {
+        PluginStatus {
+            file: file.into(),
+            name: version.map(|_| "q".into()),
+            version: version.map(String::from),
+            wit_version: None,
+            contract: None,
+            state,
+            order: None,
+            last_error: Some("not a valid WebAssembly component\nforged".into()),
+        }
+    }
+
+    #[test]
+    fn only_files_that_never_served_are_reported() {
+        let board = new_board();
+        set(&board, entry("a.wasm", None, PluginState::Rejected));
+        // Rejected, but an earlier version of the file still serves.
+        set(
+            &board,
+            entry("b.wasm", Some("1.0.0"), PluginState::Rejected),
+        );
+        set(&board, entry("c.wasm", Some("1.0.0"), PluginState::Serving));
+        assert_eq!(
+            not_serving(&board),
+            ["plugin a.wasm does not serve: not a valid WebAssembly component\\nforged"]
+        );
+    }
+}

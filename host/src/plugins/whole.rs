@@ -2,7 +2,9 @@
 //! (the accepted event comes back whole). Kept so plugins built against those versions
 //! keep working; newer ones cross with columns (`columns`, `answer`).
 
-use super::answer::Rejection;
+use super::answer::{
+    check_rejection, checked_name, checked_value, AnswerError, Rejection, Rejections,
+};
 use super::bindings::wit_0_2::{Event as WitEvent, Verdict as WitVerdict};
 use super::columns::set_by_plugins;
 use super::contract::BriefFields;
@@ -42,34 +44,61 @@ pub fn to_wit(events: &[Event], at: &BriefFields) -> Vec<WitEvent> {
         .collect()
 }
 
-/// Apply the verdict on `event`: the plugin's version of the brief's fields and
-/// attributes if it accepted, the rejection otherwise.
-pub fn verdict(
-    event: &mut Event,
-    verdict: WitVerdict,
+/// Apply the verdicts on `events` (one each): the plugin's version of the brief's
+/// fields and attributes where it accepted, the rejections returned. Every verdict is
+/// checked against the schema (as input is) before any event changes: a refused
+/// answer leaves the events as they were.
+pub fn verdicts(
+    events: &mut [Event],
+    verdicts: Vec<WitVerdict>,
     at: &BriefFields,
     schema: &Schema,
-) -> Option<Rejection> {
-    match verdict {
-        WitVerdict::Accept(w) => {
-            event.set(at.event_type, Value::Text(w.event_type.into()));
-            event.set(at.user_id, Value::Integer(w.user_id));
-            event.set(at.page_url, Value::Text(w.page_url.into()));
-            event.set(at.button_id, Value::Text(w.button_id.into()));
-            event.set(at.timestamp, Value::Integer(w.timestamp));
-            event.set(at.country, Value::Text(w.country.into()));
-            match w.device_type {
-                Some(d) => event.set(at.device_type, Value::Text(d.into())),
-                None => event.fields[at.device_type] = None,
+) -> Result<Rejections, AnswerError> {
+    let mut rejections = Rejections::new();
+    for verdict in &verdicts {
+        if let WitVerdict::Reject(r) = verdict {
+            check_rejection(&r.code, &r.message)?;
+        }
+        if let WitVerdict::Accept(w) = verdict {
+            let check = |index: usize, value: Value| {
+                let field = schema.field(index);
+                checked_value(&field.name, field.ty, &value)
+            };
+            check(at.event_type, Value::Text(w.event_type.as_str().into()))?;
+            check(at.page_url, Value::Text(w.page_url.as_str().into()))?;
+            check(at.button_id, Value::Text(w.button_id.as_str().into()))?;
+            check(at.timestamp, Value::Integer(w.timestamp))?;
+            check(at.country, Value::Text(w.country.as_str().into()))?;
+            if let Some(d) = &w.device_type {
+                check(at.device_type, Value::Text(d.as_str().into()))?;
             }
-            // 0.2 never let an attribute replace a field of the event or of the host.
-            for (name, value) in w.attributes {
-                if schema.is_outside(&name) {
-                    event.set_extra(&name, Value::Text(value.into()));
+            for (name, _) in &w.attributes {
+                checked_name(name)?;
+            }
+        }
+    }
+    for (i, (event, verdict)) in events.iter_mut().zip(verdicts).enumerate() {
+        match verdict {
+            WitVerdict::Accept(w) => {
+                event.set(at.event_type, Value::Text(w.event_type.into()));
+                event.set(at.user_id, Value::Integer(w.user_id));
+                event.set(at.page_url, Value::Text(w.page_url.into()));
+                event.set(at.button_id, Value::Text(w.button_id.into()));
+                event.set(at.timestamp, Value::Integer(w.timestamp));
+                event.set(at.country, Value::Text(w.country.into()));
+                match w.device_type {
+                    Some(d) => event.set(at.device_type, Value::Text(d.into())),
+                    None => event.fields[at.device_type] = None,
+                }
+                // 0.2 never let an attribute replace a field of the event or of the host.
+                for (name, value) in w.attributes {
+                    if schema.is_outside(&name) {
+                        event.set_extra(&name, Value::Text(value.into()));
+                    }
                 }
             }
-            None
+            WitVerdict::Reject(r) => rejections.push((i, Rejection::by_plugin(r.code, r.message))),
         }
-        WitVerdict::Reject(r) => Some(Rejection::by_plugin(r.code, r.message)),
     }
+    Ok(rejections)
 }

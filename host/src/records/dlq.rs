@@ -9,9 +9,48 @@ use std::fmt;
 use compact_str::format_compact;
 use serde::{Deserialize, Serialize};
 
+use base64::Engine as _;
+
 use super::json::{self, Object};
-use super::{Destination, Output, SourceRecord, MAX_OUTPUT_BYTES};
+use super::{Destination, Output, SourceRecord};
 use crate::timefmt;
+
+/// The largest DLQ record this host produces: room for any input of up to
+/// [`MAX_REPLAYABLE_BYTES`] in its base64 form, with the record's other fields. Larger
+/// than [`super::MAX_OUTPUT_BYTES`] on purpose: a DLQ record holds the whole input and
+/// says why, so it cannot be as small as the largest input. The `dlq` topic's
+/// `max.message.bytes` must allow it (docs/howto/operate.md).
+pub const MAX_DLQ_BYTES: usize = 2_000_000;
+
+/// Room kept in a DLQ record for everything but `raw`: each text field is cut to its
+/// limit before it is written ([`DlqRecord::rejecting`]), and JSON escaping grows
+/// text at most six-fold (`\u0001`).
+const ENVELOPE_BYTES: usize = 6 * (MAX_CODE_BYTES + MAX_TEXT_BYTES + 2 * MAX_ID_BYTES) + 1_024;
+
+/// The largest input whose DLQ record holds it whole, whatever its bytes: a larger
+/// `pipeline.max_message_bytes` is refused at start-up, so every record the host
+/// judges can be replayed from its DLQ copy.
+pub const MAX_REPLAYABLE_BYTES: usize = (MAX_DLQ_BYTES - ENVELOPE_BYTES) / 4 * 3;
+
+/// Longest `code` written (plugin codes are checked to be at most this at the answer).
+const MAX_CODE_BYTES: usize = 64;
+/// Longest `message` written: longer ones (a host message quoting a producer's field
+/// name, say) are cut and end with `…`.
+const MAX_TEXT_BYTES: usize = 1_536;
+/// Longest `rejected_by` and `source_topic`.
+const MAX_ID_BYTES: usize = 260;
+
+/// `text` cut to at most `max` bytes at a character boundary, with `…` when cut.
+fn cut(text: &str, max: usize) -> Cow<'_, str> {
+    if text.len() <= max {
+        return Cow::Borrowed(text);
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}…", &text[..end]))
+}
 
 /// The step of the pipeline that turned a record away (the record's `stage` field).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,8 +140,14 @@ pub enum RawEncoding {
     Utf8,
     /// Not UTF-8: bytes as `\xNN`, `\` as `\\` (Rust's `escape_ascii`).
     Escaped,
-    /// Too large to keep whole: `raw` holds the start of it; the message says where
-    /// the original is.
+    /// Standard base64 with padding: for a payload whose `utf8` or `escaped` form
+    /// would not fit the record, which base64 (4 bytes per 3) does up to
+    /// [`MAX_REPLAYABLE_BYTES`].
+    Base64,
+    /// Too large to keep whole even in base64: `raw` holds the start of its base64
+    /// form; the message says where the original is. Only an input over
+    /// [`MAX_REPLAYABLE_BYTES`] (over `pipeline.max_message_bytes`, which the input
+    /// topic allowed) is written so.
     Truncated,
     /// Written by something else: not restorable.
     #[serde(other)]
@@ -115,6 +160,7 @@ impl RawEncoding {
         match self {
             RawEncoding::Utf8 => "utf8",
             RawEncoding::Escaped => "escaped",
+            RawEncoding::Base64 => "base64",
             RawEncoding::Truncated => "truncated",
             RawEncoding::Unknown => "unknown",
         }
@@ -144,7 +190,9 @@ pub struct DlqRecord<'a> {
 
 impl DlqRecord<'_> {
     /// The DLQ output for `source`, read from `source_topic`, turned away by
-    /// `rejected_by` at `step` with `code` and `message`.
+    /// `rejected_by` at `step` with `code` and `message`. Always at most
+    /// [`MAX_DLQ_BYTES`], in one pass whatever the texts' sizes: each text field is cut
+    /// to its limit, and `raw` takes the first form that fits (as is, escaped, base64).
     pub fn rejecting(
         source: &SourceRecord,
         source_topic: &str,
@@ -153,62 +201,67 @@ impl DlqRecord<'_> {
         code: &str,
         message: &str,
     ) -> Output {
-        let (raw, raw_encoding) = match std::str::from_utf8(&source.payload) {
-            Ok(text) => (Cow::Borrowed(text), RawEncoding::Utf8),
-            Err(_) => (
-                Cow::Owned(source.payload.escape_ascii().to_string()),
-                RawEncoding::Escaped,
-            ),
-        };
+        let key = format_compact!(
+            "{}/{}/{}",
+            cut(source_topic, MAX_ID_BYTES),
+            source.partition,
+            source.offset
+        );
         let mut record = DlqRecord {
-            code: code.into(),
-            message: message.into(),
+            code: cut(code, MAX_CODE_BYTES),
+            message: cut(message, MAX_TEXT_BYTES),
             stage: step,
-            rejected_by: rejected_by.into(),
-            source_topic: source_topic.into(),
+            rejected_by: cut(rejected_by, MAX_ID_BYTES),
+            source_topic: cut(source_topic, MAX_ID_BYTES),
             source_partition: source.partition,
             source_offset: source.offset,
             source_time: timefmt::datetime_ms(source.timestamp_ms),
             dlq_time: timefmt::now(),
-            raw,
-            raw_encoding,
+            raw: Cow::Borrowed(""),
+            raw_encoding: RawEncoding::Utf8,
         };
-        let key = format_compact!("{source_topic}/{}/{}", source.partition, source.offset);
-        let mut payload = record.to_json();
-        if payload.len() > MAX_OUTPUT_BYTES {
-            // Rare (an input near the broker's limit grows when escaped): keep the start
-            // of the bytes, say so, and point at the original, which the input topic
-            // still has.
-            let full = record.raw.len();
-            record.message = Cow::Owned(format!(
-                "{message} [raw truncated: it holds the start of the {}-byte original ({} form), which is at {key}]",
-                source.payload.len(),
-                match record.raw_encoding {
-                    RawEncoding::Utf8 => "utf8",
-                    _ => "escaped",
-                }
-            ));
-            record.raw_encoding = RawEncoding::Truncated;
-            // Escaping grows the bytes by about payload / raw: cut in proportion.
-            let mut keep = full * (MAX_OUTPUT_BYTES - 2_048) / payload.len();
-            loop {
-                while !record.raw.is_char_boundary(keep) {
-                    keep -= 1;
-                }
-                record.raw.to_mut().truncate(keep);
-                payload = record.to_json();
-                if payload.len() <= MAX_OUTPUT_BYTES {
-                    break;
-                }
-                // Escaping made the cut too small (quotes, control characters): cut more.
-                keep = keep * 9 / 10;
+        let payload = &source.payload;
+        // The common case first: the payload as is (or escaped), in one write.
+        (record.raw, record.raw_encoding) = match std::str::from_utf8(payload) {
+            Ok(text) => (Cow::Borrowed(text), RawEncoding::Utf8),
+            Err(_) => (
+                Cow::Owned(payload.escape_ascii().to_string()),
+                RawEncoding::Escaped,
+            ),
+        };
+        let mut json = record.to_json();
+        if json.len() > MAX_DLQ_BYTES {
+            // Quotes and control characters grow in JSON, bytes that are not UTF-8
+            // four-fold when escaped: base64 grows by a third, and needs no escaping.
+            let base64 = base64::engine::general_purpose::STANDARD;
+            record.raw = Cow::Borrowed("");
+            let envelope = record.to_json().len();
+            if envelope + base64::encoded_len(payload.len(), true).unwrap_or(usize::MAX)
+                <= MAX_DLQ_BYTES
+            {
+                record.raw = Cow::Owned(base64.encode(payload));
+                record.raw_encoding = RawEncoding::Base64;
+            } else {
+                // Over what any accepted input can be: keep the start and say where
+                // the original is, which the input topic still has.
+                record.message = Cow::Owned(format!(
+                    "{} [raw truncated: it holds the start of the base64 form of the {}-byte original, which is at {key}]",
+                    record.message,
+                    payload.len()
+                ));
+                record.raw = Cow::Borrowed("");
+                let envelope = record.to_json().len();
+                let keep = MAX_DLQ_BYTES.saturating_sub(envelope) / 4 * 3;
+                record.raw = Cow::Owned(base64.encode(&payload[..keep.min(payload.len())]));
+                record.raw_encoding = RawEncoding::Truncated;
             }
+            json = record.to_json();
         }
         Output {
             destination: Destination::Dlq,
             // The source position identifies the record: a re-delivery has the same key.
             key,
-            payload,
+            payload: json,
         }
     }
 
@@ -238,6 +291,9 @@ impl DlqRecord<'_> {
         match self.raw_encoding {
             RawEncoding::Utf8 => Ok(self.raw.as_bytes().to_vec()),
             RawEncoding::Escaped => Ok(unescape_ascii(&self.raw)?),
+            RawEncoding::Base64 => base64::engine::general_purpose::STANDARD
+                .decode(self.raw.as_bytes())
+                .map_err(|e| RawError::Base64(e.to_string())),
             RawEncoding::Truncated => Err(RawError::Truncated),
             RawEncoding::Unknown => Err(RawError::UnknownEncoding),
         }
@@ -247,8 +303,10 @@ impl DlqRecord<'_> {
 /// Why a DLQ record's original payload cannot be restored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RawError {
-    #[error("raw_encoding is none of \"utf8\", \"escaped\" and \"truncated\"")]
+    #[error("raw_encoding is none of \"utf8\", \"escaped\", \"base64\" and \"truncated\"")]
     UnknownEncoding,
+    #[error("raw is not valid base64: {0}")]
+    Base64(String),
     #[error("raw holds only the start of the original (raw_encoding \"truncated\"); the message says where the original is")]
     Truncated,
     #[error("raw is not valid escaped text: {0}")]
@@ -338,8 +396,8 @@ mod tests {
         let encodings = [
             RawEncoding::Utf8,
             RawEncoding::Escaped,
+            RawEncoding::Base64,
             RawEncoding::Truncated,
-            RawEncoding::Unknown,
         ];
         for (step, raw_encoding) in steps.into_iter().zip(encodings) {
             let record = DlqRecord {
@@ -363,36 +421,66 @@ mod tests {
     }
 
     #[test]
-    fn a_dlq_record_over_the_output_limit_keeps_the_start_of_raw_and_says_so() {
-        // Near the broker's limit, and quotes double when escaped into JSON.
-        let payload = "\"x".repeat(400_000).into_bytes();
+    fn every_input_up_to_the_replayable_size_fits_whole_whatever_its_bytes() {
+        // The worst shapes for each form: quotes double in JSON, control characters
+        // grow six-fold, bytes that are not UTF-8 four-fold when escaped.
+        let n = MAX_REPLAYABLE_BYTES;
+        let inputs: [Vec<u8>; 4] = [
+            "\"x".repeat(n / 2).into_bytes(),
+            vec![1u8; n],
+            vec![0xffu8; n],
+            (0..n).map(|i| (i % 256) as u8).collect(),
+        ];
+        // Texts at their worst too: long, and all control characters.
+        let long = "\u{1}".repeat(100_000);
+        for payload in inputs {
+            let out =
+                DlqRecord::rejecting(&source(&payload), &long, Step::Decode, &long, &long, &long);
+            assert!(out.payload.len() <= MAX_DLQ_BYTES, "{}", out.payload.len());
+            let entry: DlqRecord = serde_json::from_slice(&out.payload).unwrap();
+            assert_eq!(entry.raw_encoding, RawEncoding::Base64);
+            assert!(entry.original_bytes().unwrap() == payload);
+            assert!(entry.message.ends_with('…') && entry.code.len() <= 64);
+        }
+        // The bound the configuration names (config.rs) is this one.
+        assert_eq!(MAX_REPLAYABLE_BYTES, 1_489_692);
+    }
+
+    #[test]
+    fn an_input_over_the_replayable_size_keeps_the_start_and_says_where_the_rest_is() {
+        let payload = vec![0xffu8; MAX_DLQ_BYTES];
+        let huge = "m".repeat(3 << 20);
         let out = DlqRecord::rejecting(
             &source(&payload),
             "my_events",
             Step::Decode,
             "host",
-            "malformed_json",
-            "m",
+            "message_too_large",
+            &huge,
         );
+        assert!(out.payload.len() <= MAX_DLQ_BYTES, "{}", out.payload.len());
+        let entry: DlqRecord = serde_json::from_slice(&out.payload).unwrap();
+        assert_eq!(entry.raw_encoding, RawEncoding::Truncated);
+        assert_eq!(entry.original_bytes(), Err(RawError::Truncated));
         assert!(
-            out.payload.len() <= MAX_OUTPUT_BYTES,
-            "{}",
-            out.payload.len()
+            entry.message.contains("2000000-byte original")
+                && entry.message.contains("my_events/2/41")
         );
-        let v: Value = serde_json::from_slice(&out.payload).unwrap();
-        assert_eq!(v["raw_encoding"], "truncated");
-        let raw = v["raw"].as_str().unwrap();
-        assert!(raw.len() > 400_000 && payload.starts_with(raw.as_bytes()));
-        let message = v["message"].as_str().unwrap();
-        assert!(message.starts_with("m [raw truncated"), "{message}");
-        assert!(message.contains("800000-byte original") && message.contains("my_events/2/41"));
-        // Below the limit nothing changes.
+        let start = base64::engine::general_purpose::STANDARD
+            .decode(entry.raw.as_bytes())
+            .unwrap();
+        assert!(start.len() > 1_400_000 && payload.starts_with(&start));
+        // Below the limits nothing changes.
         let small =
             DlqRecord::rejecting(&source(b"{}"), "my_events", Step::Decode, "host", "c", "m");
         let v: Value = serde_json::from_slice(&small.payload).unwrap();
         assert_eq!(
-            (v["raw"].as_str(), v["raw_encoding"].as_str()),
-            (Some("{}"), Some("utf8"))
+            (
+                v["raw"].as_str(),
+                v["raw_encoding"].as_str(),
+                v["message"].as_str()
+            ),
+            (Some("{}"), Some("utf8"), Some("m"))
         );
     }
 
@@ -494,7 +582,7 @@ mod tests {
                 .payload,
         )
         .unwrap();
-        e.raw_encoding = serde_json::from_str("\"base64\"").unwrap();
+        e.raw_encoding = serde_json::from_str("\"rot13\"").unwrap();
         assert_eq!(e.original_bytes(), Err(RawError::UnknownEncoding));
         e.raw_encoding = RawEncoding::Escaped;
         e.raw = "\\".into();

@@ -4,12 +4,43 @@
 //! lines, [`PER_SECOND`] a second get through, and the next line that does says how
 //! many were left out.
 
+use std::collections::HashSet;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::limiter::Limiter;
-use crate::records::dlq::{DlqRecord, Step};
+use crate::records::dlq::{DlqRecord, HostCode, Step};
 use crate::records::{Output, SourceRecord};
+use crate::text::shown;
+
+/// Distinct plugin codes that get a label value of their own in
+/// `streamhost_rejections_total`; rejections with codes seen after these count under
+/// [`OTHER_CODE`]. Plugins choose their codes: without a bound, a plugin (or the data
+/// it quotes) could make a series per event.
+pub const MAX_CODE_LABELS: usize = 200;
+/// The label value for codes past [`MAX_CODE_LABELS`].
+pub const OTHER_CODE: &str = "other";
+
+/// Plugin codes given a label value so far in this process.
+static CODE_LABELS: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+
+/// The `code` label value for `code`: itself if it is a host code or one of the first
+/// [`MAX_CODE_LABELS`] plugin codes seen, else [`OTHER_CODE`].
+pub fn code_label(code: &str) -> &str {
+    if HostCode::ALL.iter().any(|c| c.as_str() == code) {
+        return code;
+    }
+    let mut labels = CODE_LABELS.lock().unwrap_or_else(PoisonError::into_inner);
+    let labels = labels.get_or_insert_with(HashSet::new);
+    if labels.contains(code) {
+        return code;
+    }
+    if labels.len() < MAX_CODE_LABELS {
+        labels.insert(code.to_owned());
+        return code;
+    }
+    OTHER_CODE
+}
 
 /// Lines logged back to back before the rate applies.
 pub const BURST: u32 = 20;
@@ -55,28 +86,32 @@ impl<'a> Rejects<'a> {
         code: &str,
         message: &str,
     ) -> Output {
+        let label = code_label(code);
         match self
             .counts
             .iter_mut()
-            .find(|(s, c, _)| *s == step && c == code)
+            .find(|(s, c, _)| *s == step && c == label)
         {
             Some((_, _, n)) => *n += 1,
-            None => self.counts.push((step, code.to_owned(), 1)),
+            None => self.counts.push((step, label.to_owned(), 1)),
         }
         let admitted = LIMITER
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .admit(self.now);
         match admitted {
+            // Codes, names and messages come from plugins and producers: escaped, so
+            // that none of them can forge a line of their own.
             Some(suppressed) => tracing::warn!(
-                code,
+                code = %shown(code, 64),
                 stage = step.as_str(),
-                rejected_by,
+                rejected_by = %shown(rejected_by, 160),
                 topic = self.source_topic,
                 partition = record.partition,
                 offset = record.offset,
                 suppressed,
-                "rejected: {message}"
+                "rejected: {}",
+                shown(message, 512)
             ),
             None => self.suppressed += 1,
         }
