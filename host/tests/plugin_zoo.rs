@@ -541,3 +541,35 @@ fn hostile_answers_fail_only_their_event_with_the_limit_named() {
         300
     );
 }
+
+#[test]
+fn a_change_that_would_drop_a_must_serve_rule_is_not_installed() {
+    let dir = tempfile::tempdir().unwrap();
+    let board = status::new_board();
+    let mut reloader = Reloader::new(Arc::new(runtime()), dir.path(), board.clone())
+        .must_serve(&["quality".to_string()]);
+    let ids = |members: &[Member]| members.iter().map(|m| m.plugin.id()).collect::<Vec<_>>();
+    // Without it, no chain is handed out at all.
+    assert!(reloader.scan().unwrap().is_none());
+    std::fs::write(dir.path().join("20-quality.wasm"), wasm("quality.wasm")).unwrap();
+    assert_eq!(ids(&reloader.scan().unwrap().unwrap()), ["quality@1.0.0"]);
+    // Removed (or replaced by something that is not it): the serving chain stays.
+    std::fs::remove_file(dir.path().join("20-quality.wasm")).unwrap();
+    std::fs::write(dir.path().join("30-enrich.wasm"), wasm("enrich.wasm")).unwrap();
+    assert!(reloader.scan().unwrap().is_none());
+    // Back: the chain the directory asks for is installed.
+    std::fs::write(dir.path().join("20-quality.wasm"), wasm("quality.wasm")).unwrap();
+    assert_eq!(
+        ids(&reloader.scan().unwrap().unwrap()),
+        ["quality@1.0.0", "enrich@1.0.0"]
+    );
+    // A file that never loaded is what /health reports; one that served is not.
+    std::fs::write(dir.path().join("40-broken.wasm"), b"not wasm").unwrap();
+    assert!(reloader.scan().unwrap().is_none());
+    let problems = status::not_serving(&board);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(
+        problems[0].contains("40-broken.wasm does not serve"),
+        "{problems:?}"
+    );
+}

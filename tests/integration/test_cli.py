@@ -89,3 +89,24 @@ def test_an_older_plugin_is_refused_for_a_schema_without_the_briefs_fields():
     assert ok.returncode == 0 and "validator reading device_id, temperature" in ok.stdout, ok
     old = run("plugin", "check", str(PLUGINS_BUILT / "quality_v0_3.wasm"), "--schema", schema)
     assert old.returncode != 0 and "has no field `event_type`" in old.stderr, old.stderr
+
+
+def test_run_refuses_to_start_without_the_rules_it_must_serve(tmp_path):
+    """`plugins.must_serve` and `plugins.allow_empty = false`: a host that would accept
+    events no rule judges does not start, and says why (before it touches the broker)."""
+    plugins = tmp_path / "plugins.d"
+    plugins.mkdir()
+
+    def start(**env: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(HOST_BIN), "run"], capture_output=True, text=True, timeout=60,
+                              env={"PATH": "/usr/bin:/bin", "STREAMHOST_PLUGINS__DIR": str(plugins),
+                                   "STREAMHOST_PLUGINS__CACHE_COMPILED": "false", **env})
+
+    empty = start(STREAMHOST_PLUGINS__ALLOW_EMPTY="false")
+    assert empty.returncode != 0 and "plugins.allow_empty is false" in empty.stderr, empty.stderr
+    (plugins / "10-enrich.wasm").write_bytes((PLUGINS_BUILT / "enrich.wasm").read_bytes())
+    missing = start(STREAMHOST_PLUGINS__MUST_SERVE='["quality"]')
+    assert missing.returncode != 0, missing.stderr
+    assert 'plugins.must_serve names ["quality"]' in missing.stderr, missing.stderr
+    too_large = start(STREAMHOST_PIPELINE__MAX_MESSAGE_BYTES="2000000")
+    assert too_large.returncode != 0 and "pipeline.max_message_bytes = 2000000" in too_large.stderr, too_large.stderr

@@ -13,12 +13,14 @@
 //!   again; failed, it waits twice as long (up to [`MAX_RETRY`]). Deploying a new
 //!   file for it resets the breaker.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::answer::{Rejection, Rejections, Verdict};
 use super::runtime::LoadedPlugin;
 use super::status::{self, PluginBoard};
 use crate::event::Event;
+use crate::limiter::Limiter;
 
 use crate::records::dlq::{HostCode, REJECTED_BY_HOST};
 
@@ -149,25 +151,21 @@ impl Chain {
             let Some(error) = judged.error else {
                 plugin.consecutive_failures = 0;
                 if half_open {
-                    plugin.disabled = false;
-                    plugin.retry_at = None;
-                    tracing::info!(plugin = %plugin.id(), "plugin tried again and judged its batch: serving again");
-                    if let Some(board) = &self.board {
-                        status::mark(
-                            board,
-                            &plugin.compiled.origin,
-                            status::PluginState::Serving,
-                            None,
-                        );
-                    }
+                    serving_again(plugin, self.board.as_ref());
                 }
                 continue;
             };
             metrics::counter!("streamhost_plugin_failures_total", "plugin" => plugin.name().to_string())
                 .increment(judged.failed_calls);
-            tracing::error!(plugin = %plugin.id(), events = batch.len(), failed_events = judged.failed_events,
-                calls = judged.calls, error = %crate::text::shown(&error, 512),
-                "plugin failed on a batch; the events it failed on go to the DLQ as {}", HostCode::PluginFailed);
+            let admitted = FAILURE_LOG
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .admit(now);
+            if let Some(suppressed) = admitted {
+                tracing::error!(plugin = %plugin.id(), events = batch.len(), failed_events = judged.failed_events,
+                    calls = judged.calls, error = %crate::text::shown(&error, 512), suppressed,
+                    "plugin failed on a batch; the events it failed on go to the DLQ as {}", HostCode::PluginFailed);
+            }
             if judged.judged_any {
                 plugin.consecutive_failures = 0;
             } else {
@@ -198,17 +196,7 @@ impl Chain {
                 }
             }
             if half_open && judged.judged_any {
-                plugin.disabled = false;
-                plugin.retry_at = None;
-                tracing::info!(plugin = %plugin.id(), "plugin tried again and judged: serving again");
-                if let Some(board) = &self.board {
-                    status::mark(
-                        board,
-                        &plugin.compiled.origin,
-                        status::PluginState::Serving,
-                        None,
-                    );
-                }
+                serving_again(plugin, self.board.as_ref());
             }
         }
         // The last plugin's rejections leave for the outcomes; the batch stays as it is.
@@ -227,6 +215,25 @@ impl Chain {
         merge(total, accepted, rejected)
     }
 }
+
+/// A disabled plugin that judged its trial batch serves again.
+fn serving_again(plugin: &mut LoadedPlugin, board: Option<&PluginBoard>) {
+    plugin.disabled = false;
+    plugin.retry_at = None;
+    tracing::info!(plugin = %plugin.id(), "plugin tried again and judged its batch: serving again");
+    if let Some(board) = board {
+        status::mark(
+            board,
+            &plugin.compiled.origin,
+            status::PluginState::Serving,
+            None,
+        );
+    }
+}
+
+/// The log of failed batches: a plugin failing on every batch must not flood it (the
+/// failures are still counted, and every event is dead-lettered).
+static FAILURE_LOG: Mutex<Limiter> = Mutex::new(Limiter::new(10, Duration::from_secs(1)));
 
 /// What one plugin made of a batch ([`judge`]).
 #[derive(Debug, Default)]
