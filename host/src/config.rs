@@ -154,7 +154,7 @@ impl Default for PluginsConfig {
             tables_per_plugin: 4,
             core_instances_per_plugin: 8,
             table_elements: 10_000,
-            max_file_mb: 16,
+            max_file_mb: 4,
             compile_deadline_ms: 20_000,
             breaker_threshold: 3,
             watch: true,

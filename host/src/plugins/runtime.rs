@@ -150,7 +150,7 @@ impl Default for SandboxLimits {
             tables: 4,
             core_instances: 8,
             table_elements: 10_000,
-            file_bytes: 16 << 20,
+            file_bytes: 4 << 20,
             compile_deadline: Duration::from_secs(20),
         }
     }
