@@ -16,7 +16,8 @@ RUN find plugins -type f ! -name Cargo.toml -delete \
       mkdir -p "$(dirname "$manifest")/src" && touch "$(dirname "$manifest")/src/lib.rs"; \
     done \
  && mkdir -p host/src host/benches \
- && echo 'fn main() {}' >host/src/main.rs && echo 'fn main() {}' >host/benches/pipeline.rs \
+ && echo 'fn main() {}' >host/src/main.rs \
+ && for bench in pipeline compile; do echo 'fn main() {}' >host/benches/$bench.rs; done \
  && touch host/src/lib.rs
 
 # ---- the plugins that ship, as WebAssembly components

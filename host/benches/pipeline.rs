@@ -118,6 +118,7 @@ fn wasm_chain(dist: &std::path::Path) -> Chain {
         SandboxLimits {
             memory_bytes: 64 << 20,
             batch_deadline: Duration::from_secs(5),
+            ..SandboxLimits::default()
         },
         validate().decoder.schema().clone(),
     )

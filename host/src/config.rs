@@ -11,6 +11,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::plugins::SandboxLimits;
 use crate::schema::{Schema, SchemaError};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -56,6 +57,12 @@ pub struct PluginsConfig {
     pub dir: PathBuf,
     pub memory_mb: usize,
     pub batch_deadline_ms: u64,
+    pub memories_per_plugin: u32,
+    pub tables_per_plugin: u32,
+    pub core_instances_per_plugin: u32,
+    pub table_elements: usize,
+    pub max_file_mb: usize,
+    pub compile_deadline_ms: u64,
     pub breaker_threshold: u32,
     pub watch: bool,
     pub cache_compiled: bool,
@@ -69,6 +76,20 @@ pub struct PluginsConfig {
 }
 
 impl PluginsConfig {
+    /// The sandbox every plugin runs in.
+    pub fn sandbox(&self) -> SandboxLimits {
+        SandboxLimits {
+            memory_bytes: self.memory_mb.saturating_mul(1 << 20),
+            batch_deadline: Duration::from_millis(self.batch_deadline_ms),
+            memories: self.memories_per_plugin,
+            tables: self.tables_per_plugin,
+            core_instances: self.core_instances_per_plugin,
+            table_elements: self.table_elements,
+            file_bytes: self.max_file_mb.saturating_mul(1 << 20),
+            compile_deadline: Duration::from_millis(self.compile_deadline_ms),
+        }
+    }
+
     /// Where compiled plugins are kept, if they are.
     pub fn compiled_dir(&self) -> Option<PathBuf> {
         if !self.cache_compiled {
@@ -134,6 +155,12 @@ impl Default for PluginsConfig {
             dir: PathBuf::from("plugins.d"),
             memory_mb: 64,
             batch_deadline_ms: 500,
+            memories_per_plugin: 2,
+            tables_per_plugin: 4,
+            core_instances_per_plugin: 8,
+            table_elements: 10_000,
+            max_file_mb: 4,
+            compile_deadline_ms: 20_000,
             breaker_threshold: 3,
             watch: true,
             cache_compiled: true,
@@ -261,8 +288,21 @@ impl Config {
                 "must be at most 1489692: a larger input would not fit whole in its DLQ record (records::dlq::MAX_REPLAYABLE_BYTES)",
             ));
         }
-        if self.plugins.memory_mb == 0 {
-            return Err(invalid("plugins.memory_mb", &0, "must be at least 1"));
+        let p = &self.plugins;
+        let at_least_one = [
+            ("plugins.memory_mb", p.memory_mb == 0),
+            ("plugins.memories_per_plugin", p.memories_per_plugin == 0),
+            ("plugins.tables_per_plugin", p.tables_per_plugin == 0),
+            (
+                "plugins.core_instances_per_plugin",
+                p.core_instances_per_plugin == 0,
+            ),
+            ("plugins.table_elements", p.table_elements == 0),
+            ("plugins.max_file_mb", p.max_file_mb == 0),
+            ("plugins.compile_deadline_ms", p.compile_deadline_ms == 0),
+        ];
+        if let Some((key, _)) = at_least_one.into_iter().find(|(_, zero)| *zero) {
+            return Err(invalid(key, &0, "must be at least 1"));
         }
         Ok(())
     }
@@ -307,6 +347,12 @@ const MEANINGS: &[(&str, &str)] = &[
     ("plugins.dir", "directory of *.wasm components, run in file-name order"),
     ("plugins.memory_mb", "linear-memory cap per plugin instance"),
     ("plugins.batch_deadline_ms", "CPU budget per plugin call (one batch); past it the batch goes to the DLQ"),
+    ("plugins.memories_per_plugin", "linear memories one plugin may have (over all its core instances); each takes a slot of the instance pool"),
+    ("plugins.tables_per_plugin", "tables one plugin may have (over all its core instances)"),
+    ("plugins.core_instances_per_plugin", "core module instances one plugin may create"),
+    ("plugins.table_elements", "elements of any one table of a plugin"),
+    ("plugins.max_file_mb", "largest .wasm file loaded (bounds the work of a compile)"),
+    ("plugins.compile_deadline_ms", "longest wait for a plugin's compile; past it the file is refused (the compile finishes in the background)"),
     ("plugins.breaker_threshold", "batches in a row on which a plugin judged nothing (every call failed) after which it is disabled"),
     ("plugins.breaker_retry_secs", "a disabled plugin is tried again on one batch after this long, then after twice as long each time it fails again (up to 10 minutes); a new file resets it"),
     ("plugins.must_serve", "plugin names (as `describe` gives them) that must serve: the host does not start without each, and a directory change that would drop one is not installed"),
@@ -379,6 +425,11 @@ mod tests {
             "{help}"
         );
         assert!(help.contains("STREAMHOST_WINDOWS__KEY_FIELD"), "{help}");
+    }
+
+    #[test]
+    fn the_default_sandbox_is_the_runtimes_default() {
+        assert_eq!(PluginsConfig::default().sandbox(), SandboxLimits::default());
     }
 
     #[test]

@@ -244,13 +244,6 @@ fn init_logging(default: &str) {
     }
 }
 
-fn sandbox(config: &Config) -> SandboxLimits {
-    SandboxLimits {
-        memory_bytes: config.plugins.memory_mb << 20,
-        batch_deadline: Duration::from_millis(config.plugins.batch_deadline_ms),
-    }
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn run(config_file: Option<&Path>, schema_file: Option<PathBuf>) -> Result<()> {
     let mut config = Config::load(config_file)?;
@@ -273,7 +266,7 @@ async fn run(config_file: Option<&Path>, schema_file: Option<PathBuf>) -> Result
         .install_recorder()
         .context("cannot install the metrics recorder")?;
     let board = status::new_board();
-    let mut runtime = PluginRuntime::new(sandbox(&config), schema.clone())?;
+    let mut runtime = PluginRuntime::new(config.plugins.sandbox(), schema.clone())?;
     if let Some(dir) = config.plugins.compiled_dir() {
         runtime = runtime.with_cache(&dir);
     }

@@ -112,6 +112,7 @@ fn wasm_chains_of_every_version_write_what_the_native_rules_write() {
         SandboxLimits {
             memory_bytes: 64 << 20,
             batch_deadline: Duration::from_secs(5),
+            ..SandboxLimits::default()
         },
         schema,
     )

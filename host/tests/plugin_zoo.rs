@@ -14,7 +14,7 @@ use streamhost::plugins::chain::Member;
 use streamhost::plugins::reload::Reloader;
 use streamhost::plugins::status::{self, PluginState};
 use streamhost::plugins::{
-    Chain, LoadedPlugin, PluginError, PluginRuntime, SandboxLimits, Verdict,
+    Chain, Limit, LoadedPlugin, PluginError, PluginRuntime, SandboxLimits, Verdict,
 };
 use streamhost::records::dlq::HostCode;
 use streamhost::schema::Schema;
@@ -36,6 +36,7 @@ fn runtime() -> PluginRuntime {
         SandboxLimits {
             memory_bytes: 16 << 20,
             batch_deadline: Duration::from_millis(200),
+            ..SandboxLimits::default()
         },
         Arc::new(Schema::brief()),
     )
@@ -542,6 +543,108 @@ fn hostile_answers_fail_only_their_event_with_the_limit_named() {
     );
 }
 
+/// A runtime with these limits (the rest as in [`runtime`]).
+fn limited(limits: SandboxLimits) -> PluginRuntime {
+    PluginRuntime::new(limits, Arc::new(Schema::brief())).unwrap()
+}
+
+/// The error of loading `bytes`, checked to be a refusal over `limit` whose message
+/// names the limit, its value and the key to raise.
+fn refused(rt: &PluginRuntime, bytes: &[u8], limit: Limit, value: &str) -> String {
+    let err = match rt.compile(bytes, "over.wasm", Vec::new()) {
+        Ok(_) => panic!("loaded a component over {limit:?}"),
+        Err(err) => err,
+    };
+    let text = err.to_string();
+    assert!(
+        matches!(&err, PluginError::OverLimit { limit: l, .. } if *l == limit),
+        "refused for another reason than {limit:?}: {text}"
+    );
+    assert!(
+        text.starts_with("over.wasm: refused: ")
+            && text.contains(limit.key())
+            && text.contains(&format!("({value})")),
+        "{text}"
+    );
+    text
+}
+
+/// A component instantiating `module` (a core module's fields) `times` times.
+fn instantiating(module: &str, times: usize) -> Vec<u8> {
+    let instances = "(core instance (instantiate $m))\n".repeat(times);
+    format!("(component (core module $m {module})\n{instances})").into_bytes()
+}
+
+#[test]
+fn every_real_plugin_is_within_the_default_limits() {
+    let rt = limited(SandboxLimits::default());
+    let mut seen = 0;
+    for file in std::fs::read_dir(dist()).unwrap() {
+        let path = file.unwrap().path();
+        if path.extension().is_some_and(|e| e == "wasm") {
+            let bytes = rt.read_file(&path).unwrap();
+            if let Err(e @ PluginError::OverLimit { .. }) = rt.compile(&bytes, "real", Vec::new()) {
+                panic!("{}: {e}", path.display());
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 10, "only {seen} plugins in {}", dist().display());
+}
+
+#[test]
+fn a_component_with_too_many_memories_tables_or_core_instances_is_refused() {
+    let rt = runtime();
+    let d = SandboxLimits::default();
+    // Within the limits: the same shapes load as far as the interface check.
+    let err = rt
+        .compile(
+            &instantiating("(memory 1)", d.memories as usize),
+            "ok.wasm",
+            Vec::new(),
+        )
+        .unwrap_err();
+    assert!(matches!(err, PluginError::MissingInterface { .. }), "{err}");
+
+    let err = refused(
+        &rt,
+        &instantiating("(memory 1)", d.memories as usize + 1),
+        Limit::Memories,
+        &d.memories.to_string(),
+    );
+    assert!(
+        err.contains(&format!("{} Wasm linear memories", d.memories + 1)),
+        "{err}"
+    );
+    // Several memories in one core module (multi-memory) count the same.
+    let memories = "(memory 1) ".repeat(d.memories as usize + 1);
+    refused(
+        &rt,
+        &instantiating(&memories, 1),
+        Limit::Memories,
+        &d.memories.to_string(),
+    );
+
+    let err = refused(
+        &rt,
+        &instantiating("(table 1 funcref)", d.tables as usize + 1),
+        Limit::Tables,
+        &d.tables.to_string(),
+    );
+    assert!(err.contains(&format!("{} tables", d.tables + 1)), "{err}");
+
+    let err = refused(
+        &rt,
+        &instantiating("", d.core_instances as usize + 1),
+        Limit::CoreInstances,
+        &d.core_instances.to_string(),
+    );
+    assert!(
+        err.contains(&format!("{} core module instances", d.core_instances + 1)),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_change_that_would_drop_a_must_serve_rule_is_not_installed() {
     let dir = tempfile::tempdir().unwrap();
@@ -572,4 +675,104 @@ fn a_change_that_would_drop_a_must_serve_rule_is_not_installed() {
         problems[0].contains("40-broken.wasm does not serve"),
         "{problems:?}"
     );
+}
+
+#[test]
+fn a_table_or_memory_larger_than_its_limit_is_refused() {
+    let rt = runtime();
+    let elements = SandboxLimits::default().table_elements;
+    refused(
+        &rt,
+        &instantiating(&format!("(table {} funcref)", elements + 1), 1),
+        Limit::TableElements,
+        &elements.to_string(),
+    );
+    // runtime(): 16 MiB per memory; this one starts at 32.
+    refused(
+        &rt,
+        &instantiating("(memory 512)", 1),
+        Limit::MemorySize,
+        "16 MiB",
+    );
+}
+
+#[test]
+fn a_file_over_the_size_limit_is_refused_before_it_is_read() {
+    let rt = limited(SandboxLimits {
+        file_bytes: 64 << 10,
+        ..SandboxLimits::default()
+    });
+    let path = dist().join("quality.wasm");
+    assert!(std::fs::metadata(&path).unwrap().len() > 64 << 10);
+    let err = rt.read_file(&path).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PluginError::OverLimit {
+                limit: Limit::FileSize,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("plugins.max_file_mb") && text.contains("bytes"),
+        "{text}"
+    );
+    assert!(rt.load_file(&path).is_err());
+    // Bytes handed over directly are bounded too.
+    let text = rt
+        .compile(&wasm("quality.wasm"), "q.wasm", Vec::new())
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("plugins.max_file_mb"), "{text}");
+    // A smaller plugin loads.
+    assert!(
+        std::fs::metadata(dist().join("zoo_trapdoor.wasm"))
+            .unwrap()
+            .len()
+            < 64 << 10
+    );
+    rt.load_file(&dist().join("zoo_trapdoor.wasm")).unwrap();
+
+    // The reloader rejects it like a file that does not compile, and says why.
+    let dir = tempfile::tempdir().unwrap();
+    let board = status::new_board();
+    let mut reloader = Reloader::new(Arc::new(rt), dir.path(), board.clone());
+    std::fs::copy(&path, dir.path().join("10-quality.wasm")).unwrap();
+    assert_eq!(reloader.scan().unwrap().map(|m| m.len()), Some(0));
+    let entries = board.read().unwrap().clone();
+    let q = entries
+        .iter()
+        .find(|s| s.file.ends_with("10-quality.wasm"))
+        .unwrap();
+    assert_eq!(q.state, PluginState::Rejected);
+    assert!(
+        q.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("plugins.max_file_mb"),
+        "{:?}",
+        q.last_error
+    );
+}
+
+#[test]
+fn a_compile_past_its_deadline_is_refused_and_abandoned() {
+    let rt = limited(SandboxLimits {
+        compile_deadline: Duration::from_millis(1),
+        ..SandboxLimits::default()
+    });
+    // A real plugin compiles in tens of milliseconds: far past 1 ms.
+    refused(&rt, &wasm("sensor_range.wasm"), Limit::CompileTime, "1 ms");
+    assert!(rt.abandoned_compiles() >= 1);
+    let started = Instant::now();
+    while rt.abandoned_compiles() > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the abandoned compile never ended"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

@@ -26,7 +26,7 @@ pub mod whole;
 pub use answer::{Rejection, Verdict};
 pub use chain::Chain;
 pub use contract::{Contract, Kind};
-pub use runtime::{CompiledPlugin, LoadedPlugin, PluginError, PluginRuntime, SandboxLimits};
+pub use runtime::{CompiledPlugin, Limit, LoadedPlugin, PluginError, PluginRuntime, SandboxLimits};
 
 /// The WIT interface plugins export.
 pub const WIT_INTERFACE: &str = "streamhost:plugin/rules";

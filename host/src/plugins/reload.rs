@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::chain::Member;
 use super::directory::{self, Manifest};
-use super::runtime::{CompiledPlugin, PluginRuntime};
+use super::runtime::{CompiledPlugin, PluginError, PluginRuntime};
 use super::status::{self, PluginBoard, PluginState, PluginStatus};
 
 /// Wait for this long without file events before reloading: editors and copies write
@@ -195,22 +195,31 @@ impl Reloader {
 
     /// Compile `path` if it (or its manifest) changed since the last scan.
     fn consider(&mut self, path: &Path) {
-        let Ok(bytes) = std::fs::read(path) else {
-            return; // vanished or unreadable mid-write: the next event brings it back
+        let bytes = match self.runtime.read_file(path) {
+            Ok(bytes) => Ok(bytes),
+            // Vanished or unreadable mid-write: the next event brings it back.
+            Err(PluginError::Read { .. }) => return,
+            // Over the file-size limit: rejected like a file that does not compile.
+            Err(refused) => Err(refused.to_string()),
         };
         let (manifest_text, manifest) = directory::manifest_for(path);
-        let fp = fingerprint(&bytes, manifest_text.as_deref());
+        let fp = match &bytes {
+            Ok(bytes) => fingerprint(bytes, manifest_text.as_deref()),
+            Err(refused) => fingerprint(refused.as_bytes(), manifest_text.as_deref()),
+        };
         if self.known.get(path).is_some_and(|k| k.fingerprint == fp) {
             return;
         }
         let file = path.display().to_string();
         let previous = self.known.remove(path).and_then(|k| k.serving);
-        let loaded = manifest.and_then(|manifest| {
-            let started = Instant::now();
-            self.runtime
-                .compile(&bytes, &file, manifest.settings())
-                .map(|c| (Arc::new(c), manifest, started.elapsed()))
-                .map_err(|e| e.to_string())
+        let loaded = bytes.and_then(|bytes| {
+            manifest.and_then(|manifest| {
+                let started = Instant::now();
+                self.runtime
+                    .compile(&bytes, &file, manifest.settings())
+                    .map(|c| (Arc::new(c), manifest, started.elapsed()))
+                    .map_err(|e| e.to_string())
+            })
         });
         let serving = match loaded {
             Ok((compiled, manifest, took)) => {

@@ -1,8 +1,9 @@
 //! The wasmtime side: one engine for the process, one compiled artifact per plugin file
 //! ([`CompiledPlugin`]), and one sandboxed store per serving instance ([`LoadedPlugin`]).
 
+use std::io::Read as _;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,15 +58,87 @@ pub enum PluginError {
     Manifest { origin: String, reason: String },
     #[error("{plugin}: {reason}")]
     Failed { plugin: String, reason: String },
+    #[error(
+        "{origin}: refused: {found}; over the limit on {what} ({allowed}): raise `{key}` to allow it",
+        what = .limit.what(),
+        key = .limit.key()
+    )]
+    OverLimit {
+        origin: String,
+        limit: Limit,
+        /// What the plugin needs, as far as it is known.
+        found: String,
+        /// The limit's value, with its unit.
+        allowed: String,
+    },
 }
 
-/// Sandbox limits applied to every plugin instance.
-#[derive(Debug, Clone, Copy)]
+/// A bound of the sandbox, each set by a key of `[plugins]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Size of the `.wasm` file.
+    FileSize,
+    /// Time to compile it.
+    CompileTime,
+    /// Linear memories of one component, counted over every core instance.
+    Memories,
+    /// Tables of one component, counted over every core instance.
+    Tables,
+    /// Core module instances one component creates.
+    CoreInstances,
+    /// Elements of any one table.
+    TableElements,
+    /// Bytes of any one linear memory.
+    MemorySize,
+}
+
+impl Limit {
+    /// The configuration key that sets it.
+    pub fn key(self) -> &'static str {
+        match self {
+            Limit::FileSize => "plugins.max_file_mb",
+            Limit::CompileTime => "plugins.compile_deadline_ms",
+            Limit::Memories => "plugins.memories_per_plugin",
+            Limit::Tables => "plugins.tables_per_plugin",
+            Limit::CoreInstances => "plugins.core_instances_per_plugin",
+            Limit::TableElements => "plugins.table_elements",
+            Limit::MemorySize => "plugins.memory_mb",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Limit::FileSize => "the file size",
+            Limit::CompileTime => "compile time",
+            Limit::Memories => "linear memories per plugin",
+            Limit::Tables => "tables per plugin",
+            Limit::CoreInstances => "core instances per plugin",
+            Limit::TableElements => "elements per table",
+            Limit::MemorySize => "linear memory per instance",
+        }
+    }
+}
+
+/// Sandbox limits applied to every plugin (the defaults are `[plugins]`'s, in
+/// `config.rs`). A component over one is refused at load with [`PluginError::OverLimit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SandboxLimits {
     /// Linear memory cap per instance. Must fit the largest batch (about 2 KiB per event).
     pub memory_bytes: usize,
     /// CPU budget for one `process` call (one batch).
     pub batch_deadline: Duration,
+    /// Linear memories per component, over all its core instances.
+    pub memories: u32,
+    /// Tables per component, over all its core instances.
+    pub tables: u32,
+    /// Core module instances per component.
+    pub core_instances: u32,
+    /// Elements of any one table (each a pointer in the host).
+    pub table_elements: usize,
+    /// Largest `.wasm` accepted, checked before it is read whole.
+    pub file_bytes: usize,
+    /// Longest wait for a compile (see [`PluginRuntime::compile_bounded`]).
+    pub compile_deadline: Duration,
 }
 
 impl Default for SandboxLimits {
@@ -73,24 +146,160 @@ impl Default for SandboxLimits {
         Self {
             memory_bytes: 64 << 20,
             batch_deadline: Duration::from_millis(500),
+            memories: 2,
+            tables: 4,
+            core_instances: 8,
+            table_elements: 10_000,
+            file_bytes: 4 << 20,
+            compile_deadline: Duration::from_secs(20),
         }
     }
 }
 
-/// The engine's settings; `pool`: instances come from a pool sized for these limits.
-fn engine_config(pool: Option<&SandboxLimits>) -> Config {
+impl SandboxLimits {
+    /// `limit`'s value, with its unit.
+    fn allowed(&self, limit: Limit) -> String {
+        match limit {
+            Limit::FileSize => mib(self.file_bytes),
+            Limit::CompileTime => format!("{} ms", self.compile_deadline.as_millis()),
+            Limit::Memories => self.memories.to_string(),
+            Limit::Tables => self.tables.to_string(),
+            Limit::CoreInstances => self.core_instances.to_string(),
+            Limit::TableElements => self.table_elements.to_string(),
+            Limit::MemorySize => mib(self.memory_bytes),
+        }
+    }
+
+    fn over(&self, origin: &str, limit: Limit, found: String) -> PluginError {
+        PluginError::OverLimit {
+            origin: origin.into(),
+            limit,
+            found,
+            allowed: self.allowed(limit),
+        }
+    }
+
+    /// The limit a wasmtime error (from compiling or instantiating) reports as
+    /// exceeded, if any: the pooling allocator checks a component against its limits
+    /// when it is compiled, the store's limiter when it is instantiated.
+    fn exceeded(e: &wasmtime::Error) -> Option<(Limit, String)> {
+        const SIGNS: &[(&str, Limit)] = &[
+            ("core module instances, which exceeds", Limit::CoreInstances),
+            ("instance count too high", Limit::CoreInstances),
+            ("linear memories, which exceeds", Limit::Memories),
+            ("memory count too high", Limit::Memories),
+            ("defined memories count of", Limit::Memories),
+            ("tables, which exceeds", Limit::Tables),
+            ("table count too high", Limit::Tables),
+            ("defined tables count of", Limit::Tables),
+            ("minimum element size of", Limit::TableElements),
+            ("memory has a minimum byte size of", Limit::MemorySize),
+        ];
+        e.chain().find_map(|cause| {
+            let text = cause.to_string();
+            SIGNS
+                .iter()
+                .find(|(sign, _)| text.contains(sign))
+                .map(|(_, limit)| (*limit, text.lines().next().unwrap_or_default().to_string()))
+        })
+    }
+
+    /// The same bounds as the pool's, for one store (one store per instance): they
+    /// hold also when the pool could not be reserved.
+    fn store_limits(&self) -> StoreLimits {
+        let count = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
+        StoreLimitsBuilder::new()
+            .memory_size(self.memory_bytes)
+            .memories(count(self.memories))
+            .tables(count(self.tables))
+            .instances(count(self.core_instances))
+            .table_elements(self.table_elements)
+            .trap_on_grow_failure(true)
+            .build()
+    }
+
+    /// Check what `component` will allocate against the limits, before it is
+    /// instantiated (the pooling allocator checks the counts too; without it, the
+    /// store's limiter would only tell at instantiation).
+    fn check(&self, component: &Component, origin: &str) -> Result<(), PluginError> {
+        let Some(needs) = component.resources_required() else {
+            return Err(PluginError::Instantiate {
+                origin: origin.into(),
+                reason: "it imports a core module, which this host cannot provide".into(),
+            });
+        };
+        if needs.num_memories > self.memories {
+            return Err(self.over(
+                origin,
+                Limit::Memories,
+                format!("the component has {} linear memories", needs.num_memories),
+            ));
+        }
+        if needs.num_tables > self.tables {
+            return Err(self.over(
+                origin,
+                Limit::Tables,
+                format!("the component has {} tables", needs.num_tables),
+            ));
+        }
+        if let Some(elements) = needs.max_initial_table_size {
+            if elements > u64::try_from(self.table_elements).unwrap_or(u64::MAX) {
+                return Err(self.over(
+                    origin,
+                    Limit::TableElements,
+                    format!("a table starts with {elements} elements"),
+                ));
+            }
+        }
+        if let Some(pages) = needs.max_initial_memory_size {
+            let bytes = pages.saturating_mul(WASM_PAGE);
+            if bytes > u64::try_from(self.memory_bytes).unwrap_or(u64::MAX) {
+                return Err(self.over(
+                    origin,
+                    Limit::MemorySize,
+                    format!("a memory starts at {} MiB", bytes >> 20),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `bytes` in MiB when whole, else in bytes.
+fn mib(bytes: usize) -> String {
+    if bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+/// Bytes in a WebAssembly page.
+const WASM_PAGE: u64 = 64 << 10;
+
+/// The engine's settings; `pooled`: instances come from a pool sized for these limits.
+fn engine_config(limits: &SandboxLimits, pooled: bool) -> Config {
     let mut config = Config::new();
     // Epoch interruption: a few % overhead, unlike fuel, and enough to stop a loop.
     config.epoch_interruption(true);
     config.wasm_component_model(true);
-    if let Some(limits) = pool {
+    if pooled {
         // Pre-mapped slots: a fresh instance (after a trap, or for a new chain) costs
-        // no mmap, and a slot keeps its module's memory image for the next one.
+        // no mmap, and a slot keeps its module's memory image for the next one. The
+        // per-component bounds keep one component from taking every slot of a kind;
+        // the totals are sized so each instance can use its bound.
+        let per = |n: u32| POOLED_INSTANCES.saturating_mul(n.max(1));
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(POOLED_INSTANCES)
-            .total_core_instances(POOLED_INSTANCES * 4)
-            .total_memories(POOLED_INSTANCES)
-            .total_tables(POOLED_INSTANCES * 4)
+            .total_core_instances(per(limits.core_instances))
+            .total_memories(per(limits.memories))
+            .total_tables(per(limits.tables))
+            .max_core_instances_per_component(limits.core_instances)
+            .max_memories_per_component(limits.memories)
+            .max_tables_per_component(limits.tables)
+            .max_memories_per_module(limits.memories)
+            .max_tables_per_module(limits.tables)
+            .table_elements(limits.table_elements)
             .max_memory_size(limits.memory_bytes);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
@@ -106,6 +315,8 @@ pub struct PluginRuntime {
     limits: SandboxLimits,
     schema: Arc<Schema>,
     ticker_stop: Arc<AtomicBool>,
+    /// Compiles given up on at their deadline and still running.
+    abandoned: Arc<AtomicUsize>,
 }
 
 impl PluginRuntime {
@@ -115,13 +326,14 @@ impl PluginRuntime {
             origin: "engine".into(),
             reason,
         };
-        let engine = match Engine::new(&engine_config(Some(&limits))) {
+        let engine = match Engine::new(&engine_config(&limits, true)) {
             Ok(engine) => engine,
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), instances = POOLED_INSTANCES,
                     "cannot reserve the plugin instance pool (a limit on address space?); \
                      instances are allocated one by one instead");
-                Engine::new(&engine_config(None)).map_err(|e| engine_error(format!("{e:#}")))?
+                Engine::new(&engine_config(&limits, false))
+                    .map_err(|e| engine_error(format!("{e:#}")))?
             }
         };
         let ticker_stop = Arc::new(AtomicBool::new(false));
@@ -141,6 +353,7 @@ impl PluginRuntime {
             limits,
             schema,
             ticker_stop,
+            abandoned: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -157,12 +370,102 @@ impl PluginRuntime {
 
     /// Load a component file with no settings (compiles it: call this off the hot path).
     pub fn load_file(&self, path: &Path) -> Result<LoadedPlugin, PluginError> {
+        let bytes = self.read_file(path)?;
         let origin = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| PluginError::Read {
+        Arc::new(self.compile(&bytes, &origin, Vec::new())?).instantiate_checked()
+    }
+
+    /// The bytes of a plugin file, refused ([`Limit::FileSize`]) if it is larger than
+    /// the limit: checked before reading it, and while reading (it may grow meanwhile).
+    pub fn read_file(&self, path: &Path) -> Result<Vec<u8>, PluginError> {
+        let origin = path.display().to_string();
+        let read_error = |e: std::io::Error| PluginError::Read {
             origin: origin.clone(),
             reason: e.to_string(),
-        })?;
-        Arc::new(self.compile(&bytes, &origin, Vec::new())?).instantiate_checked()
+        };
+        let file = std::fs::File::open(path).map_err(read_error)?;
+        let max = u64::try_from(self.limits.file_bytes).unwrap_or(u64::MAX);
+        let too_large = |size: u64| {
+            self.limits.over(
+                &origin,
+                Limit::FileSize,
+                format!("the file has {size} bytes"),
+            )
+        };
+        let size = file.metadata().map_err(read_error)?.len();
+        if size > max {
+            return Err(too_large(size));
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        file.take(max.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(read_error)?;
+        if bytes.len() > self.limits.file_bytes {
+            return Err(too_large(bytes.len() as u64));
+        }
+        Ok(bytes)
+    }
+
+    /// Compile `bytes` on a thread of its own, waiting at most `compile_deadline`.
+    ///
+    /// A wasmtime compile cannot be interrupted, so past the deadline the load is
+    /// refused and the compile abandoned: it runs to its end on its thread, its result
+    /// dropped. Compiling in a child process would reclaim that CPU, but every
+    /// embedding (the host, `plugin check`, tests, benchmarks) would need the host
+    /// binary and an artifact handed back through a pipe and loaded as native code. The
+    /// deadline bounds how long a load waits, and the file-size limit bounds the work
+    /// an abandoned compile can still do (docs/design.md has the figures); the reloader
+    /// does not retry a refused file until it changes.
+    fn compile_bounded(&self, bytes: &[u8], origin: &str) -> Result<Component, PluginError> {
+        let compile_error = |reason: String| PluginError::Compile {
+            origin: origin.into(),
+            reason,
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let (engine, wasm) = (self.engine.clone(), bytes.to_vec());
+        std::thread::Builder::new()
+            .name("plugin-compile".into())
+            .spawn(move || {
+                // The receiver is gone if the compile was abandoned: nothing to tell.
+                let _ = tx.send(Component::new(&engine, &wasm));
+            })
+            .map_err(|e| compile_error(format!("cannot start a compile thread: {e}")))?;
+        match rx.recv_timeout(self.limits.compile_deadline) {
+            Ok(Ok(component)) => Ok(component),
+            Ok(Err(e)) => Err(match SandboxLimits::exceeded(&e) {
+                Some((limit, found)) => self.limits.over(origin, limit, found),
+                None => compile_error(format!("{e:#}")),
+            }),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let running = self.abandoned.fetch_add(1, Ordering::Relaxed) + 1;
+                let abandoned = self.abandoned.clone();
+                // Count it down when the abandoned compile ends.
+                let _ = std::thread::Builder::new()
+                    .name("plugin-compile-reaper".into())
+                    .spawn(move || {
+                        let _ = rx.recv();
+                        abandoned.fetch_sub(1, Ordering::Relaxed);
+                    });
+                tracing::warn!(
+                    file = origin,
+                    abandoned_running = running,
+                    "plugin compile past its deadline: abandoned, it finishes in the background"
+                );
+                Err(self.limits.over(
+                    origin,
+                    Limit::CompileTime,
+                    "compiling it took longer".into(),
+                ))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(compile_error(
+                "the compiler stopped without a result".into(),
+            )),
+        }
+    }
+
+    /// Compiles abandoned at their deadline that are still running.
+    pub fn abandoned_compiles(&self) -> usize {
+        self.abandoned.load(Ordering::Relaxed)
     }
 
     /// Compile, check the interface version, instantiate, configure and self-check.
@@ -172,16 +475,21 @@ impl PluginRuntime {
         origin: &str,
         settings: Vec<(String, String)>,
     ) -> Result<CompiledPlugin, PluginError> {
+        if bytes.len() > self.limits.file_bytes {
+            return Err(self.limits.over(
+                origin,
+                Limit::FileSize,
+                format!("the file has {} bytes", bytes.len()),
+            ));
+        }
         let cached_at = self.cache.as_ref().map(|c| c.entry(bytes));
         let cached = cached_at.as_ref().and_then(|entry| entry.load());
         let from_cache = cached.is_some();
         let component = match cached {
             Some(component) => component,
-            None => Component::new(&self.engine, bytes).map_err(|e| PluginError::Compile {
-                origin: origin.into(),
-                reason: format!("{e:#}"),
-            })?,
+            None => self.compile_bounded(bytes, origin)?,
         };
+        self.limits.check(&component, origin)?;
         let (export, wit_version) = find_interface(&self.engine, &component, origin)?;
 
         let mut linker: Linker<SandboxState> = Linker::new(&self.engine);
@@ -246,12 +554,13 @@ impl PluginRuntime {
             exports,
         };
         let mut probe = LoadedPlugin::new(Arc::new(compiled.clone()));
-        probe
-            .instantiate()
-            .map_err(|reason| PluginError::Instantiate {
+        probe.instantiate().map_err(|e| match e {
+            InstantiateError::Limit(limit, found) => self.limits.over(origin, limit, found),
+            InstantiateError::Other(reason) => PluginError::Instantiate {
                 origin: origin.into(),
                 reason,
-            })?;
+            },
+        })?;
         let info = probe.describe().map_err(|reason| PluginError::SelfCheck {
             origin: origin.into(),
             reason: format!("describe() failed: {reason}"),
@@ -452,6 +761,25 @@ struct Instance {
     instance: wasmtime::component::Instance,
 }
 
+/// Why an instance could not be made.
+#[derive(Debug)]
+enum InstantiateError {
+    /// Over a sandbox limit: which, and what the component needs.
+    Limit(Limit, String),
+    Other(String),
+}
+
+impl std::fmt::Display for InstantiateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InstantiateError::Limit(limit, found) => {
+                write!(f, "{found}: over `{}`", limit.key())
+            }
+            InstantiateError::Other(reason) => f.write_str(reason),
+        }
+    }
+}
+
 /// One plugin instance judging batches, with its own store and failure count.
 pub struct LoadedPlugin {
     pub compiled: Arc<CompiledPlugin>,
@@ -502,32 +830,39 @@ impl LoadedPlugin {
 
     /// A fresh store and instance, configured: after a trap the old one must not be
     /// entered again.
-    fn instantiate(&mut self) -> Result<(), String> {
+    fn instantiate(&mut self) -> Result<(), InstantiateError> {
         self.instance = None;
         let c = &self.compiled;
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(c.limits.memory_bytes)
-            .trap_on_grow_failure(true)
-            .build();
+        let limits = c.limits.store_limits();
         let mut store = Store::new(&c.engine, SandboxState { limits });
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(self.deadline_ticks());
         // What one call may copy out of the plugin (answers, names), counted by wasmtime
         // before it copies: N rejections pointing at one large string count N times.
         store.set_hostcall_fuel(c.limits.memory_bytes);
-        let explain = |e: wasmtime::Error| explain(&e, c.limits);
-        let instance = c.pre.instantiate(&mut store).map_err(explain)?;
+        let explain = |e: wasmtime::Error| InstantiateError::Other(explain(&e, c.limits));
+        let instance =
+            c.pre
+                .instantiate(&mut store)
+                .map_err(|e| match SandboxLimits::exceeded(&e) {
+                    Some((limit, found)) => InstantiateError::Limit(limit, found),
+                    None => explain(e),
+                })?;
         if let Some(index) = &c.exports.configure {
             let configure = instance
                 .get_typed_func::<(Vec<(String, String)>,), (Result<(), String>,)>(
                     &mut store, index,
                 )
-                .map_err(|e| format!("`configure` has the wrong signature: {e:#}"))?;
+                .map_err(|e| {
+                    InstantiateError::Other(format!("`configure` has the wrong signature: {e:#}"))
+                })?;
             store.set_epoch_deadline(self.deadline_ticks());
             let (result,) = configure
                 .call(&mut store, (c.settings.clone(),))
                 .map_err(explain)?;
-            result.map_err(|message| format!("configure() refused the settings: {message}"))?;
+            result.map_err(|message| {
+                InstantiateError::Other(format!("configure() refused the settings: {message}"))
+            })?;
         }
         self.instance = Some(Instance { store, instance });
         Ok(())
@@ -783,7 +1118,101 @@ fn explain(e: &wasmtime::Error, limits: SandboxLimits) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::compatible;
+    use super::*;
+
+    /// A component instantiating a core module with `fields` `times` times.
+    fn instantiating(engine: &Engine, fields: &str, times: usize) -> wasmtime::Result<Component> {
+        let instances = "(core instance (instantiate $m))\n".repeat(times);
+        Component::new(
+            engine,
+            format!("(component (core module $m {fields})\n{instances})"),
+        )
+    }
+
+    /// Without the pool (its reservation can fail), the static check and the store's
+    /// limiter refuse what the pool would, naming the same limits.
+    #[test]
+    fn without_the_pool_the_limits_hold_per_store() {
+        let limits = SandboxLimits::default();
+        let engine = Engine::new(&engine_config(&limits, false)).unwrap();
+        let over = |fields: &str, times: usize| {
+            let component = instantiating(&engine, fields, times).unwrap();
+            let check = limits.check(&component, "c");
+            let mut store = Store::new(
+                &engine,
+                SandboxState {
+                    limits: limits.store_limits(),
+                },
+            );
+            store.limiter(|state| &mut state.limits);
+            let instantiated = Linker::<SandboxState>::new(&engine)
+                .instantiate(&mut store, &component)
+                .map(|_| ());
+            (check, instantiated)
+        };
+        let (check, instantiated) = over("(memory 1)", limits.memories as usize + 1);
+        assert!(matches!(
+            check,
+            Err(PluginError::OverLimit {
+                limit: Limit::Memories,
+                ..
+            })
+        ));
+        let e = instantiated.unwrap_err();
+        assert_eq!(
+            SandboxLimits::exceeded(&e).map(|(l, _)| l),
+            Some(Limit::Memories),
+            "{e:#}"
+        );
+
+        let (check, instantiated) = over("(table 1 funcref)", limits.tables as usize + 1);
+        assert!(matches!(
+            check,
+            Err(PluginError::OverLimit {
+                limit: Limit::Tables,
+                ..
+            })
+        ));
+        let e = instantiated.unwrap_err();
+        assert_eq!(
+            SandboxLimits::exceeded(&e).map(|(l, _)| l),
+            Some(Limit::Tables),
+            "{e:#}"
+        );
+
+        let (check, instantiated) = over("", limits.core_instances as usize + 1);
+        assert!(
+            check.is_ok(),
+            "core instances are counted when instantiated"
+        );
+        let e = instantiated.unwrap_err();
+        assert_eq!(
+            SandboxLimits::exceeded(&e).map(|(l, _)| l),
+            Some(Limit::CoreInstances),
+            "{e:#}"
+        );
+        let (check, instantiated) = over("", limits.core_instances as usize);
+        assert!(check.is_ok() && instantiated.is_ok());
+
+        let table = format!("(table {} funcref)", limits.table_elements + 1);
+        let (check, _) = over(&table, 1);
+        assert!(matches!(
+            check,
+            Err(PluginError::OverLimit {
+                limit: Limit::TableElements,
+                ..
+            })
+        ));
+        let pages = limits.memory_bytes / (64 << 10) + 1;
+        let (check, _) = over(&format!("(memory {pages})"), 1);
+        assert!(matches!(
+            check,
+            Err(PluginError::OverLimit {
+                limit: Limit::MemorySize,
+                ..
+            })
+        ));
+    }
 
     #[test]
     fn semver_rules_for_the_wit_package() {
