@@ -47,11 +47,22 @@ pub struct Output {
     pub payload: Vec<u8>,
 }
 
-/// The largest record value this host produces: librdkafka's `message.max.bytes`
-/// default (1,000,000, also set explicitly in [`crate::kafka::client`]) less room for
-/// the key and the record's framing. A larger record is refused on every attempt, and
-/// the batches behind it would wait for it forever.
-pub const MAX_OUTPUT_BYTES: usize = 1_000_000 - 4_096;
+impl Output {
+    /// Key and value: what counts against [`MAX_OUTPUT_BYTES`].
+    pub fn size(&self) -> usize {
+        self.key.len() + self.payload.len()
+    }
+}
+
+/// librdkafka's `message.max.bytes` for every producer of this host (its default, set
+/// explicitly in [`crate::kafka::client`]).
+pub const MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+/// The largest record this host produces, key and value together: [`MESSAGE_MAX_BYTES`]
+/// less room for the record's framing. The sink refuses a larger one before the
+/// producer sees it (the producer would refuse it on every attempt, and the batches
+/// behind it would wait); the stages route such records to the DLQ before that.
+pub const MAX_OUTPUT_BYTES: usize = MESSAGE_MAX_BYTES - 4_096;
 
 /// A source record at partition 2, offset 41, for the records' tests.
 #[cfg(test)]
