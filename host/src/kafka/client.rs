@@ -156,8 +156,16 @@ static UNREACHABLE: Mutex<Limiter> = Mutex::new(Limiter::new(1, Duration::from_s
 impl ClientLog {
     /// A global error of any client.
     pub fn error(error: &KafkaError, reason: &str) {
-        if !Self::unreachable_error(error, reason) {
-            tracing::error!(%error, reason, "librdkafka error");
+        if Self::unreachable_error(error, reason) {
+            return;
+        }
+        match error.rdkafka_error_code() {
+            // The producer stopped: every delivery it had fails, and the stage that
+            // meets the first one stops with the error line.
+            Some(RDKafkaErrorCode::Fatal | RDKafkaErrorCode::GaplessGuarantee) => {
+                tracing::warn!(%error, reason, "producer stopped");
+            }
+            _ => tracing::error!(%error, reason, "librdkafka error"),
         }
     }
 
@@ -179,6 +187,10 @@ impl ClientLog {
         // `FAIL`: a connection to a broker failed or was lost.
         if facility == "FAIL" {
             return Self::unreachable(message);
+        }
+        // `FATAL`: said again by the global error ([`ClientLog::error`]).
+        if facility == "FATAL" {
+            return tracing::debug!(target: "librdkafka", "librdkafka: {facility} {message}");
         }
         match level {
             RDKafkaLogLevel::Emerg

@@ -58,7 +58,7 @@ fn hint(class: DeliveryClass) -> String {
             "the topic's max.message.bytes on the broker is below the producer's message.max.bytes, {MESSAGE_MAX_BYTES}"
         ),
         DeliveryClass::Permanent => {
-            "fails on every attempt until the topic exists and this host may write to it".into()
+            "refused for good: the topic is missing, writing is denied, or the broker failed the request and the producer stopped rather than leave a gap".into()
         }
     }
 }
@@ -365,7 +365,7 @@ mod tests {
         let text = error.to_string();
         assert!(text.starts_with("delivery to `dlq` failed: "), "{text}");
         assert!(
-            text.contains("(permanent: fails on every attempt until the topic exists"),
+            text.contains("(permanent: refused for good: the topic is missing"),
             "{text}"
         );
         assert!(
