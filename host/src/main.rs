@@ -318,12 +318,15 @@ async fn run(config_file: Option<&Path>, schema_file: Option<PathBuf>) -> Result
         let _ = signalled.send(true);
     });
     let health = Health::default();
+    // Served until the stages have stopped: after a failure, /health says so until the
+    // process exits.
+    let (admin_stop_tx, admin_stop) = watch::channel(false);
     let admin = tokio::spawn(admin::serve(
         config.admin.listen,
         metrics,
         board.clone(),
         health.clone(),
-        stop.clone(),
+        admin_stop,
     ));
 
     let (updates_tx, updates) = tokio::sync::mpsc::channel(4);
@@ -402,6 +405,7 @@ async fn run(config_file: Option<&Path>, schema_file: Option<PathBuf>) -> Result
         sink.purge();
     }
     sink.flush(Duration::from_secs(10));
+    let _ = admin_stop_tx.send(true);
     admin.abort();
     match failure {
         Some(failed) => Err(failed.into()),
