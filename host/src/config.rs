@@ -36,6 +36,7 @@ pub struct KafkaConfig {
     pub window_group_id: String,
     pub idempotence: bool,
     pub stall_timeout_secs: u64,
+    pub delivery_timeout_secs: u64,
     /// librdkafka options added to every client (TLS, SASL, ...): `[kafka.client]`.
     pub client: std::collections::BTreeMap<String, String>,
 }
@@ -132,6 +133,7 @@ impl Default for KafkaConfig {
             window_group_id: "streamhost-windows".into(),
             idempotence: true,
             stall_timeout_secs: 20,
+            delivery_timeout_secs: 120,
             client: std::collections::BTreeMap::new(),
         }
     }
@@ -245,6 +247,13 @@ impl Config {
                 });
             }
         }
+        if self.kafka.delivery_timeout_secs == 0 {
+            return Err(invalid(
+                "kafka.delivery_timeout_secs",
+                &0,
+                "must be at least 1",
+            ));
+        }
         if self.pipeline.in_flight_batches == 0 {
             return Err(invalid(
                 "pipeline.in_flight_batches",
@@ -316,6 +325,10 @@ impl Config {
         }
     }
 
+    pub fn delivery_timeout(&self) -> Duration {
+        Duration::from_secs(self.kafka.delivery_timeout_secs)
+    }
+
     pub fn stall_timeout(&self) -> Duration {
         Duration::from_secs(self.kafka.stall_timeout_secs)
     }
@@ -338,6 +351,7 @@ const MEANINGS: &[(&str, &str)] = &[
     ("kafka.window_group_id", "consumer group of the window stage (reads enriched_events)"),
     ("kafka.idempotence", "idempotent producer (no duplicates from its own retries); off only for brokers that mishandle it"),
     ("kafka.stall_timeout_secs", "a partition with no live owner for this long is orphaned: /health says so, and an instance that does not own it rejoins its group to take it over (0: off)"),
+    ("kafka.delivery_timeout_secs", "longest wait for the broker to acknowledge a produced batch (librdkafka retries meanwhile); past it the stage stops and the process exits non-zero"),
     ("kafka.client", "librdkafka options added to every client, as a table in the file ([kafka.client] \"security.protocol\" = \"SASL_SSL\"); the options the host owns (group.id, commits, acks, idempotence) are refused"),
     ("pipeline.schema", "event schema file (TOML: fields, types, the event-time field); none: the brief's, built in; `--schema` overrides it"),
     ("pipeline.batch_size", "records per batch through decode, plugins and produce"),

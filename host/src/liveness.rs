@@ -151,15 +151,21 @@ pub struct StageHealth {
     pub orphans: Vec<Orphan>,
     /// Take-overs in a row that did not end the orphaning ([`RejoinStreak`]).
     pub rejoins_in_a_row: u32,
+    /// The stage stopped with this error: the process is on its way out.
+    pub failed: Option<String>,
 }
 
 impl StageHealth {
     fn ready(&self) -> bool {
-        self.orphans.is_empty()
+        self.orphans.is_empty() && self.failed.is_none()
     }
 
     fn describe(&self, stage: StageName, topic: &str, now: Instant) -> String {
         let mut line = format!("{}: ", stage.as_str());
+        if let Some(error) = &self.failed {
+            line.push_str(&format!("failed: {error}"));
+            return line;
+        }
         if self.orphans.is_empty() {
             line.push_str(&format!("ok, {} partitions of {topic} here", self.assigned));
             return line;
@@ -209,6 +215,7 @@ impl Health {
                     unassigned_since: Some(Instant::now()),
                     orphans: Vec::new(),
                     rejoins_in_a_row: 0,
+                    failed: None,
                 },
             )
         });
@@ -219,7 +226,13 @@ impl Health {
             .set(entry.1.orphans.len() as f64);
     }
 
-    /// Ready when no stage sees an orphaned partition; one line per stage either way.
+    /// `stage` stopped with `error`: not ready from now on (the process is exiting).
+    pub fn failed(&self, stage: StageName, topic: &str, error: &str) {
+        self.update(stage, topic, |h| h.failed = Some(error.to_string()));
+    }
+
+    /// Ready when no stage sees an orphaned partition and none has failed; one line per
+    /// stage either way.
     pub fn report(&self) -> (bool, String) {
         let now = Instant::now();
         let map = self.0.read().unwrap_or_else(PoisonError::into_inner);

@@ -3,7 +3,7 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -28,6 +28,7 @@ use streamhost::stages::window::operator::WindowSpec;
 use streamhost::stages::window::progress::BrokerProgress;
 use streamhost::stages::window::restore::Restore;
 use streamhost::stages::window::{WindowFields, WindowStage};
+use streamhost::stages::StageError;
 
 /// mimalloc, not glibc's malloc: the validate stage allocates per event.
 #[global_allocator]
@@ -184,7 +185,14 @@ fn main() -> Result<()> {
         "info"
     });
     match cli.command {
-        Command::Run { config, schema } => run(config.as_deref(), schema),
+        Command::Run { config, schema } => match run(config.as_deref(), schema) {
+            // Said once, on one line, by the log; the exit status tells a supervisor.
+            Err(e) if e.is::<StageFailed>() => {
+                tracing::error!("{e}");
+                std::process::exit(1)
+            }
+            other => other,
+        },
         Command::Schema {
             command: SchemaCommand::Check { file },
         } => schema_check(&file),
@@ -316,18 +324,23 @@ async fn run(config_file: Option<&Path>, schema_file: Option<PathBuf>) -> Result
     let sink = Sink::new(&clients, &config.kafka)?;
 
     let (stop_tx, stop) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    let signalled = stop_tx.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutdown requested: finishing the current batch");
-        let _ = stop_tx.send(true);
+        let _ = signalled.send(true);
     });
     let health = Health::default();
+    // Served until the stages have stopped: after a failure, /health says so until the
+    // process exits.
+    let (admin_stop_tx, admin_stop) = watch::channel(false);
     let admin = tokio::spawn(admin::serve(
         config.admin.listen,
         metrics,
         board.clone(),
         health.clone(),
-        stop.clone(),
+        admin_stop,
     ));
 
     let (updates_tx, updates) = tokio::sync::mpsc::channel(4);
@@ -382,13 +395,49 @@ async fn run(config_file: Option<&Path>, schema_file: Option<PathBuf>) -> Result
         let reading = reading(&config.kafka.window_group_id, &config.kafka.enriched_topic);
         runtime::run(&mut stage, &reading, &sink, &health, stop.clone()).await
     };
-    let (v, w) = tokio::join!(validating, windows);
+    // A stage that fails stops the other, which commits what it has delivered; then
+    // the process exits non-zero with the first failure (a later one is its echo).
+    let failure: std::sync::Mutex<Option<StageFailed>> = std::sync::Mutex::new(None);
+    let ended = |stage: &str, result: Result<(), StageError>| {
+        if let Err(error) = result {
+            let mut first = failure.lock().unwrap_or_else(PoisonError::into_inner);
+            if first.is_none() {
+                tracing::info!(stage, %error, "stage failed: stopping the other stage");
+                *first = Some(StageFailed(format!("{stage} stage stopped: {error}")));
+            } else {
+                tracing::info!(stage, %error, "stage stopped after the other's failure");
+            }
+            let _ = stop_tx.send(true);
+        }
+    };
+    tokio::join!(async { ended("validate", validating.await) }, async {
+        ended("window", windows.await)
+    },);
+    let failure = failure.into_inner().unwrap_or_else(PoisonError::into_inner);
+    if failure.is_some() {
+        // Nothing queued after a failed record is sent; what is in flight may land.
+        sink.purge();
+    }
     sink.flush(Duration::from_secs(10));
+    let _ = admin_stop_tx.send(true);
     admin.abort();
-    v.context("validate stage")?;
-    w.context("window stage")?;
-    Ok(())
+    match failure {
+        Some(failed) => Err(failed.into()),
+        None => Ok(()),
+    }
 }
+
+/// A stage stopped on an error: the message names the stage, the topic and the cause.
+#[derive(Debug)]
+struct StageFailed(String);
+
+impl std::fmt::Display for StageFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StageFailed {}
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();

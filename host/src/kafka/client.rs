@@ -14,6 +14,7 @@ use rdkafka::ClientConfig;
 
 use crate::config::KafkaConfig;
 use crate::limiter::Limiter;
+use crate::records::MESSAGE_MAX_BYTES;
 
 /// Options the host sets itself because its guarantees rest on them: a deployment
 /// cannot override them through `[kafka.client]`.
@@ -117,11 +118,27 @@ impl Clients {
             .set("enable.idempotence", self.idempotence.to_string())
             // Explicit: records::MAX_OUTPUT_BYTES and dlq::MAX_DLQ_BYTES keep every
             // record (and its key) under it.
-            .set("message.max.bytes", "2100000");
+            .set("message.max.bytes", MESSAGE_MAX_BYTES.to_string());
         self.tuning(&mut config, "linger.ms", PRODUCER_LINGER_MS);
         self.tuning(&mut config, "batch.num.messages", "10000");
         // Retry inside librdkafka for a long time; past that the caller decides.
         self.tuning(&mut config, "message.timeout.ms", "30000");
+        config
+    }
+
+    /// The stages' producer ([`super::sink`]): [`Clients::producer`] that never gives up
+    /// on a record by itself and, idempotent, never writes a record of a partition after
+    /// one that failed. librdkafka skips a record that timed out, or failed for good,
+    /// and goes on with the next ones (a gap); the sink instead bounds its own wait
+    /// (`kafka.delivery_timeout_secs`) and stops the stage, and a permanent failure
+    /// stops the producer (`enable.gapless.guarantee`). A failed record is then produced
+    /// again only by the next run, in input order, from the last committed position.
+    pub fn stage_producer(&self, client_id: &str) -> ClientConfig {
+        let mut config = self.producer(client_id);
+        config.set("message.timeout.ms", "0");
+        if self.idempotence {
+            config.set("enable.gapless.guarantee", "true");
+        }
         config
     }
 }
@@ -140,8 +157,16 @@ static UNREACHABLE: Mutex<Limiter> = Mutex::new(Limiter::new(1, Duration::from_s
 impl ClientLog {
     /// A global error of any client.
     pub fn error(error: &KafkaError, reason: &str) {
-        if !Self::unreachable_error(error, reason) {
-            tracing::error!(%error, reason, "librdkafka error");
+        if Self::unreachable_error(error, reason) {
+            return;
+        }
+        match error.rdkafka_error_code() {
+            // The producer stopped: every delivery it had fails, and the stage that
+            // meets the first one stops with the error line.
+            Some(RDKafkaErrorCode::Fatal | RDKafkaErrorCode::GaplessGuarantee) => {
+                tracing::warn!(%error, reason, "producer stopped");
+            }
+            _ => tracing::error!(%error, reason, "librdkafka error"),
         }
     }
 
@@ -163,6 +188,10 @@ impl ClientLog {
         // `FAIL`: a connection to a broker failed or was lost.
         if facility == "FAIL" {
             return Self::unreachable(message);
+        }
+        // `FATAL`: said again by the global error ([`ClientLog::error`]).
+        if facility == "FATAL" {
+            return tracing::debug!(target: "librdkafka", "librdkafka: {facility} {message}");
         }
         match level {
             RDKafkaLogLevel::Emerg

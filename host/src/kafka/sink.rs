@@ -1,31 +1,94 @@
 //! A stage's output: produce records and wait until the broker has acknowledged all of
 //! them. Only then may the source commit: this is what makes delivery at-least-once.
+//!
+//! A run never produces a record twice. What can succeed later ([`DeliveryClass`]) is
+//! retried by librdkafka, in order, while the sink waits up to
+//! `kafka.delivery_timeout_secs`; a record that fails for good, or is still not
+//! acknowledged then, stops the stage. Producing it again here would put it behind
+//! records of later batches, and the window stage, which takes a source position lower
+//! than one it has counted for a re-delivery, would not count it. The next run reads
+//! again from the last committed position and produces it in input order (see
+//! [`Clients::stage_producer`] for why nothing after it was written meanwhile).
 
-use std::time::Duration;
+use std::collections::BTreeSet;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::util::Timeout;
 
 use super::client::ClientLog;
+use super::delivery::{classify, DeliveryClass};
 use super::Clients;
 use crate::config::KafkaConfig;
-use crate::records::{Destination, Output};
+use crate::limiter::Limiter;
+use crate::records::{Destination, Output, MESSAGE_MAX_BYTES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     #[error("kafka producer: {0}")]
     Create(#[source] KafkaError),
+    #[error("a {size}-byte record (key and value) for `{topic}` is over the {limit}-byte limit on its records")]
+    TooLarge {
+        topic: String,
+        size: usize,
+        limit: usize,
+    },
+    /// The producer refused a record, or the broker did not take it.
+    #[error("delivery to `{topic}` failed: {error} ({class}: {}){}", hint(*.class), more(*.others))]
+    Failed {
+        topic: String,
+        class: DeliveryClass,
+        error: KafkaError,
+        /// Records of the same batch that failed too.
+        others: usize,
+    },
+    #[error("{count} records to {topics} not acknowledged within {} s (kafka.delivery_timeout_secs): the broker is unreachable, or too slow", .timeout.as_secs())]
+    Unacknowledged {
+        topics: String,
+        count: usize,
+        timeout: Duration,
+    },
     #[error("stopped with {0} records not acknowledged")]
     Stopped(usize),
 }
 
+fn hint(class: DeliveryClass) -> String {
+    match class {
+        DeliveryClass::Transient => "librdkafka gave up retrying".into(),
+        DeliveryClass::TooLarge => format!(
+            "the topic's max.message.bytes on the broker is below the producer's message.max.bytes, {MESSAGE_MAX_BYTES}"
+        ),
+        DeliveryClass::Permanent => {
+            "refused for good: the topic is missing, writing is denied, or the broker failed the request and the producer stopped rather than leave a gap".into()
+        }
+    }
+}
+
+fn more(others: usize) -> String {
+    match others {
+        0 => String::new(),
+        n => format!("; {n} more records of the batch failed"),
+    }
+}
+
+/// How often a wait for acknowledgements looks at the clock (the deadline, a stop).
+const TICK: Duration = Duration::from_millis(500);
+/// A batch unacknowledged for this long is said in the log (rate-limited).
+const SLOW: Duration = Duration::from_secs(5);
+/// Once the stage is asked to stop, how much longer it waits for acknowledgements.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+
+/// One line every 10 s for all stages: while the broker is away, every batch waits.
+static WAITING: Mutex<Limiter> = Mutex::new(Limiter::new(1, Duration::from_secs(10)));
+
 /// Outputs handed to the producer, with their pending acknowledgements.
 pub struct Deliveries {
     outputs: Vec<Output>,
-    deliveries: Vec<Result<DeliveryFuture, KafkaError>>,
+    deliveries: Vec<DeliveryFuture>,
+    enqueued: Instant,
 }
 
 impl std::fmt::Debug for Deliveries {
@@ -41,6 +104,7 @@ pub struct Sink {
     enriched_topic: String,
     dlq_topic: String,
     averages_topic: String,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for Sink {
@@ -52,7 +116,7 @@ impl std::fmt::Debug for Sink {
 impl Sink {
     pub fn new(clients: &Clients, kafka: &KafkaConfig) -> Result<Self, SinkError> {
         let producer: FutureProducer<ClientLog> = clients
-            .producer("streamhost-producer")
+            .stage_producer("streamhost-producer")
             .create_with_context(ClientLog)
             .map_err(SinkError::Create)?;
         Ok(Self {
@@ -60,6 +124,7 @@ impl Sink {
             enriched_topic: kafka.enriched_topic.clone(),
             dlq_topic: kafka.dlq_topic.clone(),
             averages_topic: kafka.averages_topic.clone(),
+            timeout: Duration::from_secs(kafka.delivery_timeout_secs),
         })
     }
 
@@ -73,91 +138,245 @@ impl Sink {
 
     /// Hand every output to the producer now, in order, and return the batch's
     /// deliveries to [`Sink::settle`] later. Waits only while the producer's queue is
-    /// full. Enqueueing here, not in a spawned task, is what keeps the outputs of
-    /// batches in flight in their input order.
-    pub async fn enqueue(&self, outputs: Vec<Output>) -> Deliveries {
+    /// full (up to the delivery timeout). Enqueueing here, not in a spawned task, is
+    /// what keeps the outputs of batches in flight in their input order.
+    ///
+    /// A record the producer refuses ends the batch there: none after it is produced.
+    pub async fn enqueue(&self, outputs: Vec<Output>) -> Result<Deliveries, SinkError> {
+        let enqueued = Instant::now();
         let mut deliveries = Vec::with_capacity(outputs.len());
         for o in &outputs {
+            let topic = self.topic(o.destination);
+            if o.size() > o.limit() {
+                return Err(SinkError::TooLarge {
+                    topic: topic.to_string(),
+                    size: o.size(),
+                    limit: o.limit(),
+                });
+            }
+            let mut pause = Duration::from_millis(10);
             loop {
-                let record = FutureRecord::to(self.topic(o.destination))
+                let record = FutureRecord::to(topic)
                     .key(o.key.as_bytes())
                     .payload(o.payload.as_slice());
-                match self.producer.send_result(record) {
-                    Ok(delivery) => deliveries.push(Ok(delivery)),
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
+                let error = match self.producer.send_result(record) {
+                    Ok(delivery) => {
+                        deliveries.push(delivery);
+                        break;
                     }
-                    // Settled as a failed delivery: produced again with the backoff.
-                    Err((error, _)) => deliveries.push(Err(error)),
+                    Err((error, _)) => error,
+                };
+                match classify(&error) {
+                    // The queue is full (the broker is slow or away): wait for room.
+                    DeliveryClass::Transient if enqueued.elapsed() < self.timeout => {
+                        if enqueued.elapsed() >= SLOW {
+                            let cause = error.to_string();
+                            waiting(topic, outputs.len() - deliveries.len(), enqueued, &cause);
+                        }
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_millis(500));
+                    }
+                    DeliveryClass::Transient => {
+                        return Err(SinkError::Unacknowledged {
+                            topics: format!("`{topic}`"),
+                            count: outputs.len() - deliveries.len(),
+                            timeout: self.timeout,
+                        })
+                    }
+                    class => {
+                        return Err(SinkError::Failed {
+                            topic: topic.to_string(),
+                            class,
+                            error,
+                            others: 0,
+                        })
+                    }
                 }
-                break;
             }
         }
-        Deliveries {
+        Ok(Deliveries {
             outputs,
             deliveries,
-        }
+            enqueued,
+        })
     }
 
-    /// Wait until every output of `batch` is acknowledged. Failed deliveries are
-    /// produced again (the broker may be down for a while) until `stop` says to give up.
+    /// Wait until every output of `batch` is acknowledged, up to the delivery timeout
+    /// from its enqueueing (or [`SHUTDOWN_WAIT`] once `stop` is set). Nothing is
+    /// produced again: a failed record is the stage's end (see the module's doc).
     pub async fn settle(
         &self,
-        mut batch: Deliveries,
+        batch: Deliveries,
         stop: &tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), SinkError> {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            let results = join_all(batch.deliveries.into_iter().map(|d| async move {
-                match d {
-                    Ok(delivery) => match delivery.await {
-                        Ok(Ok(_)) => Ok(()),
-                        Ok(Err((error, _))) => Err(error),
-                        Err(_canceled) => Err(KafkaError::Canceled),
-                    },
-                    Err(error) => Err(error),
-                }
-            }))
-            .await;
-            let mut failed = Vec::new();
-            for (output, result) in batch.outputs.into_iter().zip(results) {
-                let topic = self.topic(output.destination);
-                match result {
-                    Ok(()) => metrics::counter!("streamhost_records_out_total",
-                        "topic" => topic.to_string())
-                    .increment(1),
-                    Err(error) => {
-                        tracing::warn!(topic, %error, "delivery failed; will retry");
-                        failed.push(output);
+        let Deliveries {
+            outputs,
+            deliveries,
+            enqueued,
+        } = batch;
+        let acks = join_all(deliveries.into_iter().map(|d| async move {
+            match d.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((error, _))) => Err(error),
+                Err(_canceled) => Err(KafkaError::Canceled),
+            }
+        }));
+        let mut acks = std::pin::pin!(acks);
+        let mut stopping: Option<Instant> = None;
+        let results = loop {
+            tokio::select! {
+                results = &mut acks => break results,
+                () = tokio::time::sleep(TICK) => {
+                    let waited = enqueued.elapsed();
+                    if waited >= self.timeout {
+                        // Nothing queued after these may be sent now: the next run
+                        // produces them again, in order.
+                        self.purge();
+                        return Err(SinkError::Unacknowledged {
+                            topics: self.topics(&outputs),
+                            count: outputs.len(),
+                            timeout: self.timeout,
+                        });
+                    }
+                    if *stop.borrow() && stopping.get_or_insert_with(Instant::now).elapsed() >= SHUTDOWN_WAIT {
+                        return Err(SinkError::Stopped(outputs.len()));
+                    }
+                    if waited >= SLOW {
+                        waiting(&self.topics(&outputs), outputs.len(), enqueued, "not acknowledged yet");
                     }
                 }
             }
-            if failed.is_empty() {
-                return Ok(());
+        };
+        let mut acknowledged = [0_u64; 3];
+        let mut failed: Option<(Destination, KafkaError)> = None;
+        let mut others = 0;
+        for (output, result) in outputs.iter().zip(results) {
+            match result {
+                Ok(()) => acknowledged[output.destination as usize] += 1,
+                Err(error) if failed.is_none() => failed = Some((output.destination, error)),
+                Err(_) => others += 1,
             }
-            if *stop.borrow() {
-                return Err(SinkError::Stopped(failed.len()));
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-            batch = self.enqueue(failed).await;
         }
+        for d in [
+            Destination::Enriched,
+            Destination::Dlq,
+            Destination::Averages,
+        ] {
+            let n = acknowledged[d as usize];
+            if n > 0 {
+                metrics::counter!("streamhost_records_out_total", "topic" => self.topic(d).to_string())
+                    .increment(n);
+            }
+        }
+        let Some((destination, error)) = failed else {
+            return Ok(());
+        };
+        if destination == Destination::Enriched {
+            // The window stage's input: no record queued behind the failed one may be
+            // written before the next run writes it.
+            self.purge();
+        }
+        let class = classify(&error);
+        metrics::counter!("streamhost_delivery_failures_total", "class" => class.as_str())
+            .increment(1 + others as u64);
+        Err(SinkError::Failed {
+            topic: self.topic(destination).to_string(),
+            class,
+            error,
+            others,
+        })
     }
 
-    /// Produce every output and return once all are acknowledged (one batch in flight).
-    pub async fn send_all(
-        &self,
-        outputs: Vec<Output>,
-        stop: &tokio::sync::watch::Receiver<bool>,
-    ) -> Result<(), SinkError> {
-        let batch = self.enqueue(outputs).await;
-        self.settle(batch, stop).await
+    /// The topics of `outputs`, for a message.
+    fn topics(&self, outputs: &[Output]) -> String {
+        let topics: BTreeSet<&str> = outputs.iter().map(|o| self.topic(o.destination)).collect();
+        topics
+            .into_iter()
+            .map(|t| format!("`{t}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Drop what is queued and not yet sent: its deliveries fail (`PurgeQueue`).
+    pub fn purge(&self) {
+        self.producer.purge(PurgeConfig::default().queue());
     }
 
     pub fn flush(&self, timeout: Duration) {
         if let Err(e) = self.producer.flush(Timeout::After(timeout)) {
             tracing::warn!(error = %e, "producer flush on shutdown");
         }
+    }
+}
+
+/// Say, at most every 10 s, that records wait for the broker.
+fn waiting(topics: &str, records: usize, since: Instant, cause: &str) {
+    let admitted = WAITING
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .admit(Instant::now());
+    if let Some(suppressed) = admitted {
+        tracing::warn!(
+            topics,
+            records,
+            waited_secs = since.elapsed().as_secs(),
+            cause,
+            suppressed,
+            "records wait for the broker's acknowledgement; librdkafka retries until kafka.delivery_timeout_secs"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::MAX_OUTPUT_BYTES;
+
+    /// Key and value together count: a record whose value alone fits is refused before
+    /// the producer sees it, with the topic and the size.
+    #[test]
+    fn a_record_over_the_limit_with_its_key_is_refused_before_the_producer() {
+        let kafka = KafkaConfig {
+            brokers: "127.0.0.1:9".into(),
+            ..KafkaConfig::default()
+        };
+        let sink = Sink::new(&Clients::new(&kafka), &kafka).unwrap();
+        let half = MAX_OUTPUT_BYTES / 2;
+        let output = Output {
+            destination: Destination::Averages,
+            key: "k".repeat(half).into(),
+            payload: vec![b'x'; MAX_OUTPUT_BYTES - half + 1],
+        };
+        let error = futures::executor::block_on(sink.enqueue(vec![output])).unwrap_err();
+        assert!(
+            matches!(&error, SinkError::TooLarge { topic, size, .. } if topic == "country_event_averages" && *size == MAX_OUTPUT_BYTES + 1),
+            "{error}"
+        );
+        assert_eq!(
+            error.to_string(),
+            format!("a {}-byte record (key and value) for `country_event_averages` is over the {MAX_OUTPUT_BYTES}-byte limit on its records", MAX_OUTPUT_BYTES + 1)
+        );
+    }
+
+    #[test]
+    fn a_failed_delivery_says_the_topic_the_cause_and_what_to_do() {
+        let error = SinkError::Failed {
+            topic: "dlq".into(),
+            class: DeliveryClass::Permanent,
+            error: KafkaError::MessageProduction(
+                rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+            ),
+            others: 3,
+        };
+        let text = error.to_string();
+        assert!(text.starts_with("delivery to `dlq` failed: "), "{text}");
+        assert!(
+            text.contains("(permanent: refused for good: the topic is missing"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("; 3 more records of the batch failed"),
+            "{text}"
+        );
     }
 }

@@ -47,10 +47,36 @@ pub struct Output {
     pub payload: Vec<u8>,
 }
 
-/// The largest record value this host produces: librdkafka's `message.max.bytes`
-/// default (1,000,000, also set explicitly in [`crate::kafka::client`]) less room for
-/// the key and the record's framing. A larger record is refused on every attempt, and
-/// the batches behind it would wait for it forever.
+impl Output {
+    /// Key and value: what counts against [`Output::limit`].
+    pub fn size(&self) -> usize {
+        self.key.len() + self.payload.len()
+    }
+
+    /// The largest [`Output::size`] this record may have: [`MAX_OUTPUT_BYTES`], or for
+    /// a DLQ record [`dlq::MAX_DLQ_BYTES`] and room for its key (a DLQ record holds its
+    /// whole input, so it is allowed to be larger than any).
+    pub fn limit(&self) -> usize {
+        match self.destination {
+            Destination::Dlq => dlq::MAX_DLQ_BYTES + DLQ_KEY_BYTES,
+            Destination::Enriched | Destination::Averages => MAX_OUTPUT_BYTES,
+        }
+    }
+}
+
+/// Room for a DLQ record's key (`source_topic/partition/offset`, the topic cut to 260
+/// bytes).
+const DLQ_KEY_BYTES: usize = 320;
+
+/// librdkafka's `message.max.bytes` for every producer of this host (set in
+/// [`crate::kafka::client`]): the largest record, a DLQ record, and its framing.
+pub const MESSAGE_MAX_BYTES: usize = 2_100_000;
+
+/// The largest enriched or window record this host produces, key and value together:
+/// the 1,000,000 bytes of librdkafka's and Kafka's default limits less room for the
+/// record's framing. The sink refuses a larger one before the producer sees it (it
+/// would be refused on every attempt, and the batches behind it would wait); the
+/// stages route such records to the DLQ before that.
 pub const MAX_OUTPUT_BYTES: usize = 1_000_000 - 4_096;
 
 /// A source record at partition 2, offset 41, for the records' tests.

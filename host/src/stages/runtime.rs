@@ -105,8 +105,24 @@ impl InFlight<'_> {
 
 /// Run `stage` until `stop` turns true: join `reading`'s group, start the stage's
 /// watchdog, and turn the loop. Whatever was produced is waited for and committed
-/// before returning: a clean stop re-reads nothing.
+/// before returning: a clean stop re-reads nothing. On an error, what is in flight is
+/// left uncommitted (read again by the next run) and `/health` says the stage failed.
 pub async fn run<S: Stage>(
+    stage: &mut S,
+    reading: &Reading,
+    sink: &Sink,
+    health: &Health,
+    stop: watch::Receiver<bool>,
+) -> Result<(), StageError> {
+    let name = stage.name();
+    let result = turn(stage, reading, sink, health, stop).await;
+    if let Err(error) = &result {
+        health.failed(name, &reading.topic, &error.to_string());
+    }
+    result
+}
+
+async fn turn<S: Stage>(
     stage: &mut S,
     reading: &Reading,
     sink: &Sink,
@@ -189,7 +205,7 @@ pub async fn run<S: Stage>(
             }
             continue;
         }
-        let delivery = sink.enqueue(processed.outputs).await;
+        let delivery = sink.enqueue(processed.outputs).await?;
         let stop = stop.clone();
         in_flight.batches.push_back(Pending {
             records: batch.len(),

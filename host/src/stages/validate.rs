@@ -80,7 +80,7 @@ impl Validate {
             match verdict {
                 Verdict::Accepted(event) => {
                     let output = self.enricher.output(&event, record, &processed_by);
-                    if output.payload.len() <= MAX_OUTPUT_BYTES {
+                    if output.size() <= MAX_OUTPUT_BYTES {
                         outputs.push(output);
                         continue;
                     }
@@ -92,8 +92,8 @@ impl Validate {
                         REJECTED_BY_HOST,
                         HostCode::OutputTooLarge.as_str(),
                         &format!(
-                            "the enriched record would be {} bytes, over the {MAX_OUTPUT_BYTES}-byte limit on output records",
-                            output.payload.len(),
+                            "the enriched record would be {} bytes (key and value), over the {MAX_OUTPUT_BYTES}-byte limit on output records",
+                            output.size(),
                         ),
                     ));
                 }

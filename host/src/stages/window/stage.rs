@@ -217,7 +217,11 @@ impl WindowStage {
             };
             // The validate stage delivers at least once: after its crash, events it had
             // already written come again, each source partition's in order. Count each
-            // source position once.
+            // source position once. A lower position than one counted is always such a
+            // re-delivery, never a record whose first delivery failed: the sink never
+            // produces a failed record again in the same run, and the producer writes
+            // nothing of a partition after a failed record (`Clients::stage_producer`),
+            // so the next run writes it, and what followed it, in order.
             if let (Some(q), Some(o)) = (keyed.source_partition, keyed.source_offset) {
                 let high = self.source_high.entry((record.partition, q)).or_insert(-1);
                 if o <= *high {
