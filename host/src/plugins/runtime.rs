@@ -267,7 +267,7 @@ impl SandboxLimits {
 
 /// `bytes` in MiB when whole, else in bytes.
 fn mib(bytes: usize) -> String {
-    if bytes % (1 << 20) == 0 {
+    if bytes.is_multiple_of(1 << 20) {
         format!("{} MiB", bytes >> 20)
     } else {
         format!("{bytes} bytes")
