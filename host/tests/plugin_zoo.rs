@@ -566,6 +566,7 @@ fn refused(rt: &PluginRuntime, bytes: &[u8], limit: Limit, value: &str) -> Strin
             && text.contains(&format!("({value})")),
         "{text}"
     );
+    eprintln!("{text}");
     text
 }
 

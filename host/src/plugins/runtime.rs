@@ -454,7 +454,7 @@ impl PluginRuntime {
                 Err(self.limits.over(
                     origin,
                     Limit::CompileTime,
-                    "compiling it took longer".into(),
+                    "its compile did not end in time".into(),
                 ))
             }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(compile_error(
