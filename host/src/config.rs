@@ -3,6 +3,8 @@
 //! `streamhost run --help` lists every key with its environment variable, default
 //! and meaning ([`help`]).
 
+use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -38,7 +40,125 @@ pub struct KafkaConfig {
     pub stall_timeout_secs: u64,
     pub delivery_timeout_secs: u64,
     /// librdkafka options added to every client (TLS, SASL, ...): `[kafka.client]`.
-    pub client: std::collections::BTreeMap<String, String>,
+    pub client: ClientOptions,
+}
+
+/// librdkafka options of a deployment. Their secrets (passwords, client secrets,
+/// private keys) are left out of Debug and Serialize output, so they reach no log,
+/// `--help` text or error.
+#[derive(Clone, Default, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct ClientOptions(BTreeMap<String, String>);
+
+/// What stands in for a secret's value wherever options are shown.
+pub const REDACTED: &str = "(redacted)";
+
+impl ClientOptions {
+    /// Whether `key`'s value is a secret: any key naming a password or a secret, and
+    /// an inline private key.
+    pub fn is_secret(key: &str) -> bool {
+        let key = key.to_ascii_lowercase();
+        key.contains("password") || key.contains("secret") || key == "ssl.key.pem"
+    }
+
+    /// The value as it may be shown: secrets redacted.
+    pub fn shown<'a>(key: &str, value: &'a str) -> &'a str {
+        if Self::is_secret(key) {
+            REDACTED
+        } else {
+            value
+        }
+    }
+}
+
+impl std::ops::Deref for ClientOptions {
+    type Target = BTreeMap<String, String>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ClientOptions {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl std::fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| (k, Self::shown(k, v))))
+            .finish()
+    }
+}
+
+impl Serialize for ClientOptions {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, Self::shown(k, v))))
+    }
+}
+
+/// Prefix of the variables that set one librdkafka option each, as the Confluent images
+/// read theirs: `STREAMHOST_KAFKA_CLIENT_SASL_PASSWORD` sets `sasl.password` (`_` is
+/// `.`, `__` is `_`); with `_FILE` appended, the variable names a file holding the value
+/// (a Docker or Kubernetes secret), read without its trailing newline.
+pub const CLIENT_ENV_PREFIX: &str = "STREAMHOST_KAFKA_CLIENT_";
+
+/// The options set by `STREAMHOST_KAFKA_CLIENT_*` variables among `vars`.
+pub fn client_options_from_env(
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut options = BTreeMap::new();
+    // The option each variable set, to refuse an option set twice (X and X_FILE).
+    let mut set_by: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in vars {
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name.strip_prefix(CLIENT_ENV_PREFIX) else {
+            continue;
+        };
+        let (rest, from_file) = match rest.strip_suffix("_FILE") {
+            Some(rest) => (rest, true),
+            None => (rest, false),
+        };
+        let key = rest
+            .to_ascii_lowercase()
+            .split("__")
+            .map(|part| part.replace('_', "."))
+            .collect::<Vec<_>>()
+            .join("_");
+        if key.is_empty() {
+            continue;
+        }
+        let value = if from_file {
+            let path = std::path::PathBuf::from(&value);
+            let mut text =
+                std::fs::read_to_string(&path).map_err(|source| ConfigError::SecretFile {
+                    variable: name.to_string(),
+                    path,
+                    source,
+                })?;
+            if text.ends_with('\n') {
+                text.pop();
+                if text.ends_with('\r') {
+                    text.pop();
+                }
+            }
+            text
+        } else {
+            value
+                .into_string()
+                .map_err(|_| ConfigError::NotUnicode(name.to_string()))?
+        };
+        if let Some(first) = set_by.insert(key.clone(), name.to_string()) {
+            return Err(ConfigError::SetTwice {
+                key,
+                first,
+                second: name.to_string(),
+            });
+        }
+        options.insert(key, value);
+    }
+    Ok(options)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -134,7 +254,7 @@ impl Default for KafkaConfig {
             idempotence: true,
             stall_timeout_secs: 20,
             delivery_timeout_secs: 120,
-            client: std::collections::BTreeMap::new(),
+            client: ClientOptions::default(),
         }
     }
 }
@@ -206,6 +326,27 @@ pub enum ConfigError {
         value: String,
         reason: &'static str,
     },
+    #[error("configuration: {variable}: cannot read {}: {source}", path.display())]
+    SecretFile {
+        variable: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("configuration: {0} is not valid Unicode")]
+    NotUnicode(String),
+    #[error("configuration: kafka.client.\"{key}\" is set by both {first} and {second}")]
+    SetTwice {
+        key: String,
+        first: String,
+        second: String,
+    },
+    #[error("configuration: kafka.client.\"{key}\" = {value}: {reason}")]
+    ClientOption {
+        key: String,
+        /// Redacted when the option is a secret.
+        value: String,
+        reason: String,
+    },
 }
 
 impl Config {
@@ -216,15 +357,26 @@ impl Config {
             // `file_exact`: a typo in --config must be an error, not silent defaults.
             figment = figment.merge(Toml::file_exact(file));
         }
-        let config: Config = figment
+        let mut config: Config = figment
             // Only SECTION__KEY variables: other STREAMHOST_* names belong to the scripts.
             .merge(
                 Env::prefixed("STREAMHOST_")
-                    .filter(|key| key.as_str().contains("__"))
+                    .filter(|key| {
+                        key.as_str().contains("__")
+                            && !key
+                                .as_str()
+                                .to_ascii_uppercase()
+                                .starts_with(&CLIENT_ENV_PREFIX["STREAMHOST_".len()..])
+                    })
                     .split("__"),
             )
             .extract()
             .map_err(Box::new)?;
+        // Dotted librdkafka names do not fit figment's `__` nesting: read apart.
+        config
+            .kafka
+            .client
+            .extend(client_options_from_env(std::env::vars_os())?);
         config.validate()?;
         Ok(config)
     }
@@ -254,6 +406,7 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        crate::kafka::client::check_options(&self.kafka.client, self.kafka.idempotence)?;
         if self.pipeline.in_flight_batches == 0 {
             return Err(invalid(
                 "pipeline.in_flight_batches",
@@ -352,7 +505,7 @@ const MEANINGS: &[(&str, &str)] = &[
     ("kafka.idempotence", "idempotent producer (no duplicates from its own retries); off only for brokers that mishandle it"),
     ("kafka.stall_timeout_secs", "a partition with no live owner for this long is orphaned: /health says so, and an instance that does not own it rejoins its group to take it over (0: off)"),
     ("kafka.delivery_timeout_secs", "longest wait for the broker to acknowledge a produced batch (librdkafka retries meanwhile); past it the stage stops and the process exits non-zero"),
-    ("kafka.client", "librdkafka options added to every client, as a table in the file ([kafka.client] \"security.protocol\" = \"SASL_SSL\"); the options the host owns (group.id, commits, acks, idempotence) are refused"),
+    ("kafka.client", "librdkafka options added to every client, as a table in the file ([kafka.client] \"security.protocol\" = \"SASL_SSL\"), or one variable each: STREAMHOST_KAFKA_CLIENT_SASL_PASSWORD sets sasl.password (`_` is `.`, `__` is `_`), and STREAMHOST_KAFKA_CLIENT_SASL_PASSWORD_FILE names a file holding it; secrets (keys naming a password or secret) are never shown; the options the host owns (group.id, commits, acks, idempotence, and their aliases) are refused; max.in.flight.requests.per.connection at most 5, 1 with kafka.idempotence off"),
     ("pipeline.schema", "event schema file (TOML: fields, types, the event-time field); none: the brief's, built in; `--schema` overrides it"),
     ("pipeline.batch_size", "records per batch through decode, plugins and produce"),
     ("pipeline.batch_wait_ms", "longest wait to fill a batch before processing a partial one"),
@@ -488,6 +641,129 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("missing.toml"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn client_options_come_from_variables_and_files_and_secrets_are_never_shown() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "streamhost.toml",
+                "[kafka.client]\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"\n\"ssl.key.password\" = \"k3y-pass\"\n",
+            )?;
+            jail.create_file("kafka_password", "s3cret-pw\n")?;
+            jail.set_env("STREAMHOST_KAFKA_CLIENT_SECURITY_PROTOCOL", "SASL_SSL");
+            jail.set_env("STREAMHOST_KAFKA_CLIENT_SASL_USERNAME", "alice");
+            jail.set_env(
+                "STREAMHOST_KAFKA_CLIENT_SASL_PASSWORD_FILE",
+                "kafka_password",
+            );
+            jail.set_env(
+                "STREAMHOST_KAFKA_CLIENT_SSL_KEYSTORE_PASSWORD",
+                "st0re-s3cret",
+            );
+            let c = Config::load(Some(Path::new("streamhost.toml"))).unwrap();
+            let client = &c.kafka.client;
+            assert_eq!(client["security.protocol"], "SASL_SSL");
+            assert_eq!(client["sasl.mechanism"], "SCRAM-SHA-512");
+            assert_eq!(client["sasl.username"], "alice");
+            assert_eq!(
+                client["sasl.password"], "s3cret-pw",
+                "one trailing newline trimmed"
+            );
+            assert_eq!(client["ssl.keystore.password"], "st0re-s3cret");
+            let clients = crate::kafka::client::Clients::new(&c.kafka);
+            assert_eq!(
+                clients.producer("p").get("sasl.password"),
+                Some("s3cret-pw")
+            );
+            for shown in [
+                format!("{c:?}"),
+                format!("{clients:?}"),
+                serde_json::to_string(&c).unwrap(),
+                help(),
+            ] {
+                for secret in ["s3cret-pw", "k3y-pass", "st0re-s3cret"] {
+                    assert!(!shown.contains(secret), "{secret} in {shown}");
+                }
+            }
+            assert!(format!("{c:?}").contains(r#""sasl.password": "(redacted)""#));
+            assert!(format!("{c:?}").contains(r#""sasl.username": "alice""#));
+
+            // The same option twice, a missing file: errors naming the variables.
+            jail.set_env("STREAMHOST_KAFKA_CLIENT_SASL_PASSWORD", "other");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(
+                err.contains("STREAMHOST_KAFKA_CLIENT_SASL_PASSWORD"),
+                "{err}"
+            );
+            assert!(
+                err.contains("STREAMHOST_KAFKA_CLIENT_SASL_PASSWORD_FILE"),
+                "{err}"
+            );
+            assert!(!err.contains("other"), "{err}");
+            jail.clear_env();
+            jail.set_env(
+                "STREAMHOST_KAFKA_CLIENT_SASL_PASSWORD_FILE",
+                "/run/secrets/none",
+            );
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(
+                err.contains(
+                    "STREAMHOST_KAFKA_CLIENT_SASL_PASSWORD_FILE: cannot read /run/secrets/none"
+                ),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn variable_names_map_to_librdkafka_names() {
+        let vars = [
+            ("STREAMHOST_KAFKA_CLIENT_SSL_CA_LOCATION", "/ca.pem"),
+            (
+                "STREAMHOST_KAFKA_CLIENT_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM",
+                "none",
+            ),
+            ("STREAMHOST_KAFKA_CLIENT_SOME__UNDERSCORED_NAME", "x"),
+            ("STREAMHOST_KAFKA__BROKERS", "not a client option"),
+            ("STREAMHOST_KAFKA_CLIENT_", "no name"),
+        ]
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        let options = client_options_from_env(vars).unwrap();
+        let expected: BTreeMap<String, String> = [
+            ("ssl.ca.location", "/ca.pem"),
+            ("ssl.endpoint.identification.algorithm", "none"),
+            ("some_underscored.name", "x"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into();
+        assert_eq!(options, expected);
+    }
+
+    #[test]
+    fn an_option_librdkafka_refuses_stops_the_load_without_showing_a_secret() {
+        figment::Jail::expect_with(|jail| {
+            // A Java client's option librdkafka does not know, holding a password.
+            jail.set_env(
+                "STREAMHOST_KAFKA_CLIENT_SSL_TRUSTSTORE_PASSWORD",
+                "hunter2-pw",
+            );
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("ssl.truststore.password"), "{err}");
+            assert!(!err.contains("hunter2-pw"), "{err}");
+            jail.clear_env();
+            jail.set_env("STREAMHOST_KAFKA_CLIENT_SECURITY_PROTOCOL", "TLS");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("security.protocol"), "{err}");
+            assert!(err.contains("TLS"), "{err}");
+            // The TLS and SCRAM support are built in.
+            jail.set_env("STREAMHOST_KAFKA_CLIENT_SECURITY_PROTOCOL", "SASL_SSL");
+            jail.set_env("STREAMHOST_KAFKA_CLIENT_SASL_MECHANISM", "SCRAM-SHA-512");
+            jail.set_env("STREAMHOST_KAFKA_CLIENT_COMPRESSION_TYPE", "zstd");
+            Config::load(None).unwrap();
             Ok(())
         });
     }

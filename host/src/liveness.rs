@@ -153,17 +153,25 @@ pub struct StageHealth {
     pub rejoins_in_a_row: u32,
     /// The stage stopped with this error: the process is on its way out.
     pub failed: Option<String>,
+    /// Whether a client of the stage has ever had an answer from the broker (it was
+    /// assigned partitions, or the watchdog read the group): until then the host is
+    /// not ready (a wrong password or an untrusted certificate, for example).
+    pub reached_broker: bool,
 }
 
 impl StageHealth {
     fn ready(&self) -> bool {
-        self.orphans.is_empty() && self.failed.is_none()
+        self.reached_broker && self.orphans.is_empty() && self.failed.is_none()
     }
 
     fn describe(&self, stage: StageName, topic: &str, now: Instant) -> String {
         let mut line = format!("{}: ", stage.as_str());
         if let Some(error) = &self.failed {
             line.push_str(&format!("failed: {error}"));
+            return line;
+        }
+        if !self.reached_broker {
+            line.push_str("the broker has not answered yet (the log says why)");
             return line;
         }
         if self.orphans.is_empty() {
@@ -216,6 +224,7 @@ impl Health {
                     orphans: Vec::new(),
                     rejoins_in_a_row: 0,
                     failed: None,
+                    reached_broker: false,
                 },
             )
         });
@@ -292,7 +301,11 @@ impl Watchdog {
             streak: RejoinStreak::new(config.stall_timeout),
         }));
         let stop = Arc::new(AtomicBool::new(false));
-        health.update(config.stage, &config.topic, |_| {});
+        // With no watchdog, nothing reads the group: readiness cannot wait on it.
+        let unwatched = config.stall_timeout.is_zero();
+        health.update(config.stage, &config.topic, |h| {
+            h.reached_broker |= unwatched
+        });
         if !config.stall_timeout.is_zero() {
             let judge = Judge::new(&config, shared.clone(), health.clone())?;
             let stop = stop.clone();
@@ -324,6 +337,7 @@ impl Watchdog {
         drop(shared);
         self.health.update(self.stage, &self.topic, |h| {
             h.assigned = assigned.len();
+            h.reached_broker |= !assigned.is_empty();
             if assigned.is_empty() {
                 h.unassigned_since.get_or_insert_with(Instant::now);
             } else {
@@ -467,6 +481,7 @@ impl Judge {
                 shared.orphans = orphans.clone();
                 drop(shared);
                 self.health.update(self.stage, &self.topic, |h| {
+                    h.reached_broker = true;
                     h.orphans = orphans;
                     if worked {
                         h.rejoins_in_a_row = 0;
@@ -617,6 +632,7 @@ mod tests {
         let since = Instant::now() - Duration::from_secs(90);
         let orphaned = |rejoins| {
             health.update(StageName::Validate, "my_events", |h| {
+                h.reached_broker = true;
                 h.orphans = vec![Orphan {
                     partition: 0,
                     since,
@@ -637,9 +653,19 @@ mod tests {
     fn health_names_the_orphaned_partitions_and_the_empty_assignment() {
         let health = Health::default();
         health.update(StageName::Validate, "my_events", |h| h.assigned = 3);
+        let (ready, text) = health.report();
+        assert!(!ready, "no answer from the broker yet");
+        assert!(
+            text.contains("validate: the broker has not answered yet"),
+            "{text}"
+        );
+        health.update(StageName::Validate, "my_events", |h| {
+            h.reached_broker = true
+        });
         assert!(health.report().0);
         let since = Instant::now() - Duration::from_secs(30);
         health.update(StageName::Window, "enriched_events", |h| {
+            h.reached_broker = true;
             h.orphans = vec![Orphan {
                 partition: 2,
                 since,

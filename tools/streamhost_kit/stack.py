@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -92,19 +93,30 @@ class Host:
         }
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Host":
+    def start(self, ready: bool = True) -> "Host":
+        """Start the process; wait until /health says ready, or with `ready=False` only
+        until it answers at all (a host that cannot reach the broker)."""
         self.logfile = open(self.log_path, "ab")
         self.proc = subprocess.Popen([str(self.binary), "run"], env=self.env, stdout=self.logfile, stderr=subprocess.STDOUT)
-        wait_until("the host's admin endpoint", self.healthy, timeout=30, interval=0.2)
+        if ready:
+            wait_until("the host's admin endpoint", self.healthy, timeout=30, interval=0.2)
+        else:
+            wait_until("the host's admin endpoint", lambda: self.health_status() is not None, timeout=30, interval=0.2)
         return self
 
-    def healthy(self) -> bool:
+    def health_status(self) -> int | None:
+        """/health's HTTP status, None while nothing answers."""
         assert self.proc and self.proc.poll() is None, f"host exited:\n{self.log()}"
         try:
             with urllib.request.urlopen(f"http://{self.admin}/health", timeout=1) as r:
-                return r.status == 200
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
         except OSError:
-            return False
+            return None
+
+    def healthy(self) -> bool:
+        return self.health_status() == 200
 
     def get(self, path: str) -> str:
         with urllib.request.urlopen(f"http://{self.admin}{path}", timeout=5) as r:

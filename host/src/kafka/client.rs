@@ -12,7 +12,7 @@ use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::ClientConfig;
 
-use crate::config::KafkaConfig;
+use crate::config::{ClientOptions, ConfigError, KafkaConfig, REDACTED};
 use crate::limiter::Limiter;
 use crate::records::MESSAGE_MAX_BYTES;
 
@@ -20,9 +20,17 @@ use crate::records::MESSAGE_MAX_BYTES;
 /// cannot override them through `[kafka.client]`.
 pub const HOST_OWNED: &[(&str, &str)] = &[
     ("bootstrap.servers", "set kafka.brokers"),
+    (
+        "metadata.broker.list",
+        "set kafka.brokers (this is an alias of bootstrap.servers)",
+    ),
     ("group.id", "set kafka.group_id / kafka.window_group_id"),
     (
         "enable.auto.commit",
+        "the host commits positions itself, after the outputs are acknowledged",
+    ),
+    (
+        "auto.commit.enable",
         "the host commits positions itself, after the outputs are acknowledged",
     ),
     (
@@ -34,7 +42,25 @@ pub const HOST_OWNED: &[(&str, &str)] = &[
         "acks",
         "every output must be acknowledged by all in-sync replicas",
     ),
+    (
+        "request.required.acks",
+        "every output must be acknowledged by all in-sync replicas",
+    ),
 ];
+
+/// The producer's requests in flight per connection: more than this, and a retried
+/// request can land after a later one (librdkafka keeps order up to 5 only with
+/// idempotence).
+pub fn max_in_flight(idempotence: bool) -> u32 {
+    if idempotence {
+        5
+    } else {
+        1
+    }
+}
+
+/// librdkafka's names of the option [`max_in_flight`] caps.
+const IN_FLIGHT_KEYS: [&str; 2] = ["max.in.flight.requests.per.connection", "max.in.flight"];
 
 /// How long the producer gathers records into one request. Kafka Streams uses 100. At
 /// 5, an idempotent producer facing a broker slower to acknowledge than that (Tansu
@@ -43,12 +69,60 @@ pub const HOST_OWNED: &[(&str, &str)] = &[
 /// µs of CPU per event, 11 at 50, at the same throughput (bench/results, e2e).
 pub const PRODUCER_LINGER_MS: &str = "50";
 
-/// Makes the host's Kafka clients.
+/// Makes the host's Kafka clients. Its Debug output leaves the secrets out.
 #[derive(Debug, Clone)]
 pub struct Clients {
     brokers: String,
     idempotence: bool,
-    options: BTreeMap<String, String>,
+    options: ClientOptions,
+}
+
+/// `text` with the value of every secret among `options` replaced.
+pub fn redact(text: &str, options: &BTreeMap<String, String>) -> String {
+    options
+        .iter()
+        .filter(|(key, value)| ClientOptions::is_secret(key) && !value.is_empty())
+        .fold(text.to_string(), |text, (_, value)| {
+            text.replace(value.as_str(), REDACTED)
+        })
+}
+
+/// Whether librdkafka takes every one of `options` (names it knows, values it can
+/// parse), so that a wrong option stops the host at start with an error naming it, its
+/// value shown unless it is a secret.
+pub fn check_options(options: &ClientOptions, idempotence: bool) -> Result<(), ConfigError> {
+    let cap = max_in_flight(idempotence);
+    for key in IN_FLIGHT_KEYS {
+        if let Some(value) = options.get(key) {
+            if !matches!(value.trim().parse::<u32>(), Ok(n) if (1..=cap).contains(&n)) {
+                return Err(ConfigError::ClientOption {
+                    key: key.to_string(),
+                    value: value.clone(),
+                    reason: format!(
+                        "must be 1 to {cap} with kafka.idempotence = {idempotence}, or a retried \
+                         request could overtake a later one and reorder the outputs"
+                    ),
+                });
+            }
+        }
+    }
+    let mut config = ClientConfig::new();
+    for (key, value) in options.iter() {
+        config.set(key, value);
+    }
+    match config.create_native_config() {
+        Ok(_) => Ok(()),
+        Err(KafkaError::ClientConfig(_, reason, key, value)) => Err(ConfigError::ClientOption {
+            value: ClientOptions::shown(&key, &value).to_string(),
+            reason: redact(&reason, options),
+            key,
+        }),
+        Err(other) => Err(ConfigError::ClientOption {
+            key: "(any)".to_string(),
+            value: String::new(),
+            reason: redact(&other.to_string(), options),
+        }),
+    }
 }
 
 impl Clients {
@@ -66,7 +140,7 @@ impl Clients {
 
     fn base(&self, client_id: &str) -> ClientConfig {
         let mut config = ClientConfig::new();
-        for (key, value) in &self.options {
+        for (key, value) in self.options.iter() {
             config.set(key, value);
         }
         config
@@ -119,6 +193,15 @@ impl Clients {
             // Explicit: records::MAX_OUTPUT_BYTES and dlq::MAX_DLQ_BYTES keep every
             // record (and its key) under it.
             .set("message.max.bytes", MESSAGE_MAX_BYTES.to_string());
+        if !IN_FLIGHT_KEYS
+            .iter()
+            .any(|key| self.options.contains_key(*key))
+        {
+            config.set(
+                IN_FLIGHT_KEYS[0],
+                max_in_flight(self.idempotence).to_string(),
+            );
+        }
         self.tuning(&mut config, "linger.ms", PRODUCER_LINGER_MS);
         self.tuning(&mut config, "batch.num.messages", "10000");
         // Retry inside librdkafka for a long time; past that the caller decides.
@@ -154,9 +237,65 @@ pub struct ClientLog;
 /// Shared by every client of the process: they lose the broker together.
 static UNREACHABLE: Mutex<Limiter> = Mutex::new(Limiter::new(1, Duration::from_secs(10)));
 
+/// A refused connection is retried by every client every few milliseconds: one line a
+/// minute for all of them.
+static REFUSED: Mutex<Limiter> = Mutex::new(Limiter::new(1, Duration::from_secs(60)));
+
+/// Why a connection to the broker was turned away: a setting to correct, not a network
+/// fault that reconnecting fixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// SASL: wrong mechanism, user name or password.
+    Authentication,
+    /// TLS: the broker's certificate is not trusted, or it refused this client's.
+    Tls,
+}
+
+impl Refusal {
+    fn of_code(code: Option<RDKafkaErrorCode>) -> Option<Self> {
+        match code? {
+            RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed => {
+                Some(Self::Authentication)
+            }
+            RDKafkaErrorCode::SSL => Some(Self::Tls),
+            _ => None,
+        }
+    }
+
+    /// From a librdkafka log line (facility `FAIL`).
+    pub fn of_message(message: &str) -> Option<Self> {
+        if message.contains("SASL authentication error")
+            || message.contains("Authentication failed")
+        {
+            Some(Self::Authentication)
+        } else if message.contains("SSL handshake failed")
+            || message.contains("certificate verify failed")
+        {
+            Some(Self::Tls)
+        } else {
+            None
+        }
+    }
+
+    pub fn cause(self) -> &'static str {
+        match self {
+            Self::Authentication => {
+                "Kafka authentication failed: check sasl.mechanism, sasl.username and sasl.password"
+            }
+            Self::Tls => {
+                "Kafka TLS handshake failed: check that ssl.ca.location holds the CA that signed the \
+                 broker's certificate and, for mutual TLS, ssl.certificate.location and ssl.key.location"
+            }
+        }
+    }
+}
+
 impl ClientLog {
     /// A global error of any client.
     pub fn error(error: &KafkaError, reason: &str) {
+        if let Some(refusal) = Refusal::of_code(error.rdkafka_error_code()) {
+            return Self::refused(refusal, reason);
+        }
         if Self::unreachable_error(error, reason) {
             return;
         }
@@ -187,7 +326,10 @@ impl ClientLog {
     pub fn line(level: RDKafkaLogLevel, facility: &str, message: &str) {
         // `FAIL`: a connection to a broker failed or was lost.
         if facility == "FAIL" {
-            return Self::unreachable(message);
+            return match Refusal::of_message(message) {
+                Some(refusal) => Self::refused(refusal, message),
+                None => Self::unreachable(message),
+            };
         }
         // `FATAL`: said again by the global error ([`ClientLog::error`]).
         if facility == "FATAL" {
@@ -209,6 +351,22 @@ impl ClientLog {
             RDKafkaLogLevel::Debug => {
                 tracing::debug!(target: "librdkafka", "librdkafka: {facility} {message}")
             }
+        }
+    }
+
+    fn refused(refusal: Refusal, detail: &str) {
+        let admitted = REFUSED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .admit(Instant::now());
+        match admitted {
+            Some(suppressed) => tracing::error!(
+                detail,
+                suppressed,
+                "{}; retrying (the next such line in a minute)",
+                refusal.cause()
+            ),
+            None => tracing::debug!(detail, "connection refused"),
         }
     }
 
@@ -272,5 +430,81 @@ mod tests {
             clients.stage_consumer("g").get("enable.auto.commit"),
             Some("false")
         );
+    }
+
+    #[test]
+    fn a_failed_client_creation_does_not_show_the_secrets() {
+        let mut kafka = KafkaConfig::default();
+        for (key, value) in [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "alice"),
+            ("sasl.password", "s3cret-pw"),
+            ("ssl.key.location", "/nonexistent/client.key"),
+            ("ssl.certificate.location", "/nonexistent/client.pem"),
+            ("ssl.key.password", "k3y-pass"),
+        ] {
+            kafka.client.insert(key.into(), value.into());
+        }
+        check_options(&kafka.client, true).unwrap();
+        let clients = Clients::new(&kafka);
+        let err = clients
+            .stage_consumer("g")
+            .create_with_context::<_, rdkafka::consumer::BaseConsumer<ClientLog>>(ClientLog)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("Client creation error: ssl."), "{err}");
+        assert!(
+            !err.contains("s3cret-pw") && !err.contains("k3y-pass"),
+            "{err}"
+        );
+        assert!(!format!("{clients:?}").contains("s3cret-pw"));
+        assert_eq!(
+            redact("wrong s3cret-pw for alice", &kafka.client),
+            "wrong (redacted) for alice"
+        );
+    }
+
+    #[test]
+    fn refusals_are_told_apart_from_an_unreachable_broker() {
+        assert_eq!(
+            Refusal::of_message("sasl_ssl://127.0.0.1:19093/bootstrap: SASL authentication error: SASL SCRAM authentication failed: broker responded with invalid-proof (after 24ms in state AUTH_REQ)"),
+            Some(Refusal::Authentication)
+        );
+        assert_eq!(
+            Refusal::of_message("ssl://127.0.0.1:19093/bootstrap: SSL handshake failed: error:0A000086:SSL routines::certificate verify failed: broker certificate could not be verified"),
+            Some(Refusal::Tls)
+        );
+        assert_eq!(
+            Refusal::of_message("127.0.0.1:9092/bootstrap: Connect to ipv4#127.0.0.1:9092 failed: Connection refused"),
+            None
+        );
+    }
+
+    #[test]
+    fn outputs_keep_their_order_with_or_without_idempotence() {
+        let mut kafka = KafkaConfig {
+            idempotence: false,
+            ..KafkaConfig::default()
+        };
+        let in_flight = |kafka: &KafkaConfig| {
+            Clients::new(kafka)
+                .producer("p")
+                .get("max.in.flight.requests.per.connection")
+                .map(str::to_string)
+        };
+        assert_eq!(in_flight(&kafka).as_deref(), Some("1"));
+        kafka.idempotence = true;
+        assert_eq!(in_flight(&kafka).as_deref(), Some("5"));
+        kafka.client.insert("max.in.flight".into(), "5".into());
+        check_options(&kafka.client, true).unwrap();
+        let err = check_options(&kafka.client, false).unwrap_err().to_string();
+        assert!(
+            err.contains("max.in.flight") && err.contains("must be 1 to 1"),
+            "{err}"
+        );
+        kafka.client.insert("max.in.flight".into(), "6".into());
+        assert!(check_options(&kafka.client, true).is_err());
     }
 }
