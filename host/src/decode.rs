@@ -156,16 +156,11 @@ fn decode_fast(schema: &Schema, text: &str, max_fields: usize) -> Option<Event> 
     let mut seen: u128 = 0;
     let mut extra: Vec<(CompactString, Extra)> = Vec::new();
     let mut next = 0;
-    let mut members = 0;
     s.expect(b'{')?;
     if s.peek()? == b'}' {
         s.at += 1;
     } else {
         loop {
-            members += 1;
-            if members > max_fields {
-                return None;
-            }
             let key = s.string()?;
             s.expect(b':')?;
             s.skip_whitespace();
@@ -184,6 +179,11 @@ fn decode_fast(schema: &Schema, text: &str, max_fields: usize) -> Option<Event> 
                 seen |= bit;
                 s.typed(schema.field(i).ty, &mut fields[i])?;
             } else {
+                // Members so far, counted here only (off the path of the schema's
+                // own fields): stop at the first one over the bound.
+                if seen.count_ones() as usize + extra.len() >= max_fields {
+                    return None;
+                }
                 let raw = s.with_serde::<&RawValue>()?;
                 if unreadable(raw).is_some() {
                     return None;
@@ -201,7 +201,10 @@ fn decode_fast(schema: &Schema, text: &str, max_fields: usize) -> Option<Event> 
         }
     }
     s.skip_whitespace();
-    if repeats(extra.iter().map(|(k, _)| k.as_str())) {
+    if seen.count_ones() as usize + extra.len() > max_fields {
+        return None;
+    }
+    if extra.len() > 1 && repeats(extra.iter().map(|(k, _)| k.as_str())) {
         return None;
     }
     let complete = s.at == text.len()
