@@ -17,7 +17,7 @@ RUN find plugins -type f ! -name Cargo.toml -delete \
     done \
  && mkdir -p host/src host/benches \
  && echo 'fn main() {}' >host/src/main.rs \
- && for bench in pipeline compile; do echo 'fn main() {}' >host/benches/$bench.rs; done \
+ && for bench in pipeline compile hostile; do echo 'fn main() {}' >host/benches/$bench.rs; done \
  && touch host/src/lib.rs
 
 # ---- the plugins that ship, as WebAssembly components

@@ -170,6 +170,8 @@ pub struct PipelineConfig {
     pub batch_wait_ms: u64,
     pub in_flight_batches: usize,
     pub max_message_bytes: usize,
+    pub max_fields: usize,
+    pub max_future_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -267,6 +269,8 @@ impl Default for PipelineConfig {
             batch_wait_ms: 50,
             in_flight_batches: 4,
             max_message_bytes: 1 << 20,
+            max_fields: crate::decode::DEFAULT_MAX_FIELDS,
+            max_future_secs: crate::stages::validate::DEFAULT_MAX_FUTURE_SECS,
         }
     }
 }
@@ -407,6 +411,9 @@ impl Config {
             ));
         }
         crate::kafka::client::check_options(&self.kafka.client, self.kafka.idempotence)?;
+        if self.pipeline.max_fields == 0 {
+            return Err(invalid("pipeline.max_fields", &0, "must be at least 1"));
+        }
         if self.pipeline.in_flight_batches == 0 {
             return Err(invalid(
                 "pipeline.in_flight_batches",
@@ -511,6 +518,8 @@ const MEANINGS: &[(&str, &str)] = &[
     ("pipeline.batch_wait_ms", "longest wait to fill a batch before processing a partial one"),
     ("pipeline.in_flight_batches", "batches produced but not yet acknowledged; 1 = wait for each batch's acks"),
     ("pipeline.max_message_bytes", "larger payloads go to the DLQ as message_too_large; at most 1489692, so that every input fits whole in its DLQ record"),
+    ("pipeline.max_fields", "payloads with more top-level members go to the DLQ as too_many_fields"),
+    ("pipeline.max_future_secs", "events stamped further ahead of the wall clock go to the DLQ as future_event (validate and window stages)"),
     ("plugins.dir", "directory of *.wasm components, run in file-name order"),
     ("plugins.memory_mb", "linear-memory cap per plugin instance"),
     ("plugins.batch_deadline_ms", "CPU budget per plugin call (one batch); past it the batch goes to the DLQ"),

@@ -7,11 +7,14 @@
 //! back to `enriched_events`, so a producer that adds a field loses nothing.
 
 use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
 use compact_str::CompactString;
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 use serde_json::value::RawValue;
 use serde_json::Value as Json;
 
@@ -27,6 +30,12 @@ pub const MAX_FIELD_BYTES: usize = 2048;
 /// ClickHouse `DateTime` is a UInt32 of seconds: anything outside cannot be stored.
 pub const MAX_TIMESTAMP: i64 = u32::MAX as i64;
 
+/// Default of `pipeline.max_fields`: top-level members a payload may have. An event of
+/// the brief's schema has 7; a producer adding its own fields stays in the tens. A
+/// thousand leaves that room many times over and still bounds what one record costs
+/// the plugins and the enriched record.
+pub const DEFAULT_MAX_FIELDS: usize = 1000;
+
 /// Why a payload is not an event. Each variant has its own DLQ code ([`DecodeError::code`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -40,6 +49,8 @@ pub enum DecodeError {
     MalformedJson(String),
     #[error("expected a JSON object, found {0}")]
     NotAnObject(&'static str),
+    #[error("the object has {count} fields, more than the limit of {limit}")]
+    TooManyFields { count: usize, limit: usize },
     #[error("field `{0}` appears more than once")]
     DuplicateField(String),
     #[error("required field `{0}` is missing")]
@@ -67,6 +78,7 @@ impl DecodeError {
             DecodeError::InvalidUtf8(_) => HostCode::InvalidUtf8,
             DecodeError::MalformedJson(_) => HostCode::MalformedJson,
             DecodeError::NotAnObject(_) => HostCode::NotAnObject,
+            DecodeError::TooManyFields { .. } => HostCode::TooManyFields,
             DecodeError::DuplicateField(_) => HostCode::DuplicateField,
             DecodeError::MissingField(_) => HostCode::MissingField,
             DecodeError::NullField(_) => HostCode::NullField,
@@ -82,14 +94,23 @@ impl DecodeError {
 pub struct Decoder {
     schema: Arc<Schema>,
     max_message_bytes: usize,
+    max_fields: usize,
 }
 
 impl Decoder {
+    /// With [`DEFAULT_MAX_FIELDS`] ([`Decoder::with_max_fields`] sets another).
     pub fn new(schema: Arc<Schema>, max_message_bytes: usize) -> Self {
         Self {
             schema,
             max_message_bytes,
+            max_fields: DEFAULT_MAX_FIELDS,
         }
+    }
+
+    /// Payloads with more top-level members than `max_fields` are `too_many_fields`.
+    pub fn with_max_fields(mut self, max_fields: usize) -> Self {
+        self.max_fields = max_fields;
+        self
     }
 
     pub fn schema(&self) -> &Arc<Schema> {
@@ -109,22 +130,23 @@ impl Decoder {
         }
         let text =
             std::str::from_utf8(payload).map_err(|e| DecodeError::InvalidUtf8(e.to_string()))?;
-        if let Some(event) = decode_fast(&self.schema, text) {
+        if let Some(event) = decode_fast(&self.schema, text, self.max_fields) {
             return Ok(event);
         }
-        decode_checked(&self.schema, text)
+        decode_checked(&self.schema, text, self.max_fields)
     }
 }
 
 /// The common case, in one pass over the bytes and without an intermediate tree: a
-/// flat object, every field of the right type, no repeated key. Anything else (`None`)
+/// flat object of at most `max_fields` members, every field of the right type, no
+/// repeated key. Anything else (`None`)
 /// takes [`decode_checked`], which accepts the same inputs and says precisely what is
 /// wrong with the others; `fast_and_checked_paths_agree` tests that they agree.
 ///
 /// Plain strings, numbers and literals are read here; what needs more of JSON (a
 /// string with escapes, a value outside the schema) is read by serde_json from where
 /// the scan stands.
-fn decode_fast(schema: &Schema, text: &str) -> Option<Event> {
+fn decode_fast(schema: &Schema, text: &str, max_fields: usize) -> Option<Event> {
     let mut s = Scanner { text, at: 0 };
     // Not `vec![None; n]`: that clones a `None` per slot (~170 instructions an event).
     let mut fields: Vec<Option<Value>> =
@@ -157,7 +179,9 @@ fn decode_fast(schema: &Schema, text: &str) -> Option<Event> {
                 seen |= bit;
                 s.typed(schema.field(i).ty, &mut fields[i])?;
             } else {
-                if extra.iter().any(|(k, _)| *k == *key) {
+                // Members so far, counted here only (off the path of the schema's
+                // own fields): stop at the first one over the bound.
+                if seen.count_ones() as usize + extra.len() >= max_fields {
                     return None;
                 }
                 let raw = s.with_serde::<&RawValue>()?;
@@ -177,6 +201,12 @@ fn decode_fast(schema: &Schema, text: &str) -> Option<Event> {
         }
     }
     s.skip_whitespace();
+    if seen.count_ones() as usize + extra.len() > max_fields {
+        return None;
+    }
+    if extra.len() > 1 && repeats(extra.iter().map(|(k, _)| k.as_str())) {
+        return None;
+    }
     let complete = s.at == text.len()
         && schema
             .fields()
@@ -190,11 +220,32 @@ fn decode_fast(schema: &Schema, text: &str) -> Option<Event> {
 /// path accepts, and reads it the same. For the agreement tests and the fuzzer.
 #[doc(hidden)]
 pub fn paths_agree(schema: &Schema, text: &str) -> bool {
-    let checked = decode_checked(schema, text);
-    match decode_fast(schema, text) {
+    paths_agree_with(schema, text, DEFAULT_MAX_FIELDS)
+}
+
+/// [`paths_agree`] with another bound on top-level members.
+#[doc(hidden)]
+pub fn paths_agree_with(schema: &Schema, text: &str, max_fields: usize) -> bool {
+    let checked = decode_checked(schema, text, max_fields);
+    match decode_fast(schema, text, max_fields) {
         Some(fast) => checked.as_ref() == Ok(&fast),
         None => checked.is_err(),
     }
+}
+
+/// Whether a key comes twice: compared pairwise while there are a few (no allocation),
+/// hashed beyond, so that many keys cost time linear in their bytes.
+fn repeats<'k>(keys: impl ExactSizeIterator<Item = &'k str> + Clone) -> bool {
+    const PAIRWISE: usize = 8;
+    let n = keys.len();
+    if n <= PAIRWISE {
+        return keys
+            .clone()
+            .enumerate()
+            .any(|(i, k)| keys.clone().take(i).any(|earlier| earlier == k));
+    }
+    let mut seen = HashSet::with_capacity(n);
+    !keys.into_iter().all(|k| seen.insert(k))
 }
 
 /// A position in the text of one payload, for [`decode_fast`]. Every method returns
@@ -342,25 +393,40 @@ impl<'a> Scanner<'a> {
 }
 
 /// Field by field, with a precise error for the first problem.
-fn decode_checked(schema: &Schema, text: &str) -> Result<Event, DecodeError> {
-    let top: TopLevel =
-        serde_json::from_str(text).map_err(|e| DecodeError::MalformedJson(e.to_string()))?;
+/// Time linear in the size of `text`: each member is read once, keys are hashed.
+fn decode_checked(schema: &Schema, text: &str, max_fields: usize) -> Result<Event, DecodeError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let top = TopLevelSeed { max_fields }
+        .deserialize(&mut de)
+        .and_then(|top| de.end().map(|()| top))
+        .map_err(|e| DecodeError::MalformedJson(e.to_string()))?;
     let members = match top {
         TopLevel::Object(members) => members,
+        TopLevel::TooMany(count) => {
+            return Err(DecodeError::TooManyFields {
+                count,
+                limit: max_fields,
+            })
+        }
         TopLevel::Other(kind) => return Err(DecodeError::NotAnObject(kind)),
     };
+    // Each key once, in order: the first that was seen before is the duplicate.
+    let mut by_key: HashMap<&str, usize> = HashMap::with_capacity(members.len());
     for (i, (key, _)) in members.iter().enumerate() {
-        if members[..i].iter().any(|(k, _)| k == key) {
+        if by_key.insert(key.as_str(), i).is_some() {
             return Err(DecodeError::DuplicateField(key.clone()));
         }
     }
+    let member_of: Vec<Option<usize>> = schema
+        .fields()
+        .iter()
+        .map(|f| by_key.get(f.name.as_str()).copied())
+        .collect();
+    drop(by_key);
     let mut members: Vec<Option<(String, Box<RawValue>)>> = members.into_iter().map(Some).collect();
     let mut fields = Vec::with_capacity(schema.len());
-    for field in schema.fields() {
-        let raw = members
-            .iter_mut()
-            .find(|m| m.as_ref().is_some_and(|(k, _)| *k == field.name))
-            .and_then(Option::take);
+    for (field, at) in schema.fields().iter().zip(member_of) {
+        let raw = at.and_then(|i| members[i].take());
         let json = match raw {
             // A raw value is skipped over, not read: a lone surrogate (`"\ud83d"`) is
             // found only here.
@@ -394,13 +460,66 @@ fn decode_checked(schema: &Schema, text: &str) -> Result<Event, DecodeError> {
 /// `malformed_json` and nothing downstream meets it.
 fn unreadable(raw: &RawValue) -> Option<serde_json::Error> {
     let text = raw.get();
-    if text.starts_with(['[', '{']) {
-        return serde_json::from_str::<Json>(text).err();
-    }
-    if text.starts_with('"') && text.contains('\\') {
-        return serde_json::from_str::<String>(text).err();
+    if text.starts_with(['[', '{']) || (text.starts_with('"') && text.contains('\\')) {
+        return serde_json::from_str::<Walk>(text).err();
     }
     None
+}
+
+/// A JSON value read through and thrown away: strings and keys decoded (a lone
+/// surrogate is an error), nesting held to serde_json's recursion limit, as reading it
+/// into a [`Json`] would, but nothing kept: a wide object costs time linear in its text,
+/// not a map insertion per key.
+struct Walk;
+
+impl<'de> Deserialize<'de> for Walk {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(WalkVisitor)
+    }
+}
+
+struct WalkVisitor;
+
+impl<'de> Visitor<'de> for WalkVisitor {
+    type Value = Walk;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Walk, E> {
+        Ok(Walk)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Walk, E> {
+        Ok(Walk)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Walk, E> {
+        Ok(Walk)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Walk, E> {
+        Ok(Walk)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Walk, E> {
+        Ok(Walk)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Walk, E> {
+        Ok(Walk)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut access: A) -> Result<Walk, A::Error> {
+        while access.next_element::<Walk>()?.is_some() {}
+        Ok(Walk)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Walk, A::Error> {
+        while access.next_entry::<Walk, Walk>()?.is_some() {}
+        Ok(Walk)
+    }
 }
 
 /// A non-null JSON value as a field of type `ty`.
@@ -503,16 +622,29 @@ fn json_kind(v: &Json) -> &'static str {
 /// keys can be reported (serde_json's `Map` silently keeps the last one).
 enum TopLevel {
     Object(Vec<(String, Box<RawValue>)>),
+    /// An object with this many members, more than the limit: only counted.
+    TooMany(usize),
     Other(&'static str),
 }
 
-impl<'de> Deserialize<'de> for TopLevel {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(TopLevelVisitor)
+/// Reads a [`TopLevel`], keeping at most `max_fields` members.
+struct TopLevelSeed {
+    max_fields: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for TopLevelSeed {
+    type Value = TopLevel;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<TopLevel, D::Error> {
+        deserializer.deserialize_any(TopLevelVisitor {
+            max_fields: self.max_fields,
+        })
     }
 }
 
-struct TopLevelVisitor;
+struct TopLevelVisitor {
+    max_fields: usize,
+}
 
 impl<'de> Visitor<'de> for TopLevelVisitor {
     type Value = TopLevel;
@@ -522,9 +654,19 @@ impl<'de> Visitor<'de> for TopLevelVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<TopLevel, A::Error> {
-        let mut fields = Vec::with_capacity(access.size_hint().unwrap_or(8));
-        while let Some(entry) = access.next_entry::<String, Box<RawValue>>()? {
-            fields.push(entry);
+        let mut fields = Vec::with_capacity(8);
+        while let Some(key) = access.next_key::<String>()? {
+            if fields.len() == self.max_fields {
+                // Over the limit: read through the rest (it must still be JSON), keep
+                // nothing.
+                access.next_value::<IgnoredAny>()?;
+                let mut count = fields.len() + 1;
+                while access.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {
+                    count += 1;
+                }
+                return Ok(TopLevel::TooMany(count));
+            }
+            fields.push((key, access.next_value::<Box<RawValue>>()?));
         }
         Ok(TopLevel::Object(fields))
     }
@@ -558,6 +700,12 @@ impl<'de> Visitor<'de> for TopLevelVisitor {
         Ok(TopLevel::Other("null"))
     }
 }
+
+/// The worst shapes of a payload, shared with the benchmark.
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../tests/hostile/mod.rs"]
+mod hostile;
 
 #[cfg(test)]
 mod tests {
@@ -711,7 +859,8 @@ mod tests {
             };
             let payload = std::fs::read(&path).unwrap();
             let got = decode(&payload, LIMIT);
-            if ["invalid_user_id", "invalid_country"].contains(&expected) {
+            // Codes given after decoding: by the quality plugin, or for the event time.
+            if ["invalid_user_id", "invalid_country", "future_event"].contains(&expected) {
                 assert!(got.is_ok(), "{name}: {got:?}");
             } else {
                 assert_eq!(
@@ -722,7 +871,98 @@ mod tests {
             }
             seen += 1;
         }
-        assert!(seen >= 30, "corpus has {seen} cases");
+        assert!(seen >= 40, "corpus has {seen} cases");
+    }
+
+    /// Each worst shape at 1 MB gets its verdict, and both paths agree on it
+    /// (benches/hostile.rs times them: linear in the size).
+    #[test]
+    fn hostile_shapes_get_their_verdicts() {
+        let expected = |name: &str| match name {
+            "many-keys" => "too_many_fields",
+            "escaped-field" => "field_too_long",
+            _ => "ok",
+        };
+        for shape in super::hostile::SHAPES {
+            let payload = (shape.make)(1_000_000);
+            assert!(
+                (900_000..=LIMIT).contains(&payload.len()),
+                "{}: {} bytes",
+                shape.name,
+                payload.len()
+            );
+            let got = match decode(payload.as_bytes(), LIMIT) {
+                Ok(_) => "ok",
+                Err(e) => e.code().as_str(),
+            };
+            assert_eq!(got, expected(shape.name), "{}", shape.name);
+            assert!(paths_agree(&Schema::brief(), &payload), "{}", shape.name);
+        }
+    }
+
+    #[test]
+    fn only_top_level_members_count_against_the_bound() {
+        let decoder = |max| Decoder::new(Arc::new(Schema::brief()), LIMIT).with_max_fields(max);
+        let seven = OLD.replace('}', r#", "x": {"a": 1, "b": 2, "c": 3}}"#);
+        assert!(decoder(7).decode(seven.as_bytes()).is_ok());
+        let err = decoder(6).decode(seven.as_bytes()).unwrap_err();
+        assert_eq!(err.code(), HostCode::TooManyFields);
+        assert_eq!(
+            err.to_string(),
+            "the object has 7 fields, more than the limit of 6"
+        );
+        // What follows the limit must still be JSON.
+        let broken = OLD.replace('}', r#", "x": 1, "y": }"#);
+        assert_eq!(
+            decoder(6).decode(broken.as_bytes()).unwrap_err().code(),
+            HostCode::MalformedJson
+        );
+        // At the default, the brief's events have room to spare.
+        let at_limit = super::hostile::keys_at(DEFAULT_MAX_FIELDS, 50_000);
+        assert!(decode(at_limit.as_bytes(), LIMIT).is_ok());
+        let over = super::hostile::keys_at(DEFAULT_MAX_FIELDS + 1, 50_000);
+        assert_eq!(code(over.as_bytes()), "too_many_fields");
+    }
+
+    #[test]
+    fn a_repeated_key_is_found_among_many() {
+        let base = OLD.trim_end_matches('}');
+        let extras: String = (0..50).map(|i| format!(r#", "k{i:02}": {i}"#)).collect();
+        for (repeat, name) in [
+            (r#", "k00": 0"#, "k00"),
+            (r#", "country": "DE""#, "country"),
+        ] {
+            let payload = format!("{base}{extras}{repeat}}}");
+            assert!(paths_agree(&Schema::brief(), &payload));
+            let err = decode(payload.as_bytes(), LIMIT).unwrap_err();
+            assert_eq!(err, DecodeError::DuplicateField(name.into()), "{payload}");
+        }
+    }
+
+    #[test]
+    fn nested_values_are_read_through_once() {
+        // Keys of nested objects are decoded too: a lone surrogate there is caught.
+        let bad_key = OLD.replace('}', r#", "x": {"ok": 1, "\ud83d": 2}}"#);
+        assert_eq!(code(bad_key.as_bytes()), "malformed_json");
+        // Repeated keys inside an extra field are the producer's business, kept as written.
+        let nested = OLD.replace('}', r#", "x": {"a": 1, "a": 2}}"#);
+        match ok(&nested).extra("x") {
+            Some(Extra::Json(raw)) => assert_eq!(raw.get(), r#"{"a": 1, "a": 2}"#),
+            other => panic!("{other:?}"),
+        }
+        // Nesting up to serde_json's limit passes; past it is malformed.
+        for (depth, expected) in [(127, None), (128, Some("malformed_json"))] {
+            let deep = "[".repeat(depth) + &"]".repeat(depth);
+            let payload = OLD.replace('}', &format!(r#", "d": {deep}}}"#));
+            assert_eq!(
+                decode(payload.as_bytes(), LIMIT)
+                    .err()
+                    .map(|e| e.code().as_str()),
+                expected,
+                "depth {depth}"
+            );
+            assert!(paths_agree(&Schema::brief(), &payload));
+        }
     }
 
     mod agreement {
@@ -891,6 +1131,10 @@ mod tests {
             fn fast_and_checked_paths_agree(text in prop_oneof![brief_event(), every_type_event()]) {
                 for schema in [Schema::brief(), every_type()] {
                     prop_assert!(paths_agree(&schema, &text), "{}", text);
+                    // Bounds around the objects' sizes (5 to 10 members).
+                    for max_fields in [5, 7, 9] {
+                        prop_assert!(paths_agree_with(&schema, &text, max_fields), "{} (max {})", text, max_fields);
+                    }
                 }
             }
         }

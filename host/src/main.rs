@@ -265,7 +265,8 @@ async fn run(config_file: Option<&Path>, schema_file: Option<PathBuf>) -> Result
         &config.kafka.input_topic,
         config.pipeline.max_message_bytes,
     )
-    .map_err(anyhow::Error::msg)?;
+    .map_err(anyhow::Error::msg)?
+    .with_limits(config.pipeline.max_fields, config.pipeline.max_future_secs);
     let window_fields = WindowFields {
         key: config.windows.key_field.clone(),
         time: schema.field(schema.time()).name.clone(),
@@ -387,6 +388,7 @@ async fn run(config_file: Option<&Path>, schema_file: Option<PathBuf>) -> Result
             lookback: Duration::from_secs(w.restore_lookback_secs),
         };
         let mut stage = WindowStage::new(spec, &config.kafka.enriched_topic, window_fields)
+            .max_future_secs(config.pipeline.max_future_secs)
             .connected(
                 Duration::from_secs(w.idle_timeout_secs.max(1)),
                 progress,

@@ -48,6 +48,15 @@ pub fn now() -> String {
     datetime(OffsetDateTime::now_utc().unix_timestamp())
 }
 
+/// Where a stage reads the time, in seconds since the epoch: [`wall_clock`], or in tests
+/// any other function.
+pub type Clock = fn() -> i64;
+
+/// The host's wall clock, in seconds since the epoch.
+pub fn wall_clock() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

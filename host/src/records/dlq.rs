@@ -105,6 +105,8 @@ host_codes! {
     MalformedJson = "malformed_json",
     /// Valid JSON, but not an object.
     NotAnObject = "not_an_object",
+    /// More top-level members than `pipeline.max_fields`.
+    TooManyFields = "too_many_fields",
     DuplicateField = "duplicate_field",
     MissingField = "missing_field",
     NullField = "null_field",
@@ -113,6 +115,8 @@ host_codes! {
     FieldTooLong = "field_too_long",
     /// An accepted event whose enriched record would be over [`MAX_OUTPUT_BYTES`].
     OutputTooLarge = "output_too_large",
+    /// An event time further ahead of the wall clock than `pipeline.max_future_secs`.
+    FutureEvent = "future_event",
     /// An event whose windows had all closed when it arrived.
     LateEvent = "late_event",
     /// A record on the enriched topic that is not an enriched event.

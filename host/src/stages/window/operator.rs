@@ -28,14 +28,23 @@ pub struct WindowSpec {
 }
 
 impl WindowSpec {
-    /// Starts of the windows that contain `t`, oldest first.
+    /// Starts of the windows that contain `t`, oldest first: `size / advance` of them
+    /// (fewer at the ends of `i64`, whose starts do not fit). Worked out in `i128`, so
+    /// that no `t` makes it wrap or run on; a spec that is not positive has none.
     pub fn starts(&self, t: i64) -> impl Iterator<Item = i64> {
-        let last = t.div_euclid(self.advance) * self.advance;
-        let first = last - self.size + self.advance;
-        let advance = self.advance;
+        let (size, advance) = (i128::from(self.size), i128::from(self.advance));
+        let valid = size > 0 && advance > 0;
+        let advance = advance.max(1);
+        let last = i128::from(t).div_euclid(advance) * advance;
+        let first = if valid {
+            last - size + advance
+        } else {
+            last + 1
+        };
         (0..)
-            .map(move |i| first + i * advance)
+            .map(move |i: i128| first + i * advance)
             .take_while(move |s| *s <= last)
+            .filter_map(|s| i64::try_from(s).ok())
     }
 
     /// Events per minute over the window: the brief's "rolling average of event counts".
@@ -258,7 +267,9 @@ impl WindowOperator {
             .max()
             .max(self.max_seen);
         if let Some(max_seen) = max_seen {
-            let everything_closed = max_seen.saturating_add(self.spec.size + self.spec.grace);
+            let everything_closed = max_seen
+                .saturating_add(self.spec.size)
+                .saturating_add(self.spec.grace);
             self.advance_to(now.min(everything_closed));
         }
     }
@@ -284,7 +295,10 @@ impl WindowOperator {
     }
 
     fn is_closed(&self, start: i64) -> bool {
-        start + self.spec.size + self.spec.grace <= self.watermark
+        start
+            .saturating_add(self.spec.size)
+            .saturating_add(self.spec.grace)
+            <= self.watermark
     }
 
     fn recompute_watermark(&mut self) {
@@ -305,7 +319,8 @@ impl WindowOperator {
     fn close_ready(&mut self) {
         let closes_before = self
             .watermark
-            .saturating_sub(self.spec.size + self.spec.grace);
+            .saturating_sub(self.spec.size)
+            .saturating_sub(self.spec.grace);
         while let Some(entry) = self.open.first_entry() {
             // is_closed(start), without borrowing self while the entry is held
             if entry.key().0 > closes_before {
@@ -315,7 +330,7 @@ impl WindowOperator {
             self.closed.push(ClosedWindow {
                 key,
                 start,
-                end: start + self.spec.size,
+                end: start.saturating_add(self.spec.size),
                 count,
                 average: self.spec.average(count),
             });
@@ -477,6 +492,43 @@ mod tests {
         assert_eq!(tumbling.starts(299).collect::<Vec<_>>(), vec![0]);
         assert_eq!(tumbling.starts(300).collect::<Vec<_>>(), vec![300]);
         assert_eq!(tumbling.starts(-1).collect::<Vec<_>>(), vec![-300]);
+    }
+
+    /// Times and specs at the ends of `i64`: nothing wraps, nothing runs on.
+    #[test]
+    fn starts_at_the_ends_of_i64() {
+        let huge = WindowSpec {
+            size: i64::MAX,
+            advance: i64::MAX,
+            grace: i64::MAX,
+        };
+        for spec in [SPEC, huge] {
+            for t in [i64::MIN, i64::MIN + 1, -1, 0, i64::MAX - 1, i64::MAX] {
+                let starts: Vec<i64> = spec.starts(t).take(10).collect();
+                assert!(starts.len() <= 5, "{spec:?} {t}: {starts:?}");
+                for s in starts {
+                    assert!(s <= t && i128::from(t) - i128::from(s) < i128::from(spec.size));
+                }
+            }
+        }
+        assert_eq!(SPEC.starts(i64::MAX).count(), 5);
+        assert_eq!(
+            SPEC.starts(i64::MIN).count(),
+            0,
+            "its windows start before i64::MIN"
+        );
+        let broken = WindowSpec {
+            size: 0,
+            advance: 0,
+            grace: 0,
+        };
+        assert_eq!(broken.starts(5).count(), 0);
+        let mut op = WindowOperator::new(huge);
+        for t in [i64::MAX, i64::MIN, 0] {
+            op.observe(0, "US", t, false);
+        }
+        op.advance_to(i64::MAX);
+        op.take_closed();
     }
 
     #[test]
@@ -797,6 +849,44 @@ mod tests {
         )
             .prop_map(|(p, c, t)| (p, c.to_string(), t));
         (spec, prop::collection::vec(event, 0..300))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any time, any sane spec: the starts are the windows containing `t`, each a
+        /// multiple of the advance, at most size/advance of them, and all of them
+        /// unless they would fall outside `i64`.
+        #[test]
+        fn starts_for_any_i64(
+            t in any::<i64>(),
+            k in 1i64..=10,
+            advance in prop_oneof![1i64..=600, 1i64..=i64::MAX / 10],
+        ) {
+            let spec = WindowSpec { size: advance * k, advance, grace: 30 };
+            let starts: Vec<i64> = spec.starts(t).take(k as usize + 1).collect();
+            prop_assert!(starts.len() <= k as usize);
+            prop_assert!(starts.windows(2).all(|w| w[0] < w[1]));
+            for s in &starts {
+                prop_assert!(*s <= t && i128::from(t) - i128::from(*s) < i128::from(spec.size));
+                prop_assert_eq!(s.rem_euclid(advance), 0);
+            }
+            let fits = i128::from(t) - i128::from(spec.size) >= i128::from(i64::MIN);
+            if fits {
+                prop_assert_eq!(starts.len(), k as usize);
+            }
+        }
+
+        #[test]
+        fn any_event_times_are_observed_and_closed(ts in prop::collection::vec(any::<i64>(), 1..20)) {
+            let mut op = WindowOperator::new(SPEC);
+            for (i, t) in ts.iter().enumerate() {
+                op.observe((i % 2) as i32, "US", *t, false);
+            }
+            op.advance_to(i64::MAX);
+            let closed = op.take_closed().len();
+            prop_assert!(closed + op.open_windows() <= 5 * ts.len());
+        }
     }
 
     proptest! {

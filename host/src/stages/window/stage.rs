@@ -6,19 +6,21 @@
 //! window, so a restart re-reads everything an open window needs.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::operator::{ClosedWindow, Lane, Observed, PartitionedWindows, WindowSpec};
 use super::progress::{BrokerProgress, Progress};
 use super::restore::Restore;
+use crate::decode::MAX_TIMESTAMP;
 use crate::kafka::source::Source;
 use crate::liveness::StageName;
 use crate::records::average::Average;
 use crate::records::dlq::{HostCode, Step, REJECTED_BY_HOST};
 use crate::records::{Output, SourceRecord};
 use crate::stages::rejects::Rejects;
+use crate::stages::validate::{future_bound, future_event, DEFAULT_MAX_FUTURE_SECS};
 use crate::stages::{Processed, Stage, StageError};
-use crate::timefmt;
+use crate::timefmt::{self, Clock};
 
 /// Which fields of an enriched event the window stage reads: the key windows are kept
 /// per, and the event time.
@@ -135,6 +137,10 @@ pub struct WindowStage {
     progress: Option<BrokerProgress>,
     /// Learns which windows were emitted before a takeover (absent in unit tests).
     restore: Option<Restore>,
+    /// Event times further ahead of `clock` than this go to the DLQ, as in the
+    /// validate stage: records on the enriched topic may come from anywhere.
+    max_future_secs: i64,
+    clock: Clock,
 }
 
 impl WindowStage {
@@ -154,7 +160,33 @@ impl WindowStage {
             source_high: HashMap::new(),
             quiet: false,
             source_topic: source_topic.to_string(),
+            max_future_secs: future_bound(DEFAULT_MAX_FUTURE_SECS),
+            clock: timefmt::wall_clock,
         }
+    }
+
+    /// `pipeline.max_future_secs` (the default otherwise).
+    pub fn max_future_secs(mut self, secs: u64) -> Self {
+        self.max_future_secs = future_bound(secs);
+        self
+    }
+
+    /// Another clock than the wall clock (tests).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Why an event time is not let into the windows: outside what the schema allows
+    /// (whoever wrote the record), or too far ahead of the clock.
+    fn refused(&self, t: i64, now: i64) -> Option<(HostCode, String)> {
+        if !(0..=MAX_TIMESTAMP).contains(&t) {
+            return Some((
+                HostCode::OutOfRange,
+                format!("event time {t} is outside 0..={MAX_TIMESTAMP} epoch seconds"),
+            ));
+        }
+        future_event(t, now, self.max_future_secs).map(|m| (HostCode::FutureEvent, m))
     }
 
     /// Connected to the broker: `progress` tells quiet lanes from slow ones, `restore`
@@ -179,6 +211,7 @@ impl WindowStage {
     pub fn count(&mut self, batch: &[SourceRecord]) -> Vec<Output> {
         let mut outputs = Vec::new();
         let now = Instant::now();
+        let now_secs = (self.clock)();
         let mut rejects = Rejects::new(&self.source_topic, now);
         if self.quiet && !batch.is_empty() {
             // A backlog after a pause arrives one partition at a time: the quiet ones
@@ -215,6 +248,16 @@ impl WindowStage {
                     continue;
                 }
             };
+            if let Some((code, message)) = self.refused(keyed.time, now_secs) {
+                outputs.push(rejects.reject(
+                    record,
+                    Step::Window,
+                    REJECTED_BY_HOST,
+                    code.as_str(),
+                    &message,
+                ));
+                continue;
+            }
             // The validate stage delivers at least once: after its crash, events it had
             // already written come again, each source partition's in order. Count each
             // source position once. A lower position than one counted is always such a
@@ -297,7 +340,9 @@ impl WindowStage {
         let spec = self.op.spec();
         for (partition, firsts) in self.first_offset.iter_mut() {
             let watermark = self.op.watermark(*partition);
-            firsts.retain(|start, _| start + spec.size + spec.grace > watermark);
+            firsts.retain(|start, _| {
+                start.saturating_add(spec.size).saturating_add(spec.grace) > watermark
+            });
         }
         metrics::gauge!("streamhost_open_windows").set(self.op.open_windows() as f64);
     }
@@ -427,13 +472,6 @@ fn average(w: &ClosedWindow) -> Average<'_> {
     }
 }
 
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 impl WindowStage {
     /// Taken-over partitions are re-read from their committed position: learn first
     /// which windows were already emitted (by us before a crash, or by the previous
@@ -531,7 +569,7 @@ impl Stage for WindowStage {
             } else {
                 assigned.to_vec()
             };
-            self.idle(now_secs(), &holding)
+            self.idle((self.clock)(), &holding)
         } else {
             self.count(batch)
         };
@@ -865,6 +903,59 @@ mod tests {
             closed.len(),
             2,
             "one window each for the US and the DE event: {closed:?}"
+        );
+    }
+
+    /// Records on the enriched topic may come from anywhere: times outside the schema's
+    /// range, or ahead of the clock by more than the bound, go to the DLQ and move
+    /// nothing (i64::MAX used to make the window starts wrap and loop forever).
+    #[test]
+    fn event_times_out_of_range_or_from_the_future_go_to_the_dlq() {
+        let mut stage = WindowStage::new(SPEC, "enriched_events", WindowFields::default())
+            .max_future_secs(30)
+            .with_clock(|| 10_000);
+        let out = stage.count(&[
+            rec(0, 1, "US", i64::MAX),
+            rec(0, 2, "US", i64::MIN),
+            rec(0, 3, "US", -1),
+            rec(0, 4, "US", MAX_TIMESTAMP + 1),
+            rec(0, 5, "US", 10_031),
+            rec(0, 6, "US", 9_990),
+            rec(0, 7, "US", 10_030),
+        ]);
+        let codes: Vec<(i64, String, String)> = out
+            .iter()
+            .filter(|o| o.destination == Destination::Dlq)
+            .map(|o| {
+                let v: serde_json::Value = serde_json::from_slice(&o.payload).unwrap();
+                (
+                    v["source_offset"].as_i64().unwrap(),
+                    v["code"].as_str().unwrap().to_string(),
+                    v["stage"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let expect = |o: i64, code: &str| (o, code.to_string(), "window".to_string());
+        assert_eq!(
+            codes,
+            [
+                expect(1, "out_of_range"),
+                expect(2, "out_of_range"),
+                expect(3, "out_of_range"),
+                expect(4, "out_of_range"),
+                expect(5, "future_event"),
+            ]
+        );
+        // The refused records moved nothing: the others count, and close when idle.
+        assert_eq!(stage.op.watermark(0), 10_030);
+        let mut closed = counts(&out);
+        closed.extend(counts(&stage.idle(20_000, &[])));
+        assert_eq!(
+            closed,
+            [
+                ("1970-01-01 02:46:00".to_string(), 1),
+                ("1970-01-01 02:47:00".to_string(), 1)
+            ]
         );
     }
 
