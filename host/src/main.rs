@@ -386,6 +386,7 @@ async fn run(config_file: Option<&Path>, schema_file: Option<PathBuf>) -> Result
             clients: clients.clone(),
             topic: config.kafka.averages_topic.clone(),
             lookback: Duration::from_secs(w.restore_lookback_secs),
+            stop: stop.clone(),
         };
         let mut stage = WindowStage::new(spec, &config.kafka.enriched_topic, window_fields)
             .max_future_secs(config.pipeline.max_future_secs)

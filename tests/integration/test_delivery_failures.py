@@ -87,25 +87,21 @@ def test_a_missing_dlq_topic_stops_the_host_with_one_error(hosts):
 
 
 def test_a_broker_gone_mid_stream_ends_the_host_and_health_says_so_until_then(hosts):
-    # Tansu shutting down fails the produce requests in flight; if it does not, they
-    # stay unacknowledged past kafka.delivery_timeout_secs. Either way the stage stops,
-    # and so does the process, with /health answering 503 until it is gone.
+    # The broker goes away while the host has records to deliver: Tansu shutting down
+    # fails the produce requests in flight, or they stay unacknowledged past
+    # kafka.delivery_timeout_secs. Either way the stage stops, and so does the process,
+    # with /health answering 503 until it is gone. (With nothing to deliver, a broker
+    # away is waited out: test_recovery.py.) So that the host has records in flight
+    # when the broker stops, on every run, it catches up a backlog one record per batch:
+    # then it is slower than its reads, and always waits on in_flight_batches of them.
     reset_stack()
-    host = hosts(1, STREAMHOST_KAFKA__DELIVERY_TIMEOUT_SECS="5")[0]
-    wait_until("partitions assigned", lambda: host.metric("streamhost_assigned_partitions", stage="validate") == 3,
-               timeout=60)
-    events, _ = event_set(seed=29, n=3000)
-
-    def stream():
-        try:
-            produce(payloads(events), per_second=300, flush_timeout=5)
-        except Exception:  # noqa: BLE001 - the broker goes away under it on purpose
-            pass
-
-    producer = threading.Thread(target=stream, daemon=True)
-    producer.start()
-    wait_until("events flowing", lambda: sum(watermarks("enriched_events").values()) >= 300, timeout=60,
-               interval=0.2)
+    events, _ = event_set(seed=29, n=20_000)
+    produce(payloads(events))
+    host = hosts(1, STREAMHOST_KAFKA__DELIVERY_TIMEOUT_SECS="5", STREAMHOST_PIPELINE__BATCH_SIZE="1")[0]
+    wait_until("the host catching up", lambda: sum(watermarks("enriched_events").values()) >= 300, timeout=60,
+               interval=0.1)
+    caught = sum(watermarks("enriched_events").values())
+    assert caught < len(events) // 2, f"the backlog went by too fast to stop the broker in it ({caught} routed)"
     probe = HealthProbe(host)
     stack("stop", "tansu")
     try:
@@ -121,7 +117,11 @@ def test_a_broker_gone_mid_stream_ends_the_host_and_health_says_so_until_then(ho
     assert code == 1
     assert len(errors) == 1, "\n".join(errors)
     assert " stage stopped: " in errors[0], errors[0]
-    assert "failed: " in errors[0] or "not acknowledged within 5 s (kafka.delivery_timeout_secs)" in errors[0]
+    # Whichever stage met the broker's absence first: a delivery failed or left
+    # unacknowledged, or (the window stage taking over partitions) the averages topic
+    # unreadable, never a count without it.
+    assert any(cause in errors[0] for cause in ("failed: ", "not acknowledged within 5 s (kafka.delivery_timeout_secs)",
+                                                "to restore emitted windows: ")), errors[0]
     # /health said so between the failure and the exit, and never ok.
     assert after, "no /health answer named the failed stage before the exit"
     assert all(status == 503 for status, _ in after), after

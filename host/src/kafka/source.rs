@@ -188,6 +188,34 @@ impl Source {
         &self.topic
     }
 
+    /// Leave the group (librdkafka's consumer close) on a thread of its own, waiting
+    /// at most `wait` for it. With the broker gone the close waits until every request
+    /// to the group coordinator has timed out, which took over a minute on Tansu: past
+    /// `wait` the stage stops without it, and the broker ends the membership after
+    /// `session.timeout.ms`.
+    pub fn close(self, wait: Duration) {
+        let topic = self.topic.clone();
+        let (closed_tx, closed) = std::sync::mpsc::channel();
+        let closing = std::thread::Builder::new()
+            .name("consumer-close".into())
+            .spawn(move || {
+                drop(self);
+                let _ = closed_tx.send(());
+            });
+        if let Err(error) = closing {
+            // The consumer went down with the closure: closed here, without a bound.
+            tracing::warn!(%topic, %error, "cannot start a thread to close the consumer");
+            return;
+        }
+        if closed.recv_timeout(wait).is_err() {
+            tracing::warn!(
+                %topic,
+                wait_secs = wait.as_secs(),
+                "the consumer did not leave its group in time (the broker is unreachable?): stopping without waiting for it"
+            );
+        }
+    }
+
     /// Up to `max` records: waits for the first one as long as `idle` allows, then for
     /// at most `wait` to fill the batch. An empty batch means nothing arrived in `idle`;
     /// `None`, that `wake` resolved first (before any record was taken).

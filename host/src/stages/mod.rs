@@ -29,6 +29,8 @@ pub enum StageError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error(transparent)]
+    Restore(#[from] window::RestoreError),
 }
 
 /// What a stage made of one batch.

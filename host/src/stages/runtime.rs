@@ -141,6 +141,23 @@ async fn turn<S: Stage>(
         },
         health.clone(),
     )?;
+    let result = turn_on(stage, reading, sink, &mut source, &watchdog, &mut stop).await;
+    drop(watchdog);
+    tokio::task::block_in_place(|| source.close(CLOSE_WAIT));
+    result
+}
+
+/// The longest a stopping stage waits for its consumer to leave the group.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+async fn turn_on<S: Stage>(
+    stage: &mut S,
+    reading: &Reading,
+    sink: &Sink,
+    source: &mut Source,
+    watchdog: &Watchdog,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), StageError> {
     let name = stage.name().as_str();
     let depth = stage.in_flight().max(1);
     let mut in_flight = InFlight {
@@ -148,7 +165,7 @@ async fn turn<S: Stage>(
         batches: VecDeque::with_capacity(depth),
     };
     loop {
-        in_flight.commit_ready(&source)?;
+        in_flight.commit_ready(source)?;
         if *stop.borrow() {
             break;
         }
@@ -156,8 +173,8 @@ async fn turn<S: Stage>(
         let orphans = watchdog.orphans(&source.assigned_partitions());
         if !orphans.is_empty() {
             // What was read is committed first: the new generation resumes from there.
-            in_flight.commit_all(&source).await?;
-            watchdog.take_over(&mut source, &orphans)?;
+            in_flight.commit_all(source).await?;
+            watchdog.take_over(source, &orphans)?;
             continue;
         }
         let idle = stage.idle_wait();
@@ -192,7 +209,7 @@ async fn turn<S: Stage>(
             metrics::counter!("streamhost_records_in_total", "topic" => source.topic().to_string())
                 .increment(batch.len() as u64);
         }
-        let processed = stage.process(&batch, &source, &assigned, started).await?;
+        let processed = stage.process(&batch, source, &assigned, started).await?;
         let process_seconds = started.elapsed().as_secs_f64();
         if !batch.is_empty() {
             metrics::histogram!("streamhost_batch_process_seconds", "stage" => name)
@@ -201,7 +218,7 @@ async fn turn<S: Stage>(
         if processed.outputs.is_empty() && processed.commit.is_empty() {
             if batch.is_empty() {
                 // Nothing to overlap with: let the positions catch up.
-                in_flight.commit_all(&source).await?;
+                in_flight.commit_all(source).await?;
             }
             continue;
         }
@@ -217,14 +234,14 @@ async fn turn<S: Stage>(
         metrics::gauge!("streamhost_batches_in_flight", "stage" => name)
             .set(in_flight.batches.len() as f64);
         if batch.is_empty() {
-            in_flight.commit_all(&source).await?;
+            in_flight.commit_all(source).await?;
         }
         // While these are acknowledged, the next batch is read and processed. Work for
         // the stage between batches (a new plugin chain) does not wait for the broker:
         // it is taken at once, and its first batch may go past the limit by one.
         while in_flight.batches.len() >= depth {
             tokio::select! {
-                committed = in_flight.commit_oldest(&source) => committed?,
+                committed = in_flight.commit_oldest(source) => committed?,
                 () = stage.wake() => {
                     stage.between_batches();
                     if in_flight.batches.len() == depth {
@@ -234,7 +251,7 @@ async fn turn<S: Stage>(
             }
         }
     }
-    in_flight.commit_all(&source).await?;
+    in_flight.commit_all(source).await?;
     tracing::info!(stage = name, "stage stopped");
     Ok(())
 }

@@ -10,4 +10,5 @@ pub mod progress;
 pub mod restore;
 pub mod stage;
 
+pub use restore::RestoreError;
 pub use stage::{WindowFields, WindowStage};

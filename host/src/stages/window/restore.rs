@@ -16,6 +16,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::watch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
@@ -29,7 +30,13 @@ pub enum RestoreError {
     Timeout { topic: String, timeout: Duration },
     #[error("reading {topic} to restore emitted windows: the task failed: {reason}")]
     Task { topic: String, reason: String },
+    #[error("reading {topic} to restore emitted windows: the process is stopping")]
+    Stopped { topic: String },
 }
+
+/// How many times the averages topic is read before the window stage gives up and
+/// stops (a second apart, then two).
+const ATTEMPTS: u64 = 3;
 
 use crate::kafka::client::ClientLog;
 use crate::kafka::Clients;
@@ -42,12 +49,41 @@ pub struct Restore {
     /// The averages topic.
     pub topic: String,
     pub lookback: Duration,
+    /// Turns true when the process stops: a read still waiting on the broker is given up.
+    pub stop: watch::Receiver<bool>,
 }
 
 impl Restore {
-    /// Per key, the latest window start emitted in the last `lookback` (read on a
-    /// blocking thread). `key_field` names the key in the records.
+    /// Per key, the latest window start emitted in the last `lookback`, read up to
+    /// [`ATTEMPTS`] times. `key_field` names the key in the records.
     pub async fn emitted(&self, key_field: &str) -> Result<HashMap<String, i64>, RestoreError> {
+        let mut stop = self.stop.clone();
+        let stopped = || RestoreError::Stopped {
+            topic: self.topic.clone(),
+        };
+        let mut attempt = 1;
+        loop {
+            let read = tokio::select! {
+                read = self.read(key_field) => read,
+                _ = stop.wait_for(|s| *s) => return Err(stopped()),
+            };
+            match read {
+                Ok(emitted) => return Ok(emitted),
+                Err(e) if attempt < ATTEMPTS => {
+                    tracing::warn!(error = %e, attempt, "window stage: cannot restore emitted windows yet; trying again");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(attempt)) => {}
+                        _ = stop.wait_for(|s| *s) => return Err(stopped()),
+                    }
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One read of the averages topic's tail, on a blocking thread.
+    async fn read(&self, key_field: &str) -> Result<HashMap<String, i64>, RestoreError> {
         let (restore, key_field) = (self.clone(), key_field.to_string());
         let topic = self.topic.clone();
         tokio::task::spawn_blocking(move || {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::operator::{ClosedWindow, Lane, Observed, PartitionedWindows, WindowSpec};
 use super::progress::{BrokerProgress, Progress};
-use super::restore::Restore;
+use super::restore::{Restore, RestoreError};
 use crate::decode::MAX_TIMESTAMP;
 use crate::kafka::source::Source;
 use crate::liveness::StageName;
@@ -475,25 +475,30 @@ fn average(w: &ClosedWindow) -> Average<'_> {
 impl WindowStage {
     /// Taken-over partitions are re-read from their committed position: learn first
     /// which windows were already emitted (by us before a crash, or by the previous
-    /// owner), so they are neither recounted nor re-emitted.
-    async fn restore_taken_over(&mut self, source: &Source, assigned: &[i32]) {
+    /// owner), so they are neither recounted nor re-emitted. Without that answer the
+    /// stage does not count on: it stops, and the next run takes the partitions over
+    /// again.
+    async fn restore_taken_over(
+        &mut self,
+        source: &Source,
+        assigned: &[i32],
+    ) -> Result<(), RestoreError> {
         let taken_over = self.taken_over(assigned);
         let Some(restore) = &self.restore else {
-            return;
+            return Ok(());
         };
         if taken_over.is_empty() {
-            return;
+            return Ok(());
         }
-        let ends = source.high_watermarks(&taken_over, Duration::from_secs(10));
-        match restore.emitted(&self.fields.key).await {
-            Ok(emitted) => {
-                tracing::info!(partitions = ?taken_over, keys = emitted.len(), "window stage: restored emitted windows");
-                self.restore_emitted(&emitted, ends);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "window stage: cannot restore emitted windows; closed windows may be re-emitted with partial counts")
-            }
-        }
+        // Broker round trips: off the worker thread, whose other tasks (the validate
+        // stage's deliveries among them) would otherwise wait behind them.
+        let ends = tokio::task::block_in_place(|| {
+            source.high_watermarks(&taken_over, Duration::from_secs(10))
+        });
+        let emitted = restore.emitted(&self.fields.key).await?;
+        tracing::info!(partitions = ?taken_over, keys = emitted.len(), "window stage: restored emitted windows");
+        self.restore_emitted(&emitted, ends);
+        Ok(())
     }
 
     /// Which partitions and sources still have records to come, asked of the broker
@@ -549,7 +554,11 @@ impl Stage for WindowStage {
         now: Instant,
     ) -> Result<Processed, StageError> {
         metrics::counter!("streamhost_window_records_total").increment(batch.len() as u64);
-        self.restore_taken_over(source, assigned).await;
+        match self.restore_taken_over(source, assigned).await {
+            // Stopping: nothing of this batch is counted or committed.
+            Err(RestoreError::Stopped { .. }) => return Ok(Processed::default()),
+            other => other?,
+        }
         let progress = self.progress(source, assigned, batch.is_empty(), now);
         if !progress.is_empty() {
             tracing::debug!(partitions = ?progress.partitions, sources = ?progress.sources, "window stage: quiet lanes still have a backlog, they keep holding the watermark");
