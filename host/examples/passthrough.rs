@@ -133,6 +133,7 @@ async fn main() -> Result<()> {
         topic: topic.to_string(),
         batch_size: args.batch_size,
         batch_wait: Duration::from_millis(args.batch_wait_ms),
+        watchdog: kafka.watchdog,
         stall_timeout: Duration::from_secs(kafka.stall_timeout_secs),
     };
     let first = async {

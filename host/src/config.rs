@@ -37,10 +37,24 @@ pub struct KafkaConfig {
     pub averages_topic: String,
     pub window_group_id: String,
     pub idempotence: bool,
+    pub watchdog: WatchdogMode,
     pub stall_timeout_secs: u64,
     pub delivery_timeout_secs: u64,
     /// librdkafka options added to every client (TLS, SASL, ...): `[kafka.client]`.
     pub client: ClientOptions,
+}
+
+/// Whether the stages run the liveness watchdog (`liveness.rs`), which takes over
+/// partitions a group coordinator leaves with a dead member.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchdogMode {
+    /// On unless the broker describes its own configuration (DescribeConfigs for the
+    /// broker), as Apache Kafka, Confluent and Redpanda do and Tansu 0.6 does not.
+    #[default]
+    Auto,
+    On,
+    Off,
 }
 
 /// librdkafka options of a deployment. Their secrets (passwords, client secrets,
@@ -254,6 +268,7 @@ impl Default for KafkaConfig {
             averages_topic: "country_event_averages".into(),
             window_group_id: "streamhost-windows".into(),
             idempotence: true,
+            watchdog: WatchdogMode::Auto,
             stall_timeout_secs: 20,
             delivery_timeout_secs: 120,
             client: ClientOptions::default(),
@@ -457,6 +472,13 @@ impl Config {
                 "must be at most 1489692: a larger input would not fit whole in its DLQ record (records::dlq::MAX_REPLAYABLE_BYTES)",
             ));
         }
+        if self.kafka.stall_timeout_secs == 0 {
+            return Err(invalid(
+                "kafka.stall_timeout_secs",
+                &0,
+                "must be at least 1 (kafka.watchdog = \"off\" turns the watchdog off)",
+            ));
+        }
         let p = &self.plugins;
         let at_least_one = [
             ("plugins.memory_mb", p.memory_mb == 0),
@@ -510,7 +532,8 @@ const MEANINGS: &[(&str, &str)] = &[
     ("kafka.averages_topic", "one record per closed (key, window)"),
     ("kafka.window_group_id", "consumer group of the window stage (reads enriched_events)"),
     ("kafka.idempotence", "idempotent producer (no duplicates from its own retries); off only for brokers that mishandle it"),
-    ("kafka.stall_timeout_secs", "a partition with no live owner for this long is orphaned: /health says so, and an instance that does not own it rejoins its group to take it over (0: off)"),
+    ("kafka.watchdog", "the liveness watchdog, for group coordinators that leave a dead member's partitions unowned: auto (on unless the broker describes its own configuration, as Apache Kafka, Confluent and Redpanda do and Tansu 0.6 does not), on, off"),
+    ("kafka.stall_timeout_secs", "a partition with no live owner for this long is orphaned: /health says so, and an instance that does not own it rejoins its group to take it over (the watchdog's, see kafka.watchdog)"),
     ("kafka.delivery_timeout_secs", "longest wait for the broker to acknowledge a produced batch (librdkafka retries meanwhile); past it the stage stops and the process exits non-zero"),
     ("kafka.client", "librdkafka options added to every client, as a table in the file ([kafka.client] \"security.protocol\" = \"SASL_SSL\"), or one variable each: STREAMHOST_KAFKA_CLIENT_SASL_PASSWORD sets sasl.password (`_` is `.`, `__` is `_`), and STREAMHOST_KAFKA_CLIENT_SASL_PASSWORD_FILE names a file holding it; secrets (keys naming a password or secret) are never shown; the options the host owns (group.id, commits, acks, idempotence, and their aliases) are refused; max.in.flight.requests.per.connection at most 5, 1 with kafka.idempotence off"),
     ("pipeline.schema", "event schema file (TOML: fields, types, the event-time field); none: the brief's, built in; `--schema` overrides it"),
@@ -621,6 +644,33 @@ mod tests {
             assert_eq!(c.kafka.brokers, "env:9092");
             assert_eq!(c.windows.size_secs, 600);
             assert_eq!(c.windows.advance_secs, 60);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_watchdog_mode_is_a_word_and_a_zero_stall_timeout_says_how_to_turn_it_off() {
+        figment::Jail::expect_with(|jail| {
+            assert_eq!(
+                Config::load(None).unwrap().kafka.watchdog,
+                WatchdogMode::Auto
+            );
+            jail.set_env("STREAMHOST_KAFKA__WATCHDOG", "off");
+            assert_eq!(
+                Config::load(None).unwrap().kafka.watchdog,
+                WatchdogMode::Off
+            );
+            jail.set_env("STREAMHOST_KAFKA__WATCHDOG", "sometimes");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("sometimes") && err.contains("auto"), "{err}");
+            jail.set_env("STREAMHOST_KAFKA__WATCHDOG", "on");
+            jail.set_env("STREAMHOST_KAFKA__STALL_TIMEOUT_SECS", "0");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(
+                err.contains("kafka.stall_timeout_secs")
+                    && err.contains("kafka.watchdog = \"off\""),
+                "{err}"
+            );
             Ok(())
         });
     }

@@ -15,6 +15,11 @@
 //!   joins again: the coordinator forms a new generation from the members alive.
 //!
 //! Orphaned partitions also make the instance not ready on `/health`.
+//!
+//! With `kafka.watchdog = "auto"` the watchdog first asks the broker to describe its
+//! own configuration: a broker that does (Apache Kafka, Confluent, Redpanda) has a
+//! coordinator that hands a dead member's partitions over by itself, and no side group
+//! is created; one that does not (Tansu 0.6), or a refusal, turns the watchdog on.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher};
@@ -22,9 +27,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use rdkafka::admin::{AdminClient, AdminOptions, ConfigResourceResult, ResourceSpecifier};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::config::WatchdogMode;
 use crate::kafka::client::ClientLog;
 use crate::kafka::source::{Source, SourceError};
 use crate::kafka::Clients;
@@ -262,7 +270,8 @@ pub struct WatchdogConfig {
     pub clients: Clients,
     pub group_id: String,
     pub topic: String,
-    /// A partition not stamped for this long is orphaned. Zero: no watchdog.
+    pub mode: WatchdogMode,
+    /// A partition not stamped for this long is orphaned.
     pub stall_timeout: Duration,
     /// The longest a turn of the stage loop takes when all is well (its wait for input).
     pub longest_turn: Duration,
@@ -291,7 +300,7 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    /// Start the watchdog thread (none when `stall_timeout` is zero).
+    /// Start the watchdog thread (none when the mode is off).
     pub fn start(config: WatchdogConfig, health: Health) -> Result<Self, SourceError> {
         let shared = Arc::new(Mutex::new(Shared {
             assigned: Vec::new(),
@@ -302,11 +311,11 @@ impl Watchdog {
         }));
         let stop = Arc::new(AtomicBool::new(false));
         // With no watchdog, nothing reads the group: readiness cannot wait on it.
-        let unwatched = config.stall_timeout.is_zero();
+        let unwatched = config.mode == WatchdogMode::Off;
         health.update(config.stage, &config.topic, |h| {
             h.reached_broker |= unwatched
         });
-        if !config.stall_timeout.is_zero() {
+        if !unwatched {
             let judge = Judge::new(&config, shared.clone(), health.clone())?;
             let stop = stop.clone();
             std::thread::Builder::new()
@@ -401,6 +410,45 @@ impl Drop for Watchdog {
     }
 }
 
+/// What the broker says about itself, which decides `kafka.watchdog = "auto"`.
+#[derive(Debug, PartialEq, Eq)]
+enum BrokerKind {
+    /// It described its configuration: a full implementation of the Kafka protocol,
+    /// whose coordinator reassigns a dead member's partitions after the session timeout.
+    DescribesItself,
+    /// It answered without its configuration (why): Tansu 0.6, or a principal not
+    /// allowed to describe the cluster.
+    Silent(String),
+}
+
+impl BrokerKind {
+    fn of(result: Option<ConfigResourceResult>) -> Self {
+        match result {
+            Some(Ok(resource)) if !resource.entries.is_empty() => Self::DescribesItself,
+            Some(Ok(_)) => Self::Silent("an empty configuration".into()),
+            Some(Err(code)) => Self::Silent(format!("{code:?} ({code})")),
+            None => Self::Silent("no answer for the broker resource".into()),
+        }
+    }
+}
+
+/// DescribeConfigs for the broker that answers the metadata request for `topic`. An
+/// error is no answer (the broker is away); a broker's refusal is in the result.
+fn describe_broker(
+    admin: &AdminClient<ClientLog>,
+    topic: &str,
+) -> Result<Option<ConfigResourceResult>, KafkaError> {
+    let broker = admin
+        .inner()
+        .fetch_metadata(Some(topic), ROUND_TRIP)?
+        .orig_broker_id();
+    let options = AdminOptions::new().request_timeout(Some(ROUND_TRIP));
+    let results = futures::executor::block_on(
+        admin.describe_configs([&ResourceSpecifier::Broker(broker)], &options),
+    )?;
+    Ok(results.into_iter().next())
+}
+
 /// Timeout of each broker round trip of the watchdog.
 const ROUND_TRIP: Duration = Duration::from_secs(5);
 
@@ -409,6 +457,10 @@ const ROUND_TRIP: Duration = Duration::from_secs(5);
 struct Judge {
     stage: StageName,
     topic: String,
+    mode: WatchdogMode,
+    clients: Clients,
+    /// `<group>.liveness`, where the stamps are committed.
+    side_group: String,
     client: BaseConsumer<ClientLog>,
     tracker: OrphanTracker,
     interval: Duration,
@@ -424,10 +476,11 @@ impl Judge {
         shared: Arc<Mutex<Shared>>,
         health: Health,
     ) -> Result<Self, SourceError> {
+        let side_group = format!("{}.liveness", config.group_id);
         let client = config
             .clients
             .reader(
-                &format!("{}.liveness", config.group_id),
+                &side_group,
                 &format!("streamhost-liveness-{}", config.group_id),
             )
             .create_with_context(ClientLog)
@@ -444,6 +497,9 @@ impl Judge {
         Ok(Self {
             stage: config.stage,
             topic: config.topic.clone(),
+            mode: config.mode,
+            clients: config.clients.clone(),
+            side_group,
             client,
             tracker: OrphanTracker::new(timeout),
             interval: (config.stall_timeout / 4)
@@ -455,6 +511,29 @@ impl Judge {
     }
 
     fn run(mut self, stop: &AtomicBool) {
+        if self.mode == WatchdogMode::Auto {
+            match self.broker_kind(stop) {
+                None => return,
+                Some(BrokerKind::DescribesItself) => {
+                    tracing::info!(
+                        stage = self.stage.as_str(),
+                        "liveness watchdog off (kafka.watchdog = \"auto\"): the broker \
+                         describes its configuration, so its coordinator hands a dead \
+                         member's partitions over by itself"
+                    );
+                    self.health
+                        .update(self.stage, &self.topic, |h| h.reached_broker = true);
+                    return;
+                }
+                Some(BrokerKind::Silent(why)) => tracing::info!(
+                    stage = self.stage.as_str(),
+                    %why,
+                    "liveness watchdog on (kafka.watchdog = \"auto\"): the broker does not \
+                     describe its configuration, as Tansu 0.6 does not; side group {}",
+                    self.side_group
+                ),
+            }
+        }
         while !stop.load(Ordering::Relaxed) {
             let (assigned, turned, reset) = {
                 let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
@@ -493,6 +572,34 @@ impl Judge {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
+    }
+
+    /// Ask the broker to describe itself until it answers (None: stopped before).
+    fn broker_kind(&self, stop: &AtomicBool) -> Option<BrokerKind> {
+        let admin: AdminClient<ClientLog> = match self
+            .clients
+            .admin(&format!("streamhost-probe-{}", self.stage.as_str()))
+            .create_with_context(ClientLog)
+        {
+            Ok(admin) => admin,
+            Err(e) => {
+                return Some(BrokerKind::Silent(format!(
+                    "cannot create an admin client: {e}"
+                )))
+            }
+        };
+        while !stop.load(Ordering::Relaxed) {
+            match describe_broker(&admin, &self.topic) {
+                Ok(result) => return Some(BrokerKind::of(result)),
+                // No answer yet (the broker is away): ask again.
+                Err(e) => tracing::debug!(error = %e, "watchdog: the broker did not answer yet"),
+            }
+            let until = Instant::now() + self.interval;
+            while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        None
     }
 
     /// Stamp every partition this instance owns with the wall clock (milliseconds).
@@ -550,6 +657,44 @@ mod tests {
     use super::*;
 
     const T: Duration = Duration::from_secs(20);
+
+    #[test]
+    fn only_a_broker_that_describes_itself_goes_without_the_watchdog() {
+        use rdkafka::admin::{ConfigEntry, ConfigResource, ConfigSource, OwnedResourceSpecifier};
+        use rdkafka::types::RDKafkaErrorCode;
+        let described = |entries: Vec<ConfigEntry>| {
+            Some(Ok(ConfigResource {
+                specifier: OwnedResourceSpecifier::Broker(1),
+                entries,
+            }))
+        };
+        let entry = ConfigEntry {
+            name: "log.retention.hours".into(),
+            value: Some("168".into()),
+            source: ConfigSource::Default,
+            is_read_only: true,
+            is_default: true,
+            is_sensitive: false,
+        };
+        assert_eq!(
+            BrokerKind::of(described(vec![entry])),
+            BrokerKind::DescribesItself
+        );
+        // Tansu 0.6: no entries (to librdkafka 2.12), a topic it does not have (2.16).
+        let tansu = BrokerKind::of(Some(Err(RDKafkaErrorCode::UnknownTopicOrPartition)));
+        assert!(
+            matches!(&tansu, BrokerKind::Silent(why) if why.contains("UnknownTopicOrPartition")),
+            "{tansu:?}"
+        );
+        // Not allowed to describe the cluster: the watchdog stays, to be safe.
+        let denied = BrokerKind::of(Some(Err(RDKafkaErrorCode::ClusterAuthorizationFailed)));
+        assert!(matches!(denied, BrokerKind::Silent(_)));
+        assert!(matches!(
+            BrokerKind::of(described(vec![])),
+            BrokerKind::Silent(_)
+        ));
+        assert!(matches!(BrokerKind::of(None), BrokerKind::Silent(_)));
+    }
 
     fn partitions(orphans: &[Orphan]) -> Vec<i32> {
         orphans.iter().map(|o| o.partition).collect()

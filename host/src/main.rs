@@ -359,6 +359,7 @@ async fn run(config_file: Option<&Path>, schema_file: Option<PathBuf>) -> Result
         topic: topic.to_string(),
         batch_size: config.pipeline.batch_size,
         batch_wait: config.batch_wait(),
+        watchdog: config.kafka.watchdog,
         stall_timeout: config.stall_timeout(),
     };
     let validating = async {

@@ -120,3 +120,33 @@ def test_survivors_take_over_a_killed_instances_partitions(hosts):
           f"(bound {RECOVERY_BOUND} s); {rejoins:.0f} rejoins in all; every event and reject once "
           f"in ClickHouse, none late; {wrong} window rows differ from the oracle")
     assert wrong == 0, "window rows differ from the oracle"
+
+
+def stamped() -> dict[str, bool]:
+    """Per stage, whether its side group holds a watchdog stamp (a wall-clock "offset")."""
+    return {group: any(o > 0 for o in committed(f"{group}.liveness", topic).values())
+            for group, topic in (("streamhost", "my_events"), ("streamhost-windows", "enriched_events"))}
+
+
+def test_the_watchdog_runs_on_tansu_by_itself_and_not_when_switched_off(hosts):
+    # kafka.watchdog = "auto" asks the broker to describe itself; Tansu 0.6 cannot, so
+    # the watchdog runs (the tests above need it) and the log says why. Switched off,
+    # nothing is committed to a side group: on Kafka, lag tools would show it as lag.
+    reset_stack()
+    events, _ = event_set(seed=31, n=300)
+    off = hosts(1, STREAMHOST_KAFKA__WATCHDOG="off")[0]
+    produce(payloads(events))
+    wait_until("the events routed", lambda: sum(watermarks("enriched_events").values()) >= len(events) * 9 // 10,
+               timeout=60)
+    time.sleep(6)  # more than a watchdog round (5 s)
+    assert stamped() == {"streamhost": False, "streamhost-windows": False}
+    assert "liveness watchdog" not in off.log()
+    off.stop()
+
+    auto = hosts(1)[0]
+    wait_until("both stages stamping", lambda: all(stamped().values()), timeout=30)
+    said = [line for line in auto.log().splitlines() if "liveness watchdog on" in line]
+    print("\n".join(said))
+    assert len(said) == 2, said
+    # What Tansu answered (to librdkafka 2.12: an empty configuration).
+    assert all("why=" in line for line in said), said

@@ -172,6 +172,11 @@ impl Clients {
         }
     }
 
+    /// An admin client (the liveness watchdog's question to the broker).
+    pub fn admin(&self, client_id: &str) -> ClientConfig {
+        self.base(client_id)
+    }
+
     /// A client that reads or asks about positions without joining a group's
     /// assignment and without committing on its own (lag, restore, replay, liveness).
     pub fn reader(&self, group: &str, client_id: &str) -> ClientConfig {

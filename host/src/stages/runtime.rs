@@ -12,6 +12,7 @@ use futures::FutureExt;
 use tokio::sync::watch;
 
 use super::{Stage, StageError};
+use crate::config::WatchdogMode;
 use crate::kafka::sink::{Sink, SinkError};
 use crate::kafka::source::Source;
 use crate::kafka::Clients;
@@ -25,7 +26,9 @@ pub struct Reading {
     pub topic: String,
     pub batch_size: usize,
     pub batch_wait: Duration,
-    /// See `kafka.stall_timeout_secs`; zero: no watchdog.
+    /// See `kafka.watchdog`.
+    pub watchdog: WatchdogMode,
+    /// See `kafka.stall_timeout_secs`.
     pub stall_timeout: Duration,
 }
 
@@ -136,6 +139,7 @@ async fn turn<S: Stage>(
             clients: reading.clients.clone(),
             group_id: reading.group_id.clone(),
             topic: reading.topic.clone(),
+            mode: reading.watchdog,
             stall_timeout: reading.stall_timeout,
             longest_turn: stage.idle_wait(),
         },
