@@ -36,7 +36,7 @@ def hosts(tmp_path: Path, plugin_dir: Path):
     """Start hosts with `hosts(n, **env)`; all are stopped (and their logs shown on failure) at the end."""
     started: list[Host] = []
 
-    def start(n: int = 1, **env: str) -> list[Host]:
+    def start(n: int = 1, **env: str | None) -> list[Host]:
         new = [Host(tmp_path, plugin_dir, name=f"host{len(started) + i}", **env).start() for i in range(n)]
         started.extend(new)
         return new

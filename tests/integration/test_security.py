@@ -8,9 +8,13 @@ advertises stunnel's port, so that every connection goes through TLS."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -18,10 +22,23 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streamhost_kit.events import event_set, payloads
-from streamhost_kit.stack import Host, free_port, port_open
+from streamhost_kit.stack import ROOT, Host, free_port, port_open
 from streamhost_kit.util import wait_until
 
-TANSU = Path(os.environ.get("STREAMHOST_CACHE", Path.home() / ".cache" / "streamhost")) / "tansu-0.6.0" / "bin" / "tansu"
+CACHE = Path(os.environ.get("STREAMHOST_CACHE", Path.home() / ".cache" / "streamhost"))
+TANSU = CACHE / "tansu-0.6.0" / "bin" / "tansu"
+GENERATOR = ROOT.parent / "shared" / "seed" / "data_generator.py"
+# The brief's generator, unchanged, its KafkaProducer given the cluster's security.
+SECURED_GENERATOR = """
+import os, runpy, sys
+import kafka
+plain = kafka.KafkaProducer
+kafka.KafkaProducer = lambda **kw: plain(
+    security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512", ssl_cafile=os.environ["CA"],
+    sasl_plain_username=os.environ["USER"], sasl_plain_password=os.environ["PASSWORD"], **kw)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
 TOPICS = ["my_events", "enriched_events", "dlq", "country_event_averages"]
 USER, PASSWORD = "streamhost", "Sc-ram-pw-4711"
 
@@ -188,6 +205,89 @@ def test_every_event_is_accounted_for_through_the_secured_cluster(broker: Secure
     assert not host_log_secrets(host)
     for path in ("/health", "/metrics", "/plugins"):
         assert PASSWORD not in host.get(path)
+
+
+class SecureClickHouse:
+    """A ClickHouse of the test's own, its Kafka tables on the secured broker: the
+    server's <kafka> section holds the security settings (docs/howto/operate.md)."""
+
+    def __init__(self, d: Path, broker: SecureBroker):
+        self.dir, self.http, self.tcp = d, free_port(), free_port()
+        for sub in ("data", "tmp", "user_files", "format_schemas", "log"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        config = (ROOT / "scripts" / "lib" / "clickhouse-config.xml").read_text()
+        config = config.replace("@DIR@", str(d)).replace("@HTTP@", str(self.http)).replace("@TCP@", str(self.tcp))
+        security = "".join(f"<{k.replace('.', '_')}>{v}</{k.replace('.', '_')}>" for k, v in broker.client().items())
+        config = config.replace("<kafka>", "<kafka>" + security, 1)
+        (d / "config.xml").write_text(config)
+        (d / "users.xml").write_text((ROOT / "scripts" / "lib" / "clickhouse-users.xml").read_text())
+        # The stack's librdkafka for ClickHouse 18.16 (scripts/stack: Debian's cannot talk to Tansu).
+        requirements = hashlib.sha256((ROOT / "tests" / "requirements.txt").read_bytes()).hexdigest()[:12]
+        env = {**os.environ, "LD_LIBRARY_PATH": str(CACHE / f"librdkafka-{requirements}")}
+        log = open(d / "log" / "stdout.log", "ab")
+        self.proc = subprocess.Popen(["clickhouse-server", f"--config-file={d / 'config.xml'}"], cwd=d, env=env,
+                                     stdout=log, stderr=subprocess.STDOUT)
+        wait_until("the test's ClickHouse", lambda: port_open(self.http), timeout=60, interval=0.5)
+        schema = subprocess.run([str(ROOT / "sql" / "render"), "ch18", f"127.0.0.1:{broker.tls}"],
+                                capture_output=True, text=True, check=True).stdout
+        subprocess.run(["clickhouse-client", "--host", "127.0.0.1", "--port", str(self.tcp), "--multiquery"],
+                       input=schema, text=True, check=True, capture_output=True, timeout=60)
+
+    def value(self, sql: str) -> int:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http}/", data=sql.encode(), timeout=30) as r:
+            return int(r.read().decode().strip())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.mark.skipif(not GENERATOR.exists(), reason=f"{GENERATOR} not found (shared/ beside the clone)")
+@pytest.mark.parametrize("broker", [SCRAM_TLS], indirect=True)
+def test_the_brief_generator_through_scram_and_tls_lands_whole_in_clickhouse(broker: SecureBroker, hosts,
+                                                                              tmp_path: Path):
+    # Generator → SASL_SSL → host → SASL_SSL → ClickHouse's Kafka tables, every hop
+    # through stunnel with the test's CA and the SCRAM user.
+    clickhouse = SecureClickHouse(tmp_path / "clickhouse", broker)
+    try:
+        # The host's settings are the example of docs/reference/config.md#security, as
+        # written there, with this cluster's address and CA, and the password from a file.
+        docs = (ROOT / "docs" / "reference" / "config.md").read_text()
+        example = re.search(r"## Security\n.*?```toml\n(.*?)```", docs, re.S).group(1)
+        example = (example.replace("broker1.example.com:9093", f"127.0.0.1:{broker.tls}")
+                   .replace("/etc/streamhost/ca.pem", str(broker.certs / "ca.pem")))
+        assert f'"sasl.username" = "{USER}"' in example, example
+        (tmp_path / "streamhost.toml").write_text(example + "\n[windows]\nenabled = false\n")
+        (tmp_path / "kafka_password").write_text(PASSWORD + "\n")
+        (host,) = hosts(1, STREAMHOST_CONFIG=str(tmp_path / "streamhost.toml"), STREAMHOST_KAFKA__BROKERS=None,
+                        STREAMHOST_KAFKA_CLIENT_SASL_PASSWORD_FILE=str(tmp_path / "kafka_password"))
+        seconds = 35  # past the generator's schema change at 30 s
+        env = {**os.environ, "CA": str(broker.certs / "ca.pem"), "USER": USER, "PASSWORD": PASSWORD}
+        run = subprocess.run([sys.executable, "-c", SECURED_GENERATOR, str(GENERATOR), "--duration", str(seconds),
+                              "--rps", "10", "--kafka_broker", f"127.0.0.1:{broker.tls}"],
+                             env=env, capture_output=True, text=True, timeout=seconds + 60, check=True)
+        sent = int(re.search(r"Sent (\d+) events", run.stdout).group(1))
+        assert sent >= seconds * 10 - 10
+        assert broker.count("my_events", broker.client()) == sent
+
+        def landed() -> int | None:
+            n = (clickhouse.value("SELECT count() FROM events_db.events FINAL")
+                 + clickhouse.value("SELECT count() FROM events_db.dlq_table FINAL"))
+            return n if n >= sent else None
+
+        assert wait_until(f"{sent} events in events + dlq_table", landed, timeout=120, interval=1) == sent
+        with_device = clickhouse.value("SELECT count() FROM events_db.events WHERE device_type != ''")
+        rejected = clickhouse.value("SELECT count() FROM events_db.dlq_table FINAL")
+        print(f"generator over SCRAM/TLS: {sent} sent, {sent - rejected} in events ({with_device} with device_type), "
+              f"{rejected} in dlq_table")
+        assert rejected > 0 and with_device > 0
+        assert host.health_status() == 200
+    finally:
+        clickhouse.stop()
 
 
 @pytest.mark.parametrize("broker", [SCRAM_TLS], indirect=True)

@@ -75,7 +75,10 @@ def proc_status(pid: int) -> dict[str, float]:
 class Host:
     """One `streamhost run` process with its own admin port and log file."""
 
-    def __init__(self, tmp: Path, plugin_dir: Path, name: str = "host", binary: Path | None = None, **env: str):
+    def __init__(self, tmp: Path, plugin_dir: Path, name: str = "host", binary: Path | None = None,
+                 **env: str | None):
+        """`env` adds variables to the host's environment; None removes one (a setting
+        then comes from the config file)."""
         from .kafka import BROKERS  # noqa: PLC0415 - the rest of this module needs no Kafka client
 
         self.binary = binary or HOST_BIN
@@ -91,6 +94,7 @@ class Host:
             "RUST_LOG": "info",
             **env,
         }
+        self.env = {k: v for k, v in self.env.items() if v is not None}
         self.proc: subprocess.Popen | None = None
 
     def start(self, ready: bool = True) -> "Host":
