@@ -567,10 +567,15 @@ impl Judge {
                     }
                 });
             }
-            let until = Instant::now() + self.interval;
-            while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            self.pause(stop);
+        }
+    }
+
+    /// Wait for the next round, or until the watchdog stops.
+    fn pause(&self, stop: &AtomicBool) {
+        let until = Instant::now() + self.interval;
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
@@ -594,10 +599,7 @@ impl Judge {
                 // No answer yet (the broker is away): ask again.
                 Err(e) => tracing::debug!(error = %e, "watchdog: the broker did not answer yet"),
             }
-            let until = Instant::now() + self.interval;
-            while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            self.pause(stop);
         }
         None
     }

@@ -70,6 +70,16 @@ def certs(tmp_path_factory) -> Path:
     return d
 
 
+def end(p: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 30 s."""
+    p.terminate()
+    try:
+        p.wait(30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
 class SecureBroker:
     """Tansu on a plain port reachable only from here, stunnel on the advertised TLS port."""
 
@@ -117,12 +127,7 @@ class SecureBroker:
 
     def stop(self) -> None:
         for p in reversed(self.procs):
-            p.terminate()
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+            end(p)
 
     def client(self, ca: str = "ca", password: str = PASSWORD) -> dict[str, str]:
         """librdkafka options of a client of this broker."""
@@ -238,12 +243,7 @@ class SecureClickHouse:
             return int(r.read().decode().strip())
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        end(self.proc)
 
 
 @pytest.mark.skipif(not GENERATOR.exists(), reason=f"{GENERATOR} not found (shared/ beside the clone)")
