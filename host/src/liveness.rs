@@ -34,6 +34,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::WatchdogMode;
 use crate::kafka::client::ClientLog;
+use crate::kafka::delivery::{classify, DeliveryClass};
 use crate::kafka::source::{Source, SourceError};
 use crate::kafka::Clients;
 
@@ -422,6 +423,19 @@ enum BrokerKind {
 }
 
 impl BrokerKind {
+    /// What an attempt says; None while the broker is away (ask again). Any other
+    /// failure, e.g. a broker without DescribeConfigs, leaves the watchdog on.
+    fn answered(attempt: Result<Option<ConfigResourceResult>, KafkaError>) -> Option<Self> {
+        match attempt {
+            Ok(result) => Some(Self::of(result)),
+            Err(e) if classify(&e) == DeliveryClass::Transient => {
+                tracing::debug!(error = %e, "watchdog: the broker did not answer yet");
+                None
+            }
+            Err(e) => Some(Self::Silent(format!("DescribeConfigs failed: {e}"))),
+        }
+    }
+
     fn of(result: Option<ConfigResourceResult>) -> Self {
         match result {
             Some(Ok(resource)) if !resource.entries.is_empty() => Self::DescribesItself,
@@ -594,10 +608,8 @@ impl Judge {
             }
         };
         while !stop.load(Ordering::Relaxed) {
-            match describe_broker(&admin, &self.topic) {
-                Ok(result) => return Some(BrokerKind::of(result)),
-                // No answer yet (the broker is away): ask again.
-                Err(e) => tracing::debug!(error = %e, "watchdog: the broker did not answer yet"),
+            if let Some(kind) = BrokerKind::answered(describe_broker(&admin, &self.topic)) {
+                return Some(kind);
             }
             self.pause(stop);
         }
@@ -696,6 +708,14 @@ mod tests {
             BrokerKind::Silent(_)
         ));
         assert!(matches!(BrokerKind::of(None), BrokerKind::Silent(_)));
+        // The broker away: ask again. A broker without the request: the watchdog stays.
+        let away = KafkaError::MetadataFetch(RDKafkaErrorCode::BrokerTransportFailure);
+        assert_eq!(BrokerKind::answered(Err(away)), None);
+        let unsupported = KafkaError::AdminOp(RDKafkaErrorCode::UnsupportedFeature);
+        assert!(matches!(
+            BrokerKind::answered(Err(unsupported)),
+            Some(BrokerKind::Silent(_))
+        ));
     }
 
     fn partitions(orphans: &[Orphan]) -> Vec<i32> {
