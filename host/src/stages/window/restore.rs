@@ -34,13 +34,13 @@ pub enum RestoreError {
     Stopped { topic: String },
 }
 
-/// How many times the averages topic is read before the window stage gives up and
-/// stops (a second apart, then two).
-const ATTEMPTS: u64 = 3;
-
 use crate::kafka::client::ClientLog;
 use crate::kafka::Clients;
 use crate::records::average;
+
+/// How many times the averages topic is read before the window stage gives up and
+/// stops (a second apart, then two).
+const ATTEMPTS: u64 = 3;
 
 /// Where the emitted windows are, and how far back to look.
 #[derive(Debug, Clone)]
