@@ -22,12 +22,12 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use compact_str::ToCompactString;
 use streamhost::config::KafkaConfig;
-use streamhost::kafka::sink::Sink;
-use streamhost::kafka::source::Source;
+use streamhost::kafka::sink::KafkaSink;
 use streamhost::kafka::Clients;
 use streamhost::liveness::{Health, StageName};
 use streamhost::records::{next_positions, Destination, Output, SourceRecord};
-use streamhost::stages::runtime::{self, Reading};
+use streamhost::stages::io::Source;
+use streamhost::stages::runtime::{self, Batching, Reading};
 use streamhost::stages::{validate, Processed, Stage, StageError};
 
 #[derive(Parser)]
@@ -75,7 +75,7 @@ impl Stage for Relay {
     async fn process(
         &mut self,
         batch: &[SourceRecord],
-        _source: &Source,
+        _source: &impl Source,
         _assigned: &[i32],
         _now: Instant,
     ) -> Result<Processed, StageError> {
@@ -113,7 +113,7 @@ async fn main() -> Result<()> {
         ..KafkaConfig::default()
     };
     let clients = Clients::new(&kafka);
-    let sink = Sink::new(&clients, &kafka).context("producer")?;
+    let sink = KafkaSink::new(&clients, &kafka).context("producer")?;
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let signals = async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -131,8 +131,10 @@ async fn main() -> Result<()> {
         clients: clients.clone(),
         group_id: group,
         topic: topic.to_string(),
-        batch_size: args.batch_size,
-        batch_wait: Duration::from_millis(args.batch_wait_ms),
+        batching: Batching {
+            size: args.batch_size,
+            wait: Duration::from_millis(args.batch_wait_ms),
+        },
         watchdog: kafka.watchdog,
         stall_timeout: Duration::from_secs(kafka.stall_timeout_secs),
     };

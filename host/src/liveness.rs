@@ -35,8 +35,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::config::WatchdogMode;
 use crate::kafka::client::ClientLog;
 use crate::kafka::delivery::{classify, DeliveryClass};
-use crate::kafka::source::{Source, SourceError};
+use crate::kafka::source::SourceError;
 use crate::kafka::Clients;
+use crate::stages::io::Source;
 
 /// The two stages that read a topic as a consumer group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -369,7 +370,11 @@ impl Watchdog {
 
     /// Rejoin the group so that the coordinator hands out `orphans` (from
     /// [`Watchdog::orphans`]) again. The stage commits what it has processed first.
-    pub fn take_over(&self, source: &mut Source, orphans: &[Orphan]) -> Result<(), SourceError> {
+    pub fn take_over(
+        &self,
+        source: &mut impl Source,
+        orphans: &[Orphan],
+    ) -> Result<(), SourceError> {
         let partitions: Vec<i32> = orphans.iter().map(|o| o.partition).collect();
         let in_a_row = self.lock().streak.record(Instant::now());
         if in_a_row >= RejoinStreak::STUCK {
@@ -390,7 +395,7 @@ impl Watchdog {
                 "orphaned partitions: leaving and rejoining the group to take them over"
             );
         }
-        tokio::task::block_in_place(|| source.rejoin())?;
+        source.rejoin()?;
         let mut shared = self.lock();
         shared.orphans.clear();
         shared.reset = true;

@@ -13,8 +13,8 @@ use tracing_subscriber::EnvFilter;
 
 use streamhost::admin;
 use streamhost::config::{self, Config};
-use streamhost::kafka::lag::GroupLag;
-use streamhost::kafka::sink::Sink;
+use streamhost::kafka::lag::KafkaGroupLag;
+use streamhost::kafka::sink::KafkaSink;
 use streamhost::kafka::Clients;
 use streamhost::liveness::Health;
 use streamhost::plugins::reload::{self, Reloader};
@@ -22,7 +22,7 @@ use streamhost::plugins::{status, Chain, PluginRuntime, SandboxLimits};
 use streamhost::records::{Destination, SourceRecord};
 use streamhost::replay::{self, TimeField};
 use streamhost::schema::Schema;
-use streamhost::stages::runtime::{self, Reading};
+use streamhost::stages::runtime::{self, Batching, Reading};
 use streamhost::stages::validate::{Validate, ValidateStage};
 use streamhost::stages::window::operator::WindowSpec;
 use streamhost::stages::window::progress::BrokerProgress;
@@ -322,7 +322,7 @@ async fn run(config_file: Option<&Path>, schema_file: Option<PathBuf>) -> Result
     )
     .with_retry(Duration::from_secs(config.plugins.breaker_retry_secs));
     let clients = Clients::new(&config.kafka);
-    let sink = Sink::new(&clients, &config.kafka)?;
+    let sink = KafkaSink::new(&clients, &config.kafka)?;
 
     let (stop_tx, stop) = watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
@@ -357,8 +357,10 @@ async fn run(config_file: Option<&Path>, schema_file: Option<PathBuf>) -> Result
         clients: clients.clone(),
         group_id: group_id.to_string(),
         topic: topic.to_string(),
-        batch_size: config.pipeline.batch_size,
-        batch_wait: config.batch_wait(),
+        batching: Batching {
+            size: config.pipeline.batch_size,
+            wait: config.batch_wait(),
+        },
         watchdog: config.kafka.watchdog,
         stall_timeout: config.stall_timeout(),
     };
@@ -380,9 +382,10 @@ async fn run(config_file: Option<&Path>, schema_file: Option<PathBuf>) -> Result
         };
         // The validate stage's progress on its input: a source partition it has yet to
         // catch up on is slow, not idle, and keeps holding the watermark back.
-        let input = GroupLag::new(&clients, &config.kafka.group_id, &config.kafka.input_topic)?;
+        let input =
+            KafkaGroupLag::new(&clients, &config.kafka.group_id, &config.kafka.input_topic)?;
         let backlog = (config.pipeline.batch_size * config.pipeline.in_flight_batches) as i64;
-        let progress = tokio::task::block_in_place(|| BrokerProgress::new(input, backlog));
+        let progress = BrokerProgress::new(Box::new(input), backlog);
         let restore = Restore {
             clients: clients.clone(),
             topic: config.kafka.averages_topic.clone(),
@@ -394,7 +397,7 @@ async fn run(config_file: Option<&Path>, schema_file: Option<PathBuf>) -> Result
             .connected(
                 Duration::from_secs(w.idle_timeout_secs.max(1)),
                 progress,
-                restore,
+                Box::new(restore),
             );
         let reading = reading(&config.kafka.window_group_id, &config.kafka.enriched_topic);
         runtime::run(&mut stage, &reading, &sink, &health, stop.clone()).await

@@ -1,6 +1,5 @@
 //! Another consumer group's progress on a topic, read without joining the group.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -9,26 +8,28 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::client::ClientLog;
 use super::source::{kafka, SourceError};
 use super::Clients;
+use crate::stages::io::GroupLag;
+
+/// The longest wait for one answer of the broker.
+const ROUND_TRIP: Duration = Duration::from_secs(2);
 
 /// How far another consumer group has got on a topic, read without joining the group
 /// (no subscription: only offset fetches and metadata). The window stage uses it to
 /// tell a source partition the validate stage has yet to catch up on from an idle one.
-pub struct GroupLag {
+pub struct KafkaGroupLag {
     consumer: BaseConsumer<ClientLog>,
     topic: String,
-    /// Per partition, the committed offset at the previous reading.
-    previous: HashMap<i32, i64>,
 }
 
-impl std::fmt::Debug for GroupLag {
+impl std::fmt::Debug for KafkaGroupLag {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GroupLag")
+        f.debug_struct("KafkaGroupLag")
             .field("topic", &self.topic)
             .finish_non_exhaustive()
     }
 }
 
-impl GroupLag {
+impl KafkaGroupLag {
     pub fn new(clients: &Clients, group_id: &str, topic: &str) -> Result<Self, SourceError> {
         let consumer: BaseConsumer<ClientLog> = clients
             .reader(group_id, &format!("streamhost-lag-{group_id}"))
@@ -37,13 +38,12 @@ impl GroupLag {
         Ok(Self {
             consumer,
             topic: topic.to_string(),
-            previous: HashMap::new(),
         })
     }
 
     /// The topic's partitions; empty when the broker cannot say (then the window stage
     /// falls back to one lane per partition).
-    pub fn partitions(&self, timeout: Duration) -> Vec<i32> {
+    fn partitions_now(&self, timeout: Duration) -> Vec<i32> {
         match self.consumer.fetch_metadata(Some(&self.topic), timeout) {
             Ok(meta) => meta
                 .topics()
@@ -58,13 +58,7 @@ impl GroupLag {
         }
     }
 
-    /// Which of `partitions` still have records for the group to read that matter: more
-    /// than `min_lag` behind the end (a backlog, not the few batches a live stream keeps
-    /// in flight), or any records at all while the committed offset has not moved since
-    /// the previous reading (nobody is reading the partition: its owner crashed and the
-    /// partition waits for a new one). A partition whose state cannot be read counts as
-    /// caught up, so the watermark cannot stall on a broker error.
-    pub fn pending(&mut self, partitions: &[i32], min_lag: i64, timeout: Duration) -> Vec<i32> {
+    fn positions_now(&self, partitions: &[i32], timeout: Duration) -> Vec<(i32, i64, i64)> {
         let mut list = TopicPartitionList::new();
         for p in partitions {
             list.add_partition(&self.topic, *p);
@@ -78,12 +72,11 @@ impl GroupLag {
         };
         partitions
             .iter()
-            .copied()
-            .filter(|p| {
-                let Ok((low, high)) = self.consumer.fetch_watermarks(&self.topic, *p, timeout)
-                else {
-                    return false;
-                };
+            .filter_map(|p| {
+                let (low, high) = self
+                    .consumer
+                    .fetch_watermarks(&self.topic, *p, timeout)
+                    .ok()?;
                 // Nothing committed yet: the group starts at the beginning.
                 let at = match committed
                     .find_partition(&self.topic, *p)
@@ -92,13 +85,20 @@ impl GroupLag {
                     Some(Offset::Offset(o)) => o,
                     _ => low,
                 };
-                let standing = self
-                    .previous
-                    .insert(*p, at)
-                    .is_none_or(|before| before == at);
-                let lag = high - at;
-                lag > min_lag || (lag > 0 && standing)
+                Some((*p, at, high))
             })
             .collect()
+    }
+}
+
+impl GroupLag for KafkaGroupLag {
+    /// Round trips to the broker, off the async workers.
+    fn partitions(&self) -> Vec<i32> {
+        tokio::task::block_in_place(|| self.partitions_now(ROUND_TRIP * 5))
+    }
+
+    /// Round trips to the broker, off the async workers.
+    fn positions(&self, partitions: &[i32]) -> Vec<(i32, i64, i64)> {
+        tokio::task::block_in_place(|| self.positions_now(partitions, ROUND_TRIP))
     }
 }

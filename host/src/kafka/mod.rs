@@ -1,11 +1,12 @@
 //! Kafka I/O: the clients ([`client`]), reading a stage's input ([`source`]),
-//! producing its outputs ([`sink`]), what a failed delivery means ([`delivery`]) and
-//! another group's progress ([`lag`]).
+//! producing its outputs ([`sink`]), what a failed delivery means ([`delivery`]),
+//! another group's progress ([`lag`]) and a topic's recent tail ([`tail`]).
 
 pub mod client;
 pub mod delivery;
 pub mod lag;
 pub mod sink;
 pub mod source;
+pub mod tail;
 
 pub use client::Clients;

@@ -25,6 +25,7 @@ use super::Clients;
 use crate::config::KafkaConfig;
 use crate::limiter::Limiter;
 use crate::records::{Destination, Output, MESSAGE_MAX_BYTES};
+use crate::stages::io::Sink;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -99,7 +100,7 @@ impl std::fmt::Debug for Deliveries {
     }
 }
 
-pub struct Sink {
+pub struct KafkaSink {
     producer: FutureProducer<ClientLog>,
     enriched_topic: String,
     dlq_topic: String,
@@ -107,13 +108,13 @@ pub struct Sink {
     timeout: Duration,
 }
 
-impl std::fmt::Debug for Sink {
+impl std::fmt::Debug for KafkaSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sink").finish_non_exhaustive()
+        f.debug_struct("KafkaSink").finish_non_exhaustive()
     }
 }
 
-impl Sink {
+impl KafkaSink {
     pub fn new(clients: &Clients, kafka: &KafkaConfig) -> Result<Self, SinkError> {
         let producer: FutureProducer<ClientLog> = clients
             .stage_producer("streamhost-producer")
@@ -136,13 +137,38 @@ impl Sink {
         }
     }
 
+    /// The topics of `outputs`, for a message.
+    fn topics(&self, outputs: &[Output]) -> String {
+        let topics: BTreeSet<&str> = outputs.iter().map(|o| self.topic(o.destination)).collect();
+        topics
+            .into_iter()
+            .map(|t| format!("`{t}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Drop what is queued and not yet sent: its deliveries fail (`PurgeQueue`).
+    pub fn purge(&self) {
+        self.producer.purge(PurgeConfig::default().queue());
+    }
+
+    pub fn flush(&self, timeout: Duration) {
+        if let Err(e) = self.producer.flush(Timeout::After(timeout)) {
+            tracing::warn!(error = %e, "producer flush on shutdown");
+        }
+    }
+}
+
+impl Sink for KafkaSink {
+    type Acks = Deliveries;
+
     /// Hand every output to the producer now, in order, and return the batch's
     /// deliveries to [`Sink::settle`] later. Waits only while the producer's queue is
     /// full (up to the delivery timeout). Enqueueing here, not in a spawned task, is
     /// what keeps the outputs of batches in flight in their input order.
     ///
     /// A record the producer refuses ends the batch there: none after it is produced.
-    pub async fn enqueue(&self, outputs: Vec<Output>) -> Result<Deliveries, SinkError> {
+    async fn enqueue(&self, outputs: Vec<Output>) -> Result<Deliveries, SinkError> {
         let enqueued = Instant::now();
         let mut deliveries = Vec::with_capacity(outputs.len());
         for o in &outputs {
@@ -204,7 +230,7 @@ impl Sink {
     /// Wait until every output of `batch` is acknowledged, up to the delivery timeout
     /// from its enqueueing (or [`SHUTDOWN_WAIT`] once `stop` is set). Nothing is
     /// produced again: a failed record is the stage's end (see the module's doc).
-    pub async fn settle(
+    async fn settle(
         &self,
         batch: Deliveries,
         stop: &tokio::sync::watch::Receiver<bool>,
@@ -286,27 +312,6 @@ impl Sink {
             others,
         })
     }
-
-    /// The topics of `outputs`, for a message.
-    fn topics(&self, outputs: &[Output]) -> String {
-        let topics: BTreeSet<&str> = outputs.iter().map(|o| self.topic(o.destination)).collect();
-        topics
-            .into_iter()
-            .map(|t| format!("`{t}`"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// Drop what is queued and not yet sent: its deliveries fail (`PurgeQueue`).
-    pub fn purge(&self) {
-        self.producer.purge(PurgeConfig::default().queue());
-    }
-
-    pub fn flush(&self, timeout: Duration) {
-        if let Err(e) = self.producer.flush(Timeout::After(timeout)) {
-            tracing::warn!(error = %e, "producer flush on shutdown");
-        }
-    }
 }
 
 /// Say, at most every 10 s, that records wait for the broker.
@@ -340,7 +345,7 @@ mod tests {
             brokers: "127.0.0.1:9".into(),
             ..KafkaConfig::default()
         };
-        let sink = Sink::new(&Clients::new(&kafka), &kafka).unwrap();
+        let sink = KafkaSink::new(&Clients::new(&kafka), &kafka).unwrap();
         let half = MAX_OUTPUT_BYTES / 2;
         let output = Output {
             destination: Destination::Averages,

@@ -20,6 +20,7 @@ use super::client::ClientLog;
 use super::Clients;
 use crate::limiter::Limiter;
 use crate::records::SourceRecord;
+use crate::stages::io::Source;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -80,7 +81,7 @@ impl ConsumerContext for Revocations {
     }
 }
 
-pub struct Source {
+pub struct KafkaSource {
     consumer: StreamConsumer<Revocations>,
     revoked: Revocations,
     clients: Clients,
@@ -92,15 +93,15 @@ pub struct Source {
     errors: Mutex<Limiter>,
 }
 
-impl std::fmt::Debug for Source {
+impl std::fmt::Debug for KafkaSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Source")
+        f.debug_struct("KafkaSource")
             .field("topic", &self.topic)
             .finish()
     }
 }
 
-impl Source {
+impl KafkaSource {
     pub fn new(clients: &Clients, group_id: &str, topic: &str) -> Result<Self, SourceError> {
         let revoked = Revocations::default();
         let consumer = Self::consumer(clients, group_id, &revoked)?;
@@ -125,67 +126,6 @@ impl Source {
             .stage_consumer(group_id)
             .create_with_context(revoked.clone())
             .map_err(kafka("create"))
-    }
-
-    /// Read `partitions` again from their committed positions (blocking round trips).
-    pub fn rewind(&self, partitions: &[i32]) -> Result<(), SourceError> {
-        let timeout = Duration::from_secs(10);
-        let mut list = TopicPartitionList::new();
-        for p in partitions {
-            list.add_partition(&self.topic, *p);
-        }
-        let committed = self
-            .consumer
-            .committed_offsets(list, timeout)
-            .map_err(kafka("read committed offsets"))?;
-        let mut seek = TopicPartitionList::new();
-        for e in committed.elements() {
-            // Nothing committed yet: from the beginning, as auto.offset.reset says.
-            let to = match e.offset() {
-                Offset::Offset(o) => Offset::Offset(o),
-                _ => Offset::Beginning,
-            };
-            seek.add_partition_offset(&self.topic, e.partition(), to)
-                .map_err(kafka("rewind list"))?;
-        }
-        tracing::info!(topic = %self.topic, partitions = ?partitions, "reading again from the committed positions");
-        self.consumer
-            .seek_partitions(seek, timeout)
-            .map_err(kafka("rewind"))?;
-        Ok(())
-    }
-
-    /// Partitions revoked since the last call (assigned again or not).
-    pub fn take_revoked(&self) -> Vec<i32> {
-        let mut revoked: Vec<i32> = self
-            .revoked
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain()
-            .collect();
-        revoked.sort_unstable();
-        revoked
-    }
-
-    /// Leave the group, then join it again as a new member: the coordinator forms a
-    /// new generation from the members alive and hands out every partition. Blocks
-    /// until the old member has left (call it off the async workers); commit what
-    /// was processed first, since reading resumes from the committed positions.
-    pub fn rejoin(&mut self) -> Result<(), SourceError> {
-        // The new client is created before the old one is dropped, but it joins only
-        // once the old one has left: joining first could make the leaving member the
-        // leader of the new generation.
-        let fresh = Self::consumer(&self.clients, &self.group_id, &self.revoked)?;
-        self.revoked.add(self.assigned_partitions());
-        drop(std::mem::replace(&mut self.consumer, fresh));
-        self.consumer
-            .subscribe(&[self.topic.as_str()])
-            .map_err(kafka("subscribe"))
-    }
-
-    pub fn topic(&self) -> &str {
-        &self.topic
     }
 
     /// Leave the group (librdkafka's consumer close) on a thread of its own, waiting
@@ -216,15 +156,137 @@ impl Source {
         }
     }
 
-    /// Up to `max` records: waits for the first one as long as `idle` allows, then for
-    /// at most `wait` to fill the batch. An empty batch means nothing arrived in `idle`;
-    /// `None`, that `wake` resolved first (before any record was taken).
-    pub async fn next_batch(
+    /// Seek `partitions` to their committed positions (blocking round trips).
+    fn seek_committed(&self, partitions: &[i32]) -> Result<(), SourceError> {
+        let timeout = Duration::from_secs(10);
+        let mut list = TopicPartitionList::new();
+        for p in partitions {
+            list.add_partition(&self.topic, *p);
+        }
+        let committed = self
+            .consumer
+            .committed_offsets(list, timeout)
+            .map_err(kafka("read committed offsets"))?;
+        let mut seek = TopicPartitionList::new();
+        for e in committed.elements() {
+            // Nothing committed yet: from the beginning, as auto.offset.reset says.
+            let to = match e.offset() {
+                Offset::Offset(o) => Offset::Offset(o),
+                _ => Offset::Beginning,
+            };
+            seek.add_partition_offset(&self.topic, e.partition(), to)
+                .map_err(kafka("rewind list"))?;
+        }
+        tracing::info!(topic = %self.topic, partitions = ?partitions, "reading again from the committed positions");
+        self.consumer
+            .seek_partitions(seek, timeout)
+            .map_err(kafka("rewind"))?;
+        Ok(())
+    }
+
+    /// [`Source::rejoin`], blocking until the old member has left.
+    fn rejoin_now(&mut self) -> Result<(), SourceError> {
+        // The new client is created before the old one is dropped, but it joins only
+        // once the old one has left: joining first could make the leaving member the
+        // leader of the new generation.
+        let fresh = Self::consumer(&self.clients, &self.group_id, &self.revoked)?;
+        self.revoked.add(self.assigned_partitions());
+        drop(std::mem::replace(&mut self.consumer, fresh));
+        self.consumer
+            .subscribe(&[self.topic.as_str()])
+            .map_err(kafka("subscribe"))
+    }
+
+    /// [`Source::pending`] (blocking round trips).
+    fn pending_now(&self, partitions: &[i32]) -> Vec<i32> {
+        let timeout = Duration::from_secs(2);
+        let offset_of = |list: &TopicPartitionList, p: i32| match list
+            .find_partition(&self.topic, p)
+            .map(|e| e.offset())
+        {
+            Some(Offset::Offset(o)) => Some(o),
+            _ => None,
+        };
+        let positions = self.consumer.position().unwrap_or_default();
+        let mut at: HashMap<i32, i64> = partitions
+            .iter()
+            .filter_map(|p| offset_of(&positions, *p).map(|o| (*p, o)))
+            .collect();
+        // Not fetched from yet: the committed offset is where reading starts.
+        let mut unknown = TopicPartitionList::new();
+        for p in partitions.iter().filter(|p| !at.contains_key(p)) {
+            unknown.add_partition(&self.topic, *p);
+        }
+        if unknown.count() > 0 {
+            let committed = self
+                .consumer
+                .committed_offsets(unknown, timeout)
+                .unwrap_or_default();
+            at.extend(
+                partitions
+                    .iter()
+                    .filter_map(|p| offset_of(&committed, *p).map(|o| (*p, o))),
+            );
+        }
+        let ends = self.watermarks(&at.keys().copied().collect::<Vec<_>>(), timeout);
+        partitions
+            .iter()
+            .copied()
+            .filter(|p| matches!((at.get(p), ends.get(p)), (Some(at), Some(end)) if at < end))
+            .collect()
+    }
+
+    /// End offsets of `partitions`, waiting at most `timeout` for each (blocking).
+    fn watermarks(&self, partitions: &[i32], timeout: Duration) -> HashMap<i32, i64> {
+        partitions
+            .iter()
+            .filter_map(|p| {
+                self.consumer
+                    .fetch_watermarks(&self.topic, *p, timeout)
+                    .map(|(_, high)| (*p, high))
+                    .map_err(
+                        |e| tracing::warn!(partition = p, error = %e, "cannot fetch watermarks"),
+                    )
+                    .ok()
+            })
+            .collect()
+    }
+}
+
+impl Source for KafkaSource {
+    /// Round trips to the broker, off the async workers.
+    fn rewind(&self, partitions: &[i32]) -> Result<(), SourceError> {
+        tokio::task::block_in_place(|| self.seek_committed(partitions))
+    }
+
+    fn take_revoked(&self) -> Vec<i32> {
+        let mut revoked: Vec<i32> = self
+            .revoked
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .collect();
+        revoked.sort_unstable();
+        revoked
+    }
+
+    /// Blocks until the old member has left, off the async workers. Commit what was
+    /// processed first: reading resumes from the committed positions.
+    fn rejoin(&mut self) -> Result<(), SourceError> {
+        tokio::task::block_in_place(|| self.rejoin_now())
+    }
+
+    fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    async fn next_batch(
         &self,
         max: usize,
         wait: Duration,
         idle: Duration,
-        wake: impl Future<Output = ()>,
+        wake: impl Future<Output = ()> + Send,
     ) -> Result<Option<Vec<SourceRecord>>, SourceError> {
         let mut batch = Vec::with_capacity(max.min(4096));
         // Dropping `recv` before it yields takes no message.
@@ -270,8 +332,7 @@ impl Source {
         Ok(Some(batch))
     }
 
-    /// Commit explicit next-to-read positions per partition.
-    pub fn commit_positions(&self, next: &HashMap<i32, i64>) -> Result<(), SourceError> {
+    fn commit_positions(&self, next: &HashMap<i32, i64>) -> Result<(), SourceError> {
         if next.is_empty() {
             return Ok(());
         }
@@ -285,21 +346,9 @@ impl Source {
             .map_err(kafka("commit"))
     }
 
-    /// End offsets (next offset to be written) of the given partitions; on a broker
-    /// error a partition is left out.
-    pub fn high_watermarks(&self, partitions: &[i32], timeout: Duration) -> HashMap<i32, i64> {
-        partitions
-            .iter()
-            .filter_map(|p| {
-                self.consumer
-                    .fetch_watermarks(&self.topic, *p, timeout)
-                    .map(|(_, high)| (*p, high))
-                    .map_err(
-                        |e| tracing::warn!(partition = p, error = %e, "cannot fetch watermarks"),
-                    )
-                    .ok()
-            })
-            .collect()
+    /// Round trips to the broker, off the async workers.
+    fn high_watermarks(&self, partitions: &[i32]) -> HashMap<i32, i64> {
+        tokio::task::block_in_place(|| self.watermarks(partitions, Duration::from_secs(10)))
     }
 
     /// Which of `partitions` still have records to read (the consumer's position, or
@@ -307,46 +356,12 @@ impl Source {
     /// partition with a backlog is slow, not idle. Network round trips: call it only
     /// for partitions about to be declared idle. A partition whose state cannot be
     /// read counts as caught up, so the watermark cannot stall on a broker error.
-    pub fn pending(&self, partitions: &[i32]) -> Vec<i32> {
-        let timeout = Duration::from_secs(2);
-        let offset_of = |list: &TopicPartitionList, p: i32| match list
-            .find_partition(&self.topic, p)
-            .map(|e| e.offset())
-        {
-            Some(Offset::Offset(o)) => Some(o),
-            _ => None,
-        };
-        let positions = self.consumer.position().unwrap_or_default();
-        let mut at: HashMap<i32, i64> = partitions
-            .iter()
-            .filter_map(|p| offset_of(&positions, *p).map(|o| (*p, o)))
-            .collect();
-        // Not fetched from yet: the committed offset is where reading starts.
-        let mut unknown = TopicPartitionList::new();
-        for p in partitions.iter().filter(|p| !at.contains_key(p)) {
-            unknown.add_partition(&self.topic, *p);
-        }
-        if unknown.count() > 0 {
-            let committed = self
-                .consumer
-                .committed_offsets(unknown, timeout)
-                .unwrap_or_default();
-            at.extend(
-                partitions
-                    .iter()
-                    .filter_map(|p| offset_of(&committed, *p).map(|o| (*p, o))),
-            );
-        }
-        let ends = self.high_watermarks(&at.keys().copied().collect::<Vec<_>>(), timeout);
-        partitions
-            .iter()
-            .copied()
-            .filter(|p| matches!((at.get(p), ends.get(p)), (Some(at), Some(end)) if at < end))
-            .collect()
+    fn pending(&self, partitions: &[i32]) -> Vec<i32> {
+        tokio::task::block_in_place(|| self.pending_now(partitions))
     }
 
-    /// Partitions currently assigned to this instance (logged when they change).
-    pub fn assigned_partitions(&self) -> Vec<i32> {
+    /// Logged when they change.
+    fn assigned_partitions(&self) -> Vec<i32> {
         let mut now: Vec<i32> = self
             .consumer
             .assignment()

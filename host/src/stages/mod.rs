@@ -4,6 +4,7 @@
 //!   order, settle their acknowledgements, commit positions in order, stop cleanly.
 //! * [`validate`]: `my_events` → decode → plugin chain → `enriched_events` / `dlq`.
 //! * [`window`]: `enriched_events` → event-time windows → the averages topic.
+//! * [`io`]: what a stage reads and where its outputs go, as interfaces.
 //! * [`rejects`]: every rejection counted, logged (rate-limited) and dead-lettered.
 //!
 //! A stage is a [`Stage`]: it processes a batch at a time and says which positions are
@@ -14,10 +15,12 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use crate::kafka::sink::SinkError;
-use crate::kafka::source::{Source, SourceError};
+use crate::kafka::source::SourceError;
 use crate::liveness::StageName;
 use crate::records::{Output, SourceRecord};
+use io::Source;
 
+pub mod io;
 pub mod rejects;
 pub mod runtime;
 pub mod validate;
@@ -77,7 +80,7 @@ pub trait Stage {
     async fn process(
         &mut self,
         batch: &[SourceRecord],
-        source: &Source,
+        source: &impl Source,
         assigned: &[i32],
         now: Instant,
     ) -> Result<Processed, StageError>;

@@ -5,16 +5,18 @@
 //! the stage is woken for work between batches (see [`Stage::wake`]).
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
+use super::io::{Sink, Source};
 use super::{Stage, StageError};
 use crate::config::WatchdogMode;
-use crate::kafka::sink::{Sink, SinkError};
-use crate::kafka::source::Source;
+use crate::kafka::sink::{KafkaSink, SinkError};
+use crate::kafka::source::KafkaSource;
 use crate::kafka::Clients;
 use crate::liveness::{Health, Watchdog, WatchdogConfig};
 
@@ -24,12 +26,20 @@ pub struct Reading {
     pub clients: Clients,
     pub group_id: String,
     pub topic: String,
-    pub batch_size: usize,
-    pub batch_wait: Duration,
+    pub batching: Batching,
     /// See `kafka.watchdog`.
     pub watchdog: WatchdogMode,
     /// See `kafka.stall_timeout_secs`.
     pub stall_timeout: Duration,
+}
+
+/// How much a stage reads at a time.
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    /// At most this many records.
+    pub size: usize,
+    /// Once the first record is in, how long to wait for more.
+    pub wait: Duration,
 }
 
 /// A batch whose outputs are with the producer. Its input positions are committed once
@@ -51,7 +61,7 @@ struct InFlight<'a> {
 
 impl InFlight<'_> {
     /// Commit every acknowledged batch at the head, without waiting.
-    fn commit_ready(&mut self, source: &Source) -> Result<(), StageError> {
+    fn commit_ready(&mut self, source: &impl Source) -> Result<(), StageError> {
         while let Some(head) = self.batches.front_mut() {
             match head.acked.as_mut().now_or_never() {
                 None => break,
@@ -65,7 +75,7 @@ impl InFlight<'_> {
     }
 
     /// Wait for the oldest batch and commit it.
-    async fn commit_oldest(&mut self, source: &Source) -> Result<(), StageError> {
+    async fn commit_oldest(&mut self, source: &impl Source) -> Result<(), StageError> {
         if let Some(head) = self.batches.front_mut() {
             head.acked.as_mut().await?;
             self.commit_head(source)?;
@@ -73,14 +83,14 @@ impl InFlight<'_> {
         Ok(())
     }
 
-    async fn commit_all(&mut self, source: &Source) -> Result<(), StageError> {
+    async fn commit_all(&mut self, source: &impl Source) -> Result<(), StageError> {
         while !self.batches.is_empty() {
             self.commit_oldest(source).await?;
         }
         Ok(())
     }
 
-    fn commit_head(&mut self, source: &Source) -> Result<(), StageError> {
+    fn commit_head(&mut self, source: &impl Source) -> Result<(), StageError> {
         let Some(batch) = self.batches.pop_front() else {
             return Ok(());
         };
@@ -113,7 +123,7 @@ impl InFlight<'_> {
 pub async fn run<S: Stage>(
     stage: &mut S,
     reading: &Reading,
-    sink: &Sink,
+    sink: &KafkaSink,
     health: &Health,
     stop: watch::Receiver<bool>,
 ) -> Result<(), StageError> {
@@ -128,11 +138,11 @@ pub async fn run<S: Stage>(
 async fn turn<S: Stage>(
     stage: &mut S,
     reading: &Reading,
-    sink: &Sink,
+    sink: &KafkaSink,
     health: &Health,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), StageError> {
-    let mut source = Source::new(&reading.clients, &reading.group_id, &reading.topic)?;
+    let mut source = KafkaSource::new(&reading.clients, &reading.group_id, &reading.topic)?;
     let watchdog = Watchdog::start(
         WatchdogConfig {
             stage: stage.name(),
@@ -145,7 +155,15 @@ async fn turn<S: Stage>(
         },
         health.clone(),
     )?;
-    let result = turn_on(stage, reading, sink, &mut source, &watchdog, &mut stop).await;
+    let result = drive(
+        stage,
+        &mut source,
+        sink,
+        Some(&watchdog),
+        reading.batching,
+        &mut stop,
+    )
+    .await;
     drop(watchdog);
     tokio::task::block_in_place(|| source.close(CLOSE_WAIT));
     result
@@ -154,12 +172,15 @@ async fn turn<S: Stage>(
 /// The longest a stopping stage waits for its consumer to leave the group.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
 
-async fn turn_on<S: Stage>(
+/// The loop itself, on any [`Source`] and [`Sink`]: turn until `stop` turns true, then
+/// wait for what is in flight and commit it. `watchdog`, when there is one, hears of
+/// every turn and says which orphaned partitions to take over.
+pub async fn drive<S: Stage>(
     stage: &mut S,
-    reading: &Reading,
-    sink: &Sink,
-    source: &mut Source,
-    watchdog: &Watchdog,
+    source: &mut impl Source,
+    sink: &impl Sink,
+    watchdog: Option<&Watchdog>,
+    batching: Batching,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), StageError> {
     let name = stage.name().as_str();
@@ -174,16 +195,20 @@ async fn turn_on<S: Stage>(
             break;
         }
         stage.between_batches();
-        let orphans = watchdog.orphans(&source.assigned_partitions());
-        if !orphans.is_empty() {
-            // What was read is committed first: the new generation resumes from there.
-            in_flight.commit_all(source).await?;
-            watchdog.take_over(source, &orphans)?;
-            continue;
+        if let Some(watchdog) = watchdog {
+            let orphans = watchdog.orphans(&source.assigned_partitions());
+            if !orphans.is_empty() {
+                // What was read is committed first: the new generation resumes from there.
+                in_flight.commit_all(source).await?;
+                watchdog.take_over(source, &orphans)?;
+                continue;
+            }
         }
         let idle = stage.idle_wait();
         let next = tokio::select! {
-            batch = source.next_batch(reading.batch_size, reading.batch_wait, idle, stage.wake()) => batch?,
+            // In this order: the simulator replays a run exactly.
+            biased;
+            batch = source.next_batch(batching.size, batching.wait, idle, stage.wake()) => batch?,
             _ = stop.changed() => break,
         };
         // Woken while waiting for input: the stage has work between batches.
@@ -202,18 +227,22 @@ async fn turn_on<S: Stage>(
                 .collect();
             batch.retain(|r| !revoked.contains(&r.partition));
             if !again.is_empty() {
-                tokio::task::block_in_place(|| source.rewind(&again))?;
+                source.rewind(&again)?;
             }
         }
         metrics::gauge!("streamhost_assigned_partitions", "stage" => name)
             .set(assigned.len() as f64);
-        watchdog.turned(&assigned);
+        if let Some(watchdog) = watchdog {
+            watchdog.turned(&assigned);
+        }
         let started = Instant::now();
         if !batch.is_empty() {
             metrics::counter!("streamhost_records_in_total", "topic" => source.topic().to_string())
                 .increment(batch.len() as u64);
         }
-        let processed = stage.process(&batch, source, &assigned, started).await?;
+        let processed = stage
+            .process(&batch, source, &assigned, started.into_std())
+            .await?;
         let process_seconds = started.elapsed().as_secs_f64();
         if !batch.is_empty() {
             metrics::histogram!("streamhost_batch_process_seconds", "stage" => name)
@@ -245,6 +274,7 @@ async fn turn_on<S: Stage>(
         // it is taken at once, and its first batch may go past the limit by one.
         while in_flight.batches.len() >= depth {
             tokio::select! {
+                biased;
                 committed = in_flight.commit_oldest(source) => committed?,
                 () = stage.wake() => {
                     stage.between_batches();

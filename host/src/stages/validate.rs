@@ -11,7 +11,6 @@ use super::rejects::Rejects;
 use super::{Processed, Stage, StageError};
 use crate::decode::Decoder;
 use crate::event::{Event, Value};
-use crate::kafka::source::Source;
 use crate::liveness::StageName;
 use crate::plugins::reload::ChainUpdate;
 use crate::plugins::{Chain, Verdict};
@@ -266,7 +265,7 @@ impl Stage for ValidateStage {
     async fn process(
         &mut self,
         batch: &[SourceRecord],
-        _source: &Source,
+        _source: &impl super::io::Source,
         _assigned: &[i32],
         _now: Instant,
     ) -> Result<Processed, StageError> {

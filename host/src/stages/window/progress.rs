@@ -3,11 +3,10 @@
 //! stage's input) still has a backlog is slow, not idle, and keeps holding the
 //! watermark back.
 
-use std::time::Duration;
+use std::collections::HashMap;
 
 use super::operator::Lane;
-use crate::kafka::lag::GroupLag;
-use crate::kafka::source::Source;
+use crate::stages::io::{GroupLag, Source};
 
 /// Partitions with records still to come.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,25 +26,27 @@ impl Progress {
 /// Asks the broker: this stage's own lag, and the validate stage's group's.
 #[derive(Debug)]
 pub struct BrokerProgress {
-    input: GroupLag,
+    input: Box<dyn GroupLag>,
     /// The validate stage's input partitions (one lane per source partition).
     sources: Vec<i32>,
     /// Less than this behind is a live stream's batches in flight, not a backlog: a
     /// lane that stopped getting records must not be held by a source that is merely
     /// busy.
     backlog: i64,
-    round_trip: Duration,
+    /// Per source partition, the validate stage's committed offset at the previous
+    /// reading.
+    previous: HashMap<i32, i64>,
 }
 
 impl BrokerProgress {
-    pub fn new(input: GroupLag, backlog: i64) -> Self {
-        let sources = input.partitions(Duration::from_secs(10));
+    pub fn new(input: Box<dyn GroupLag>, backlog: i64) -> Self {
+        let sources = input.partitions();
         tracing::info!(partitions = ?sources, "window stage: one lane per source partition");
         Self {
             input,
             sources,
             backlog,
-            round_trip: Duration::from_secs(2),
+            previous: HashMap::new(),
         }
     }
 
@@ -55,8 +56,13 @@ impl BrokerProgress {
 
     /// Of `assigned` (or of the partitions of `quiet` lanes), which still have records
     /// to come; of the sources (or those of `quiet` lanes), which have a backlog.
-    /// Blocking round trips to the broker: asked rarely (a lane quiet for the idle time).
-    pub fn ask(&mut self, source: &Source, assigned: &[i32], quiet: Option<&[Lane]>) -> Progress {
+    /// Round trips to the broker: asked rarely (a lane quiet for the idle time).
+    pub fn ask(
+        &mut self,
+        source: &impl Source,
+        assigned: &[i32],
+        quiet: Option<&[Lane]>,
+    ) -> Progress {
         let (partitions, sources) = match quiet {
             None => (assigned.to_vec(), self.sources.clone()),
             Some(lanes) => {
@@ -69,9 +75,32 @@ impl BrokerProgress {
                 (partitions, sources)
             }
         };
-        tokio::task::block_in_place(|| Progress {
+        Progress {
             partitions: source.pending(&partitions),
-            sources: self.input.pending(&sources, self.backlog, self.round_trip),
-        })
+            sources: self.backlogged(&sources),
+        }
+    }
+
+    /// Which of the validate stage's `partitions` still have records for it to read
+    /// that matter: more than `backlog` behind the end (a backlog, not the few batches a
+    /// live stream keeps in flight), or any records at all while its committed offset
+    /// has not moved since the previous reading (nobody is reading the partition: its
+    /// owner crashed and the partition waits for a new one). A partition whose state
+    /// cannot be read counts as caught up, so the watermark cannot stall on a broker
+    /// error.
+    fn backlogged(&mut self, partitions: &[i32]) -> Vec<i32> {
+        self.input
+            .positions(partitions)
+            .into_iter()
+            .filter(|(p, at, end)| {
+                let standing = self
+                    .previous
+                    .insert(*p, *at)
+                    .is_none_or(|before| before == *at);
+                let lag = end - at;
+                lag > self.backlog || (lag > 0 && standing)
+            })
+            .map(|(p, _, _)| p)
+            .collect()
     }
 }

@@ -10,37 +10,51 @@
 //! (Offset-commit metadata would be the lighter place, but Tansu 0.6 drops it.)
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
+use futures::future::BoxFuture;
 use tokio::sync::watch;
+
+use crate::kafka::tail::{self, TailError};
+use crate::kafka::Clients;
+use crate::records::average;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
     #[error("reading {topic} to restore emitted windows: {source}")]
-    Kafka {
+    Read {
         topic: String,
         #[source]
-        source: KafkaError,
+        source: TailError,
     },
-    #[error("reading {topic} to restore emitted windows: timed out after {0:?}", .timeout)]
-    Timeout { topic: String, timeout: Duration },
     #[error("reading {topic} to restore emitted windows: the task failed: {reason}")]
     Task { topic: String, reason: String },
     #[error("reading {topic} to restore emitted windows: the process is stopping")]
     Stopped { topic: String },
 }
 
-use crate::kafka::client::ClientLog;
-use crate::kafka::Clients;
-use crate::records::average;
-
 /// How many times the averages topic is read before the window stage gives up and
 /// stops (a second apart, then two).
 const ATTEMPTS: u64 = 3;
+
+/// Where the window stage learns which windows earlier runs emitted.
+pub trait Checkpoint: Send + Sync + std::fmt::Debug {
+    /// Per key, the latest window start emitted. `key_field` names the key in the
+    /// records.
+    fn emitted<'a>(
+        &'a self,
+        key_field: &'a str,
+    ) -> BoxFuture<'a, Result<HashMap<String, i64>, RestoreError>>;
+}
+
+impl Checkpoint for Restore {
+    fn emitted<'a>(
+        &'a self,
+        key_field: &'a str,
+    ) -> BoxFuture<'a, Result<HashMap<String, i64>, RestoreError>> {
+        Box::pin(self.emitted_recently(key_field))
+    }
+}
 
 /// Where the emitted windows are, and how far back to look.
 #[derive(Debug, Clone)]
@@ -56,7 +70,10 @@ pub struct Restore {
 impl Restore {
     /// Per key, the latest window start emitted in the last `lookback`, read up to
     /// [`ATTEMPTS`] times. `key_field` names the key in the records.
-    pub async fn emitted(&self, key_field: &str) -> Result<HashMap<String, i64>, RestoreError> {
+    pub async fn emitted_recently(
+        &self,
+        key_field: &str,
+    ) -> Result<HashMap<String, i64>, RestoreError> {
         let mut stop = self.stop.clone();
         let stopped = || RestoreError::Stopped {
             topic: self.topic.clone(),
@@ -114,80 +131,20 @@ fn emitted_through(
     lookback: Duration,
     timeout: Duration,
 ) -> Result<HashMap<String, i64>, RestoreError> {
-    let kafka = |source| RestoreError::Kafka {
-        topic: topic.to_string(),
-        source,
-    };
-    let consumer: BaseConsumer<ClientLog> = clients
-        .reader("streamhost-restore", "streamhost-restore")
-        .create_with_context(ClientLog)
-        .map_err(kafka)?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(kafka)?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
     let since_ms = SystemTime::now()
         .checked_sub(lookback)
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_millis() as i64);
-    let mut wanted = TopicPartitionList::new();
-    for p in &partitions {
-        wanted
-            .add_partition_offset(topic, *p, Offset::Offset(since_ms))
-            .map_err(kafka)?;
-    }
-    let starts = consumer.offsets_for_times(wanted, timeout).map_err(kafka)?;
-    let mut ends: HashMap<i32, i64> = HashMap::new();
-    let mut assign = TopicPartitionList::new();
-    for elem in starts.elements() {
-        let (_, high) = consumer
-            .fetch_watermarks(topic, elem.partition(), timeout)
-            .map_err(kafka)?;
-        let start = match elem.offset() {
-            Offset::Offset(o) => o,
-            _ => high, // nothing newer than `since`
-        };
-        if start < high {
-            ends.insert(elem.partition(), high);
-            assign
-                .add_partition_offset(topic, elem.partition(), Offset::Offset(start))
-                .map_err(kafka)?;
-        }
-    }
     let mut emitted: HashMap<String, i64> = HashMap::new();
-    if ends.is_empty() {
-        return Ok(emitted);
-    }
-    consumer.assign(&assign).map_err(kafka)?;
-    let deadline = Instant::now() + timeout;
-    while !ends.is_empty() {
-        if Instant::now() > deadline {
-            return Err(RestoreError::Timeout {
-                topic: topic.to_string(),
-                timeout,
-            });
-        }
-        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let message = message.map_err(kafka)?;
-        if let Some((key, start)) = message
-            .payload()
-            .and_then(|p| average::emitted(p, key_field))
-        {
+    tail::read_since(clients, topic, since_ms, timeout, |payload| {
+        if let Some((key, start)) = average::emitted(payload, key_field) {
             let slot = emitted.entry(key).or_insert(start);
             *slot = (*slot).max(start);
         }
-        if ends
-            .get(&message.partition())
-            .is_some_and(|end| message.offset() + 1 >= *end)
-        {
-            ends.remove(&message.partition());
-        }
-    }
+    })
+    .map_err(|source| RestoreError::Read {
+        topic: topic.to_string(),
+        source,
+    })?;
     Ok(emitted)
 }

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use super::operator::{ClosedWindow, Lane, Observed, PartitionedWindows, WindowSpec};
 use super::progress::{BrokerProgress, Progress};
-use super::restore::{Restore, RestoreError};
+use super::restore::{Checkpoint, RestoreError};
 use crate::decode::MAX_TIMESTAMP;
-use crate::kafka::source::Source;
 use crate::liveness::StageName;
 use crate::records::average::Average;
 use crate::records::dlq::{HostCode, Step, REJECTED_BY_HOST};
 use crate::records::{Output, SourceRecord};
+use crate::stages::io::Source;
 use crate::stages::rejects::Rejects;
 use crate::stages::validate::{future_bound, future_event, DEFAULT_MAX_FUTURE_SECS};
 use crate::stages::{Processed, Stage, StageError};
@@ -136,7 +136,7 @@ pub struct WindowStage {
     /// The broker's word on records still to come (absent in unit tests: no broker).
     progress: Option<BrokerProgress>,
     /// Learns which windows were emitted before a takeover (absent in unit tests).
-    restore: Option<Restore>,
+    restore: Option<Box<dyn Checkpoint>>,
     /// Event times further ahead of `clock` than this go to the DLQ, as in the
     /// validate stage: records on the enriched topic may come from anywhere.
     max_future_secs: i64,
@@ -192,7 +192,12 @@ impl WindowStage {
     /// Connected to the broker: `progress` tells quiet lanes from slow ones, `restore`
     /// what was emitted before a takeover; lanes quiet for `idle` stop holding the
     /// watermark back.
-    pub fn connected(mut self, idle: Duration, progress: BrokerProgress, restore: Restore) -> Self {
+    pub fn connected(
+        mut self,
+        idle: Duration,
+        progress: BrokerProgress,
+        restore: Box<dyn Checkpoint>,
+    ) -> Self {
         self.idle = idle;
         self.set_sources(progress.sources().to_vec());
         self.progress = Some(progress);
@@ -207,10 +212,10 @@ impl WindowStage {
         self
     }
 
-    /// Count a batch; returns the records to produce (closed windows, late events).
-    pub fn count(&mut self, batch: &[SourceRecord]) -> Vec<Output> {
+    /// Count a batch read at `now`; returns the records to produce (closed windows,
+    /// late events).
+    pub fn count_at(&mut self, batch: &[SourceRecord], now: Instant) -> Vec<Output> {
         let mut outputs = Vec::new();
-        let now = Instant::now();
         let now_secs = (self.clock)();
         let mut rejects = Rejects::new(&self.source_topic, now);
         if self.quiet && !batch.is_empty() {
@@ -314,6 +319,12 @@ impl WindowStage {
         drop(rejects);
         self.drain_closed(&mut outputs);
         outputs
+    }
+
+    /// [`WindowStage::count_at`] now.
+    #[cfg(test)]
+    pub fn count(&mut self, batch: &[SourceRecord]) -> Vec<Output> {
+        self.count_at(batch, Instant::now())
     }
 
     /// No input for a while: let event time follow the wall clock so windows close,
@@ -480,7 +491,7 @@ impl WindowStage {
     /// again.
     async fn restore_taken_over(
         &mut self,
-        source: &Source,
+        source: &impl Source,
         assigned: &[i32],
     ) -> Result<(), RestoreError> {
         let taken_over = self.taken_over(assigned);
@@ -490,11 +501,7 @@ impl WindowStage {
         if taken_over.is_empty() {
             return Ok(());
         }
-        // Broker round trips: off the worker thread, whose other tasks (the validate
-        // stage's deliveries among them) would otherwise wait behind them.
-        let ends = tokio::task::block_in_place(|| {
-            source.high_watermarks(&taken_over, Duration::from_secs(10))
-        });
+        let ends = source.high_watermarks(&taken_over);
         let emitted = restore.emitted(&self.fields.key).await?;
         tracing::info!(partitions = ?taken_over, keys = emitted.len(), "window stage: restored emitted windows");
         self.restore_emitted(&emitted, ends);
@@ -505,7 +512,7 @@ impl WindowStage {
     /// only when a lane has been quiet for the idle time (or nothing arrived at all).
     fn progress(
         &mut self,
-        source: &Source,
+        source: &impl Source,
         assigned: &[i32],
         batch_empty: bool,
         now: Instant,
@@ -549,7 +556,7 @@ impl Stage for WindowStage {
     async fn process(
         &mut self,
         batch: &[SourceRecord],
-        source: &Source,
+        source: &impl Source,
         assigned: &[i32],
         now: Instant,
     ) -> Result<Processed, StageError> {
@@ -580,7 +587,7 @@ impl Stage for WindowStage {
             };
             self.idle((self.clock)(), &holding)
         } else {
-            self.count(batch)
+            self.count_at(batch, now)
         };
         Ok(Processed {
             outputs,

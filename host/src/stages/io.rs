@@ -1,0 +1,88 @@
+//! What the stages ask of a broker, as two small interfaces: the input they read
+//! ([`Source`]) and the producer of their outputs ([`Sink`]). The Kafka implementations
+//! are `crate::kafka::source::KafkaSource` and `crate::kafka::sink::KafkaSink`; the
+//! simulator (`host/tests/sim/`) runs the same stages and loop on a broker model.
+//!
+//! Methods that make round trips to a broker may block the calling thread: an
+//! implementation that blocks moves itself off the async workers.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::kafka::sink::SinkError;
+use crate::kafka::source::SourceError;
+use crate::records::{Output, SourceRecord};
+
+/// A stage's input: one topic read by a consumer group, committed by hand.
+#[allow(async_fn_in_trait)] // used generically, never as `dyn`
+pub trait Source: Send + Sync {
+    fn topic(&self) -> &str;
+
+    /// Up to `max` records: waits for the first one as long as `idle` allows, then for
+    /// at most `wait` to fill the batch. An empty batch means nothing arrived in `idle`;
+    /// `None`, that `wake` resolved first (before any record was taken).
+    async fn next_batch(
+        &self,
+        max: usize,
+        wait: Duration,
+        idle: Duration,
+        wake: impl Future<Output = ()> + Send,
+    ) -> Result<Option<Vec<SourceRecord>>, SourceError>;
+
+    /// Partitions assigned to this instance now, sorted.
+    fn assigned_partitions(&self) -> Vec<i32>;
+
+    /// Partitions revoked since the last call (assigned again or not), sorted.
+    fn take_revoked(&self) -> Vec<i32>;
+
+    /// Read `partitions` again from their committed positions.
+    fn rewind(&self, partitions: &[i32]) -> Result<(), SourceError>;
+
+    /// Commit explicit next-to-read positions per partition.
+    fn commit_positions(&self, next: &HashMap<i32, i64>) -> Result<(), SourceError>;
+
+    /// Leave the group and join it again as a new member, so that the coordinator
+    /// forms a new generation and hands out every partition.
+    fn rejoin(&mut self) -> Result<(), SourceError>;
+
+    /// Which of `partitions` still have records to read here.
+    fn pending(&self, partitions: &[i32]) -> Vec<i32>;
+
+    /// End offsets (the next offset to be written) of `partitions`; a partition the
+    /// broker cannot tell about is left out.
+    fn high_watermarks(&self, partitions: &[i32]) -> HashMap<i32, i64>;
+}
+
+/// Where a stage's outputs go: enqueued in order now, acknowledged later.
+#[allow(async_fn_in_trait)] // used generically, never as `dyn`
+pub trait Sink: Sync {
+    /// A batch's outputs on their way, to settle.
+    type Acks: Send;
+
+    /// Hand every output over now, in order. A record refused ends the batch there:
+    /// none after it is produced.
+    async fn enqueue(&self, outputs: Vec<Output>) -> Result<Self::Acks, SinkError>;
+
+    /// Resolves once every output of the batch is acknowledged (`Ok`), or one failed or
+    /// was not acknowledged in time, or `stop` turned true and the wait was given up.
+    fn settle<'a>(
+        &'a self,
+        acks: Self::Acks,
+        stop: &'a watch::Receiver<bool>,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send + 'a;
+}
+
+/// Another consumer group's place on a topic, read without joining the group: the
+/// window stage asks how far the validate stage has got on its input.
+pub trait GroupLag: Send + Sync + std::fmt::Debug {
+    /// The topic's partitions; empty when the broker cannot say.
+    fn partitions(&self) -> Vec<i32>;
+
+    /// Per partition of `partitions`: the group's committed offset (the topic's first
+    /// offset when nothing is committed) and the end offset. A partition the broker
+    /// cannot tell about is left out.
+    fn positions(&self, partitions: &[i32]) -> Vec<(i32, i64, i64)>;
+}
