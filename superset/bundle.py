@@ -5,7 +5,7 @@
 
 Everything the dashboard is made of is defined here: the ClickHouse connection, four
 datasets, five charts and their layout. UUIDs are derived from names, so importing
-again updates the same objects instead of adding copies. docs/dashboard.md explains
+again updates the same objects instead of adding copies. docs/howto/dashboard.md explains
 each chart and the query it runs.
 """
 

@@ -1,7 +1,7 @@
 """Superset settings for streamhost's dashboard (local stack and compose stack).
 
 Loaded through SUPERSET_CONFIG_PATH by scripts/dashboard and the compose service.
-Everything machine-specific comes from the environment; docs/dashboard.md explains it.
+Everything machine-specific comes from the environment; docs/howto/dashboard.md explains it.
 """
 
 import os
@@ -27,7 +27,7 @@ SUPERSET_WEBSERVER_TIMEOUT = 120
 
 # Superset 6 rewrites queries through sqlglot, which turns toStartOfHour/Day/... into
 # dateTrunc(), a function ClickHouse 18.16 lacks. These forms survive the rewrite and
-# work on every ClickHouse version (docs/dashboard.md, "ClickHouse 18.16").
+# work on every ClickHouse version (docs/howto/dashboard.md, "ClickHouse 18.16 quirks, and pins").
 TIME_GRAIN_ADDON_EXPRESSIONS = {
     "clickhouse": {
         "PT1M": "toDateTime(intDiv(toUInt32(toDateTime({col})), 60) * 60)",

@@ -224,7 +224,7 @@ def settle(host: Host, lo: int, hi: int, n_events: int, n_windows: int, timeout:
         return True
     except AssertionError as e:
         # Compare what is there rather than abort: a ClickHouse 18.16 Kafka consumer on
-        # Tansu can wedge (docs/guarantees.md); the results then say so.
+        # Tansu can wedge (docs/issues.md); the results then say so.
         log(f"not settled: {e}")
         STALLS.append(f"{fmt(lo)[:10]}: {events_in_ch(lo, hi)} of {n_events} events in ClickHouse, "
                       f"{len(host_rows(lo, hi))} of {n_windows} host windows after {timeout:.0f} s")
@@ -317,7 +317,7 @@ def crash(hosts: Hosts, kills: int = 2) -> dict:
 
     Restarts wait 7 s, past the 6 s group session of the dead host: Tansu 0.6 once left
     a host restarted after 2 s without partitions for minutes (the quirk seen with
-    ClickHouse's consumers in docs/guarantees.md). If a restarted host still gets no
+    ClickHouse's consumers in docs/issues.md). If a restarted host still gets no
     partitions in 45 s, it is stopped cleanly and started again; retries are recorded."""
     events = spread(D3 + 600, 25 * 60, 4000, tag="d", seed=4, countries=COUNTRIES)
     enriched_before = watermarks("enriched_events")

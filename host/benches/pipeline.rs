@@ -3,7 +3,7 @@
 //! rules compiled natively. Single thread; prints a markdown table.
 //!
 //!     STREAMHOST_PLUGINS_BUILT=plugins/dist cargo bench --bench pipeline
-//!     BENCH_EVENTS=1000000 BENCH_OUT=docs/benchmarks-inprocess.md cargo bench --bench pipeline
+//!     BENCH_EVENTS=1000000 BENCH_OUT=/tmp/pipeline.md cargo bench --bench pipeline
 //!
 //! `BENCH_BASELINE_DIST=DIR` (a directory with another build of `enrich.wasm` and
 //! `quality.wasm`, e.g. the WIT 0.2 ones: docs/benchmarks.md) adds rows for that chain,

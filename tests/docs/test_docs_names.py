@@ -1,6 +1,8 @@
 """The docs name only what the code defines: every metric, configuration key, CLI
 subcommand and DLQ code the docs mention exists in host/src (plugin codes: plugins/),
-the reference pages list all of them, and every page or anchor one page links to exists.
+the reference pages list all of them, every page or anchor one page links to exists,
+and every repository path the pages, the compose file and the code's comments name
+exists.
 
 Names are taken from the code with regexes, so a rename in the code fails here until
 the docs follow. Text in "> **Upcoming" blockquotes describes what is being built and
@@ -202,3 +204,69 @@ def test_every_linked_page_and_anchor_exists():
             if anchor and dest.suffix == ".md":
                 anchors = {slug(h) for h in re.findall(r"^#+ (.+)$", dest.read_text(), re.M)}
                 assert anchor in anchors, f"{page.relative_to(ROOT)}: no heading #{anchor} in {path or page.name}"
+
+
+# --- repository paths --------------------------------------------------------------
+
+# Where the docs name files that builds and runs make, not the repository.
+GENERATED = ("plugins/dist/", "plugins.d", "target/", "bench/results/", ".state/", "~/", "/")
+PATH_LIKE = re.compile(r"^(?:\./)?[\w.\-]+(?:/[\w.\-]+)+/?$|^[a-z][\w\-]*\.(?:rs|py|md|toml|sql|wit|yml|yaml|json|jsonl|png)$")
+# The brief's generator comes with the brief, outside this repository.
+BRIEF = {"data_generator.py"}
+# Where a path the docs name may start: the repository, the host's modules (the design
+# map names `stages/runtime.rs`), the plugins' folders, the pages themselves.
+BASES = [ROOT, SRC, ROOT / "host", ROOT / "plugins", ROOT / "docs"]
+
+
+def first_segments() -> set[str]:
+    return {p.name for base in BASES for p in base.iterdir()}
+
+
+def named_paths(text: str) -> set[str]:
+    """Code spans that are a repository path (`host/src/main.rs`, `scripts/stack`,
+    `design.md`), and every `docs/….md` a comment or string names."""
+    spans = {s.strip().removeprefix("./") for s in code_spans(text)}
+    starts = first_segments()
+    paths = {s for s in spans if PATH_LIKE.match(s) and ("/" not in s or s.split("/")[0] in starts)}
+    paths |= set(re.findall(r"\bdocs/[\w\-/]+\.md\b", text))
+    return {p for p in paths if not p.startswith(GENERATED) and p not in BRIEF}
+
+
+def exists(path: str, near: Path) -> bool:
+    """Relative to the repository, the naming file, `host/src/` (the design map's
+    modules) or `host/`; a bare file name anywhere in the repository."""
+    if any((base / path).exists() for base in [near.parent, *BASES]):
+        return True
+    if "/" not in path:
+        return any(True for _ in ROOT.glob(f"[!.]*/**/{path}"))
+    return False
+
+
+def files_that_name_docs() -> list[Path]:
+    """Besides the pages: the compose file, the dashboard code, and every source file
+    whose comments point into docs/ (frozen contract archives excepted)."""
+    skip = {"target", ".git", "node_modules", "archive", "results", "dist", "docs"}
+    out = [ROOT / "docker-compose.yml", *sorted((ROOT / "superset").glob("*.py"))]
+    for p in sorted(ROOT.rglob("*")):
+        if p.suffix in {".rs", ".py", ".sh", ".toml", ".yml", ".sql"} and not skip & set(p.relative_to(ROOT).parts):
+            if p not in out and "docs/" in p.read_text(errors="replace"):
+                out.append(p)
+    return out
+
+
+def test_every_repository_path_the_docs_name_exists():
+    missing = []
+    for page, text in docs_text().items():
+        missing += [f"{page.relative_to(ROOT)}: `{p}`" for p in sorted(named_paths(text)) if not exists(p, page)]
+    for source in files_that_name_docs():
+        text = source.read_text(errors="replace")
+        missing += [f"{source.relative_to(ROOT)}: {p}" for p in sorted(set(re.findall(r"\bdocs/[\w\-/]+\.md\b", text)))
+                    if not (ROOT / p).exists()]
+    assert not missing, "paths named but not in the repository:\n  " + "\n  ".join(missing)
+
+
+def test_the_path_check_finds_a_planted_bad_path(tmp_path):
+    page = ROOT / "docs" / "design.md"
+    planted = page.read_text() + "\nSee `host/src/stages/window.rs` and docs/guarantees.md.\n"
+    bad = sorted(p for p in named_paths(planted) if not exists(p, page))
+    assert bad == ["docs/guarantees.md", "host/src/stages/window.rs"], bad
