@@ -14,7 +14,7 @@ use streamhost::kafka::sink::SinkError;
 use streamhost::kafka::source::SourceError;
 use streamhost::records::{average, Destination, Output, SourceRecord};
 use streamhost::stages::io::{GroupLag, Sink, Source};
-use streamhost::stages::window::restore::Checkpoint;
+use streamhost::stages::window::restore::{Checkpoint, EmittedWindows};
 use streamhost::stages::window::RestoreError;
 use tokio::sync::watch;
 
@@ -61,6 +61,8 @@ impl Rng {
 #[derive(Debug, Clone)]
 pub struct Rec {
     pub payload: Vec<u8>,
+    /// On the input, the producer's wall clock; on every other topic, when the record
+    /// was written, in virtual milliseconds since the run began.
     pub timestamp_ms: i64,
 }
 
@@ -139,7 +141,8 @@ pub struct World {
     pub counts: Counts,
     pub violations: Vec<String>,
     pub trace: Option<Vec<String>>,
-    began: Option<tokio::time::Instant>,
+    /// When the run began (virtual time): traces and write times count from it.
+    began: tokio::time::Instant,
 }
 
 impl World {
@@ -165,15 +168,14 @@ impl World {
             counts: Counts::default(),
             violations: Vec::new(),
             trace: traced.then(Vec::new),
-            began: None,
+            began: tokio::time::Instant::now(),
         }
     }
 
     pub fn log(&mut self, line: impl FnOnce() -> String) {
         if let Some(trace) = &mut self.trace {
-            let at = tokio::time::Instant::now();
-            let since = *self.began.get_or_insert(at);
-            trace.push(format!("{:>9.3}s {}", (at - since).as_secs_f64(), line()));
+            let at = self.began.elapsed().as_secs_f64();
+            trace.push(format!("{at:>9.3}s {}", line()));
         }
     }
 
@@ -347,7 +349,9 @@ impl World {
     }
 
     fn write(&mut self, i: usize) {
-        let q = self.queue.remove(i);
+        let mut q = self.queue.remove(i);
+        // When it was written, in virtual milliseconds since the run began.
+        q.rec.timestamp_ms = self.began.elapsed().as_millis() as i64;
         if let Some(f) = self.flights.get_mut(&q.batch) {
             f.remaining -= 1;
         }
@@ -357,6 +361,17 @@ impl World {
             }
         }
         self.counts.delivered += 1;
+        if q.topic == DLQ && self.trace.is_some() {
+            let v: Json = serde_json::from_slice(&q.rec.payload).unwrap_or_default();
+            let (instance, code, topic, p, o) = (
+                q.instance,
+                v["code"].clone(),
+                v["source_topic"].clone(),
+                v["source_partition"].clone(),
+                v["source_offset"].clone(),
+            );
+            self.log(|| format!("instance {instance} dead-letters {topic}/{p}@{o}: {code}"));
+        }
         if q.topic == AVERAGES {
             let (instance, text) = (
                 q.instance,
@@ -717,7 +732,7 @@ impl Checkpoint for SimCheckpoint {
     fn emitted<'a>(
         &'a self,
         key_field: &'a str,
-    ) -> BoxFuture<'a, Result<HashMap<String, i64>, RestoreError>> {
+    ) -> BoxFuture<'a, Result<EmittedWindows, RestoreError>> {
         Box::pin(async move {
             let mut world = lock(&self.world);
             if std::mem::take(&mut world.fail_restore) {
@@ -727,13 +742,14 @@ impl Checkpoint for SimCheckpoint {
                     reason: "(simulated)".into(),
                 });
             }
-            let mut emitted: HashMap<String, i64> = HashMap::new();
+            let mut emitted = EmittedWindows::default();
             for rec in world.records(AVERAGES).iter().flatten() {
-                if let Some((key, start)) = average::emitted(&rec.payload, key_field) {
-                    let slot = emitted.entry(key).or_insert(start);
-                    *slot = (*slot).max(start);
+                if let Some(window) = average::emitted(&rec.payload, key_field) {
+                    emitted.add(window);
                 }
             }
+            let through: BTreeMap<i32, i64> = emitted.read_through.clone().into_iter().collect();
+            world.log(|| format!("restore reads through {through:?}"));
             Ok(emitted)
         })
     }

@@ -37,21 +37,42 @@ pub enum RestoreError {
 /// stops (a second apart, then two).
 const ATTEMPTS: u64 = 3;
 
+/// What earlier runs emitted, read back from the averages topic.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EmittedWindows {
+    /// Per key, the latest window start emitted.
+    pub latest: HashMap<String, i64>,
+    /// Per enriched partition, the furthest offset an emitting owner had read: records
+    /// after it were never seen by an earlier run.
+    pub read_through: HashMap<i32, i64>,
+}
+
+impl EmittedWindows {
+    /// Take one emitted window into account.
+    pub fn add(&mut self, emitted: average::Emitted) {
+        let slot = self.latest.entry(emitted.key).or_insert(emitted.start);
+        *slot = (*slot).max(emitted.start);
+        if let Some((partition, offset)) = emitted.read_through {
+            let slot = self.read_through.entry(partition).or_insert(offset);
+            *slot = (*slot).max(offset);
+        }
+    }
+}
+
 /// Where the window stage learns which windows earlier runs emitted.
 pub trait Checkpoint: Send + Sync + std::fmt::Debug {
-    /// Per key, the latest window start emitted. `key_field` names the key in the
-    /// records.
+    /// The windows emitted recently. `key_field` names the key in the records.
     fn emitted<'a>(
         &'a self,
         key_field: &'a str,
-    ) -> BoxFuture<'a, Result<HashMap<String, i64>, RestoreError>>;
+    ) -> BoxFuture<'a, Result<EmittedWindows, RestoreError>>;
 }
 
 impl Checkpoint for Restore {
     fn emitted<'a>(
         &'a self,
         key_field: &'a str,
-    ) -> BoxFuture<'a, Result<HashMap<String, i64>, RestoreError>> {
+    ) -> BoxFuture<'a, Result<EmittedWindows, RestoreError>> {
         Box::pin(self.emitted_recently(key_field))
     }
 }
@@ -70,10 +91,7 @@ pub struct Restore {
 impl Restore {
     /// Per key, the latest window start emitted in the last `lookback`, read up to
     /// [`ATTEMPTS`] times. `key_field` names the key in the records.
-    pub async fn emitted_recently(
-        &self,
-        key_field: &str,
-    ) -> Result<HashMap<String, i64>, RestoreError> {
+    pub async fn emitted_recently(&self, key_field: &str) -> Result<EmittedWindows, RestoreError> {
         let mut stop = self.stop.clone();
         let stopped = || RestoreError::Stopped {
             topic: self.topic.clone(),
@@ -100,7 +118,7 @@ impl Restore {
     }
 
     /// One read of the averages topic's tail, on a blocking thread.
-    async fn read(&self, key_field: &str) -> Result<HashMap<String, i64>, RestoreError> {
+    async fn read(&self, key_field: &str) -> Result<EmittedWindows, RestoreError> {
         let (restore, key_field) = (self.clone(), key_field.to_string());
         let topic = self.topic.clone();
         tokio::task::spawn_blocking(move || {
@@ -122,24 +140,23 @@ impl Restore {
     }
 }
 
-/// Per key, the latest window start written to `topic` in the last `lookback`.
-/// `key_field` names the key in the records (`country` in the brief's).
+/// The windows written to `topic` in the last `lookback`. `key_field` names the key
+/// in the records (`country` in the brief's).
 fn emitted_through(
     clients: &Clients,
     topic: &str,
     key_field: &str,
     lookback: Duration,
     timeout: Duration,
-) -> Result<HashMap<String, i64>, RestoreError> {
+) -> Result<EmittedWindows, RestoreError> {
     let since_ms = SystemTime::now()
         .checked_sub(lookback)
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_millis() as i64);
-    let mut emitted: HashMap<String, i64> = HashMap::new();
+    let mut emitted = EmittedWindows::default();
     tail::read_since(clients, topic, since_ms, timeout, |payload| {
-        if let Some((key, start)) = average::emitted(payload, key_field) {
-            let slot = emitted.entry(key).or_insert(start);
-            *slot = (*slot).max(start);
+        if let Some(window) = average::emitted(payload, key_field) {
+            emitted.add(window);
         }
     })
     .map_err(|source| RestoreError::Read {

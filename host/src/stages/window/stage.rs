@@ -127,6 +127,10 @@ pub struct WindowStage {
     reread_until: HashMap<i32, i64>,
     /// Per (enriched partition, source partition): the highest source offset counted.
     source_high: HashMap<(i32, i32), i64>,
+    /// Per partition, the first record of the batch being counted that went to the DLQ
+    /// as late: until the batch is acknowledged, a window emitted with it must not say
+    /// it was read (see [`WindowStage::read_through`]).
+    late_in_batch: HashMap<i32, i64>,
     /// No input arrived for the idle timeout; the next batch wakes every partition.
     quiet: bool,
     source_topic: String,
@@ -158,6 +162,7 @@ impl WindowStage {
             sources: Vec::new(),
             reread_until: HashMap::new(),
             source_high: HashMap::new(),
+            late_in_batch: HashMap::new(),
             quiet: false,
             source_topic: source_topic.to_string(),
             max_future_secs: future_bound(DEFAULT_MAX_FUTURE_SECS),
@@ -218,6 +223,8 @@ impl WindowStage {
         let mut outputs = Vec::new();
         let now_secs = (self.clock)();
         let mut rejects = Rejects::new(&self.source_topic, now);
+        // The batch before this one is acknowledged (one batch in flight at a time).
+        self.late_in_batch.clear();
         if self.quiet && !batch.is_empty() {
             // A backlog after a pause arrives one partition at a time: the quiet ones
             // must hold the watermark again (their idle clocks restart now).
@@ -292,6 +299,9 @@ impl WindowStage {
             match self.op.observe(lane, &keyed.key, keyed.time, reread) {
                 Observed::Late => {
                     metrics::counter!("streamhost_late_events_total").increment(1);
+                    self.late_in_batch
+                        .entry(record.partition)
+                        .or_insert(record.offset);
                     let message = format!(
                         "event time {} is behind the window watermark {} by more than the grace period; all its windows had closed",
                         timefmt::datetime(keyed.time),
@@ -331,6 +341,7 @@ impl WindowStage {
     /// except on the `holding` partitions, which still have records to come.
     pub fn idle(&mut self, now_secs: i64, holding: &[i32]) -> Vec<Output> {
         self.quiet = true;
+        self.late_in_batch.clear();
         self.op.on_idle(now_secs, holding);
         let mut outputs = Vec::new();
         self.drain_closed(&mut outputs);
@@ -343,11 +354,9 @@ impl WindowStage {
             tracing::debug!(partition, country = %w.key, start = w.start, count = w.count, watermark = self.op.watermark(*partition), "window closed");
         }
         metrics::counter!("streamhost_windows_closed_total").increment(closed.len() as u64);
-        outputs.extend(
-            closed
-                .iter()
-                .map(|(_, w)| average(w).output(&self.fields.key)),
-        );
+        outputs.extend(closed.iter().map(|(partition, w)| {
+            average(w, self.read_through(*partition)).output(&self.fields.key)
+        }));
         let spec = self.op.spec();
         for (partition, firsts) in self.first_offset.iter_mut() {
             let watermark = self.op.watermark(*partition);
@@ -356,6 +365,20 @@ impl WindowStage {
             });
         }
         metrics::gauge!("streamhost_open_windows").set(self.op.open_windows() as f64);
+    }
+
+    /// What a window emitted now says was read of `partition`: records up to the offset
+    /// a later owner may skip as re-reads. The last record read, or the one before the
+    /// batch's first late record: the averages topic and the DLQ are written
+    /// independently, so a crash can keep the window and lose the DLQ record, and that
+    /// record must then be judged again, not skipped.
+    fn read_through(&self, partition: i32) -> Option<(i32, i64)> {
+        let last = *self.last_offset.get(&partition)?;
+        let safe = self
+            .late_in_batch
+            .get(&partition)
+            .map_or(last, |late| last.min(late - 1));
+        Some((partition, safe))
     }
 
     /// Positions safe to commit: the oldest offset an open window still needs, or past
@@ -431,18 +454,18 @@ impl WindowStage {
     /// Follow the consumer's assignment: drop the state of partitions this instance no
     /// longer owns (their new owner re-reads them from the committed position), and let
     /// lanes quiet for `idle` stop holding the watermark back, unless their partition is
-    /// `pending` (records left to read here) or, for a lane that has brought data, their
-    /// source is in `pending_sources` (a backlog the validate stage has yet to read):
-    /// slow, not idle; their idle clock restarts. A lane that never brought data is not
-    /// held by its source: nothing says the backlog has records for it (a partition no
-    /// country hashes to would otherwise hold the watermark for a whole catch-up).
+    /// one of `progress.partitions` (records left to read here) or, for a lane that has
+    /// brought data, their source is one of `progress.sources` (a backlog the validate
+    /// stage has yet to read): slow, not idle; their idle clock restarts. A lane that
+    /// never brought data is not held by its source: nothing says the backlog has
+    /// records for it (a partition no country hashes to would otherwise hold the
+    /// watermark for a whole catch-up).
     pub fn sync_partitions(
         &mut self,
         assigned: &[i32],
         now: Instant,
         idle: Duration,
-        pending: &[i32],
-        pending_sources: &[i32],
+        progress: &Progress,
     ) {
         let revoked: Vec<i32> = self
             .last_offset
@@ -461,8 +484,8 @@ impl WindowStage {
             self.lanes.entry(lane).or_insert(now);
         }
         for (lane, last) in &mut self.lanes {
-            let slow = pending.contains(&lane.partition)
-                || (lane.source.is_some_and(|s| pending_sources.contains(&s))
+            let slow = progress.partitions.contains(&lane.partition)
+                || (lane.source.is_some_and(|s| progress.sources.contains(&s))
                     && self.op.has_data(*lane));
             if slow {
                 *last = now;
@@ -473,13 +496,14 @@ impl WindowStage {
     }
 }
 
-fn average(w: &ClosedWindow) -> Average<'_> {
+fn average(w: &ClosedWindow, read_through: Option<(i32, i64)>) -> Average<'_> {
     Average {
         key: &w.key,
         start: w.start,
         end: w.end,
         average: w.average,
         count: w.count,
+        read_through,
     }
 }
 
@@ -503,8 +527,17 @@ impl WindowStage {
         }
         let ends = source.high_watermarks(&taken_over);
         let emitted = restore.emitted(&self.fields.key).await?;
-        tracing::info!(partitions = ?taken_over, keys = emitted.len(), "window stage: restored emitted windows");
-        self.restore_emitted(&emitted, ends);
+        tracing::info!(partitions = ?taken_over, keys = emitted.latest.len(), "window stage: restored emitted windows");
+        // What an earlier owner read may be a re-read; what none read is judged afresh
+        // (late, if its windows were emitted without it).
+        let reread_until = ends
+            .into_iter()
+            .map(|(p, end)| match emitted.read_through.get(&p) {
+                Some(read) => (p, end.min(read + 1)),
+                None => (p, end),
+            })
+            .collect();
+        self.restore_emitted(&emitted.latest, reread_until);
         Ok(())
     }
 
@@ -570,13 +603,7 @@ impl Stage for WindowStage {
         if !progress.is_empty() {
             tracing::debug!(partitions = ?progress.partitions, sources = ?progress.sources, "window stage: quiet lanes still have a backlog, they keep holding the watermark");
         }
-        self.sync_partitions(
-            assigned,
-            now,
-            self.idle,
-            &progress.partitions,
-            &progress.sources,
-        );
+        self.sync_partitions(assigned, now, self.idle, &progress);
         let outputs = if batch.is_empty() {
             // Records still to come (a rebalance's pause, or a source partition waiting
             // for a new owner) are not idleness: those partitions keep their event time.
@@ -655,6 +682,57 @@ mod tests {
             (13, 6),
             "nothing open: past the last record"
         );
+    }
+
+    fn read_through(outputs: &[Output]) -> Vec<(i64, i64)> {
+        outputs
+            .iter()
+            .filter(|o| o.destination == Destination::Averages)
+            .map(|o| {
+                let v: serde_json::Value = serde_json::from_slice(&o.payload).unwrap();
+                (
+                    v["enriched_partition"].as_i64().unwrap(),
+                    v["enriched_read_through"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_window_says_how_far_it_read_short_of_a_late_record_in_flight() {
+        let mut stage = WindowStage::new(SPEC, "enriched_events", WindowFields::default());
+        // [0,60) closes on t=61 (offset 11); offset 12 (t=5) is then late, and goes to
+        // the DLQ in the same batch as the window.
+        let out = stage.count(&[
+            rec(0, 10, "US", 5),
+            rec(0, 11, "US", 61),
+            rec(0, 12, "US", 5),
+        ]);
+        assert!(out.iter().any(|o| o.destination == Destination::Dlq));
+        assert_eq!(read_through(&out), vec![(0, 11)]);
+        // Without a late record, the window says it read the whole batch.
+        let out = stage.count(&[rec(0, 13, "US", 130), rec(0, 14, "US", 131)]);
+        assert_eq!(read_through(&out), vec![(0, 14)]);
+    }
+
+    #[test]
+    fn after_a_takeover_a_record_no_earlier_owner_read_is_judged_not_skipped() {
+        let mut stage = WindowStage::new(SPEC, "enriched_events", WindowFields::default());
+        // [0,60) of US was emitted by an owner that read partition 0 through offset 11;
+        // the partition ends at 20 now. Offset 11 is a re-read; offset 15 was never read.
+        let emitted = HashMap::from([("US".to_string(), 0)]);
+        stage.restore_emitted(&emitted, HashMap::from([(0, 12)]));
+        let out = stage.count(&[rec(0, 11, "US", 5), rec(0, 15, "US", 6)]);
+        let dlq: Vec<&Output> = out
+            .iter()
+            .filter(|o| o.destination == Destination::Dlq)
+            .collect();
+        assert_eq!(
+            dlq.len(),
+            1,
+            "offset 15 is late, offset 11 a re-read: {out:?}"
+        );
+        assert!(String::from_utf8_lossy(&dlq[0].payload).contains("\"source_offset\":15"));
     }
 
     #[test]
@@ -778,7 +856,7 @@ mod tests {
         let mut stage = WindowStage::new(SPEC, "enriched_events", WindowFields::default());
         stage.set_sources(vec![0, 1]);
         let start = Instant::now();
-        stage.sync_partitions(&[0], start, Duration::from_secs(60), &[], &[]);
+        stage.sync_partitions(&[0], start, Duration::from_secs(60), &Progress::default());
         let from = |offset: i64, source: i32, country: &str, t: i64| {
             SourceRecord {
             partition: 0,
@@ -797,7 +875,15 @@ mod tests {
             2
         );
         // Both lanes are quiet, but the partition has records left to read.
-        stage.sync_partitions(&[0], later, Duration::from_secs(60), &[0], &[]);
+        stage.sync_partitions(
+            &[0],
+            later,
+            Duration::from_secs(60),
+            &Progress {
+                partitions: vec![0],
+                ..Progress::default()
+            },
+        );
         assert!(stage.count(&[from(3, 0, "US", 5_000)]).is_empty());
         let out = stage.count(&[from(4, 1, "DE", 1_900)]);
         assert!(
@@ -806,7 +892,12 @@ mod tests {
         );
         // Without a backlog the quiet lane is idle: the watermark follows source 0.
         let much_later = later + Duration::from_secs(120);
-        stage.sync_partitions(&[0], much_later, Duration::from_secs(60), &[], &[]);
+        stage.sync_partitions(
+            &[0],
+            much_later,
+            Duration::from_secs(60),
+            &Progress::default(),
+        );
         let late = stage.count(&[from(5, 0, "US", 10_000), from(6, 1, "DE", 2_000)]);
         assert!(
             late.iter().any(|o| o.destination == Destination::Dlq),
@@ -839,9 +930,9 @@ mod tests {
     fn a_partition_taken_over_is_not_judged_by_the_others_clock() {
         let mut stage = WindowStage::new(SPEC, "enriched_events", WindowFields::default());
         let now = Instant::now();
-        stage.sync_partitions(&[0], now, Duration::from_secs(60), &[], &[]);
+        stage.sync_partitions(&[0], now, Duration::from_secs(60), &Progress::default());
         stage.count(&[rec(0, 1, "US", 10), rec(0, 2, "US", 5_000)]);
-        stage.sync_partitions(&[0, 1], now, Duration::from_secs(60), &[], &[]);
+        stage.sync_partitions(&[0, 1], now, Duration::from_secs(60), &Progress::default());
         let out = stage.count(&[rec(1, 7, "DE", 100), rec(1, 8, "DE", 110)]);
         assert!(
             out.iter().all(|o| o.destination != Destination::Dlq),
@@ -858,7 +949,12 @@ mod tests {
     fn a_source_partition_behind_the_others_is_not_judged_late() {
         let mut stage = WindowStage::new(SPEC, "enriched_events", WindowFields::default());
         stage.set_sources(vec![0, 1, 2]);
-        stage.sync_partitions(&[0], Instant::now(), Duration::from_secs(60), &[], &[]);
+        stage.sync_partitions(
+            &[0],
+            Instant::now(),
+            Duration::from_secs(60),
+            &Progress::default(),
+        );
         let from = |offset: i64, source: i32, t: i64| {
             SourceRecord {
             partition: 0,
@@ -876,7 +972,15 @@ mod tests {
         // up on it: slow, not idle. Source 2 has a backlog too but never brought
         // anything to this partition: it does not hold the watermark.
         let later = Instant::now() + Duration::from_secs(120);
-        stage.sync_partitions(&[0], later, Duration::from_secs(60), &[], &[1, 2]);
+        stage.sync_partitions(
+            &[0],
+            later,
+            Duration::from_secs(60),
+            &Progress {
+                sources: vec![1, 2],
+                ..Progress::default()
+            },
+        );
         let out = stage.count(&[from(3, 1, 1_900)]);
         assert!(
             out.iter().all(|o| o.destination != Destination::Dlq),
@@ -888,7 +992,12 @@ mod tests {
         );
         // Caught up and still quiet: idle, the watermark follows source 0.
         let much_later = later + Duration::from_secs(120);
-        stage.sync_partitions(&[0], much_later, Duration::from_secs(60), &[], &[]);
+        stage.sync_partitions(
+            &[0],
+            much_later,
+            Duration::from_secs(60),
+            &Progress::default(),
+        );
         let closed = counts(&stage.count(&[from(4, 0, 10_000)]));
         assert!(
             closed
@@ -905,7 +1014,12 @@ mod tests {
         let mut stage = WindowStage::new(SPEC, "enriched_events", WindowFields::default());
         stage.count(&[rec(0, 1, "US", 5), rec(1, 1, "DE", 5)]);
         let later = Instant::now() + Duration::from_secs(120);
-        stage.sync_partitions(&[0, 1], later, Duration::from_secs(60), &[], &[]);
+        stage.sync_partitions(
+            &[0, 1],
+            later,
+            Duration::from_secs(60),
+            &Progress::default(),
+        );
         assert_eq!(counts(&stage.idle(1_000, &[])).len(), 2);
         // The backlog: partition 0 delivers far ahead first, then partition 1.
         assert!(stage.count(&[rec(0, 2, "US", 5_000)]).is_empty());
@@ -979,7 +1093,12 @@ mod tests {
     fn a_revoked_partition_drops_its_windows_and_a_late_event_goes_to_the_dlq() {
         let mut stage = WindowStage::new(SPEC, "enriched_events", WindowFields::default());
         stage.count(&[rec(0, 1, "US", 5), rec(1, 1, "DE", 5)]);
-        stage.sync_partitions(&[1], Instant::now(), Duration::from_secs(60), &[], &[]);
+        stage.sync_partitions(
+            &[1],
+            Instant::now(),
+            Duration::from_secs(60),
+            &Progress::default(),
+        );
         let out = stage.idle(1_000, &[]);
         assert_eq!(counts(&out).len(), 1, "only DE's window is still ours");
         let late = stage.count(&[rec(1, 2, "DE", 5)]);
