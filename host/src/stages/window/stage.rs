@@ -644,12 +644,19 @@ mod tests {
         }
     }
 
-    fn counts(outputs: &[Output]) -> Vec<(String, u64)> {
+    /// The average records among `outputs`, parsed.
+    fn averages(outputs: &[Output]) -> Vec<serde_json::Value> {
         outputs
             .iter()
             .filter(|o| o.destination == Destination::Averages)
-            .map(|o| {
-                let v: serde_json::Value = serde_json::from_slice(&o.payload).unwrap();
+            .map(|o| serde_json::from_slice(&o.payload).unwrap())
+            .collect()
+    }
+
+    fn counts(outputs: &[Output]) -> Vec<(String, u64)> {
+        averages(outputs)
+            .iter()
+            .map(|v| {
                 (
                     v["window_start"].as_str().unwrap().to_string(),
                     v["event_count"].as_u64().unwrap(),
@@ -685,11 +692,9 @@ mod tests {
     }
 
     fn read_through(outputs: &[Output]) -> Vec<(i64, i64)> {
-        outputs
+        averages(outputs)
             .iter()
-            .filter(|o| o.destination == Destination::Averages)
-            .map(|o| {
-                let v: serde_json::Value = serde_json::from_slice(&o.payload).unwrap();
+            .map(|v| {
                 (
                     v["enriched_partition"].as_i64().unwrap(),
                     v["enriched_read_through"].as_i64().unwrap(),
