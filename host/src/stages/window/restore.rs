@@ -89,8 +89,9 @@ pub struct Restore {
 }
 
 impl Restore {
-    /// Per key, the latest window start emitted in the last `lookback`, read up to
-    /// [`ATTEMPTS`] times. `key_field` names the key in the records.
+    /// The windows emitted in the last `lookback` (per key the latest start, per
+    /// partition how far their owners had read), read up to [`ATTEMPTS`] times.
+    /// `key_field` names the key in the records.
     pub async fn emitted_recently(&self, key_field: &str) -> Result<EmittedWindows, RestoreError> {
         let mut stop = self.stop.clone();
         let stopped = || RestoreError::Stopped {
