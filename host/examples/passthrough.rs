@@ -112,7 +112,7 @@ async fn main() -> Result<()> {
         averages_topic: args.then_to.clone().unwrap_or_default(),
         ..KafkaConfig::default()
     };
-    let clients = Clients::new(&kafka);
+    let clients = Clients::new(&kafka).context("kafka.client")?;
     let sink = KafkaSink::new(&clients, &kafka).context("producer")?;
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let signals = async move {

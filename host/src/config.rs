@@ -409,15 +409,6 @@ impl Config {
         if self.pipeline.batch_size == 0 {
             return Err(invalid("pipeline.batch_size", &0, "must be at least 1"));
         }
-        for (key, why) in crate::kafka::client::HOST_OWNED {
-            if self.kafka.client.contains_key(*key) {
-                return Err(ConfigError::Invalid {
-                    key: "kafka.client",
-                    value: (*key).to_string(),
-                    reason: why,
-                });
-            }
-        }
         if self.kafka.delivery_timeout_secs == 0 {
             return Err(invalid(
                 "kafka.delivery_timeout_secs",
@@ -425,7 +416,6 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        crate::kafka::client::check_options(&self.kafka.client, self.kafka.idempotence)?;
         if self.pipeline.max_fields == 0 {
             return Err(invalid("pipeline.max_fields", &0, "must be at least 1"));
         }
@@ -732,17 +722,7 @@ mod tests {
                 "one trailing newline trimmed"
             );
             assert_eq!(client["ssl.keystore.password"], "st0re-s3cret");
-            let clients = crate::kafka::client::Clients::new(&c.kafka);
-            assert_eq!(
-                clients.producer("p").get("sasl.password"),
-                Some("s3cret-pw")
-            );
-            for shown in [
-                format!("{c:?}"),
-                format!("{clients:?}"),
-                serde_json::to_string(&c).unwrap(),
-                help(),
-            ] {
+            for shown in [format!("{c:?}"), serde_json::to_string(&c).unwrap(), help()] {
                 for secret in ["s3cret-pw", "k3y-pass", "st0re-s3cret"] {
                     assert!(!shown.contains(secret), "{secret} in {shown}");
                 }
@@ -800,30 +780,5 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .into();
         assert_eq!(options, expected);
-    }
-
-    #[test]
-    fn an_option_librdkafka_refuses_stops_the_load_without_showing_a_secret() {
-        figment::Jail::expect_with(|jail| {
-            // A Java client's option librdkafka does not know, holding a password.
-            jail.set_env(
-                "STREAMHOST_KAFKA_CLIENT_SSL_TRUSTSTORE_PASSWORD",
-                "hunter2-pw",
-            );
-            let err = Config::load(None).unwrap_err().to_string();
-            assert!(err.contains("ssl.truststore.password"), "{err}");
-            assert!(!err.contains("hunter2-pw"), "{err}");
-            jail.clear_env();
-            jail.set_env("STREAMHOST_KAFKA_CLIENT_SECURITY_PROTOCOL", "TLS");
-            let err = Config::load(None).unwrap_err().to_string();
-            assert!(err.contains("security.protocol"), "{err}");
-            assert!(err.contains("TLS"), "{err}");
-            // The TLS and SCRAM support are built in.
-            jail.set_env("STREAMHOST_KAFKA_CLIENT_SECURITY_PROTOCOL", "SASL_SSL");
-            jail.set_env("STREAMHOST_KAFKA_CLIENT_SASL_MECHANISM", "SCRAM-SHA-512");
-            jail.set_env("STREAMHOST_KAFKA_CLIENT_COMPRESSION_TYPE", "zstd");
-            Config::load(None).unwrap();
-            Ok(())
-        });
     }
 }

@@ -27,16 +27,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::admin::{AdminClient, AdminOptions, ConfigResourceResult, ResourceSpecifier};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::{Offset, TopicPartitionList};
-
 use crate::config::WatchdogMode;
-use crate::kafka::client::ClientLog;
-use crate::kafka::delivery::{classify, DeliveryClass};
 use crate::kafka::source::SourceError;
-use crate::kafka::Clients;
 use crate::stages::io::Source;
 
 /// The two stages that read a topic as a consumer group.
@@ -269,7 +261,6 @@ impl Health {
 #[derive(Debug, Clone)]
 pub struct WatchdogConfig {
     pub stage: StageName,
-    pub clients: Clients,
     pub group_id: String,
     pub topic: String,
     pub mode: WatchdogMode,
@@ -302,8 +293,13 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    /// Start the watchdog thread (none when the mode is off).
-    pub fn start(config: WatchdogConfig, health: Health) -> Result<Self, SourceError> {
+    /// Start the watchdog thread (none when the mode is off), on the stamps `board`
+    /// opens (called only when the mode is not off).
+    pub fn start<S: Stamps>(
+        config: WatchdogConfig,
+        health: Health,
+        board: impl FnOnce(&str) -> Result<S, SourceError>,
+    ) -> Result<Self, SourceError> {
         let shared = Arc::new(Mutex::new(Shared {
             assigned: Vec::new(),
             turned: Instant::now(),
@@ -318,7 +314,8 @@ impl Watchdog {
             h.reached_broker |= unwatched
         });
         if !unwatched {
-            let judge = Judge::new(&config, shared.clone(), health.clone())?;
+            let stamps = board(&side_group(&config.group_id))?;
+            let judge = Judge::new(&config, stamps, shared.clone(), health.clone());
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name(format!("watchdog-{}", config.stage.as_str()))
@@ -418,7 +415,7 @@ impl Drop for Watchdog {
 
 /// What the broker says about itself, which decides `kafka.watchdog = "auto"`.
 #[derive(Debug, PartialEq, Eq)]
-enum BrokerKind {
+pub enum BrokerKind {
     /// It described its configuration: a full implementation of the Kafka protocol,
     /// whose coordinator reassigns a dead member's partitions after the session timeout.
     DescribesItself,
@@ -427,60 +424,32 @@ enum BrokerKind {
     Silent(String),
 }
 
-impl BrokerKind {
-    /// What an attempt says; None while the broker is away (ask again). Any other
-    /// failure, e.g. a broker without DescribeConfigs, leaves the watchdog on.
-    fn answered(attempt: Result<Option<ConfigResourceResult>, KafkaError>) -> Option<Self> {
-        match attempt {
-            Ok(result) => Some(Self::of(result)),
-            Err(e) if classify(&e) == DeliveryClass::Transient => {
-                tracing::debug!(error = %e, "watchdog: the broker did not answer yet");
-                None
-            }
-            Err(e) => Some(Self::Silent(format!("DescribeConfigs failed: {e}"))),
-        }
-    }
-
-    fn of(result: Option<ConfigResourceResult>) -> Self {
-        match result {
-            Some(Ok(resource)) if !resource.entries.is_empty() => Self::DescribesItself,
-            Some(Ok(_)) => Self::Silent("an empty configuration".into()),
-            Some(Err(code)) => Self::Silent(format!("{code:?} ({code})")),
-            None => Self::Silent("no answer for the broker resource".into()),
-        }
-    }
+/// The broker side of a watchdog: the stamps, kept in the side group
+/// [`side_group`], and the broker's answer about itself. Blocking calls, made on the
+/// watchdog's own thread.
+pub trait Stamps: Send + 'static {
+    /// What the broker says about itself; None while it is away (ask again).
+    fn broker_kind(&mut self) -> Option<BrokerKind>;
+    /// Stamp `partitions` of the input topic with `now_ms`.
+    fn stamp(&mut self, partitions: &[i32], now_ms: i64);
+    /// Every partition's stamp (None: never stamped), or None when the broker could
+    /// not say.
+    fn read(&mut self) -> Option<Vec<(i32, Option<i64>)>>;
 }
 
-/// DescribeConfigs for the broker that answers the metadata request for `topic`. An
-/// error is no answer (the broker is away); a broker's refusal is in the result.
-fn describe_broker(
-    admin: &AdminClient<ClientLog>,
-    topic: &str,
-) -> Result<Option<ConfigResourceResult>, KafkaError> {
-    let broker = admin
-        .inner()
-        .fetch_metadata(Some(topic), ROUND_TRIP)?
-        .orig_broker_id();
-    let options = AdminOptions::new().request_timeout(Some(ROUND_TRIP));
-    let results = futures::executor::block_on(
-        admin.describe_configs([&ResourceSpecifier::Broker(broker)], &options),
-    )?;
-    Ok(results.into_iter().next())
+/// The group whose "committed offsets" are the stamps of `group`'s partitions.
+pub fn side_group(group: &str) -> String {
+    format!("{group}.liveness")
 }
 
-/// Timeout of each broker round trip of the watchdog.
-const ROUND_TRIP: Duration = Duration::from_secs(5);
-
-/// The watchdog thread's state: a client that never joins a group (offset commits and
-/// fetches of `<group>.liveness`, and metadata), and the tracker.
-struct Judge {
+/// The watchdog thread's state: the stamps, and the tracker.
+struct Judge<S> {
     stage: StageName,
     topic: String,
     mode: WatchdogMode,
-    clients: Clients,
-    /// `<group>.liveness`, where the stamps are committed.
+    /// `<group>.liveness`, where the stamps are kept.
     side_group: String,
-    client: BaseConsumer<ClientLog>,
+    stamps: S,
     tracker: OrphanTracker,
     interval: Duration,
     /// A loop that has not turned for this long is stuck: its partitions go unstamped.
@@ -489,44 +458,27 @@ struct Judge {
     health: Health,
 }
 
-impl Judge {
-    fn new(
-        config: &WatchdogConfig,
-        shared: Arc<Mutex<Shared>>,
-        health: Health,
-    ) -> Result<Self, SourceError> {
-        let side_group = format!("{}.liveness", config.group_id);
-        let client = config
-            .clients
-            .reader(
-                &side_group,
-                &format!("streamhost-liveness-{}", config.group_id),
-            )
-            .create_with_context(ClientLog)
-            .map_err(|source| SourceError::Kafka {
-                context: "create the watchdog's client",
-                source,
-            })?;
+impl<S: Stamps> Judge<S> {
+    fn new(config: &WatchdogConfig, stamps: S, shared: Arc<Mutex<Shared>>, health: Health) -> Self {
         // Jitter, so that instances that see the same orphan do not all rejoin at once.
         let random = std::collections::hash_map::RandomState::new()
             .build_hasher()
             .finish();
         let quarter = (config.stall_timeout.as_millis() / 4).max(1) as u64;
         let timeout = config.stall_timeout + Duration::from_millis(random % quarter);
-        Ok(Self {
+        Self {
             stage: config.stage,
             topic: config.topic.clone(),
             mode: config.mode,
-            clients: config.clients.clone(),
-            side_group,
-            client,
+            side_group: side_group(&config.group_id),
+            stamps,
             tracker: OrphanTracker::new(timeout),
             interval: (config.stall_timeout / 4)
                 .clamp(Duration::from_millis(500), Duration::from_secs(5)),
             stuck_after: (config.stall_timeout / 2).max(config.longest_turn * 2),
             shared,
             health,
-        })
+        }
     }
 
     fn run(mut self, stop: &AtomicBool) {
@@ -599,21 +551,9 @@ impl Judge {
     }
 
     /// Ask the broker to describe itself until it answers (None: stopped before).
-    fn broker_kind(&self, stop: &AtomicBool) -> Option<BrokerKind> {
-        let admin: AdminClient<ClientLog> = match self
-            .clients
-            .admin(&format!("streamhost-probe-{}", self.stage.as_str()))
-            .create_with_context(ClientLog)
-        {
-            Ok(admin) => admin,
-            Err(e) => {
-                return Some(BrokerKind::Silent(format!(
-                    "cannot create an admin client: {e}"
-                )))
-            }
-        };
+    fn broker_kind(&mut self, stop: &AtomicBool) -> Option<BrokerKind> {
         while !stop.load(Ordering::Relaxed) {
-            if let Some(kind) = BrokerKind::answered(describe_broker(&admin, &self.topic)) {
+            if let Some(kind) = self.stamps.broker_kind() {
                 return Some(kind);
             }
             self.pause(stop);
@@ -622,51 +562,20 @@ impl Judge {
     }
 
     /// Stamp every partition this instance owns with the wall clock (milliseconds).
-    fn stamp(&self, assigned: &[i32]) {
+    fn stamp(&mut self, assigned: &[i32]) {
+        if assigned.is_empty() {
+            return;
+        }
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        let mut list = TopicPartitionList::new();
-        for p in assigned {
-            if let Err(e) = list.add_partition_offset(&self.topic, *p, Offset::Offset(now_ms)) {
-                tracing::warn!(error = %e, "watchdog: cannot list a stamp");
-            }
-        }
-        if list.count() == 0 {
-            return;
-        }
-        if let Err(e) = self.client.commit(&list, CommitMode::Sync) {
-            tracing::warn!(stage = self.stage.as_str(), error = %e, "watchdog: cannot stamp the owned partitions");
-        }
+        self.stamps.stamp(assigned, now_ms);
     }
 
     /// The orphaned partitions, or None when the broker could not say (no verdict).
     fn judge(&mut self) -> Option<Vec<Orphan>> {
-        let meta = self
-            .client
-            .fetch_metadata(Some(&self.topic), ROUND_TRIP)
-            .map_err(|e| tracing::debug!(error = %e, "watchdog: no metadata"))
-            .ok()?;
-        let mut list = TopicPartitionList::new();
-        for t in meta.topics().iter().filter(|t| t.name() == self.topic) {
-            for p in t.partitions() {
-                list.add_partition(&self.topic, p.id());
-            }
-        }
-        let stamps = self
-            .client
-            .committed_offsets(list, ROUND_TRIP)
-            .map_err(|e| tracing::debug!(error = %e, "watchdog: cannot read the stamps"))
-            .ok()?;
-        let stamps: Vec<(i32, Option<i64>)> = stamps
-            .elements()
-            .iter()
-            .map(|e| match e.offset() {
-                Offset::Offset(o) => (e.partition(), Some(o)),
-                _ => (e.partition(), None),
-            })
-            .collect();
+        let stamps = self.stamps.read()?;
         Some(self.tracker.observe(Instant::now(), &stamps))
     }
 }
@@ -676,52 +585,6 @@ mod tests {
     use super::*;
 
     const T: Duration = Duration::from_secs(20);
-
-    #[test]
-    fn only_a_broker_that_describes_itself_goes_without_the_watchdog() {
-        use rdkafka::admin::{ConfigEntry, ConfigResource, ConfigSource, OwnedResourceSpecifier};
-        use rdkafka::types::RDKafkaErrorCode;
-        let described = |entries: Vec<ConfigEntry>| {
-            Some(Ok(ConfigResource {
-                specifier: OwnedResourceSpecifier::Broker(1),
-                entries,
-            }))
-        };
-        let entry = ConfigEntry {
-            name: "log.retention.hours".into(),
-            value: Some("168".into()),
-            source: ConfigSource::Default,
-            is_read_only: true,
-            is_default: true,
-            is_sensitive: false,
-        };
-        assert_eq!(
-            BrokerKind::of(described(vec![entry])),
-            BrokerKind::DescribesItself
-        );
-        // Tansu 0.6: no entries (to librdkafka 2.12), a topic it does not have (2.16).
-        let tansu = BrokerKind::of(Some(Err(RDKafkaErrorCode::UnknownTopicOrPartition)));
-        assert!(
-            matches!(&tansu, BrokerKind::Silent(why) if why.contains("UnknownTopicOrPartition")),
-            "{tansu:?}"
-        );
-        // Not allowed to describe the cluster: the watchdog stays, to be safe.
-        let denied = BrokerKind::of(Some(Err(RDKafkaErrorCode::ClusterAuthorizationFailed)));
-        assert!(matches!(denied, BrokerKind::Silent(_)));
-        assert!(matches!(
-            BrokerKind::of(described(vec![])),
-            BrokerKind::Silent(_)
-        ));
-        assert!(matches!(BrokerKind::of(None), BrokerKind::Silent(_)));
-        // The broker away: ask again. A broker without the request: the watchdog stays.
-        let away = KafkaError::MetadataFetch(RDKafkaErrorCode::BrokerTransportFailure);
-        assert_eq!(BrokerKind::answered(Err(away)), None);
-        let unsupported = KafkaError::AdminOp(RDKafkaErrorCode::UnsupportedFeature);
-        assert!(matches!(
-            BrokerKind::answered(Err(unsupported)),
-            Some(BrokerKind::Silent(_))
-        ));
-    }
 
     fn partitions(orphans: &[Orphan]) -> Vec<i32> {
         orphans.iter().map(|o| o.partition).collect()

@@ -321,7 +321,7 @@ async fn run(config_file: Option<&Path>, schema_file: Option<PathBuf>) -> Result
         Some(board.clone()),
     )
     .with_retry(Duration::from_secs(config.plugins.breaker_retry_secs));
-    let clients = Clients::new(&config.kafka);
+    let clients = Clients::new(&config.kafka)?;
     let sink = KafkaSink::new(&clients, &config.kafka)?;
 
     let (stop_tx, stop) = watch::channel(false);

@@ -12,21 +12,13 @@
 //!   produced with the pipeline's producer settings (acks=all, idempotent); the run
 //!   waits for every acknowledgement and reports any failure.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
-use rdkafka::client::ClientContext;
-use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
-
 use crate::config::KafkaConfig;
-use crate::kafka::client::ClientLog;
+use crate::kafka::sink::{OneByOne, SinkError};
+use crate::kafka::tail::{Bounded, Start, TailError};
 use crate::kafka::Clients;
 use crate::records::dlq::{DlqRecord, RawError};
 use crate::timefmt;
@@ -260,11 +252,18 @@ impl fmt::Display for Summary {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    // KafkaError's message already names its cause: one line, no source chain.
-    #[error("{context}: {error}")]
-    Kafka { context: String, error: KafkaError },
-    #[error("topic {0} does not exist (or has no partitions)")]
-    NoTopic(String),
+    #[error("{0}")]
+    Config(Box<crate::config::ConfigError>),
+    #[error("reading {topic}: {error} (brokers {brokers})")]
+    Read {
+        topic: String,
+        error: Box<TailError>,
+        brokers: String,
+    },
+    #[error(transparent)]
+    Produce(Box<SinkError>),
+    #[error("cannot start the replay's runtime: {0}")]
+    Runtime(#[from] std::io::Error),
     #[error("name the codes to replay with --code (a dry run without --code lists them all)")]
     NoCodes,
     #[error("--to {0} is the DLQ topic itself")]
@@ -314,15 +313,12 @@ fn acknowledged(replayed: u64, to: &str) -> String {
     }
 }
 
-fn kafka(context: impl Into<String>) -> impl FnOnce(KafkaError) -> ReplayError {
-    let context = context.into();
-    move |error| ReplayError::Kafka { context, error }
-}
-
 /// Records produced but not yet acknowledged; settled in chunks of this size.
 const IN_FLIGHT: usize = 5_000;
 /// Metadata and watermark requests.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest wait for the next record of the DLQ.
+const POLL: Duration = Duration::from_millis(200);
 
 /// Read `kafka.dlq_topic` to its end at the start, replay what `plan` selects.
 /// `idle` bounds the wait for the next record while partitions are not at their end.
@@ -340,7 +336,12 @@ pub fn run(
         dry_run: plan.dry_run,
         ..Summary::default()
     };
-    match replay(kafka_config, plan, idle, &mut summary) {
+    let replayed = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(ReplayError::from)
+        .and_then(|runtime| runtime.block_on(replay(kafka_config, plan, idle, &mut summary)));
+    match replayed {
         Ok(()) => Ok(summary),
         Err(error) => Err(ReplayFailed {
             summary: Box::new(summary),
@@ -364,7 +365,9 @@ fn check(kafka_config: &KafkaConfig, plan: &Plan) -> Result<(), ReplayError> {
     Ok(())
 }
 
-fn replay(
+/// The run, on a current-thread runtime: the DLQ's reads block it, which is fine for
+/// a command that does nothing else meanwhile.
+async fn replay(
     kafka_config: &KafkaConfig,
     plan: &Plan,
     idle: Duration,
@@ -372,79 +375,66 @@ fn replay(
 ) -> Result<(), ReplayError> {
     check(kafka_config, plan)?;
     let topic = kafka_config.dlq_topic.as_str();
-    let clients = Clients::new(kafka_config);
-    let consumer: BaseConsumer<QuietEof> = clients
-        .reader("streamhost-dlq-replay", "streamhost-dlq-replay")
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest")
-        .create_with_context(QuietEof)
-        .map_err(kafka("kafka consumer"))?;
-    let mut ends = bounds(&consumer, topic).map_err(|e| match e {
-        ReplayError::Kafka { context, error } => ReplayError::Kafka {
-            context: format!("{context} (brokers {})", kafka_config.brokers),
-            error,
-        },
-        other => other,
-    })?;
-    let producer: Option<FutureProducer<ClientLog>> = if plan.dry_run {
-        None
-    } else {
-        Some(
-            clients
-                .producer("streamhost-dlq-replay")
-                .create_with_context(ClientLog)
-                .map_err(kafka("kafka producer"))?,
-        )
+    let clients = Clients::new(kafka_config).map_err(|e| ReplayError::Config(Box::new(e)))?;
+    let read_error = |error| ReplayError::Read {
+        topic: topic.to_string(),
+        error: Box::new(error),
+        brokers: kafka_config.brokers.clone(),
     };
-    tracing::info!(topic, partitions = ?ends, selection = %summary.selection, to = %plan.to, dry_run = plan.dry_run, "reading the DLQ to its end at the start");
+    let mut dlq = Bounded::open(
+        &clients,
+        "streamhost-dlq-replay",
+        topic,
+        Start::Oldest,
+        REQUEST_TIMEOUT,
+    )
+    .map_err(read_error)?;
+    let mut producer = match plan.dry_run {
+        true => None,
+        false => Some(
+            OneByOne::new(
+                &clients,
+                "streamhost-dlq-replay",
+                Duration::from_secs(kafka_config.delivery_timeout_secs),
+            )
+            .map_err(|e| ReplayError::Produce(Box::new(e)))?,
+        ),
+    };
+    tracing::info!(topic, partitions = ?dlq.remaining(), selection = %summary.selection, to = %plan.to, dry_run = plan.dry_run, "reading the DLQ to its end at the start");
 
-    let mut in_flight: Vec<(String, DeliveryFuture)> = Vec::new();
+    let mut codes: Vec<String> = Vec::new();
     let mut last_progress = Instant::now();
-    while !ends.is_empty() {
+    while !dlq.is_done() {
         if last_progress.elapsed() > idle {
-            let mut partitions: Vec<i32> = ends.keys().copied().collect();
-            partitions.sort_unstable();
-            settle(&mut in_flight, summary);
+            if let Some(producer) = &mut producer {
+                settle(producer, &mut codes, summary).await;
+            }
             return Err(ReplayError::Stalled {
                 topic: topic.to_string(),
                 idle,
-                partitions,
+                partitions: dlq.remaining(),
             });
         }
-        let Some(result) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let message = match result {
-            Ok(m) => m,
-            // The partition's current end, which is at or past its end at the start.
-            Err(KafkaError::PartitionEOF(partition)) => {
-                ends.remove(&partition);
-                continue;
-            }
+        let record = match dlq.next(POLL) {
+            Ok(Some(record)) => record,
+            Ok(None) => continue,
             Err(e) => {
                 tracing::warn!(error = %e, "kafka error while reading the DLQ; retrying");
                 continue;
             }
         };
         last_progress = Instant::now();
-        let partition = message.partition();
-        let Some(end) = ends.get(&partition).copied() else {
-            continue;
-        };
-        if message.offset() >= end {
-            // Written after the start: not ours to read.
-            ends.remove(&partition);
-            continue;
-        }
-        if message.offset() + 1 >= end {
-            ends.remove(&partition);
-        }
+        let (partition, offset) = (record.partition, record.offset);
         summary.read += 1;
-        let entry: DlqRecord = match message.payload().map(serde_json::from_slice::<DlqRecord>) {
+        let entry: DlqRecord = match record
+            .payload
+            .as_deref()
+            .map(serde_json::from_slice::<DlqRecord>)
+        {
             Some(Ok(entry)) => entry,
             Some(Err(e)) => {
                 summary.unreadable += 1;
-                tracing::warn!(partition, offset = message.offset(), error = %e, "not a DLQ record; skipped");
+                tracing::warn!(partition, offset, error = %e, "not a DLQ record; skipped");
                 continue;
             }
             None => {
@@ -463,19 +453,21 @@ fn replay(
                 let c = summary.entry(&entry.code);
                 c.selected += 1;
                 c.unrestorable += 1;
-                tracing::warn!(partition, offset = message.offset(), source = %format!("{}/{}/{}", entry.source_topic, entry.source_partition, entry.source_offset), error = %e, "cannot restore the original bytes; not replayed");
+                tracing::warn!(partition, offset, source = %format!("{}/{}/{}", entry.source_topic, entry.source_partition, entry.source_offset), error = %e, "cannot restore the original bytes; not replayed");
             }
             Decision::Replay(bytes) => {
                 summary.entry(&entry.code).selected += 1;
-                let Some(producer) = &producer else {
+                let Some(producer) = &mut producer else {
                     summary.entry(&entry.code).replayed += 1;
                     continue;
                 };
-                let delivery = send(producer, &plan.to, &bytes)
-                    .map_err(kafka(format!("producing to {}", plan.to)))?;
-                in_flight.push((entry.code.into_owned(), delivery));
-                if in_flight.len() >= IN_FLIGHT {
-                    settle(&mut in_flight, summary);
+                if let Err(e) = producer.send(&plan.to, &bytes).await {
+                    settle(producer, &mut codes, summary).await;
+                    return Err(ReplayError::Produce(Box::new(e)));
+                }
+                codes.push(entry.code.into_owned());
+                if producer.in_flight() >= IN_FLIGHT {
+                    settle(producer, &mut codes, summary).await;
                     if summary.failed() > 0 {
                         // The broker refuses: stop rather than read on.
                         break;
@@ -484,7 +476,9 @@ fn replay(
             }
         }
     }
-    settle(&mut in_flight, summary);
+    if let Some(producer) = &mut producer {
+        settle(producer, &mut codes, summary).await;
+    }
     let failed = summary.failed();
     if failed > 0 {
         return Err(ReplayError::Delivery {
@@ -492,119 +486,21 @@ fn replay(
             replayed: summary.replayed(),
             first: summary.first_failure.clone().unwrap_or_default(),
             to: plan.to.clone(),
-            to_missing: matches!(
-                partitions(&consumer, &plan.to),
-                Err(ReplayError::NoTopic(_))
-            ),
+            to_missing: matches!(dlq.topic_exists(&plan.to, REQUEST_TIMEOUT), Ok(false)),
         });
     }
     Ok(())
 }
 
-/// The consumer's context: librdkafka also reports reaching a partition's end as a
-/// client-level error; for this read that is the expected way to finish, not an error.
-struct QuietEof;
-
-impl ClientContext for QuietEof {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        ClientLog::line(level, facility, message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        if matches!(
-            error,
-            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
-        ) {
-            tracing::debug!(%error, reason, "end of partition");
-        } else {
-            ClientLog::error(&error, reason);
-        }
-    }
-}
-
-impl ConsumerContext for QuietEof {}
-
-/// The partitions of `topic`, asked of the brokers (a consumer's request does not
-/// create the topic).
-fn partitions(consumer: &BaseConsumer<QuietEof>, topic: &str) -> Result<Vec<i32>, ReplayError> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
-        .map_err(kafka(format!("metadata of {topic}")))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    if partitions.is_empty() {
-        return Err(ReplayError::NoTopic(topic.to_string()));
-    }
-    Ok(partitions)
-}
-
-/// Per partition with records, its high watermark now; the consumer is assigned to
-/// read each from its low watermark.
-fn bounds(
-    consumer: &BaseConsumer<QuietEof>,
-    topic: &str,
-) -> Result<HashMap<i32, i64>, ReplayError> {
-    let partitions = partitions(consumer, topic)?;
-    let mut ends = HashMap::new();
-    let mut assign = TopicPartitionList::new();
-    for p in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, REQUEST_TIMEOUT)
-            .map_err(kafka(format!("watermarks of {topic}/{p}")))?;
-        if low < high {
-            ends.insert(p, high);
-            assign
-                .add_partition_offset(topic, p, Offset::Offset(low))
-                .map_err(kafka("assignment"))?;
-        }
-    }
-    if !ends.is_empty() {
-        consumer
-            .assign(&assign)
-            .map_err(kafka(format!("assigning {topic}")))?;
-    }
-    Ok(ends)
-}
-
-/// Queue one record; waits while librdkafka's local queue is full.
-fn send(
-    producer: &FutureProducer<ClientLog>,
-    topic: &str,
-    payload: &[u8],
-) -> Result<DeliveryFuture, KafkaError> {
-    loop {
-        let record: FutureRecord<'_, (), [u8]> = FutureRecord::to(topic).payload(payload);
-        match producer.send_result(record) {
-            Ok(delivery) => return Ok(delivery),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err((e, _)) => return Err(e),
-        }
-    }
-}
-
-/// Wait for every acknowledgement in flight and count the outcomes per code.
-fn settle(in_flight: &mut Vec<(String, DeliveryFuture)>, summary: &mut Summary) {
-    if in_flight.is_empty() {
-        return;
-    }
-    let (codes, deliveries): (Vec<String>, Vec<DeliveryFuture>) = in_flight.drain(..).unzip();
-    let results = futures::executor::block_on(join_all(deliveries));
-    for (code, result) in codes.iter().zip(results) {
-        let error = match result {
-            Ok(Ok(_)) => {
-                summary.entry(code).replayed += 1;
-                continue;
-            }
-            Ok(Err((e, _))) => e.to_string(),
-            Err(_canceled) => "the producer went away before the acknowledgement".to_string(),
+/// Wait for every acknowledgement in flight and count the outcomes per code (`codes`:
+/// the code of each record in flight, in the order sent).
+async fn settle(producer: &mut OneByOne, codes: &mut Vec<String>, summary: &mut Summary) {
+    for (code, failure) in codes.drain(..).zip(producer.settle().await) {
+        let Some(error) = failure else {
+            summary.entry(&code).replayed += 1;
+            continue;
         };
-        summary.entry(code).failed += 1;
+        summary.entry(&code).failed += 1;
         if summary.first_failure.is_none() {
             tracing::error!(%error, "delivery failed");
             summary.first_failure = Some(error);

@@ -126,12 +126,25 @@ pub fn check_options(options: &ClientOptions, idempotence: bool) -> Result<(), C
 }
 
 impl Clients {
-    pub fn new(kafka: &KafkaConfig) -> Self {
-        Self {
+    /// The clients of a deployment, once its `[kafka.client]` options pass: none of
+    /// [`HOST_OWNED`], and every one taken by librdkafka ([`check_options`]).
+    pub fn new(kafka: &KafkaConfig) -> Result<Self, ConfigError> {
+        if let Some((key, why)) = HOST_OWNED
+            .iter()
+            .find(|(key, _)| kafka.client.contains_key(*key))
+        {
+            return Err(ConfigError::Invalid {
+                key: "kafka.client",
+                value: (*key).to_string(),
+                reason: why,
+            });
+        }
+        check_options(&kafka.client, kafka.idempotence)?;
+        Ok(Self {
             brokers: kafka.brokers.clone(),
             idempotence: kafka.idempotence,
             options: kafka.client.clone(),
-        }
+        })
     }
 
     pub fn brokers(&self) -> &str {
@@ -406,6 +419,7 @@ impl ConsumerContext for ClientLog {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     #[test]
     fn deployment_options_reach_every_client_and_tune_the_defaults() {
@@ -414,7 +428,7 @@ mod tests {
             .client
             .insert("security.protocol".into(), "SASL_SSL".into());
         kafka.client.insert("linger.ms".into(), "50".into());
-        let clients = Clients::new(&kafka);
+        let clients = Clients::new(&kafka).unwrap();
         for config in [
             clients.stage_consumer("g"),
             clients.reader("g", "r"),
@@ -427,6 +441,7 @@ mod tests {
         assert_eq!(clients.producer("p").get("acks"), Some("all"));
         assert_eq!(
             Clients::new(&KafkaConfig::default())
+                .unwrap()
                 .producer("p")
                 .get("linger.ms"),
             Some(PRODUCER_LINGER_MS)
@@ -452,7 +467,7 @@ mod tests {
             kafka.client.insert(key.into(), value.into());
         }
         check_options(&kafka.client, true).unwrap();
-        let clients = Clients::new(&kafka);
+        let clients = Clients::new(&kafka).unwrap();
         let err = clients
             .stage_consumer("g")
             .create_with_context::<_, rdkafka::consumer::BaseConsumer<ClientLog>>(ClientLog)
@@ -495,6 +510,7 @@ mod tests {
         };
         let in_flight = |kafka: &KafkaConfig| {
             Clients::new(kafka)
+                .unwrap()
                 .producer("p")
                 .get("max.in.flight.requests.per.connection")
                 .map(str::to_string)
@@ -511,5 +527,51 @@ mod tests {
         );
         kafka.client.insert("max.in.flight".into(), "6".into());
         assert!(check_options(&kafka.client, true).is_err());
+    }
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail closure returns its own error
+    fn an_option_librdkafka_refuses_stops_the_start_without_showing_a_secret() {
+        let clients = || Clients::new(&Config::load(None).unwrap().kafka);
+        figment::Jail::expect_with(|jail| {
+            // A Java client's option librdkafka does not know, holding a password.
+            jail.set_env(
+                "STREAMHOST_KAFKA_CLIENT_SSL_TRUSTSTORE_PASSWORD",
+                "hunter2-pw",
+            );
+            let err = clients().unwrap_err().to_string();
+            assert!(err.contains("ssl.truststore.password"), "{err}");
+            assert!(!err.contains("hunter2-pw"), "{err}");
+            jail.clear_env();
+            jail.set_env("STREAMHOST_KAFKA_CLIENT_SECURITY_PROTOCOL", "TLS");
+            let err = clients().unwrap_err().to_string();
+            assert!(err.contains("security.protocol"), "{err}");
+            assert!(err.contains("TLS"), "{err}");
+            // The TLS and SCRAM support are built in.
+            jail.set_env("STREAMHOST_KAFKA_CLIENT_SECURITY_PROTOCOL", "SASL_SSL");
+            jail.set_env("STREAMHOST_KAFKA_CLIENT_SASL_MECHANISM", "SCRAM-SHA-512");
+            jail.set_env("STREAMHOST_KAFKA_CLIENT_COMPRESSION_TYPE", "zstd");
+            clients().unwrap();
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_option_the_host_owns_is_refused_and_a_secret_reaches_the_clients_unshown() {
+        let mut kafka = KafkaConfig::default();
+        kafka
+            .client
+            .insert("sasl.password".into(), "s3cret-pw".into());
+        let clients = Clients::new(&kafka).unwrap();
+        assert_eq!(
+            clients.producer("p").get("sasl.password"),
+            Some("s3cret-pw")
+        );
+        assert!(!format!("{clients:?}").contains("s3cret-pw"));
+        for (key, _) in HOST_OWNED {
+            let mut kafka = KafkaConfig::default();
+            kafka.client.insert((*key).to_string(), "x".into());
+            let err = Clients::new(&kafka).unwrap_err().to_string();
+            assert!(err.contains("kafka.client") && err.contains(key), "{err}");
+        }
     }
 }

@@ -97,7 +97,11 @@ mod tests {
             brokers: "127.0.0.1:9".into(),
             ..KafkaConfig::default()
         };
-        let producer: BaseProducer = Clients::new(&kafka).stage_producer("t").create().unwrap();
+        let producer: BaseProducer = Clients::new(&kafka)
+            .unwrap()
+            .stage_producer("t")
+            .create()
+            .unwrap();
         let key = [b'k'; 24];
         let fits = vec![b'x'; MAX_OUTPUT_BYTES - key.len()];
         let queued = producer.send(BaseRecord::to("t").key(&key[..]).payload(&fits[..]));

@@ -1,12 +1,14 @@
 //! Kafka I/O: the clients ([`client`]), reading a stage's input ([`source`]),
 //! producing its outputs ([`sink`]), what a failed delivery means ([`delivery`]),
-//! another group's progress ([`lag`]) and a topic's recent tail ([`tail`]).
+//! another group's progress ([`lag`]), bounded reads of a topic ([`tail`]) and the
+//! liveness watchdog's stamps ([`stamps`]).
 
 pub mod client;
 pub mod delivery;
 pub mod lag;
 pub mod sink;
 pub mod source;
+pub mod stamps;
 pub mod tail;
 
 pub use client::Clients;

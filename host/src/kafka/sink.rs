@@ -180,43 +180,29 @@ impl Sink for KafkaSink {
                     limit: o.limit(),
                 });
             }
-            let mut pause = Duration::from_millis(10);
-            loop {
-                let record = FutureRecord::to(topic)
-                    .key(o.key.as_bytes())
-                    .payload(o.payload.as_slice());
-                let error = match self.producer.send_result(record) {
-                    Ok(delivery) => {
-                        deliveries.push(delivery);
-                        break;
-                    }
-                    Err((error, _)) => error,
-                };
-                match classify(&error) {
-                    // The queue is full (the broker is slow or away): wait for room.
-                    DeliveryClass::Transient if enqueued.elapsed() < self.timeout => {
-                        if enqueued.elapsed() >= SLOW {
-                            let cause = error.to_string();
-                            waiting(topic, outputs.len() - deliveries.len(), enqueued, &cause);
-                        }
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(Duration::from_millis(500));
-                    }
-                    DeliveryClass::Transient => {
-                        return Err(SinkError::Unacknowledged {
-                            topics: format!("`{topic}`"),
-                            count: outputs.len() - deliveries.len(),
-                            timeout: self.timeout,
-                        })
-                    }
-                    class => {
-                        return Err(SinkError::Failed {
-                            topic: topic.to_string(),
-                            class,
-                            error,
-                            others: 0,
-                        })
-                    }
+            let remaining = outputs.len() - deliveries.len();
+            let waiting = |cause: &KafkaError| {
+                waiting(topic, remaining, enqueued, &cause.to_string());
+            };
+            let record = FutureRecord::to(topic)
+                .key(o.key.as_bytes())
+                .payload(o.payload.as_slice());
+            match queue(&self.producer, record, enqueued, self.timeout, waiting).await {
+                Ok(delivery) => deliveries.push(delivery),
+                Err(Queue::TimedOut) => {
+                    return Err(SinkError::Unacknowledged {
+                        topics: format!("`{topic}`"),
+                        count: remaining,
+                        timeout: self.timeout,
+                    })
+                }
+                Err(Queue::Refused(class, error)) => {
+                    return Err(SinkError::Failed {
+                        topic: topic.to_string(),
+                        class,
+                        error,
+                        others: 0,
+                    })
                 }
             }
         }
@@ -332,6 +318,124 @@ fn waiting(topics: &str, records: usize, since: Instant, cause: &str) {
     }
 }
 
+/// Why [`queue`] did not queue a record.
+enum Queue {
+    /// The producer's queue stayed full until the timeout.
+    TimedOut,
+    /// The producer refused the record.
+    Refused(DeliveryClass, KafkaError),
+}
+
+/// Queue `record`, waiting while the producer's queue is full (the broker is slow or
+/// away), up to `timeout` from `since`; `waiting` hears of every wait past [`SLOW`].
+/// The one place a producer of this host waits for room.
+async fn queue<'a>(
+    producer: &FutureProducer<ClientLog>,
+    record: FutureRecord<'a, [u8], [u8]>,
+    since: Instant,
+    timeout: Duration,
+    mut waiting: impl FnMut(&KafkaError),
+) -> Result<DeliveryFuture, Queue> {
+    let mut record = record;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let error = match producer.send_result(record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((error, returned)) => {
+                record = returned;
+                error
+            }
+        };
+        match classify(&error) {
+            DeliveryClass::Transient if since.elapsed() < timeout => {
+                if since.elapsed() >= SLOW {
+                    waiting(&error);
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            DeliveryClass::Transient => return Err(Queue::TimedOut),
+            class => return Err(Queue::Refused(class, error)),
+        }
+    }
+}
+
+/// Records sent one by one and acknowledged in bulk, with the producer settings of
+/// every writer of this host (`dlq replay`).
+pub struct OneByOne {
+    producer: FutureProducer<ClientLog>,
+    timeout: Duration,
+    in_flight: Vec<DeliveryFuture>,
+}
+
+impl std::fmt::Debug for OneByOne {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OneByOne")
+            .field("in_flight", &self.in_flight.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl OneByOne {
+    /// `timeout`: the longest wait for room in the producer's queue per record.
+    pub fn new(clients: &Clients, client_id: &str, timeout: Duration) -> Result<Self, SinkError> {
+        let producer = clients
+            .producer(client_id)
+            .create_with_context(ClientLog)
+            .map_err(SinkError::Create)?;
+        Ok(Self {
+            producer,
+            timeout,
+            in_flight: Vec::new(),
+        })
+    }
+
+    /// Queue `payload` for `topic`; its acknowledgement comes from [`Self::settle`].
+    pub async fn send(&mut self, topic: &str, payload: &[u8]) -> Result<(), SinkError> {
+        let record = FutureRecord::<[u8], [u8]>::to(topic).payload(payload);
+        let started = Instant::now();
+        let waiting = |cause: &KafkaError| waiting(topic, 1, started, &cause.to_string());
+        match queue(&self.producer, record, started, self.timeout, waiting).await {
+            Ok(delivery) => {
+                self.in_flight.push(delivery);
+                Ok(())
+            }
+            Err(Queue::TimedOut) => Err(SinkError::Unacknowledged {
+                topics: format!("`{topic}`"),
+                count: 1,
+                timeout: self.timeout,
+            }),
+            Err(Queue::Refused(class, error)) => Err(SinkError::Failed {
+                topic: topic.to_string(),
+                class,
+                error,
+                others: 0,
+            }),
+        }
+    }
+
+    /// Records sent and not settled yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Wait for every acknowledgement in flight: per record, in the order sent, the
+    /// error that failed it, if any.
+    pub async fn settle(&mut self) -> Vec<Option<String>> {
+        join_all(self.in_flight.drain(..))
+            .await
+            .into_iter()
+            .map(|result| match result {
+                Ok(Ok(_)) => None,
+                Ok(Err((e, _))) => Some(e.to_string()),
+                Err(_canceled) => {
+                    Some("the producer went away before the acknowledgement".to_string())
+                }
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,7 +449,7 @@ mod tests {
             brokers: "127.0.0.1:9".into(),
             ..KafkaConfig::default()
         };
-        let sink = KafkaSink::new(&Clients::new(&kafka), &kafka).unwrap();
+        let sink = KafkaSink::new(&Clients::new(&kafka).unwrap(), &kafka).unwrap();
         let half = MAX_OUTPUT_BYTES / 2;
         let output = Output {
             destination: Destination::Averages,

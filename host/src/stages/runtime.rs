@@ -17,6 +17,7 @@ use super::{Stage, StageError};
 use crate::config::WatchdogMode;
 use crate::kafka::sink::{KafkaSink, SinkError};
 use crate::kafka::source::KafkaSource;
+use crate::kafka::stamps::KafkaStamps;
 use crate::kafka::Clients;
 use crate::liveness::{Health, Watchdog, WatchdogConfig};
 
@@ -146,7 +147,6 @@ async fn turn<S: Stage>(
     let watchdog = Watchdog::start(
         WatchdogConfig {
             stage: stage.name(),
-            clients: reading.clients.clone(),
             group_id: reading.group_id.clone(),
             topic: reading.topic.clone(),
             mode: reading.watchdog,
@@ -154,6 +154,7 @@ async fn turn<S: Stage>(
             longest_turn: stage.idle_wait(),
         },
         health.clone(),
+        |side_group| KafkaStamps::new(&reading.clients, side_group, &reading.topic),
     )?;
     let result = drive(
         stage,
