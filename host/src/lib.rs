@@ -17,7 +17,7 @@
 
 // The workspace denies `unsafe`. The host allows it in two places, each saying why it
 // is sound: loading a compiled plugin from its own cache (plugins/compiled.rs), and
-// lowering a column's presence list into a plugin (plugins/bindings.rs).
+// lowering a column's presence list into a plugin (plugins/generations/v1/lowered.rs).
 #![deny(unsafe_code)]
 
 pub mod admin;

@@ -485,7 +485,7 @@ fn plugin_check(file: &Path, schema: Option<&Path>) -> Result<()> {
         streamhost::plugins::WIT_INTERFACE,
         c.wit_version,
         streamhost::plugins::WIT_VERSION,
-        streamhost::plugins::ACCEPTED_WIT_VERSIONS.join(", ")
+        streamhost::plugins::accepted_wit_versions().join(", ")
     );
     println!("  contract    {}", c.contract);
     if c.imports.is_empty() {

@@ -14,11 +14,10 @@ use wasmtime::{
 };
 
 use super::answer::{self, Rejections};
-use super::bindings::{lowered, wit_0_2, wit_0_3, wit_1};
 use super::compiled::CompiledCache;
-use super::contract::{BriefFields, Contract, Kind, Read};
-use super::{columns, whole};
-use super::{ACCEPTED_WIT_VERSIONS, WIT_INTERFACE, WIT_VERSION};
+use super::contract::Contract;
+use super::generations::{self, Call, Description, Failure, Generation};
+use super::{WIT_INTERFACE, WIT_VERSION};
 use crate::event::{Event, Value};
 use crate::schema::{FieldType, Schema};
 
@@ -490,7 +489,7 @@ impl PluginRuntime {
             None => self.compile_bounded(bytes, origin)?,
         };
         self.limits.check(&component, origin)?;
-        let (export, wit_version) = find_interface(&self.engine, &component, origin)?;
+        let (export, wit_version, generation) = find_interface(&self.engine, &component, origin)?;
 
         let mut linker: Linker<SandboxState> = Linker::new(&self.engine);
         // No capabilities: any import (Rust's std pulls in WASI) links to a trap.
@@ -514,7 +513,7 @@ impl PluginRuntime {
             reason: format!("`{export}` has no function `{name}`"),
         };
         let exports = Exports {
-            generation: Generation::of(&wit_version),
+            generation,
             describe: index("describe")?.ok_or_else(|| missing("describe"))?,
             process: index("process")?.ok_or_else(|| missing("process"))?,
             configure: index("configure")?,
@@ -539,10 +538,7 @@ impl PluginRuntime {
             version: String::new(),
             wit_version,
             // Until `describe` says otherwise; the self-check runs after it.
-            contract: Contract::Named {
-                kind: Kind::Validator,
-                reads: Vec::new(),
-            },
+            contract: Contract::undescribed(),
             schema: self.schema.clone(),
             imports,
             from_cache,
@@ -613,12 +609,13 @@ fn instantiate_error(origin: &str, e: wasmtime::Error) -> PluginError {
 }
 
 /// Find the exported `streamhost:plugin/rules@X.Y.Z` and check X.Y.Z against the
-/// versions this host accepts. Returns the export's full name and its version.
+/// versions this host accepts. Returns the export's full name, its version and the
+/// generation that serves it.
 fn find_interface(
     engine: &Engine,
     component: &Component,
     origin: &str,
-) -> Result<(String, String), PluginError> {
+) -> Result<(String, String, &'static dyn Generation), PluginError> {
     let exports: Vec<String> = component
         .component_type()
         .exports(engine)
@@ -632,21 +629,18 @@ fn find_interface(
         });
     };
     let version = export[prefix.len()..].to_string();
-    if !ACCEPTED_WIT_VERSIONS
-        .iter()
-        .any(|offered| compatible(&version, offered))
-    {
+    let Some(generation) = generations::serving(&version) else {
         return Err(PluginError::IncompatibleVersion {
             origin: origin.into(),
             wanted: version,
-            accepted: ACCEPTED_WIT_VERSIONS
+            accepted: generations::accepted_versions()
                 .iter()
                 .map(|v| format!("@{v}"))
                 .collect::<Vec<_>>()
                 .join(", "),
         });
-    }
-    Ok((export.clone(), version))
+    };
+    Ok((export.clone(), version, generation))
 }
 
 /// Semver compatibility as cargo reads it: same major, and for 0.x the same minor.
@@ -670,32 +664,10 @@ pub struct SandboxState {
     limits: StoreLimits,
 }
 
-/// Which generated bindings a plugin's functions use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Generation {
-    /// 0.1 and 0.2: `wit/archive/0.2.0` (0.1 lacks only `configure`).
-    WholeEvent,
-    /// 0.3: `wit/archive/0.3.0`.
-    BriefColumns,
-    /// 1.0: `wit/plugin.wit`.
-    Named,
-}
-
-impl Generation {
-    fn of(wit_version: &str) -> Self {
-        if compatible(wit_version, "0.3.0") {
-            Generation::BriefColumns
-        } else if compatible(wit_version, "0.2.0") || compatible(wit_version, "0.1.0") {
-            Generation::WholeEvent
-        } else {
-            Generation::Named
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 struct Exports {
-    generation: Generation,
+    /// Whose bindings its functions are called with.
+    generation: &'static dyn Generation,
     describe: ComponentExportIndex,
     process: ComponentExportIndex,
     /// Absent in plugins built against 0.1.x.
@@ -747,13 +719,6 @@ impl CompiledPlugin {
         plugin.self_check()?;
         Ok(plugin)
     }
-}
-
-/// `describe()` of any version, in host terms.
-struct Description {
-    name: String,
-    version: String,
-    contract: Contract,
 }
 
 struct Instance {
@@ -875,68 +840,18 @@ impl LoadedPlugin {
             return Err("no instance".into());
         };
         store.set_epoch_deadline(ticks);
-        let explain = |e: wasmtime::Error| explain(&e, c.limits);
-        let signature = |e: wasmtime::Error| format!("`describe` has the wrong signature: {e:#}");
-        let index = c.exports.describe;
-        let brief = || BriefFields::resolve(&c.schema);
-        match c.exports.generation {
-            Generation::WholeEvent => {
-                let describe = instance
-                    .get_typed_func::<(), (wit_0_2::PluginInfo,)>(&mut *store, index)
-                    .map_err(signature)?;
-                let (info,) = describe.call(&mut *store, ()).map_err(explain)?;
-                Ok(Description {
-                    name: info.name,
-                    version: info.version,
-                    contract: Contract::WholeEvent(brief()?),
-                })
-            }
-            Generation::BriefColumns => {
-                let describe = instance
-                    .get_typed_func::<(), (wit_0_3::PluginInfo,)>(&mut *store, index)
-                    .map_err(signature)?;
-                let (info,) = describe.call(&mut *store, ()).map_err(explain)?;
-                let kind = match info.kind {
-                    wit_0_3::Kind::Validator => Kind::Validator,
-                    wit_0_3::Kind::Enricher => Kind::Enricher,
-                };
-                Ok(Description {
-                    name: info.name,
-                    version: info.version,
-                    contract: Contract::BriefColumns {
-                        kind,
-                        reads: info.reads,
-                        fields: brief()?,
-                    },
-                })
-            }
-            Generation::Named => {
-                let describe = instance
-                    .get_typed_func::<(), (wit_1::PluginInfo,)>(&mut *store, index)
-                    .map_err(signature)?;
-                let (info,) = describe.call(&mut *store, ()).map_err(explain)?;
-                let kind = match info.kind {
-                    wit_1::Kind::Validator => Kind::Validator,
-                    wit_1::Kind::Enricher => Kind::Enricher,
-                };
-                let mut reads: Vec<Read> = Vec::with_capacity(info.reads.len());
-                for name in &info.reads {
-                    if reads.iter().any(|r| r.name == *name) {
-                        return Err(format!("describe() lists `{name}` twice in `reads`"));
-                    }
-                    reads.push(Read::resolve(name, &c.schema));
-                }
-                Ok(Description {
-                    name: info.name,
-                    version: info.version,
-                    contract: Contract::Named { kind, reads },
-                })
-            }
-        }
+        let describe = Call {
+            store,
+            instance,
+            export: c.exports.describe,
+            name: "describe",
+            limits: c.limits,
+        };
+        c.exports.generation.describe(describe, &c.schema)
     }
 
-    /// Run an empty batch and a known-good event: a plugin that cannot judge them (one
-    /// verdict each, or a 0.3 answer that fits the batch) is not loaded.
+    /// Run an empty batch and a known-good event: a plugin that cannot judge them (an
+    /// answer that fits the batch, whatever its generation) is not loaded.
     fn self_check(&mut self) -> Result<(), PluginError> {
         let sample = sample_event(&self.compiled.schema);
         for mut batch in [Vec::new(), vec![sample]] {
@@ -981,71 +896,28 @@ impl LoadedPlugin {
             return Err(failed(self, "no instance".into()));
         };
         store.set_epoch_deadline(ticks);
-        let explain = |e: wasmtime::Error| explain(&e, c.limits);
-        let signature = |e: wasmtime::Error| format!("`process` has the wrong signature: {e:#}");
-        let index = c.exports.process;
-        let expected = batch.len();
-        // A batch the host cannot put in columns is the host's problem, not the
-        // plugin's: the instance is fine.
-        let columns_error = |e: columns::ColumnError| PluginError::Failed {
-            plugin: c.id(),
-            reason: e.to_string(),
+        let process = Call {
+            store,
+            instance,
+            export: c.exports.process,
+            name: "process",
+            limits: c.limits,
         };
-        let answered: Result<Rejections, String> = match &c.contract {
-            Contract::WholeEvent(at) => {
-                let wit = whole::to_wit(batch, at);
-                instance
-                    .get_typed_func::<(Vec<wit_0_2::Event>,), (Vec<wit_0_2::Verdict>,)>(
-                        &mut *store,
-                        index,
-                    )
-                    .map_err(signature)
-                    .and_then(|f| f.call(&mut *store, (wit,)).map_err(explain))
-                    .and_then(|(verdicts,)| {
-                        if verdicts.len() == expected {
-                            whole::verdicts(batch, verdicts, at, &c.schema)
-                                .map_err(|e| format!("bad answer: {e}"))
-                        } else {
-                            Err(format!(
-                                "returned {} verdicts for {expected} events (must be one per event)",
-                                verdicts.len()
-                            ))
-                        }
-                    })
+        match c.contract.crossing().process(process, batch, &c.schema) {
+            Ok(rejections) => Ok(rejections),
+            // A batch the host cannot put in columns is the host's problem, not the
+            // plugin's: the instance is fine.
+            Err(Failure::Batch(e)) => Err(PluginError::Failed {
+                plugin: c.id(),
+                reason: e.to_string(),
+            }),
+            Err(Failure::Plugin(reason)) => {
+                // Entering a trapped instance again is an error, and one that answered
+                // nonsense may be in any state: start from a clean one.
+                self.instance = None;
+                Err(failed(self, reason))
             }
-            Contract::BriefColumns {
-                kind,
-                reads,
-                fields,
-            } => {
-                let columns = columns::brief(batch, *reads, fields).map_err(columns_error)?;
-                instance
-                    .get_typed_func::<(wit_0_3::Batch,), (wit_0_3::Answer,)>(&mut *store, index)
-                    .map_err(signature)
-                    .and_then(|f| f.call(&mut *store, (columns,)).map_err(explain))
-                    .and_then(|(answer,)| {
-                        answer::apply_brief(batch, answer, *kind, fields, &c.schema)
-                            .map_err(|e| format!("bad answer: {e}"))
-                    })
-            }
-            Contract::Named { kind, reads } => {
-                let columns = columns::named(batch, reads).map_err(columns_error)?;
-                instance
-                    .get_typed_func::<(lowered::Batch,), (wit_1::Answer,)>(&mut *store, index)
-                    .map_err(signature)
-                    .and_then(|f| f.call(&mut *store, (columns,)).map_err(explain))
-                    .and_then(|(answer,)| {
-                        answer::apply_named(batch, answer, *kind, &c.schema)
-                            .map_err(|e| format!("bad answer: {e}"))
-                    })
-            }
-        };
-        answered.map_err(|reason| {
-            // Entering a trapped instance again is an error, and one that answered
-            // nonsense may be in any state: start from a clean one.
-            self.instance = None;
-            failed(self, reason)
-        })
+        }
     }
 }
 
@@ -1071,7 +943,7 @@ fn sample_event(schema: &Schema) -> Event {
 }
 
 /// Turn a wasmtime error into one line a plugin author can act on.
-fn explain(e: &wasmtime::Error, limits: SandboxLimits) -> String {
+pub(super) fn explain(e: &wasmtime::Error, limits: SandboxLimits) -> String {
     let text = format!("{e:#}");
     match e.chain().find_map(|cause| cause.downcast_ref::<Trap>()) {
         Some(Trap::Interrupt) => format!(

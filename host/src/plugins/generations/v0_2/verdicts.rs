@@ -1,14 +1,13 @@
-//! 0.1 and 0.2 calls: the brief's fields of every event in, one verdict per event out
-//! (the accepted event comes back whole). Kept so plugins built against those versions
-//! keep working; newer ones cross with columns (`columns`, `answer`).
+//! 0.1/0.2 events and verdicts: the brief's fields of each event out of the host, and
+//! the verdicts back in, checked.
 
-use super::answer::{
+use super::super::brief::BriefFields;
+use super::wit::{Event as WitEvent, Verdict as WitVerdict};
+use crate::event::{Event, Value};
+use crate::plugins::answer::{
     check_rejection, checked_name, checked_value, AnswerError, Rejection, Rejections,
 };
-use super::bindings::wit_0_2::{Event as WitEvent, Verdict as WitVerdict};
-use super::columns::set_by_plugins;
-use super::contract::BriefFields;
-use crate::event::{Event, Value};
+use crate::plugins::columns::set_by_plugins;
 use crate::schema::Schema;
 
 fn text(event: &Event, index: usize) -> String {
@@ -23,7 +22,8 @@ fn integer(event: &Event, index: usize) -> i64 {
     event.get(index).and_then(Value::as_integer).unwrap_or(0)
 }
 
-pub fn to_wit(events: &[Event], at: &BriefFields) -> Vec<WitEvent> {
+/// The brief's fields of `events`, one 0.1/0.2 event each.
+pub(super) fn to_wit(events: &[Event], at: &BriefFields) -> Vec<WitEvent> {
     events
         .iter()
         .map(|e| WitEvent {
@@ -48,7 +48,7 @@ pub fn to_wit(events: &[Event], at: &BriefFields) -> Vec<WitEvent> {
 /// fields and attributes where it accepted, the rejections returned. Every verdict is
 /// checked against the schema (as input is) before any event changes: a refused
 /// answer leaves the events as they were.
-pub fn verdicts(
+pub(super) fn apply(
     events: &mut [Event],
     verdicts: Vec<WitVerdict>,
     at: &BriefFields,
