@@ -13,6 +13,7 @@ use tracing_subscriber::EnvFilter;
 
 use streamhost::admin;
 use streamhost::config::{self, Config};
+use streamhost::kafka::checkpoint::KafkaCheckpoint;
 use streamhost::kafka::lag::KafkaGroupLag;
 use streamhost::kafka::sink::KafkaSink;
 use streamhost::kafka::Clients;
@@ -26,7 +27,6 @@ use streamhost::stages::runtime::{self, Batching, Reading};
 use streamhost::stages::validate::{Validate, ValidateStage};
 use streamhost::stages::window::operator::WindowSpec;
 use streamhost::stages::window::progress::BrokerProgress;
-use streamhost::stages::window::restore::Restore;
 use streamhost::stages::window::{WindowFields, WindowStage};
 use streamhost::stages::StageError;
 
@@ -386,7 +386,7 @@ async fn run(config_file: Option<&Path>, schema_file: Option<PathBuf>) -> Result
             KafkaGroupLag::new(&clients, &config.kafka.group_id, &config.kafka.input_topic)?;
         let backlog = (config.pipeline.batch_size * config.pipeline.in_flight_batches) as i64;
         let progress = BrokerProgress::new(Box::new(input), backlog);
-        let restore = Restore {
+        let restore = KafkaCheckpoint {
             clients: clients.clone(),
             topic: config.kafka.averages_topic.clone(),
             lookback: Duration::from_secs(w.restore_lookback_secs),

@@ -1,8 +1,10 @@
 //! Kafka I/O: the clients ([`client`]), reading a stage's input ([`source`]),
 //! producing its outputs ([`sink`]), what a failed delivery means ([`delivery`]),
-//! another group's progress ([`lag`]), bounded reads of a topic ([`tail`]) and the
-//! liveness watchdog's stamps ([`stamps`]).
+//! another group's progress ([`lag`]), bounded reads of a topic ([`tail`]), the window
+//! stage's checkpoint read from one ([`checkpoint`]) and the liveness watchdog's
+//! stamps ([`stamps`]).
 
+pub mod checkpoint;
 pub mod client;
 pub mod delivery;
 pub mod lag;

@@ -7,7 +7,8 @@
 //!   input partition together with the source partition (of `my_events`) its records
 //!   were read from: each source partition is written in order, but the validate stage
 //!   reads them at different speeds, so within one input partition the sources can be
-//!   minutes apart while a backlog is caught up;
+//!   minutes apart while a backlog is caught up. The lane's clock ([`super::lanes`])
+//!   also holds its idle timeout, which the stage runs on the `Instant`s it passes in;
 //! * the **watermark** is the minimum stream time over the lanes that are not idle, and
 //!   never moves back;
 //! * a window closes when `watermark >= end + grace`: it is emitted once and its state
@@ -19,6 +20,9 @@
 //! Memory: one counter per open (key, window); nothing per event.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use super::lanes::{Lane, LaneClock};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowSpec {
@@ -73,31 +77,6 @@ pub enum Observed {
     /// Every open-able window of this event was already emitted by an earlier run
     /// (see [`WindowOperator::restore_emitted`]): a re-read record, not a late one.
     Reread,
-}
-
-/// Where a record's event time runs in order: an input partition, and the source
-/// partition the validate stage read it from (`None` for records that do not say).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Lane {
-    pub partition: i32,
-    pub source: Option<i32>,
-}
-
-/// A partition's records with no source partition (and the tests' shorthand).
-impl From<i32> for Lane {
-    fn from(partition: i32) -> Self {
-        Lane {
-            partition,
-            source: None,
-        }
-    }
-}
-
-#[derive(Debug, Default)]
-struct LaneClock {
-    /// Highest event time seen on the lane.
-    stream_time: Option<i64>,
-    idle: bool,
 }
 
 #[derive(Debug)]
@@ -155,9 +134,7 @@ impl WindowOperator {
                 }
             }
         }
-        let clock = self.lanes.entry(lane.into()).or_default();
-        clock.stream_time = clock.stream_time.max(Some(t));
-        clock.idle = false;
+        self.lanes.entry(lane.into()).or_default().observe(t);
         self.recompute_watermark();
         match (counted, reread_hit) {
             (0, true) => Observed::Reread,
@@ -220,25 +197,60 @@ impl WindowOperator {
         self.lanes.get(&lane.into()).is_some_and(|c| c.idle)
     }
 
-    /// Every lane the operator keeps a clock for.
-    pub fn lanes(&self) -> impl Iterator<Item = Lane> + '_ {
-        self.lanes.keys().copied()
-    }
-
-    /// Whether the lane has brought any event yet.
-    pub fn has_data(&self, lane: impl Into<Lane>) -> bool {
-        self.lanes
-            .get(&lane.into())
-            .is_some_and(|c| c.stream_time.is_some())
-    }
-
-    /// Input resumed after a quiet spell: every lane holds the watermark again until it
-    /// brings data or stays quiet for the idle timeout once more. Otherwise the first
-    /// lane of a backlog to deliver would pull the watermark past the others' older
-    /// events, and those would be judged late.
-    pub fn wake(&mut self) {
+    /// Input resumed after a quiet spell at `now`: every lane holds the watermark again
+    /// until it brings data or stays quiet for the idle timeout once more (its idle
+    /// clock restarts now). Otherwise the first lane of a backlog to deliver would pull
+    /// the watermark past the others' older events, and those would be judged late.
+    pub fn wake(&mut self, now: Instant) {
         for clock in self.lanes.values_mut() {
             clock.idle = false;
+            clock.heard = Some(now);
+        }
+    }
+
+    /// The lane brought a record at `now`: its idle clock restarts.
+    pub fn heard(&mut self, lane: impl Into<Lane>, now: Instant) {
+        if let Some(clock) = self.lanes.get_mut(&lane.into()) {
+            clock.heard = Some(now);
+        }
+    }
+
+    /// Start the idle clocks of lanes that have none yet (new lanes) at `now`.
+    pub fn start_clocks(&mut self, now: Instant) {
+        for clock in self.lanes.values_mut() {
+            clock.heard.get_or_insert(now);
+        }
+    }
+
+    /// Lanes quiet for `idle` that still hold the watermark back.
+    pub fn quiet_lanes(&self, now: Instant, idle: Duration) -> impl Iterator<Item = Lane> + '_ {
+        self.lanes
+            .iter()
+            .filter(move |(_, clock)| clock.quiet(now, idle))
+            .map(|(lane, _)| *lane)
+    }
+
+    /// Lanes quiet for `idle` stop holding the watermark back (one at a time, in lane
+    /// order), except those `slow` says still have records to come: their idle clock
+    /// restarts at `now`. `slow` is asked of every lane, with whether it has brought
+    /// data.
+    pub fn idle_quiet_lanes(
+        &mut self,
+        now: Instant,
+        idle: Duration,
+        slow: impl Fn(Lane, bool) -> bool,
+    ) {
+        let mut quiet = Vec::new();
+        for (lane, clock) in &mut self.lanes {
+            if slow(*lane, clock.stream_time.is_some()) {
+                clock.heard = Some(now);
+            } else if clock.quiet(now, idle) {
+                quiet.push(*lane);
+            }
+        }
+        quiet.sort_unstable();
+        for lane in quiet {
+            self.mark_idle(lane);
         }
     }
 
@@ -402,25 +414,45 @@ impl PartitionedWindows {
         }
     }
 
-    pub fn is_idle(&self, lane: Lane) -> bool {
-        self.ops
-            .get(&lane.partition)
-            .is_some_and(|op| op.is_idle(lane))
-    }
-
-    pub fn has_data(&self, lane: Lane) -> bool {
-        self.ops
-            .get(&lane.partition)
-            .is_some_and(|op| op.has_data(lane))
-    }
-
-    pub fn lanes(&self) -> impl Iterator<Item = Lane> + '_ {
-        self.ops.values().flat_map(WindowOperator::lanes)
-    }
-
     /// See [`WindowOperator::wake`].
-    pub fn wake(&mut self) {
-        self.ops.values_mut().for_each(WindowOperator::wake);
+    pub fn wake(&mut self, now: Instant) {
+        for op in self.ops.values_mut() {
+            op.wake(now);
+        }
+    }
+
+    /// See [`WindowOperator::heard`].
+    pub fn heard(&mut self, lane: Lane, now: Instant) {
+        if let Some(op) = self.ops.get_mut(&lane.partition) {
+            op.heard(lane, now);
+        }
+    }
+
+    /// See [`WindowOperator::start_clocks`].
+    pub fn start_clocks(&mut self, now: Instant) {
+        for op in self.ops.values_mut() {
+            op.start_clocks(now);
+        }
+    }
+
+    /// See [`WindowOperator::quiet_lanes`].
+    pub fn quiet_lanes(&self, now: Instant, idle: Duration) -> Vec<Lane> {
+        self.ops
+            .values()
+            .flat_map(|op| op.quiet_lanes(now, idle))
+            .collect()
+    }
+
+    /// See [`WindowOperator::idle_quiet_lanes`].
+    pub fn idle_quiet_lanes(
+        &mut self,
+        now: Instant,
+        idle: Duration,
+        slow: impl Fn(Lane, bool) -> bool,
+    ) {
+        for op in self.ops.values_mut() {
+            op.idle_quiet_lanes(now, idle, &slow);
+        }
     }
 
     /// See [`WindowOperator::on_idle`]: each partition up to what it has seen, except
@@ -683,6 +715,45 @@ mod tests {
         assert_eq!(op.watermark(), 400, "never moves back");
         op.assign(&[0], &[]);
         assert_eq!(op.watermark(), 500);
+    }
+
+    #[test]
+    fn a_lane_quiet_for_the_idle_time_goes_idle_unless_slow() {
+        use std::time::{Duration, Instant};
+        let idle = Duration::from_secs(60);
+        let start = Instant::now();
+        let mut op = WindowOperator::new(SPEC);
+        op.assign(&[0, 1], &[]);
+        op.observe(0, "US", 100, false);
+        assert_eq!(
+            op.quiet_lanes(start, idle).count(),
+            0,
+            "no clock started yet"
+        );
+        op.start_clocks(start);
+        let later = start + idle;
+        assert_eq!(op.quiet_lanes(later, idle).count(), 2);
+        op.heard(0, later);
+        assert_eq!(
+            op.quiet_lanes(later, idle).collect::<Vec<_>>(),
+            [Lane::from(1)]
+        );
+        // Slow: the clock restarts instead; not slow: idle.
+        op.idle_quiet_lanes(later, idle, |lane, _| lane.partition == 1);
+        assert!(!op.is_idle(1) && op.quiet_lanes(later, idle).count() == 0);
+        let much_later = later + idle;
+        op.idle_quiet_lanes(much_later, idle, |_, has_data| has_data);
+        assert!(op.is_idle(1) && !op.is_idle(0));
+        assert_eq!(op.watermark(), 100, "partition 1 no longer holds it");
+        assert_eq!(
+            op.quiet_lanes(much_later, idle).count(),
+            0,
+            "idle is not quiet"
+        );
+        // Input resumes: every lane holds again, its clock restarted.
+        op.wake(much_later);
+        assert!(!op.is_idle(1));
+        assert_eq!(op.quiet_lanes(much_later + idle, idle).count(), 2);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::operator::Lane;
+use super::lanes::Lane;
 use crate::stages::io::{GroupLag, Source};
 
 /// Partitions with records still to come.
@@ -52,6 +52,26 @@ impl BrokerProgress {
 
     pub fn sources(&self) -> &[i32] {
         &self.sources
+    }
+
+    /// Which partitions and sources still have records to come, asked of the broker
+    /// only when some lanes have been `quiet` for the idle time, or nothing arrived at
+    /// all (`batch_empty`: about to let event time follow the wall clock, so every
+    /// partition and source is asked; rare, after no input for the idle time).
+    pub fn when_quiet(
+        &mut self,
+        source: &impl Source,
+        assigned: &[i32],
+        batch_empty: bool,
+        quiet: &[Lane],
+    ) -> Progress {
+        if batch_empty {
+            self.ask(source, assigned, None)
+        } else if quiet.is_empty() {
+            Progress::default()
+        } else {
+            self.ask(source, assigned, Some(quiet))
+        }
     }
 
     /// Of `assigned` (or of the partitions of `quiet` lanes), which still have records

@@ -8,15 +8,17 @@
 //! per key, the latest emitted window start, and the operator skips everything up to
 //! it ([`super::operator::WindowOperator::restore_emitted`]).
 //! (Offset-commit metadata would be the lighter place, but Tansu 0.6 drops it.)
+//!
+//! This file is the stage's side: the [`Checkpoint`] interface, what it answers, and
+//! how a read is retried. The Kafka implementation is `crate::kafka::checkpoint`.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::future::Future;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
-use crate::kafka::tail::{self, TailError};
-use crate::kafka::Clients;
 use crate::records::average;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +27,7 @@ pub enum RestoreError {
     Read {
         topic: String,
         #[source]
-        source: TailError,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("reading {topic} to restore emitted windows: the task failed: {reason}")]
     Task { topic: String, reason: String },
@@ -57,6 +59,18 @@ impl EmittedWindows {
             *slot = (*slot).max(offset);
         }
     }
+
+    /// Per partition taken over, given its end offset when it was taken over: below
+    /// which offset a record may be a re-read. What an earlier owner read may be; what
+    /// none read is judged afresh (late, if its windows were emitted without it).
+    pub fn reread_until(&self, ends: HashMap<i32, i64>) -> HashMap<i32, i64> {
+        ends.into_iter()
+            .map(|(p, end)| match self.read_through.get(&p) {
+                Some(read) => (p, end.min(read + 1)),
+                None => (p, end),
+            })
+            .collect()
+    }
 }
 
 /// Where the window stage learns which windows earlier runs emitted.
@@ -68,101 +82,38 @@ pub trait Checkpoint: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'a, Result<EmittedWindows, RestoreError>>;
 }
 
-impl Checkpoint for Restore {
-    fn emitted<'a>(
-        &'a self,
-        key_field: &'a str,
-    ) -> BoxFuture<'a, Result<EmittedWindows, RestoreError>> {
-        Box::pin(self.emitted_recently(key_field))
-    }
-}
-
-/// Where the emitted windows are, and how far back to look.
-#[derive(Debug, Clone)]
-pub struct Restore {
-    pub clients: Clients,
-    /// The averages topic.
-    pub topic: String,
-    pub lookback: Duration,
-    /// Turns true when the process stops: a read still waiting on the broker is given up.
-    pub stop: watch::Receiver<bool>,
-}
-
-impl Restore {
-    /// The windows emitted in the last `lookback` (per key the latest start, per
-    /// partition how far their owners had read), read up to [`ATTEMPTS`] times.
-    /// `key_field` names the key in the records.
-    pub async fn emitted_recently(&self, key_field: &str) -> Result<EmittedWindows, RestoreError> {
-        let mut stop = self.stop.clone();
-        let stopped = || RestoreError::Stopped {
-            topic: self.topic.clone(),
-        };
-        let mut attempt = 1;
-        loop {
-            let read = tokio::select! {
-                read = self.read(key_field) => read,
-                _ = stop.wait_for(|s| *s) => return Err(stopped()),
-            };
-            match read {
-                Ok(emitted) => return Ok(emitted),
-                Err(e) if attempt < ATTEMPTS => {
-                    tracing::warn!(error = %e, attempt, "window stage: cannot restore emitted windows yet; trying again");
-                    tokio::select! {
-                        () = tokio::time::sleep(Duration::from_secs(attempt)) => {}
-                        _ = stop.wait_for(|s| *s) => return Err(stopped()),
-                    }
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// One read of the averages topic's tail, on a blocking thread.
-    async fn read(&self, key_field: &str) -> Result<EmittedWindows, RestoreError> {
-        let (restore, key_field) = (self.clone(), key_field.to_string());
-        let topic = self.topic.clone();
-        tokio::task::spawn_blocking(move || {
-            emitted_through(
-                &restore.clients,
-                &restore.topic,
-                &key_field,
-                restore.lookback,
-                Duration::from_secs(30),
-            )
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Err(RestoreError::Task {
-                topic,
-                reason: e.to_string(),
-            })
-        })
-    }
-}
-
-/// The windows written to `topic` in the last `lookback`. `key_field` names the key
-/// in the records (`country` in the brief's).
-fn emitted_through(
-    clients: &Clients,
+/// `read` (of `topic`) up to [`ATTEMPTS`] times, a second apart and then two. Given up
+/// as soon as `stop` turns true, even while a read still waits on the broker.
+pub async fn retrying<F, R>(
     topic: &str,
-    key_field: &str,
-    lookback: Duration,
-    timeout: Duration,
-) -> Result<EmittedWindows, RestoreError> {
-    let since_ms = SystemTime::now()
-        .checked_sub(lookback)
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis() as i64);
-    let mut emitted = EmittedWindows::default();
-    tail::read_since(clients, topic, since_ms, timeout, |payload| {
-        if let Some(window) = average::emitted(payload, key_field) {
-            emitted.add(window);
-        }
-    })
-    .map_err(|source| RestoreError::Read {
+    stop: &watch::Receiver<bool>,
+    mut read: F,
+) -> Result<EmittedWindows, RestoreError>
+where
+    F: FnMut() -> R,
+    R: Future<Output = Result<EmittedWindows, RestoreError>>,
+{
+    let mut stop = stop.clone();
+    let stopped = || RestoreError::Stopped {
         topic: topic.to_string(),
-        source,
-    })?;
-    Ok(emitted)
+    };
+    let mut attempt = 1;
+    loop {
+        let read = tokio::select! {
+            read = read() => read,
+            _ = stop.wait_for(|s| *s) => return Err(stopped()),
+        };
+        match read {
+            Ok(emitted) => return Ok(emitted),
+            Err(e) if attempt < ATTEMPTS => {
+                tracing::warn!(error = %e, attempt, "window stage: cannot restore emitted windows yet; trying again");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(attempt)) => {}
+                    _ = stop.wait_for(|s| *s) => return Err(stopped()),
+                }
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }

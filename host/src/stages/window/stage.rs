@@ -2,13 +2,20 @@
 //! sit in one partition and its windows on one instance) → [`PartitionedWindows`] →
 //! the averages topic, late events → `dlq`.
 //!
-//! Input positions are committed no further than the oldest event still in an open
-//! window, so a restart re-reads everything an open window needs.
+//! This file wires the concerns into the [`Stage`] the runtime drives: the fields read
+//! ([`super::fields`]), the skip rules ([`super::positions`]), the lanes' idle clocks
+//! (kept by the operator, [`super::lanes`]), the commits ([`super::commits`]), the
+//! broker's word on backlogs ([`super::progress`]) and the restore after a takeover
+//! ([`super::restore`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::operator::{ClosedWindow, Lane, Observed, PartitionedWindows, WindowSpec};
+use super::commits::Commits;
+use super::fields::{Keyed, WindowFields};
+use super::lanes::Lane;
+use super::operator::{ClosedWindow, Observed, PartitionedWindows, WindowSpec};
+use super::positions::Positions;
 use super::progress::{BrokerProgress, Progress};
 use super::restore::{Checkpoint, RestoreError};
 use crate::decode::MAX_TIMESTAMP;
@@ -22,115 +29,17 @@ use crate::stages::validate::{future_bound, future_event, DEFAULT_MAX_FUTURE_SEC
 use crate::stages::{Processed, Stage, StageError};
 use crate::timefmt::{self, Clock};
 
-/// Which fields of an enriched event the window stage reads: the key windows are kept
-/// per, and the event time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WindowFields {
-    pub key: String,
-    pub time: String,
-}
-
-impl Default for WindowFields {
-    /// The brief's: windows per `country` on `timestamp`.
-    fn default() -> Self {
-        Self {
-            key: "country".into(),
-            time: "timestamp".into(),
-        }
-    }
-}
-
-/// What the window stage needs of an enriched event.
-struct Keyed {
-    key: String,
-    time: i64,
-    /// Where the validate stage read the event: its identity.
-    source_partition: Option<i32>,
-    source_offset: Option<i64>,
-}
-
-impl WindowFields {
-    /// Read the key, the time and the source position; skip everything else.
-    fn read(&self, payload: &[u8]) -> Result<Keyed, String> {
-        let mut de = serde_json::Deserializer::from_slice(payload);
-        let found = serde::de::DeserializeSeed::deserialize(KeyedSeed(self), &mut de)
-            .and_then(|k| de.end().map(|()| k))
-            .map_err(|e| e.to_string())?;
-        let (Some(key), Some(time)) = (found.0, found.1) else {
-            return Err(format!(
-                "the event lacks `{}` or `{}` (a string or integer, and an integer)",
-                self.key, self.time
-            ));
-        };
-        Ok(Keyed {
-            key,
-            time,
-            source_partition: found.2,
-            source_offset: found.3,
-        })
-    }
-}
-
-struct KeyedSeed<'f>(&'f WindowFields);
-
-type Found = (Option<String>, Option<i64>, Option<i32>, Option<i64>);
-
-impl<'de> serde::de::DeserializeSeed<'de> for KeyedSeed<'_> {
-    type Value = Found;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Found, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for KeyedSeed<'_> {
-    type Value = Found;
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an enriched event object")
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Found, A::Error> {
-        let mut found: Found = (None, None, None, None);
-        while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if name == self.0.key {
-                found.0 = match map.next_value::<serde_json::Value>()? {
-                    serde_json::Value::String(s) => Some(s),
-                    serde_json::Value::Number(n) => Some(n.to_string()),
-                    _ => None,
-                };
-            } else if name == self.0.time {
-                found.1 = map.next_value()?;
-            } else if name == "source_partition" {
-                found.2 = map.next_value()?;
-            } else if name == "source_offset" {
-                found.3 = map.next_value()?;
-            } else {
-                map.next_value::<serde::de::IgnoredAny>()?;
-            }
-        }
-        Ok(found)
-    }
-}
-
 /// The windowing state of one instance plus the bookkeeping for safe commits.
 #[derive(Debug)]
 pub struct WindowStage {
+    /// The windows, and each lane's event time and idle clock.
     op: PartitionedWindows,
-    /// Per partition: window start → lowest offset counted in it (open windows only).
-    first_offset: HashMap<i32, BTreeMap<i64, i64>>,
-    last_offset: HashMap<i32, i64>,
-    /// The partitions this stage owns (to tell which ones it is taking over).
-    owned: HashSet<i32>,
-    /// When each lane (partition, source partition) last delivered a record.
-    lanes: HashMap<Lane, Instant>,
+    /// What was read and counted per partition.
+    positions: Positions,
+    /// What may be committed, and said read.
+    commits: Commits,
     /// The partitions of the validate stage's input, whose lanes hold the watermark.
     sources: Vec<i32>,
-    /// Per partition taken over, the end offset at that moment (see `process`).
-    reread_until: HashMap<i32, i64>,
-    /// Per (enriched partition, source partition): the highest source offset counted.
-    source_high: HashMap<(i32, i32), i64>,
-    /// Per partition, the first record of the batch being counted that went to the DLQ
-    /// as late: until the batch is acknowledged, a window emitted with it must not say
-    /// it was read (see [`WindowStage::read_through`]).
-    late_in_batch: HashMap<i32, i64>,
     /// No input arrived for the idle timeout; the next batch wakes every partition.
     quiet: bool,
     source_topic: String,
@@ -155,14 +64,9 @@ impl WindowStage {
             progress: None,
             restore: None,
             op: PartitionedWindows::new(spec),
-            first_offset: HashMap::new(),
-            last_offset: HashMap::new(),
-            owned: HashSet::new(),
-            lanes: HashMap::new(),
+            positions: Positions::default(),
+            commits: Commits::default(),
             sources: Vec::new(),
-            reread_until: HashMap::new(),
-            source_high: HashMap::new(),
-            late_in_batch: HashMap::new(),
             quiet: false,
             source_topic: source_topic.to_string(),
             max_future_secs: future_bound(DEFAULT_MAX_FUTURE_SECS),
@@ -224,28 +128,18 @@ impl WindowStage {
         let now_secs = (self.clock)();
         let mut rejects = Rejects::new(&self.source_topic, now);
         // The batch before this one is acknowledged (one batch in flight at a time).
-        self.late_in_batch.clear();
+        self.commits.batch_acknowledged();
         if self.quiet && !batch.is_empty() {
             // A backlog after a pause arrives one partition at a time: the quiet ones
             // must hold the watermark again (their idle clocks restart now).
             self.quiet = false;
-            self.op.wake();
-            for seen in self.lanes.values_mut() {
-                *seen = now;
-            }
+            self.op.wake(now);
         }
         for record in batch {
-            // After a rebalance that gave the partition back to us, the consumer restarts
-            // from the committed position: records we already counted must not count twice.
-            if self
-                .last_offset
-                .get(&record.partition)
-                .is_some_and(|last| record.offset <= *last)
-            {
+            if !self.positions.first_read(record.partition, record.offset) {
                 metrics::counter!("streamhost_window_reread_skipped_total").increment(1);
                 continue;
             }
-            self.last_offset.insert(record.partition, record.offset);
             let keyed: Keyed = match self.fields.read(&record.payload) {
                 Ok(k) => k,
                 Err(e) => {
@@ -270,38 +164,25 @@ impl WindowStage {
                 ));
                 continue;
             }
-            // The validate stage delivers at least once: after its crash, events it had
-            // already written come again, each source partition's in order. Count each
-            // source position once. A lower position than one counted is always such a
-            // re-delivery, never a record whose first delivery failed: the sink never
-            // produces a failed record again in the same run, and the producer writes
-            // nothing of a partition after a failed record (`Clients::stage_producer`),
-            // so the next run writes it, and what followed it, in order.
             if let (Some(q), Some(o)) = (keyed.source_partition, keyed.source_offset) {
-                let high = self.source_high.entry((record.partition, q)).or_insert(-1);
-                if o <= *high {
+                if !self.positions.first_delivery(record.partition, q, o) {
                     metrics::counter!("streamhost_window_duplicates_skipped_total").increment(1);
                     continue;
                 }
-                *high = o;
             }
-            // Records that existed before this instance took the partition over may be
-            // re-reads of windows already emitted; records after that are judged as usual.
             let reread = self
-                .reread_until
-                .get(&record.partition)
-                .is_some_and(|until| record.offset < *until);
+                .positions
+                .may_be_reread(record.partition, record.offset);
             let lane = Lane {
                 partition: record.partition,
                 source: keyed.source_partition,
             };
-            self.lanes.insert(lane, now);
-            match self.op.observe(lane, &keyed.key, keyed.time, reread) {
+            let observed = self.op.observe(lane, &keyed.key, keyed.time, reread);
+            self.op.heard(lane, now);
+            match observed {
                 Observed::Late => {
                     metrics::counter!("streamhost_late_events_total").increment(1);
-                    self.late_in_batch
-                        .entry(record.partition)
-                        .or_insert(record.offset);
+                    self.commits.late(record.partition, record.offset);
                     let message = format!(
                         "event time {} is behind the window watermark {} by more than the grace period; all its windows had closed",
                         timefmt::datetime(keyed.time),
@@ -319,10 +200,11 @@ impl WindowStage {
                     metrics::counter!("streamhost_window_reread_skipped_total").increment(1);
                 }
                 Observed::Counted(_) => {
-                    let firsts = self.first_offset.entry(record.partition).or_default();
-                    for start in self.op.spec().starts(keyed.time) {
-                        firsts.entry(start).or_insert(record.offset);
-                    }
+                    self.commits.counted(
+                        record.partition,
+                        record.offset,
+                        self.op.spec().starts(keyed.time),
+                    );
                 }
             }
         }
@@ -341,7 +223,7 @@ impl WindowStage {
     /// except on the `holding` partitions, which still have records to come.
     pub fn idle(&mut self, now_secs: i64, holding: &[i32]) -> Vec<Output> {
         self.quiet = true;
-        self.late_in_batch.clear();
+        self.commits.batch_acknowledged();
         self.op.on_idle(now_secs, holding);
         let mut outputs = Vec::new();
         self.drain_closed(&mut outputs);
@@ -355,45 +237,16 @@ impl WindowStage {
         }
         metrics::counter!("streamhost_windows_closed_total").increment(closed.len() as u64);
         outputs.extend(closed.iter().map(|(partition, w)| {
-            average(w, self.read_through(*partition)).output(&self.fields.key)
+            let read_through = self.commits.read_through(&self.positions, *partition);
+            average(w, read_through).output(&self.fields.key)
         }));
-        let spec = self.op.spec();
-        for (partition, firsts) in self.first_offset.iter_mut() {
-            let watermark = self.op.watermark(*partition);
-            firsts.retain(|start, _| {
-                start.saturating_add(spec.size).saturating_add(spec.grace) > watermark
-            });
-        }
+        self.commits.closed(&self.op);
         metrics::gauge!("streamhost_open_windows").set(self.op.open_windows() as f64);
     }
 
-    /// What a window emitted now says was read of `partition`: records up to the offset
-    /// a later owner may skip as re-reads. The last record read, or the one before the
-    /// batch's first late record: the averages topic and the DLQ are written
-    /// independently, so a crash can keep the window and lose the DLQ record, and that
-    /// record must then be judged again, not skipped.
-    fn read_through(&self, partition: i32) -> Option<(i32, i64)> {
-        let last = *self.last_offset.get(&partition)?;
-        let safe = self
-            .late_in_batch
-            .get(&partition)
-            .map_or(last, |late| last.min(late - 1));
-        Some((partition, safe))
-    }
-
-    /// Positions safe to commit: the oldest offset an open window still needs, or past
-    /// the last record read when no open window needs anything.
+    /// Positions safe to commit (see [`Commits::positions`]).
     pub fn commit_positions(&self) -> HashMap<i32, i64> {
-        self.last_offset
-            .iter()
-            .map(|(p, last)| {
-                let needed = self
-                    .first_offset
-                    .get(p)
-                    .and_then(|f| f.values().min().copied());
-                (*p, needed.unwrap_or(last + 1).min(last + 1))
-            })
-            .collect()
+        self.commits.positions(&self.positions)
     }
 
     /// Windows emitted by earlier runs (see [`super::restore`]), applying to the records
@@ -405,34 +258,27 @@ impl WindowStage {
     ) {
         let partitions: Vec<i32> = reread_until.keys().copied().collect();
         self.op.restore_emitted(emitted, &partitions);
-        self.reread_until.extend(reread_until);
+        self.positions.taking_over(reread_until);
     }
 
     /// Drop the state of partitions revoked from this instance. One assigned again is
     /// taken over afresh: re-read from the committed position, emitted windows restored.
     pub fn forget(&mut self, revoked: &[i32]) {
         for p in revoked {
-            if self.owned.remove(p) || self.last_offset.contains_key(p) {
+            if self.positions.forget(*p) {
                 tracing::info!(
                     partition = p,
                     "window stage: partition revoked, dropping its state"
                 );
             }
-            self.last_offset.remove(p);
-            self.first_offset.remove(p);
-            self.source_high.retain(|(enriched, _), _| enriched != p);
-            self.reread_until.remove(p);
+            self.commits.forget(*p);
             self.op.forget(*p);
         }
     }
 
     /// Of `assigned`, the partitions this stage did not own until now.
     pub fn taken_over(&self, assigned: &[i32]) -> Vec<i32> {
-        assigned
-            .iter()
-            .filter(|p| !self.owned.contains(p))
-            .copied()
-            .collect()
+        self.positions.taken_over(assigned)
     }
 
     /// The partitions of the validate stage's input: each one's records get a lane of
@@ -444,11 +290,7 @@ impl WindowStage {
     /// Lanes that have been quiet for `idle` and would now stop holding the watermark
     /// back: the caller asks which of their partitions and sources still have a backlog.
     pub fn idle_candidates(&self, now: Instant, idle: Duration) -> Vec<Lane> {
-        self.lanes
-            .iter()
-            .filter(|(lane, last)| now.duration_since(**last) >= idle && !self.op.is_idle(**lane))
-            .map(|(lane, _)| *lane)
-            .collect()
+        self.op.quiet_lanes(now, idle)
     }
 
     /// Follow the consumer's assignment: drop the state of partitions this instance no
@@ -467,32 +309,16 @@ impl WindowStage {
         idle: Duration,
         progress: &Progress,
     ) {
-        let revoked: Vec<i32> = self
-            .last_offset
-            .keys()
-            .filter(|p| !assigned.contains(p))
-            .copied()
-            .collect();
+        let revoked = self.positions.revoked(assigned);
         self.forget(&revoked);
-        self.owned.retain(|p| assigned.contains(p));
-        self.lanes
-            .retain(|lane, _| assigned.contains(&lane.partition));
-        self.owned.extend(assigned);
+        self.positions.own(assigned);
         self.op.assign(assigned, &self.sources);
         // A new lane's idle clock starts when it appears.
-        for lane in self.op.lanes() {
-            self.lanes.entry(lane).or_insert(now);
-        }
-        for (lane, last) in &mut self.lanes {
-            let slow = progress.partitions.contains(&lane.partition)
-                || (lane.source.is_some_and(|s| progress.sources.contains(&s))
-                    && self.op.has_data(*lane));
-            if slow {
-                *last = now;
-            } else if now.duration_since(*last) >= idle {
-                self.op.mark_idle(*lane);
-            }
-        }
+        self.op.start_clocks(now);
+        self.op.idle_quiet_lanes(now, idle, |lane, has_data| {
+            progress.partitions.contains(&lane.partition)
+                || (has_data && lane.source.is_some_and(|s| progress.sources.contains(&s)))
+        });
     }
 }
 
@@ -528,41 +354,9 @@ impl WindowStage {
         let ends = source.high_watermarks(&taken_over);
         let emitted = restore.emitted(&self.fields.key).await?;
         tracing::info!(partitions = ?taken_over, keys = emitted.latest.len(), "window stage: restored emitted windows");
-        // What an earlier owner read may be a re-read; what none read is judged afresh
-        // (late, if its windows were emitted without it).
-        let reread_until = ends
-            .into_iter()
-            .map(|(p, end)| match emitted.read_through.get(&p) {
-                Some(read) => (p, end.min(read + 1)),
-                None => (p, end),
-            })
-            .collect();
+        let reread_until = emitted.reread_until(ends);
         self.restore_emitted(&emitted.latest, reread_until);
         Ok(())
-    }
-
-    /// Which partitions and sources still have records to come, asked of the broker
-    /// only when a lane has been quiet for the idle time (or nothing arrived at all).
-    fn progress(
-        &mut self,
-        source: &impl Source,
-        assigned: &[i32],
-        batch_empty: bool,
-        now: Instant,
-    ) -> Progress {
-        let candidates = self.idle_candidates(now, self.idle);
-        let Some(progress) = self.progress.as_mut() else {
-            return Progress::default();
-        };
-        if batch_empty {
-            // About to let event time follow the wall clock: every partition and
-            // source is asked (no input for the idle time, so rare).
-            progress.ask(source, assigned, None)
-        } else if candidates.is_empty() {
-            Progress::default()
-        } else {
-            progress.ask(source, assigned, Some(&candidates))
-        }
     }
 }
 
@@ -599,7 +393,11 @@ impl Stage for WindowStage {
             Err(RestoreError::Stopped { .. }) => return Ok(Processed::default()),
             other => other?,
         }
-        let progress = self.progress(source, assigned, batch.is_empty(), now);
+        let candidates = self.idle_candidates(now, self.idle);
+        let progress = match self.progress.as_mut() {
+            Some(broker) => broker.when_quiet(source, assigned, batch.is_empty(), &candidates),
+            None => Progress::default(),
+        };
         if !progress.is_empty() {
             tracing::debug!(partitions = ?progress.partitions, sources = ?progress.sources, "window stage: quiet lanes still have a backlog, they keep holding the watermark");
         }
