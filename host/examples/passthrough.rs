@@ -22,12 +22,13 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use compact_str::ToCompactString;
 use streamhost::config::KafkaConfig;
+use streamhost::kafka::run::{self, Reading};
 use streamhost::kafka::sink::KafkaSink;
 use streamhost::kafka::Clients;
 use streamhost::liveness::{Health, StageName};
 use streamhost::records::{next_positions, Destination, Output, SourceRecord};
 use streamhost::stages::io::Source;
-use streamhost::stages::runtime::{self, Batching, Reading};
+use streamhost::stages::runtime::Batching;
 use streamhost::stages::{validate, Processed, Stage, StageError};
 
 #[derive(Parser)]
@@ -145,7 +146,7 @@ async fn main() -> Result<()> {
             in_flight: args.in_flight,
         };
         let reading = reading(args.group.clone(), &args.input);
-        runtime::run(&mut relay, &reading, &sink, &health, stop.clone()).await
+        run::run(&mut relay, &reading, &sink, &health, stop.clone()).await
     };
     let second = async {
         if args.then_to.is_none() {
@@ -157,7 +158,7 @@ async fn main() -> Result<()> {
             in_flight: args.in_flight,
         };
         let reading = reading(format!("{}-2", args.group), &args.output);
-        runtime::run(&mut relay, &reading, &sink, &health, stop.clone()).await
+        run::run(&mut relay, &reading, &sink, &health, stop.clone()).await
     };
     let (first, second) = tokio::join!(first, second);
     sink.flush(Duration::from_secs(10));

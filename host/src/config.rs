@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 use crate::plugins::SandboxLimits;
 use crate::schema::{Schema, SchemaError};
 
+/// Default of `pipeline.max_future_secs` (docs/design.md, "Clocks that run ahead").
+pub const DEFAULT_MAX_FUTURE_SECS: u64 = 30;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -285,7 +288,7 @@ impl Default for PipelineConfig {
             in_flight_batches: 4,
             max_message_bytes: 1 << 20,
             max_fields: crate::decode::DEFAULT_MAX_FIELDS,
-            max_future_secs: crate::stages::validate::DEFAULT_MAX_FUTURE_SECS,
+            max_future_secs: DEFAULT_MAX_FUTURE_SECS,
         }
     }
 }

@@ -28,8 +28,6 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::WatchdogMode;
-use crate::kafka::source::SourceError;
-use crate::stages::io::Source;
 
 /// The two stages that read a topic as a consumer group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -293,13 +291,13 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    /// Start the watchdog thread (none when the mode is off), on the stamps `board`
-    /// opens (called only when the mode is not off).
+    /// Start the watchdog thread on `stamps` (none when the mode is off, or there
+    /// are no stamps).
     pub fn start<S: Stamps>(
         config: WatchdogConfig,
         health: Health,
-        board: impl FnOnce(&str) -> Result<S, SourceError>,
-    ) -> Result<Self, SourceError> {
+        stamps: Option<S>,
+    ) -> std::io::Result<Self> {
         let shared = Arc::new(Mutex::new(Shared {
             assigned: Vec::new(),
             turned: Instant::now(),
@@ -309,18 +307,17 @@ impl Watchdog {
         }));
         let stop = Arc::new(AtomicBool::new(false));
         // With no watchdog, nothing reads the group: readiness cannot wait on it.
-        let unwatched = config.mode == WatchdogMode::Off;
+        let stamps = stamps.filter(|_| config.mode != WatchdogMode::Off);
+        let unwatched = stamps.is_none();
         health.update(config.stage, &config.topic, |h| {
             h.reached_broker |= unwatched
         });
-        if !unwatched {
-            let stamps = board(&side_group(&config.group_id))?;
+        if let Some(stamps) = stamps {
             let judge = Judge::new(&config, stamps, shared.clone(), health.clone());
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name(format!("watchdog-{}", config.stage.as_str()))
-                .spawn(move || judge.run(&stop))
-                .map_err(|e| SourceError::Thread(e.to_string()))?;
+                .spawn(move || judge.run(&stop))?;
         }
         Ok(Self {
             stage: config.stage,
@@ -365,13 +362,13 @@ impl Watchdog {
             .collect()
     }
 
-    /// Rejoin the group so that the coordinator hands out `orphans` (from
+    /// Rejoin the group (`rejoin`) so that the coordinator hands out `orphans` (from
     /// [`Watchdog::orphans`]) again. The stage commits what it has processed first.
-    pub fn take_over(
+    pub fn take_over<E>(
         &self,
-        source: &mut impl Source,
         orphans: &[Orphan],
-    ) -> Result<(), SourceError> {
+        rejoin: impl FnOnce() -> Result<(), E>,
+    ) -> Result<(), E> {
         let partitions: Vec<i32> = orphans.iter().map(|o| o.partition).collect();
         let in_a_row = self.lock().streak.record(Instant::now());
         if in_a_row >= RejoinStreak::STUCK {
@@ -392,7 +389,7 @@ impl Watchdog {
                 "orphaned partitions: leaving and rejoining the group to take them over"
             );
         }
-        source.rejoin()?;
+        rejoin()?;
         let mut shared = self.lock();
         shared.orphans.clear();
         shared.reset = true;

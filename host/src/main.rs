@@ -15,6 +15,7 @@ use streamhost::admin;
 use streamhost::config::{self, Config};
 use streamhost::kafka::checkpoint::KafkaCheckpoint;
 use streamhost::kafka::lag::KafkaGroupLag;
+use streamhost::kafka::run::{self, Reading};
 use streamhost::kafka::sink::KafkaSink;
 use streamhost::kafka::Clients;
 use streamhost::liveness::Health;
@@ -23,7 +24,7 @@ use streamhost::plugins::{status, Chain, PluginRuntime, SandboxLimits};
 use streamhost::records::{Destination, SourceRecord};
 use streamhost::replay::{self, TimeField};
 use streamhost::schema::Schema;
-use streamhost::stages::runtime::{self, Batching, Reading};
+use streamhost::stages::runtime::Batching;
 use streamhost::stages::validate::{Validate, ValidateStage};
 use streamhost::stages::window::operator::WindowSpec;
 use streamhost::stages::window::progress::BrokerProgress;
@@ -368,7 +369,7 @@ async fn run(config_file: Option<&Path>, schema_file: Option<PathBuf>) -> Result
         let mut stage =
             ValidateStage::new(validate, chain, updates, config.pipeline.in_flight_batches);
         let reading = reading(&config.kafka.group_id, &config.kafka.input_topic);
-        runtime::run(&mut stage, &reading, &sink, &health, stop.clone()).await
+        run::run(&mut stage, &reading, &sink, &health, stop.clone()).await
     };
     let windows = async {
         if !config.windows.enabled {
@@ -400,7 +401,7 @@ async fn run(config_file: Option<&Path>, schema_file: Option<PathBuf>) -> Result
                 Box::new(restore),
             );
         let reading = reading(&config.kafka.window_group_id, &config.kafka.enriched_topic);
-        runtime::run(&mut stage, &reading, &sink, &health, stop.clone()).await
+        run::run(&mut stage, &reading, &sink, &health, stop.clone()).await
     };
     // A stage that fails stops the other, which commits what it has delivered; then
     // the process exits non-zero with the first failure (a later one is its echo).

@@ -17,10 +17,11 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::config::KafkaConfig;
-use crate::kafka::sink::{OneByOne, SinkError};
+use crate::kafka::sink::OneByOne;
 use crate::kafka::tail::{Bounded, Start, TailError};
 use crate::kafka::Clients;
 use crate::records::dlq::{DlqRecord, RawError};
+use crate::stages::io::SinkError;
 use crate::timefmt;
 
 // ---------------------------------------------------------------- what to replay

@@ -1,43 +1,10 @@
 //! What a failed delivery means: every librdkafka error the producer reports, sorted
-//! into the three things the host can do about it (see [`DeliveryClass`]).
+//! into the three things the host can do about it ([`DeliveryClass`]).
 
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
-/// The kinds of delivery failure, by what can be done about them.
-///
-/// Only [`DeliveryClass::Transient`] is ever retried, and only by librdkafka itself, in
-/// order, while the host waits (up to `kafka.delivery_timeout_secs`): a record the
-/// producer has given up on is never produced again by the same run, because it would
-/// land behind records produced after it (see [`super::sink`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryClass {
-    /// The broker, or the way to it, is away for now (down, no leader, too few
-    /// replicas, the producer's queue full): the same record can succeed later.
-    Transient,
-    /// This record, or the request carrying it, is over a size limit: the producer's
-    /// `message.max.bytes` before sending, the broker's `max.message.bytes` after.
-    TooLarge,
-    /// Fails on every attempt until someone changes something: the topic is missing,
-    /// access is denied, the producer is fenced or has stopped.
-    Permanent,
-}
-
-impl DeliveryClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Transient => "transient",
-            Self::TooLarge => "too_large",
-            Self::Permanent => "permanent",
-        }
-    }
-}
-
-impl std::fmt::Display for DeliveryClass {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::stages::io::DeliveryClass;
 
 /// The class of a producer error (from `send` or from a delivery report). Codes not
 /// named here are permanent: an error the host does not know stops the stage rather

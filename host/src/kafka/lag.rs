@@ -6,9 +6,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::ClientLog;
-use super::source::{kafka, SourceError};
+use super::source::kafka;
 use super::Clients;
 use crate::stages::io::GroupLag;
+use crate::stages::io::SourceError;
 
 /// The longest wait for one answer of the broker.
 const ROUND_TRIP: Duration = Duration::from_secs(2);

@@ -1,4 +1,5 @@
-//! Kafka I/O: the clients ([`client`]), reading a stage's input ([`source`]),
+//! Kafka I/O: the clients ([`client`]), a stage run on Kafka ([`run`]), reading a
+//! stage's input ([`source`]),
 //! producing its outputs ([`sink`]), what a failed delivery means ([`delivery`]),
 //! another group's progress ([`lag`]), bounded reads of a topic ([`tail`]), the window
 //! stage's checkpoint read from one ([`checkpoint`]) and the liveness watchdog's
@@ -8,6 +9,7 @@ pub mod checkpoint;
 pub mod client;
 pub mod delivery;
 pub mod lag;
+pub mod run;
 pub mod sink;
 pub mod source;
 pub mod stamps;

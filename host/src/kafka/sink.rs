@@ -20,60 +20,12 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer, 
 use rdkafka::util::Timeout;
 
 use super::client::ClientLog;
-use super::delivery::{classify, DeliveryClass};
+use super::delivery::classify;
 use super::Clients;
 use crate::config::KafkaConfig;
 use crate::limiter::Limiter;
-use crate::records::{Destination, Output, MESSAGE_MAX_BYTES};
-use crate::stages::io::Sink;
-
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    #[error("kafka producer: {0}")]
-    Create(#[source] KafkaError),
-    #[error("a {size}-byte record (key and value) for `{topic}` is over the {limit}-byte limit on its records")]
-    TooLarge {
-        topic: String,
-        size: usize,
-        limit: usize,
-    },
-    /// The producer refused a record, or the broker did not take it.
-    #[error("delivery to `{topic}` failed: {error} ({class}: {}){}", hint(*.class), more(*.others))]
-    Failed {
-        topic: String,
-        class: DeliveryClass,
-        error: KafkaError,
-        /// Records of the same batch that failed too.
-        others: usize,
-    },
-    #[error("{count} records to {topics} not acknowledged within {} s (kafka.delivery_timeout_secs): the broker is unreachable, or too slow", .timeout.as_secs())]
-    Unacknowledged {
-        topics: String,
-        count: usize,
-        timeout: Duration,
-    },
-    #[error("stopped with {0} records not acknowledged")]
-    Stopped(usize),
-}
-
-fn hint(class: DeliveryClass) -> String {
-    match class {
-        DeliveryClass::Transient => "librdkafka gave up retrying".into(),
-        DeliveryClass::TooLarge => format!(
-            "the topic's max.message.bytes on the broker is below the producer's message.max.bytes, {MESSAGE_MAX_BYTES}"
-        ),
-        DeliveryClass::Permanent => {
-            "refused for good: the topic is missing, writing is denied, or the broker failed the request and the producer stopped rather than leave a gap".into()
-        }
-    }
-}
-
-fn more(others: usize) -> String {
-    match others {
-        0 => String::new(),
-        n => format!("; {n} more records of the batch failed"),
-    }
-}
+use crate::records::{Destination, Output};
+use crate::stages::io::{DeliveryClass, Sink, SinkError};
 
 /// How often a wait for acknowledgements looks at the clock (the deadline, a stop).
 const TICK: Duration = Duration::from_millis(500);
@@ -119,7 +71,7 @@ impl KafkaSink {
         let producer: FutureProducer<ClientLog> = clients
             .stage_producer("streamhost-producer")
             .create_with_context(ClientLog)
-            .map_err(SinkError::Create)?;
+            .map_err(|e| SinkError::Create(Box::new(e)))?;
         Ok(Self {
             producer,
             enriched_topic: kafka.enriched_topic.clone(),
@@ -200,7 +152,7 @@ impl Sink for KafkaSink {
                     return Err(SinkError::Failed {
                         topic: topic.to_string(),
                         class,
-                        error,
+                        error: Box::new(error),
                         others: 0,
                     })
                 }
@@ -294,7 +246,7 @@ impl Sink for KafkaSink {
         Err(SinkError::Failed {
             topic: self.topic(destination).to_string(),
             class,
-            error,
+            error: Box::new(error),
             others,
         })
     }
@@ -382,7 +334,7 @@ impl OneByOne {
         let producer = clients
             .producer(client_id)
             .create_with_context(ClientLog)
-            .map_err(SinkError::Create)?;
+            .map_err(|e| SinkError::Create(Box::new(e)))?;
         Ok(Self {
             producer,
             timeout,
@@ -408,7 +360,7 @@ impl OneByOne {
             Err(Queue::Refused(class, error)) => Err(SinkError::Failed {
                 topic: topic.to_string(),
                 class,
-                error,
+                error: Box::new(error),
                 others: 0,
             }),
         }
@@ -472,9 +424,9 @@ mod tests {
         let error = SinkError::Failed {
             topic: "dlq".into(),
             class: DeliveryClass::Permanent,
-            error: KafkaError::MessageProduction(
+            error: Box::new(KafkaError::MessageProduction(
                 rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
-            ),
+            )),
             others: 3,
         };
         let text = error.to_string();

@@ -20,22 +20,13 @@ use super::client::ClientLog;
 use super::Clients;
 use crate::limiter::Limiter;
 use crate::records::SourceRecord;
-use crate::stages::io::Source;
-
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    #[error("kafka consumer ({context}): {source}")]
-    Kafka {
-        context: &'static str,
-        #[source]
-        source: KafkaError,
-    },
-    #[error("cannot start a thread: {0}")]
-    Thread(String),
-}
+use crate::stages::io::{Source, SourceError};
 
 pub(crate) fn kafka(context: &'static str) -> impl FnOnce(KafkaError) -> SourceError {
-    move |source| SourceError::Kafka { context, source }
+    move |source| SourceError::Broker {
+        context,
+        source: Box::new(source),
+    }
 }
 
 /// Whether the consumer recovers from `error` by itself. librdkafka reports a broker

@@ -11,10 +11,10 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::client::ClientLog;
-use super::delivery::{classify, DeliveryClass};
-use super::source::SourceError;
+use super::delivery::classify;
 use super::Clients;
 use crate::liveness::{BrokerKind, Stamps};
+use crate::stages::io::{DeliveryClass, SourceError};
 
 /// Timeout of each broker round trip of the watchdog.
 const ROUND_TRIP: Duration = Duration::from_secs(5);
@@ -42,9 +42,9 @@ impl KafkaStamps {
         let client = clients
             .reader(side_group, &format!("streamhost-{side_group}"))
             .create_with_context(ClientLog)
-            .map_err(|source| SourceError::Kafka {
+            .map_err(|source| SourceError::Broker {
                 context: "create the watchdog's client",
-                source,
+                source: Box::new(source),
             })?;
         Ok(Self {
             clients: clients.clone(),

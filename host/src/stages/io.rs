@@ -12,8 +12,6 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::kafka::sink::SinkError;
-use crate::kafka::source::SourceError;
 use crate::records::{Output, SourceRecord};
 
 /// A stage's input: one topic read by a consumer group, committed by hand.
@@ -85,4 +83,103 @@ pub trait GroupLag: Send + Sync + std::fmt::Debug {
     /// offset when nothing is committed) and the end offset. A partition the broker
     /// cannot tell about is left out.
     fn positions(&self, partitions: &[i32]) -> Vec<(i32, i64, i64)>;
+}
+
+/// A broker client's own error, kept as the cause of a [`SourceError`] or
+/// [`SinkError`].
+pub type BrokerError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("kafka consumer ({context}): {source}")]
+    Broker {
+        context: &'static str,
+        #[source]
+        source: BrokerError,
+    },
+    #[error("cannot start a thread: {0}")]
+    Thread(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("kafka producer: {0}")]
+    Create(#[source] BrokerError),
+    #[error("a {size}-byte record (key and value) for `{topic}` is over the {limit}-byte limit on its records")]
+    TooLarge {
+        topic: String,
+        size: usize,
+        limit: usize,
+    },
+    /// The producer refused a record, or the broker did not take it.
+    #[error("delivery to `{topic}` failed: {error} ({class}: {}){}", hint(*.class), more(*.others))]
+    Failed {
+        topic: String,
+        class: DeliveryClass,
+        error: BrokerError,
+        /// Records of the same batch that failed too.
+        others: usize,
+    },
+    #[error("{count} records to {topics} not acknowledged within {} s (kafka.delivery_timeout_secs): the broker is unreachable, or too slow", .timeout.as_secs())]
+    Unacknowledged {
+        topics: String,
+        count: usize,
+        timeout: Duration,
+    },
+    #[error("stopped with {0} records not acknowledged")]
+    Stopped(usize),
+}
+
+fn hint(class: DeliveryClass) -> String {
+    match class {
+        DeliveryClass::Transient => "librdkafka gave up retrying".into(),
+        DeliveryClass::TooLarge => format!(
+            "the topic's max.message.bytes on the broker is below the producer's message.max.bytes, {}", crate::records::MESSAGE_MAX_BYTES
+        ),
+        DeliveryClass::Permanent => {
+            "refused for good: the topic is missing, writing is denied, or the broker failed the request and the producer stopped rather than leave a gap".into()
+        }
+    }
+}
+
+fn more(others: usize) -> String {
+    match others {
+        0 => String::new(),
+        n => format!("; {n} more records of the batch failed"),
+    }
+}
+
+/// The kinds of delivery failure, by what can be done about them.
+///
+/// Only [`DeliveryClass::Transient`] is ever retried, and only by the producer itself, in
+/// order, while the host waits (up to `kafka.delivery_timeout_secs`): a record the
+/// producer has given up on is never produced again by the same run, because it would
+/// land behind records produced after it (`crate::kafka::sink` says why).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryClass {
+    /// The broker, or the way to it, is away for now (down, no leader, too few
+    /// replicas, the producer's queue full): the same record can succeed later.
+    Transient,
+    /// This record, or the request carrying it, is over a size limit: the producer's
+    /// `message.max.bytes` before sending, the broker's `max.message.bytes` after.
+    TooLarge,
+    /// Fails on every attempt until someone changes something: the topic is missing,
+    /// access is denied, the producer is fenced or has stopped.
+    Permanent,
+}
+
+impl DeliveryClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Transient => "transient",
+            Self::TooLarge => "too_large",
+            Self::Permanent => "permanent",
+        }
+    }
+}
+
+impl std::fmt::Display for DeliveryClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }

@@ -14,11 +14,9 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use crate::kafka::sink::SinkError;
-use crate::kafka::source::SourceError;
 use crate::liveness::StageName;
 use crate::records::{Output, SourceRecord};
-use io::Source;
+use io::{SinkError, Source, SourceError};
 
 pub mod io;
 pub mod rejects;

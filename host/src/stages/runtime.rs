@@ -12,27 +12,9 @@ use futures::FutureExt;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::io::{Sink, Source};
+use super::io::{Sink, SinkError, Source};
 use super::{Stage, StageError};
-use crate::config::WatchdogMode;
-use crate::kafka::sink::{KafkaSink, SinkError};
-use crate::kafka::source::KafkaSource;
-use crate::kafka::stamps::KafkaStamps;
-use crate::kafka::Clients;
-use crate::liveness::{Health, Watchdog, WatchdogConfig};
-
-/// Where a stage reads, how much at a time, and when its partitions count as orphaned.
-#[derive(Debug, Clone)]
-pub struct Reading {
-    pub clients: Clients,
-    pub group_id: String,
-    pub topic: String,
-    pub batching: Batching,
-    /// See `kafka.watchdog`.
-    pub watchdog: WatchdogMode,
-    /// See `kafka.stall_timeout_secs`.
-    pub stall_timeout: Duration,
-}
+use crate::liveness::Watchdog;
 
 /// How much a stage reads at a time.
 #[derive(Debug, Clone, Copy)]
@@ -117,62 +99,6 @@ impl InFlight<'_> {
     }
 }
 
-/// Run `stage` until `stop` turns true: join `reading`'s group, start the stage's
-/// watchdog, and turn the loop. Whatever was produced is waited for and committed
-/// before returning: a clean stop re-reads nothing. On an error, what is in flight is
-/// left uncommitted (read again by the next run) and `/health` says the stage failed.
-pub async fn run<S: Stage>(
-    stage: &mut S,
-    reading: &Reading,
-    sink: &KafkaSink,
-    health: &Health,
-    stop: watch::Receiver<bool>,
-) -> Result<(), StageError> {
-    let name = stage.name();
-    let result = turn(stage, reading, sink, health, stop).await;
-    if let Err(error) = &result {
-        health.failed(name, &reading.topic, &error.to_string());
-    }
-    result
-}
-
-async fn turn<S: Stage>(
-    stage: &mut S,
-    reading: &Reading,
-    sink: &KafkaSink,
-    health: &Health,
-    mut stop: watch::Receiver<bool>,
-) -> Result<(), StageError> {
-    let mut source = KafkaSource::new(&reading.clients, &reading.group_id, &reading.topic)?;
-    let watchdog = Watchdog::start(
-        WatchdogConfig {
-            stage: stage.name(),
-            group_id: reading.group_id.clone(),
-            topic: reading.topic.clone(),
-            mode: reading.watchdog,
-            stall_timeout: reading.stall_timeout,
-            longest_turn: stage.idle_wait(),
-        },
-        health.clone(),
-        |side_group| KafkaStamps::new(&reading.clients, side_group, &reading.topic),
-    )?;
-    let result = drive(
-        stage,
-        &mut source,
-        sink,
-        Some(&watchdog),
-        reading.batching,
-        &mut stop,
-    )
-    .await;
-    drop(watchdog);
-    tokio::task::block_in_place(|| source.close(CLOSE_WAIT));
-    result
-}
-
-/// The longest a stopping stage waits for its consumer to leave the group.
-const CLOSE_WAIT: Duration = Duration::from_secs(10);
-
 /// The loop itself, on any [`Source`] and [`Sink`]: turn until `stop` turns true, then
 /// wait for what is in flight and commit it. `watchdog`, when there is one, hears of
 /// every turn and says which orphaned partitions to take over.
@@ -201,7 +127,7 @@ pub async fn drive<S: Stage>(
             if !orphans.is_empty() {
                 // What was read is committed first: the new generation resumes from there.
                 in_flight.commit_all(source).await?;
-                watchdog.take_over(source, &orphans)?;
+                watchdog.take_over(&orphans, || source.rejoin())?;
                 continue;
             }
         }

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 
 use super::rejects::Rejects;
 use super::{Processed, Stage, StageError};
+use crate::config::DEFAULT_MAX_FUTURE_SECS;
 use crate::decode::Decoder;
 use crate::event::{Event, Value};
 use crate::liveness::StageName;
@@ -19,9 +20,6 @@ use crate::records::enriched::Enricher;
 use crate::records::{next_positions, Output, SourceRecord, MAX_OUTPUT_BYTES};
 use crate::schema::Schema;
 use crate::timefmt::{self, Clock};
-
-/// Default of `pipeline.max_future_secs` (docs/design.md, "Clocks that run ahead").
-pub const DEFAULT_MAX_FUTURE_SECS: u64 = 30;
 
 /// The validate stage's work on a batch, without I/O: decode by the schema, judge
 /// with the chain, route. Shared by the Kafka loop, `streamhost plugin test` and the

@@ -10,10 +10,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde_json::Value as Json;
-use streamhost::kafka::sink::SinkError;
-use streamhost::kafka::source::SourceError;
 use streamhost::records::{average, Destination, Output, SourceRecord};
-use streamhost::stages::io::{GroupLag, Sink, Source};
+use streamhost::stages::io::{GroupLag, Sink, SinkError, Source, SourceError};
 use streamhost::stages::window::restore::{Checkpoint, EmittedWindows};
 use streamhost::stages::window::RestoreError;
 use tokio::sync::watch;

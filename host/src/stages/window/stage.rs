@@ -18,6 +18,7 @@ use super::operator::{ClosedWindow, Observed, PartitionedWindows, WindowSpec};
 use super::positions::Positions;
 use super::progress::{BrokerProgress, Progress};
 use super::restore::{Checkpoint, RestoreError};
+use crate::config::DEFAULT_MAX_FUTURE_SECS;
 use crate::decode::MAX_TIMESTAMP;
 use crate::liveness::StageName;
 use crate::records::average::Average;
@@ -25,7 +26,7 @@ use crate::records::dlq::{HostCode, Step, REJECTED_BY_HOST};
 use crate::records::{Output, SourceRecord};
 use crate::stages::io::Source;
 use crate::stages::rejects::Rejects;
-use crate::stages::validate::{future_bound, future_event, DEFAULT_MAX_FUTURE_SECS};
+use crate::stages::validate::{future_bound, future_event};
 use crate::stages::{Processed, Stage, StageError};
 use crate::timefmt::{self, Clock};
 
