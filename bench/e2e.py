@@ -45,7 +45,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from streamhost_kit.events import GENERATOR_COUNTRIES, generated_event, payload
 from streamhost_kit.stack import ROOT, free_port, metric, port_open, proc_status
-from streamhost_kit.util import log
+from streamhost_kit.util import log, machine
 
 PARTITIONS = 3
 COUNTRIES = GENERATOR_COUNTRIES
@@ -664,8 +664,7 @@ def main() -> int:
             # A result file: the figures as data, with the report a person reads.
             args.out.write_text(json.dumps({
                 "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%MZ"), "bench": "bench/e2e",
-                "command": cmdline, "machine": "the development machine: 2 shared cores, Debian; "
-                "read ratios within one run", "report": text, **data}, indent=1))
+                "command": cmdline, "machine": machine(), "report": text, **data}, indent=1))
         else:
             args.out.write_text(text)
         log(f"report written to {args.out}")

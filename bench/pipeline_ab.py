@@ -24,6 +24,11 @@ import os
 import re
 import statistics
 import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from streamhost_kit.util import machine  # noqa: E402
 
 WHOLE = "whole validate stage with WASM chain (process_batch)"
 NATIVE = "whole validate stage with native rules (process_batch with the rules as Rust)"
@@ -84,7 +89,7 @@ def main() -> None:
         "date": datetime.date.today().isoformat(),
         "bench": f"in-process pipeline (host/benches/pipeline.rs), two builds alternating in one run: {a.what}",
         "command": f"python3 bench/pipeline_ab.py --pairs {a.pairs} --events {a.events} --rounds {a.rounds} (old/new bench binaries and their plugins)",
-        "machine": "the development machine: 2 shared cores, Debian, Rust 1.95; read ratios, not absolute times",
+        "machine": machine(),
         "unit": "ns per event, median over pairs of each run's median of its rounds",
         "figures": med,
         "derived": {

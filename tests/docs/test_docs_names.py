@@ -1,5 +1,6 @@
 """The docs name only what the code defines: every metric, configuration key, CLI
 subcommand and DLQ code the docs mention exists in host/src (plugin codes: plugins/),
+every ClickHouse object they name is created by sql/schema.sql,
 the reference pages list all of them, every page or anchor one page links to exists,
 and every repository path the pages, the compose file and the code's comments name
 exists.
@@ -270,3 +271,35 @@ def test_the_path_check_finds_a_planted_bad_path(tmp_path):
     planted = page.read_text() + "\nSee `host/src/stages/window.rs` and docs/guarantees.md.\n"
     bad = sorted(p for p in named_paths(planted) if not exists(p, page))
     assert bad == ["docs/guarantees.md", "host/src/stages/window.rs"], bad
+
+
+# --- ClickHouse objects ------------------------------------------------------------
+
+SQL_SUFFIX = re.compile(r"^[a-z][a-z_]*_(?:mv|queue|raw|final|state|table|ch)$")
+
+
+def sql_objects() -> set[str]:
+    """What sql/schema.sql creates, without the database name."""
+    text = (ROOT / "sql" / "schema.sql").read_text()
+    return set(re.findall(r"CREATE (?:TABLE|VIEW|MATERIALIZED VIEW)(?: IF NOT EXISTS)? events_db\.(\w+)", text))
+
+
+def named_sql_objects(text: str) -> set[str]:
+    """`events_db.<name>` anywhere, and code spans that are one name of a ClickHouse
+    object's shape (`dlq_table`, `events_mv`, `country_event_averages_raw`)."""
+    names = set(re.findall(r"\bevents_db\.(\w+)", text))
+    return names | {s for s in (s.strip() for s in code_spans(text)) if SQL_SUFFIX.match(s)}
+
+
+def test_every_clickhouse_object_the_docs_name_exists():
+    objects = sql_objects()
+    assert {"events", "dlq_table", "country_event_averages_raw"} <= objects, objects
+    sources = {**docs_text(), **{p: p.read_text() for p in [ROOT / "docker-compose.yml", *sorted((ROOT / "superset").glob("*.py"))]}}
+    missing = [f"{p.relative_to(ROOT)}: {name}" for p, text in sources.items()
+               for name in sorted(named_sql_objects(text) - objects)]
+    assert not missing, "ClickHouse objects named but not in sql/schema.sql:\n  " + "\n  ".join(missing)
+
+
+def test_the_clickhouse_check_finds_a_planted_bad_name():
+    planted = (ROOT / "docs" / "reference" / "sql.md").read_text() + "\nRead `events_db.dlq_rows` and `events_final`.\n"
+    assert sorted(named_sql_objects(planted) - sql_objects()) == ["dlq_rows", "events_final"]

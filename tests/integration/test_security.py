@@ -22,12 +22,11 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streamhost_kit.events import event_set, payloads
-from streamhost_kit.stack import ROOT, Host, free_port, port_open
+from streamhost_kit.stack import ROOT, Host, brief_generator, free_port, port_open
 from streamhost_kit.util import wait_until
 
 CACHE = Path(os.environ.get("STREAMHOST_CACHE", Path.home() / ".cache" / "streamhost"))
 TANSU = CACHE / "tansu-0.6.0" / "bin" / "tansu"
-GENERATOR = ROOT.parent / "shared" / "seed" / "data_generator.py"
 # The brief's generator, unchanged, its KafkaProducer given the cluster's security.
 SECURED_GENERATOR = """
 import os, runpy, sys
@@ -246,7 +245,6 @@ class SecureClickHouse:
         end(self.proc)
 
 
-@pytest.mark.skipif(not GENERATOR.exists(), reason=f"{GENERATOR} not found (shared/ beside the clone)")
 @pytest.mark.parametrize("broker", [SCRAM_TLS], indirect=True)
 def test_the_brief_generator_through_scram_and_tls_lands_whole_in_clickhouse(broker: SecureBroker, hosts,
                                                                               tmp_path: Path):
@@ -267,7 +265,7 @@ def test_the_brief_generator_through_scram_and_tls_lands_whole_in_clickhouse(bro
                         STREAMHOST_KAFKA_CLIENT_SASL_PASSWORD_FILE=str(tmp_path / "kafka_password"))
         seconds = 35  # past the generator's schema change at 30 s
         env = {**os.environ, "CA": str(broker.certs / "ca.pem"), "USER": USER, "PASSWORD": PASSWORD}
-        run = subprocess.run([sys.executable, "-c", SECURED_GENERATOR, str(GENERATOR), "--duration", str(seconds),
+        run = subprocess.run([sys.executable, "-c", SECURED_GENERATOR, str(brief_generator()), "--duration", str(seconds),
                               "--rps", "10", "--kafka_broker", f"127.0.0.1:{broker.tls}"],
                              env=env, capture_output=True, text=True, timeout=seconds + 60, check=True)
         sent = int(re.search(r"Sent (\d+) events", run.stdout).group(1))

@@ -13,10 +13,9 @@ import pytest
 from streamhost_kit.clickhouse import ch_rows, ch_value, count_landed, landed_rows
 from streamhost_kit.events import ALLOWED, event
 from streamhost_kit.kafka import produce, read_topic, watermarks
-from streamhost_kit.stack import ROOT
+from streamhost_kit.stack import ROOT, brief_generator
 from streamhost_kit.util import wait_until
 
-GENERATOR = ROOT.parent / "shared" / "seed" / "data_generator.py"
 # Long enough to cross the generator's schema change at 30 s.
 GENERATOR_SECONDS = 42
 
@@ -30,12 +29,11 @@ def expected_code(raw: dict) -> str:
     return "accepted"
 
 
-@pytest.mark.skipif(not GENERATOR.exists(), reason=f"{GENERATOR} not found (shared/ beside the clone)")
 def test_brief_generator_end_to_end(fresh_stack, hosts):
     start = watermarks("my_events")
     hosts(1)
     run = subprocess.run(
-        [sys.executable, str(GENERATOR), "--duration", str(GENERATOR_SECONDS), "--rps", "10",
+        [sys.executable, str(brief_generator()), "--duration", str(GENERATOR_SECONDS), "--rps", "10",
          "--kafka_broker", "127.0.0.1:9092"],
         capture_output=True, text=True, timeout=GENERATOR_SECONDS + 60, check=True,
     )

@@ -17,6 +17,23 @@ ROOT = Path(__file__).resolve().parents[2]
 # The host binary (scripts/test sets STREAMHOST_BIN) and the built plugins.
 HOST_BIN = Path(os.environ["STREAMHOST_BIN"]) if "STREAMHOST_BIN" in os.environ else None
 PLUGINS_BUILT = Path(os.environ.get("STREAMHOST_PLUGINS_BUILT", ROOT / "plugins" / "target" / "wasm32-wasip2" / "release"))
+# The brief's own generator comes with the brief, not with this repository: beside the
+# clone (shared/seed/) on the project's machines, or where STREAMHOST_BRIEF_GENERATOR says.
+BRIEF_GENERATOR = Path(os.environ.get("STREAMHOST_BRIEF_GENERATOR",
+                                      ROOT.parent / "shared" / "seed" / "data_generator.py"))
+
+
+def brief_generator() -> Path:
+    """The brief's generator. Missing, a test that runs it fails under scripts/test (which
+    sets STREAMHOST_TEST_ALL) or CI, and is skipped with the reason elsewhere."""
+    if BRIEF_GENERATOR.is_file():
+        return BRIEF_GENERATOR
+    import pytest
+    why = (f"the brief's generator is not at {BRIEF_GENERATOR}: it comes with the brief; "
+           "set STREAMHOST_BRIEF_GENERATOR to its path")
+    if os.environ.get("STREAMHOST_TEST_ALL") or os.environ.get("CI"):
+        pytest.fail(why)
+    pytest.skip(why)
 
 
 def stack(*args: str, stdout=None) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import sys
 import time
 
@@ -21,3 +23,10 @@ def wait_until(what: str, predicate, timeout: float = 90, interval: float = 1.0)
 def log(msg: str) -> None:
     """A time-stamped line on stderr."""
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def machine() -> str:
+    """What a result file says of the machine it ran on: cores, system, load."""
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"{os.cpu_count()} cores, {platform.system()} {platform.release()}, load {load} at the end; "
+            "read ratios within one run, not absolute times")

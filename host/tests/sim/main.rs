@@ -1,15 +1,16 @@
 //! The stage runtime and both stages, run on a simulated broker with faults chosen by a
 //! seed: deliveries delayed, reordered across partitions and failed; processes crashed
 //! at any await point and restarted from the committed positions; instances joining and
-//! leaving; rebalances in the middle of batches; restore reads failing; idle spells;
-//! late and far-future events. Time is tokio's paused clock, so a run takes
+//! leaving; rebalances in the middle of batches; restore reads failing; plugin chains
+//! deployed; idle spells; late and far-future events. Time is tokio's paused clock, so a run takes
 //! milliseconds and the same seed makes the same run.
 //!
 //! Invariants: no input position committed before its outcome is on the broker; every
 //! input record's outcome (enriched or DLQ) present at least once; far-future and broken
 //! records dead-lettered, never enriched; no event declared late unless it was written
 //! late; every emitted window's count equal to the count over the input (give or take
-//! the planted-late events); everything committed at the end.
+//! the planted-late events); every validate batch judged on one chain, the one deployed
+//! once a second has passed; everything committed at the end.
 //!
 //! * `cargo test -p streamhost --test sim`: the CI budget of seeds.
 //! * `SIM_SEED=1234 cargo test -p streamhost --test sim replay -- --exact --nocapture`: one
@@ -25,11 +26,13 @@ mod world;
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::Value as Json;
-use streamhost::plugins::Chain;
+use streamhost::plugins::chain::Member;
+use streamhost::plugins::reload::ChainUpdate;
+use streamhost::plugins::{Chain, CompiledPlugin, PluginRuntime, SandboxLimits};
 use streamhost::schema::Schema;
 use streamhost::stages::runtime::{drive, Batching};
 use streamhost::stages::validate::{Validate, ValidateStage};
@@ -52,7 +55,8 @@ const SPEC: WindowSpec = WindowSpec {
 };
 const IDLE: Duration = Duration::from_secs(10);
 const INSTANCES: usize = 3;
-const COUNTRIES: [&str; 5] = ["US", "DE", "FR", "JP", "BR"];
+/// Countries the `quality` plugin allows by default.
+const COUNTRIES: [&str; 5] = ["US", "DE", "FR", "JP", "CA"];
 
 thread_local! {
     static START: Cell<Option<Instant>> = const { Cell::new(None) };
@@ -79,17 +83,76 @@ enum Tag {
 struct Instance {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<Result<(), StageError>>>,
-    _updates: mpsc::Sender<streamhost::plugins::reload::ChainUpdate>,
+    updates: mpsc::Sender<ChainUpdate>,
 }
 
-fn start(world: &Shared, instance: usize) -> Instance {
+/// The chains a run deploys in turn, by file in plugins/dist (real components, two
+/// contract generations). Every one accepts each event the generator writes, so the
+/// windows' oracle stays the input's count.
+const CHAINS: [&[&str]; 4] = [
+    &[],
+    &["quality.wasm"],
+    &["enrich.wasm"],
+    &["quality_v0_3.wasm", "enrich_v0_3.wasm"],
+];
+
+/// Every plugin of [`CHAINS`], compiled once per process.
+fn compiled() -> &'static BTreeMap<&'static str, Arc<CompiledPlugin>> {
+    static COMPILED: OnceLock<BTreeMap<&'static str, Arc<CompiledPlugin>>> = OnceLock::new();
+    COMPILED.get_or_init(|| {
+        let dist = std::env::var_os("STREAMHOST_PLUGINS_BUILT")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist")
+            });
+        let runtime =
+            PluginRuntime::new(SandboxLimits::default(), Arc::new(Schema::brief())).unwrap();
+        CHAINS
+            .iter()
+            .flat_map(|chain| chain.iter())
+            .map(|file| {
+                let path = dist.join(file);
+                let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+                    panic!("{}: {e}; run scripts/build-plugins first", path.display())
+                });
+                (
+                    *file,
+                    Arc::new(runtime.compile(&bytes, file, Vec::new()).unwrap()),
+                )
+            })
+            .collect()
+    })
+}
+
+/// Chain `k` of [`CHAINS`], instantiated for one instance, and what its records say
+/// in `processed_by`.
+fn chain(k: usize) -> (Vec<Member>, String) {
+    let members: Vec<Member> = CHAINS[k]
+        .iter()
+        .map(|file| Member {
+            plugin: compiled()[file].clone().instantiate_checked().unwrap(),
+            required: true,
+        })
+        .collect();
+    let label = members
+        .iter()
+        .map(|m| m.plugin.id())
+        .collect::<Vec<_>>()
+        .join(",");
+    (members, label)
+}
+
+fn start(world: &Shared, instance: usize, deployed: usize) -> Instance {
     let (stop, stop_rx) = watch::channel(false);
     let (updates, updates_rx) = mpsc::channel(4);
+    // A process starts on the chain its plugin directory holds.
+    let (members, label) = chain(deployed);
     let (v, w) = {
         let mut w = lock(world);
         w.counts.restarts += 1;
         w.started(instance);
-        w.log(|| format!("instance {instance} starts"));
+        w.log(|| format!("instance {instance} starts on [{label}]"));
+        w.chain_since.insert(instance, (Instant::now(), label));
         (
             w.join(VALIDATE_GROUP, INPUT, instance),
             w.join(WINDOW_GROUP, ENRICHED, instance),
@@ -106,7 +169,7 @@ fn start(world: &Shared, instance: usize) -> Instance {
                 .unwrap()
                 .with_clock(sim_clock);
             let mut stage =
-                ValidateStage::new(validate, Chain::new(Vec::new(), 3, None), updates_rx, 3);
+                ValidateStage::new(validate, Chain::new(members, 3, None), updates_rx, 3);
             let mut source = SimSource {
                 world: world.clone(),
                 member: v,
@@ -150,7 +213,7 @@ fn start(world: &Shared, instance: usize) -> Instance {
     Instance {
         stop,
         tasks: vec![validating, windowing],
-        _updates: updates,
+        updates,
     }
 }
 
@@ -209,7 +272,7 @@ fn event(world: &mut World, tags: &mut BTreeMap<(i32, i64), Tag>) {
 }
 
 /// `SIM_FAULTS=a,b`: only these kinds of fault (to narrow a failure down): fail,
-/// crash, join, stop, rebalance, restore.
+/// crash, join, stop, rebalance, restore, swap.
 fn allowed(roll: u64) -> bool {
     let Ok(kinds) = std::env::var("SIM_FAULTS") else {
         return true;
@@ -221,6 +284,7 @@ fn allowed(roll: u64) -> bool {
         7 => "stop",
         8..=9 => "rebalance",
         10 => "restore",
+        11..=12 => "swap",
         _ => return true,
     };
     kinds.split(',').any(|k| k == kind)
@@ -248,7 +312,8 @@ async fn run(seed: u64, plan: Plan, traced: bool) -> Report {
     // Crashed: the group notices at `leave_at`; the supervisor restarts at `restart_at`.
     let mut leave_at: BTreeMap<usize, Instant> = BTreeMap::new();
     let mut restart_at: BTreeMap<usize, Instant> = BTreeMap::new();
-    instances[0] = Some(start(&world, 0));
+    let mut deployed = 0;
+    instances[0] = Some(start(&world, 0, deployed));
     let mut quiet_until = began;
     let deadline = began + plan.faulty + Duration::from_secs(900);
     let drained = Duration::from_secs((SPEC.size + SPEC.grace) as u64) + IDLE * 3;
@@ -287,7 +352,7 @@ async fn run(seed: u64, plan: Plan, traced: bool) -> Report {
         }
         for (i, at) in restart_at.clone() {
             if (now >= at || healing) && instances[i].is_none() && !leave_at.contains_key(&i) {
-                instances[i] = Some(start(&world, i));
+                instances[i] = Some(start(&world, i, deployed));
                 restart_at.remove(&i);
             }
         }
@@ -343,7 +408,7 @@ async fn run(seed: u64, plan: Plan, traced: bool) -> Report {
             }
             6 if instances[pick].is_none() && !restart_at.contains_key(&pick) => {
                 lock(&world).counts.joins += 1;
-                instances[pick] = Some(start(&world, pick));
+                instances[pick] = Some(start(&world, pick, deployed));
             }
             7 if alive > 1 && instances[pick].is_some() => {
                 // A clean stop: what is in flight is committed, then the member leaves.
@@ -375,6 +440,25 @@ async fn run(seed: u64, plan: Plan, traced: bool) -> Report {
                 w.rebalance(group);
             }
             10 => lock(&world).fail_restore = true,
+            11..=12 => {
+                // A new chain deployed: every running instance's watcher sends it.
+                let mut w = lock(&world);
+                deployed =
+                    (deployed + 1 + w.rng.below(CHAINS.len() as u64 - 1) as usize) % CHAINS.len();
+                w.counts.plugin_swaps += 1;
+                for (i, instance) in instances.iter().enumerate() {
+                    let Some(instance) = instance else { continue };
+                    let (members, label) = chain(deployed);
+                    w.log(|| format!("instance {i}: chain [{label}] deployed"));
+                    let update = ChainUpdate {
+                        members,
+                        seen_at: std::time::Instant::now(),
+                    };
+                    if instance.updates.try_send(update).is_ok() {
+                        w.chain_since.insert(i, (now, label));
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -725,6 +809,7 @@ fn explore() {
             "forced_rebalances": sum(|c| c.rebalances),
             "restore_failures": sum(|c| c.restore_failures),
             "quiet_spells": sum(|c| c.quiet_spells),
+            "plugin_swaps": sum(|c| c.plugin_swaps),
             "fenced_commits": sum(|c| c.fenced_commits),
         },
         "duplicates": reports.iter().map(|r| r.duplicates).sum::<u64>(),

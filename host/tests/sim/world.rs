@@ -113,6 +113,7 @@ pub struct Counts {
     pub commits: u64,
     pub fenced_commits: u64,
     pub quiet_spells: u64,
+    pub plugin_swaps: u64,
 }
 
 #[derive(Debug)]
@@ -141,7 +142,14 @@ pub struct World {
     pub trace: Option<Vec<String>>,
     /// When the run began (virtual time): traces and write times count from it.
     began: tokio::time::Instant,
+    /// Per running instance: since when its validate stage must judge on which chain
+    /// (`processed_by`), once [`SWAP_WITHIN`] has passed.
+    pub chain_since: BTreeMap<usize, (tokio::time::Instant, String)>,
 }
+
+/// How soon a validate stage judges on a chain it was sent: a batch starts on the
+/// newest chain, and a stage waiting for input or for acknowledgements is woken.
+pub const SWAP_WITHIN: Duration = Duration::from_secs(1);
 
 impl World {
     pub fn new(seed: u64, traced: bool) -> Self {
@@ -167,6 +175,7 @@ impl World {
             violations: Vec::new(),
             trace: traced.then(Vec::new),
             began: tokio::time::Instant::now(),
+            chain_since: BTreeMap::new(),
         }
     }
 
@@ -269,6 +278,35 @@ impl World {
             m.positions = committed;
         }
         self.log(|| format!("rebalance {group}: {n} members"));
+    }
+
+    // ---- plugin chains ---------------------------------------------------------------
+
+    /// A validate batch's enriched records all name one chain, the one the instance
+    /// was last sent (once [`SWAP_WITHIN`] has passed since).
+    fn judged_on_one_chain(&mut self, instance: usize, outputs: &[Output]) {
+        let chains: BTreeSet<String> = outputs
+            .iter()
+            .filter(|o| o.destination == Destination::Enriched)
+            .filter_map(|o| serde_json::from_slice::<serde_json::Value>(&o.payload).ok())
+            .map(|v| v["processed_by"].as_str().unwrap_or("?").to_string())
+            .collect();
+        if chains.len() > 1 {
+            self.violations.push(format!(
+                "instance {instance}: one batch judged on chains {chains:?}"
+            ));
+        }
+        let now = tokio::time::Instant::now();
+        if let (Some(chain), Some((since, sent))) =
+            (chains.first(), self.chain_since.get(&instance))
+        {
+            if chain != sent && now.duration_since(*since) > SWAP_WITHIN {
+                let late = now.duration_since(*since).as_secs_f64();
+                self.violations.push(format!(
+                    "instance {instance}: a batch judged on {chain:?} {late:.1}s after {sent:?} was sent"
+                ));
+            }
+        }
     }
 
     // ---- the producer --------------------------------------------------------------
@@ -670,7 +708,9 @@ impl Sink for SimSink {
                 }
             }
         }
-        Ok(lock(&self.world).enqueue(self.instance, outputs))
+        let mut world = lock(&self.world);
+        world.judged_on_one_chain(self.instance, &outputs);
+        Ok(world.enqueue(self.instance, outputs))
     }
 
     async fn settle(&self, acks: u64, _stop: &watch::Receiver<bool>) -> Result<(), SinkError> {
