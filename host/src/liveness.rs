@@ -25,7 +25,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::future::BoxFuture;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+// tokio's clock: the real one in the host, the simulator's paused one in its runs.
+use tokio::time::Instant;
 
 use crate::config::WatchdogMode;
 
@@ -266,6 +271,18 @@ pub struct WatchdogConfig {
     pub stall_timeout: Duration,
     /// The longest a turn of the stage loop takes when all is well (its wait for input).
     pub longest_turn: Duration,
+    /// Added to `stall_timeout`, different per instance ([`jitter`]), so that instances
+    /// that see the same orphan do not all rejoin at once.
+    pub jitter: Duration,
+}
+
+/// A random share of up to a quarter of `stall_timeout`.
+pub fn jitter(stall_timeout: Duration) -> Duration {
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let quarter = (stall_timeout.as_millis() / 4).max(1) as u64;
+    Duration::from_millis(random % quarter)
 }
 
 #[derive(Debug)]
@@ -291,12 +308,43 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    /// Start the watchdog thread on `stamps` (none when the mode is off, or there
-    /// are no stamps).
+    /// Start the watchdog on its own thread, on `stamps` (none when the mode is off, or
+    /// there are no stamps): its broker round trips block.
     pub fn start<S: Stamps>(
         config: WatchdogConfig,
         health: Health,
         stamps: Option<S>,
+    ) -> std::io::Result<Self> {
+        let name = format!("watchdog-{}", config.stage.as_str());
+        Self::start_with(config, health, stamps, |judge| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()?;
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(move || runtime.block_on(judge))?;
+            Ok(())
+        })
+    }
+
+    /// Start the watchdog as a task of the current runtime, for `stamps` that never
+    /// block (the simulator's).
+    pub fn start_local<S: Stamps>(
+        config: WatchdogConfig,
+        health: Health,
+        stamps: Option<S>,
+    ) -> std::io::Result<Self> {
+        Self::start_with(config, health, stamps, |judge| {
+            tokio::spawn(judge);
+            Ok(())
+        })
+    }
+
+    fn start_with<S: Stamps>(
+        config: WatchdogConfig,
+        health: Health,
+        stamps: Option<S>,
+        spawn: impl FnOnce(BoxFuture<'static, ()>) -> std::io::Result<()>,
     ) -> std::io::Result<Self> {
         let shared = Arc::new(Mutex::new(Shared {
             assigned: Vec::new(),
@@ -315,9 +363,7 @@ impl Watchdog {
         if let Some(stamps) = stamps {
             let judge = Judge::new(&config, stamps, shared.clone(), health.clone());
             let stop = stop.clone();
-            std::thread::Builder::new()
-                .name(format!("watchdog-{}", config.stage.as_str()))
-                .spawn(move || judge.run(&stop))?;
+            spawn(Box::pin(async move { judge.run(&stop).await }))?;
         }
         Ok(Self {
             stage: config.stage,
@@ -439,7 +485,15 @@ pub fn side_group(group: &str) -> String {
     format!("{group}.liveness")
 }
 
-/// The watchdog thread's state: the stamps, and the tracker.
+/// Wait `interval` for the next round, or until the watchdog stops.
+async fn pause(interval: Duration, stop: &AtomicBool) {
+    let until = Instant::now() + interval;
+    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The watchdog's state: the stamps, and the tracker.
 struct Judge<S> {
     stage: StageName,
     topic: String,
@@ -453,16 +507,12 @@ struct Judge<S> {
     stuck_after: Duration,
     shared: Arc<Mutex<Shared>>,
     health: Health,
+    last_stamp: i64,
 }
 
 impl<S: Stamps> Judge<S> {
     fn new(config: &WatchdogConfig, stamps: S, shared: Arc<Mutex<Shared>>, health: Health) -> Self {
-        // Jitter, so that instances that see the same orphan do not all rejoin at once.
-        let random = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish();
-        let quarter = (config.stall_timeout.as_millis() / 4).max(1) as u64;
-        let timeout = config.stall_timeout + Duration::from_millis(random % quarter);
+        let timeout = config.stall_timeout + config.jitter;
         Self {
             stage: config.stage,
             topic: config.topic.clone(),
@@ -475,12 +525,13 @@ impl<S: Stamps> Judge<S> {
             stuck_after: (config.stall_timeout / 2).max(config.longest_turn * 2),
             shared,
             health,
+            last_stamp: 0,
         }
     }
 
-    fn run(mut self, stop: &AtomicBool) {
+    async fn run(mut self, stop: &AtomicBool) {
         if self.mode == WatchdogMode::Auto {
-            match self.broker_kind(stop) {
+            match self.broker_kind(stop).await {
                 None => return,
                 Some(BrokerKind::DescribesItself) => {
                     tracing::info!(
@@ -535,30 +586,23 @@ impl<S: Stamps> Judge<S> {
                     }
                 });
             }
-            self.pause(stop);
-        }
-    }
-
-    /// Wait for the next round, or until the watchdog stops.
-    fn pause(&self, stop: &AtomicBool) {
-        let until = Instant::now() + self.interval;
-        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(100));
+            pause(self.interval, stop).await;
         }
     }
 
     /// Ask the broker to describe itself until it answers (None: stopped before).
-    fn broker_kind(&mut self, stop: &AtomicBool) -> Option<BrokerKind> {
+    async fn broker_kind(&mut self, stop: &AtomicBool) -> Option<BrokerKind> {
         while !stop.load(Ordering::Relaxed) {
             if let Some(kind) = self.stamps.broker_kind() {
                 return Some(kind);
             }
-            self.pause(stop);
+            pause(self.interval, stop).await;
         }
         None
     }
 
-    /// Stamp every partition this instance owns with the wall clock (milliseconds).
+    /// Stamp every partition this instance owns with the wall clock (milliseconds),
+    /// later than the last stamp: a stamp that changes is what says "alive".
     fn stamp(&mut self, assigned: &[i32]) {
         if assigned.is_empty() {
             return;
@@ -567,7 +611,8 @@ impl<S: Stamps> Judge<S> {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        self.stamps.stamp(assigned, now_ms);
+        self.last_stamp = now_ms.max(self.last_stamp + 1);
+        self.stamps.stamp(assigned, self.last_stamp);
     }
 
     /// The orphaned partitions, or None when the broker could not say (no verdict).

@@ -11,7 +11,7 @@ use super::source::KafkaSource;
 use super::stamps::KafkaStamps;
 use super::Clients;
 use crate::config::WatchdogMode;
-use crate::liveness::{side_group, Health, Watchdog, WatchdogConfig};
+use crate::liveness::{jitter, side_group, Health, Watchdog, WatchdogConfig};
 use crate::stages::io::SourceError;
 use crate::stages::runtime::{drive, Batching};
 use crate::stages::{Stage, StageError};
@@ -72,6 +72,7 @@ async fn turn<S: Stage>(
             mode: reading.watchdog,
             stall_timeout: reading.stall_timeout,
             longest_turn: stage.idle_wait(),
+            jitter: jitter(reading.stall_timeout),
         },
         health.clone(),
         stamps,

@@ -1,6 +1,8 @@
 //! The stage runtime and both stages, run on a simulated broker with faults chosen by a
 //! seed: deliveries delayed, reordered across partitions and failed; processes crashed
-//! at any await point and restarted from the committed positions; instances joining and
+//! at any await point and restarted from the committed positions (the coordinator
+//! keeping a dead member's partitions, sometimes, until the watchdog makes a live
+//! member rejoin); instances joining and
 //! leaving; rebalances in the middle of batches; restore reads failing; plugin chains
 //! deployed; idle spells; late and far-future events. Time is tokio's paused clock, so a run takes
 //! milliseconds and the same seed makes the same run.
@@ -30,6 +32,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::Value as Json;
+use streamhost::config::WatchdogMode;
+use streamhost::liveness::{side_group, Health, Watchdog, WatchdogConfig};
 use streamhost::plugins::chain::Member;
 use streamhost::plugins::reload::ChainUpdate;
 use streamhost::plugins::{Chain, CompiledPlugin, PluginRuntime, SandboxLimits};
@@ -39,7 +43,7 @@ use streamhost::stages::validate::{Validate, ValidateStage};
 use streamhost::stages::window::operator::WindowSpec;
 use streamhost::stages::window::progress::BrokerProgress;
 use streamhost::stages::window::{WindowFields, WindowStage};
-use streamhost::stages::StageError;
+use streamhost::stages::{Stage, StageError};
 use streamhost::timefmt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -147,8 +151,10 @@ fn start(world: &Shared, instance: usize, deployed: usize) -> Instance {
     let (updates, updates_rx) = mpsc::channel(4);
     // A process starts on the chain its plugin directory holds.
     let (members, label) = chain(deployed);
-    let (v, w) = {
+    let (v, w, jitters) = {
         let mut w = lock(world);
+        let quarter = STALL_TIMEOUT.as_millis() as u64 / 4;
+        let jitters = [0, 1].map(|_| Duration::from_millis(w.rng.below(quarter)));
         w.counts.restarts += 1;
         w.started(instance);
         w.log(|| format!("instance {instance} starts on [{label}]"));
@@ -156,6 +162,7 @@ fn start(world: &Shared, instance: usize, deployed: usize) -> Instance {
         (
             w.join(VALIDATE_GROUP, INPUT, instance),
             w.join(WINDOW_GROUP, ENRICHED, instance),
+            jitters,
         )
     };
     let batching = Batching {
@@ -177,8 +184,17 @@ fn start(world: &Shared, instance: usize, deployed: usize) -> Instance {
                 group: VALIDATE_GROUP,
                 instance,
             };
+            let watchdog = watchdog(&world, &stage, VALIDATE_GROUP, INPUT, jitters[0]);
             let sink = SimSink { world, instance };
-            drive(&mut stage, &mut source, &sink, None, batching, &mut stop).await
+            drive(
+                &mut stage,
+                &mut source,
+                &sink,
+                Some(&watchdog),
+                batching,
+                &mut stop,
+            )
+            .await
         })
     };
     let windowing = {
@@ -206,8 +222,17 @@ fn start(world: &Shared, instance: usize, deployed: usize) -> Instance {
                 group: WINDOW_GROUP,
                 instance,
             };
+            let watchdog = watchdog(&world, &stage, WINDOW_GROUP, ENRICHED, jitters[1]);
             let sink = SimSink { world, instance };
-            drive(&mut stage, &mut source, &sink, None, batching, &mut stop).await
+            drive(
+                &mut stage,
+                &mut source,
+                &sink,
+                Some(&watchdog),
+                batching,
+                &mut stop,
+            )
+            .await
         })
     };
     Instance {
@@ -215,6 +240,34 @@ fn start(world: &Shared, instance: usize, deployed: usize) -> Instance {
         tasks: vec![validating, windowing],
         updates,
     }
+}
+
+/// `kafka.stall_timeout_secs`' default.
+const STALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A stage's liveness watchdog, as the host runs it, on the model's stamps.
+fn watchdog(
+    world: &Shared,
+    stage: &impl Stage,
+    group: &'static str,
+    topic: &'static str,
+    jitter: Duration,
+) -> Watchdog {
+    let config = WatchdogConfig {
+        stage: stage.name(),
+        group_id: group.to_string(),
+        topic: topic.to_string(),
+        mode: WatchdogMode::On,
+        stall_timeout: STALL_TIMEOUT,
+        longest_turn: stage.idle_wait(),
+        jitter,
+    };
+    let stamps = SimStamps {
+        world: world.clone(),
+        side_group: side_group(group),
+        topic,
+    };
+    Watchdog::start_local(config, Health::default(), Some(stamps)).unwrap()
 }
 
 /// A run's parameters besides its seed.
@@ -272,11 +325,16 @@ fn event(world: &mut World, tags: &mut BTreeMap<(i32, i64), Tag>) {
 }
 
 /// `SIM_FAULTS=a,b`: only these kinds of fault (to narrow a failure down): fail,
-/// crash, join, stop, rebalance, restore, swap.
+/// crash, join, stop, rebalance, restore, swap, stall (a killed instance's partitions
+/// kept by the coordinator).
+fn allowed_kind(kind: &str) -> bool {
+    std::env::var("SIM_FAULTS").map_or(true, |kinds| kinds.split(',').any(|k| k == kind))
+}
+
 fn allowed(roll: u64) -> bool {
-    let Ok(kinds) = std::env::var("SIM_FAULTS") else {
+    if std::env::var("SIM_FAULTS").is_err() {
         return true;
-    };
+    }
     let kind = match roll {
         0..=2 => "fail",
         3..=5 => "crash",
@@ -287,7 +345,7 @@ fn allowed(roll: u64) -> bool {
         11..=12 => "swap",
         _ => return true,
     };
-    kinds.split(',').any(|k| k == kind)
+    allowed_kind(kind)
 }
 
 fn crash(world: &Shared, instances: &mut [Option<Instance>], i: usize, why: &str) {
@@ -346,7 +404,13 @@ async fn run(seed: u64, plan: Plan, traced: bool) -> Report {
         }
         for (i, at) in leave_at.clone() {
             if now >= at || healing {
-                lock(&world).leave_instance(i);
+                let mut w = lock(&world);
+                // Some coordinators keep a dead member's partitions (Tansu 0.6).
+                if plan.faults && allowed_kind("stall") && w.rng.chance(333) {
+                    w.leave_instance_stalled(i);
+                } else {
+                    w.leave_instance(i);
+                }
                 leave_at.remove(&i);
             }
         }
@@ -684,12 +748,18 @@ fn seeds_hold_every_invariant() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(40);
     let reports = sweep(0..n);
-    let crashes: u64 = reports.iter().map(|r| r.counts.crashes).sum();
-    let failures: u64 = reports.iter().map(|r| r.counts.delivery_failures).sum();
+    let sum = |f: fn(&Counts) -> u64| reports.iter().map(|r| f(&r.counts)).sum::<u64>();
+    let crashes = sum(|c| c.crashes);
+    let failures = sum(|c| c.delivery_failures);
+    let (swaps, stalls, rejoins) = (
+        sum(|c| c.plugin_swaps),
+        sum(|c| c.stalls),
+        sum(|c| c.rejoins),
+    );
     // The faults the invariants are about did happen.
     assert!(
-        crashes > 0 && failures > 0,
-        "{crashes} crashes, {failures} failures"
+        crashes > 0 && failures > 0 && swaps > 0 && stalls > 0 && rejoins > 0,
+        "{crashes} crashes, {failures} failures, {swaps} plugin swaps, {stalls} stalls, {rejoins} rejoins"
     );
 }
 
@@ -810,6 +880,8 @@ fn explore() {
             "restore_failures": sum(|c| c.restore_failures),
             "quiet_spells": sum(|c| c.quiet_spells),
             "plugin_swaps": sum(|c| c.plugin_swaps),
+            "coordinator_stalls": sum(|c| c.stalls),
+            "watchdog_rejoins": sum(|c| c.rejoins),
             "fenced_commits": sum(|c| c.fenced_commits),
         },
         "duplicates": reports.iter().map(|r| r.duplicates).sum::<u64>(),

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde_json::Value as Json;
+use streamhost::liveness::{BrokerKind, Stamps};
 use streamhost::records::{average, Destination, Output, SourceRecord};
 use streamhost::stages::io::{GroupLag, Sink, SinkError, Source, SourceError};
 use streamhost::stages::window::restore::{Checkpoint, EmittedWindows};
@@ -114,6 +115,10 @@ pub struct Counts {
     pub fenced_commits: u64,
     pub quiet_spells: u64,
     pub plugin_swaps: u64,
+    /// Crashed members whose assignment the coordinator kept (as Tansu 0.6's can).
+    pub stalls: u64,
+    /// Rejoins by a watchdog that saw orphaned partitions.
+    pub rejoins: u64,
 }
 
 #[derive(Debug)]
@@ -142,6 +147,8 @@ pub struct World {
     pub trace: Option<Vec<String>>,
     /// When the run began (virtual time): traces and write times count from it.
     began: tokio::time::Instant,
+    /// The liveness stamps: (side group, partition) → the last stamp.
+    stamps: BTreeMap<(String, i32), i64>,
     /// Per running instance: since when its validate stage must judge on which chain
     /// (`processed_by`), once [`SWAP_WITHIN`] has passed.
     pub chain_since: BTreeMap<usize, (tokio::time::Instant, String)>,
@@ -176,6 +183,7 @@ impl World {
             trace: traced.then(Vec::new),
             began: tokio::time::Instant::now(),
             chain_since: BTreeMap::new(),
+            stamps: BTreeMap::new(),
         }
     }
 
@@ -258,11 +266,29 @@ impl World {
         }
     }
 
+    /// Every member of `instance`'s gone, but the coordinator keeps them in the group
+    /// as ghosts: rebalances hand them partitions nobody reads (Tansu 0.6's stall,
+    /// docs/design.md "Failover and liveness"), until a live member rejoins.
+    pub fn leave_instance_stalled(&mut self, instance: usize) {
+        let gone: Vec<u64> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.instance == instance)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.members.remove(&id);
+        }
+        self.counts.stalls += 1;
+        self.log(|| format!("instance {instance} left; the coordinator keeps its assignment"));
+    }
+
     /// Eager: every member's partitions are revoked, then handed out round-robin; each
-    /// assigned partition is read from its committed position.
+    /// assigned partition is read from its committed position. A ghost's share is read
+    /// by nobody.
     pub fn rebalance(&mut self, group: &'static str) {
         let members = self.groups.entry(group).or_default().members.clone();
-        let partitions = match members.first().and_then(|id| self.members.get(id)) {
+        let partitions = match members.iter().find_map(|id| self.members.get(id)) {
             Some(m) => self.topics[m.topic].len() as i32,
             None => return,
         };
@@ -272,7 +298,9 @@ impl World {
                 .filter(|p| p % n == i as i32)
                 .map(|p| (p, self.committed(group, p)))
                 .collect();
-            let m = self.members.get_mut(id).expect("a member of the group");
+            let Some(m) = self.members.get_mut(id) else {
+                continue;
+            };
             m.revoked.extend(m.assigned.drain(..));
             m.assigned = committed.keys().copied().collect();
             m.positions = committed;
@@ -655,6 +683,14 @@ impl Source for SimSource {
 
     fn rejoin(&mut self) -> Result<(), SourceError> {
         let mut world = lock(&self.world);
+        world.counts.rejoins += 1;
+        let instance = self.instance;
+        world.log(|| format!("instance {instance} rejoins {}", self.group));
+        // A new generation, formed from the members alive.
+        let alive: BTreeSet<u64> = world.members.keys().copied().collect();
+        if let Some(g) = world.groups.get_mut(self.group) {
+            g.members.retain(|id| alive.contains(id));
+        }
         world.leave(self.member);
         self.member = world.join(self.group, self.topic, self.instance);
         Ok(())
@@ -790,5 +826,36 @@ impl Checkpoint for SimCheckpoint {
             world.log(|| format!("restore reads through {through:?}"));
             Ok(emitted)
         })
+    }
+}
+
+/// The liveness watchdog's stamps, kept in the world (the side groups' commits).
+#[derive(Debug)]
+pub struct SimStamps {
+    pub world: Shared,
+    pub side_group: String,
+    pub topic: &'static str,
+}
+
+impl Stamps for SimStamps {
+    fn broker_kind(&mut self) -> Option<BrokerKind> {
+        Some(BrokerKind::Silent("the model, like Tansu 0.6".into()))
+    }
+
+    fn stamp(&mut self, partitions: &[i32], now_ms: i64) {
+        let mut world = lock(&self.world);
+        for p in partitions {
+            world.stamps.insert((self.side_group.clone(), *p), now_ms);
+        }
+    }
+
+    fn read(&mut self) -> Option<Vec<(i32, Option<i64>)>> {
+        let world = lock(&self.world);
+        let partitions = world.topics[self.topic].len() as i32;
+        Some(
+            (0..partitions)
+                .map(|p| (p, world.stamps.get(&(self.side_group.clone(), p)).copied()))
+                .collect(),
+        )
     }
 }
