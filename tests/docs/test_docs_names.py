@@ -2,8 +2,9 @@
 subcommand and DLQ code the docs mention exists in host/src (plugin codes: plugins/),
 every ClickHouse object they name is created by sql/schema.sql,
 the reference pages list all of them, every page or anchor one page links to exists,
-and every repository path the pages, the compose file and the code's comments name
-exists.
+every repository path the pages, the compose file and the code's comments name
+exists, and every figure in the benchmark page's tables is in the result file the page
+cites for it.
 
 Names are taken from the code with regexes, so a rename in the code fails here until
 the docs follow. Text in "> **Upcoming" blockquotes describes what is being built and
@@ -303,3 +304,68 @@ def test_every_clickhouse_object_the_docs_name_exists():
 def test_the_clickhouse_check_finds_a_planted_bad_name():
     planted = (ROOT / "docs" / "reference" / "sql.md").read_text() + "\nRead `events_db.dlq_rows` and `events_final`.\n"
     assert sorted(named_sql_objects(planted) - sql_objects()) == ["dlq_rows", "events_final"]
+
+
+# --- benchmark figures -------------------------------------------------------------
+
+BENCHMARKS = ROOT / "docs" / "benchmarks.md"
+FIGURE = re.compile(r"(?<![\w.~(])\d[\d,]*(?:\.\d+)?(?![\w])")
+
+
+def result_numbers(name: str) -> list[float]:
+    """Every number in a result file, its strings' numbers included."""
+    import json
+    out: list[float] = []
+
+    def walk(o):
+        if isinstance(o, dict):
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, list):
+            for v in o:
+                walk(v)
+        elif isinstance(o, (int, float)) and not isinstance(o, bool):
+            out.append(float(o))
+        elif isinstance(o, str):
+            out.extend(float(m.replace(",", "")) for m in re.findall(r"\d[\d,]*(?:\.\d+)?", o))
+
+    walk(json.loads((ROOT / "bench" / "results" / name).read_text()))
+    return out
+
+
+def in_results(figure: str, numbers: list[float]) -> bool:
+    """`figure` as the page shows it (rounded to its decimals) is one of `numbers`, in
+    the same unit or one a thousand, a million, 1024 or 1024² times larger or smaller."""
+    x = float(figure.replace(",", ""))
+    tolerance = 0.5 * 10 ** -(len(figure.split(".")[1]) if "." in figure else 0) + 1e-9
+    scales = (1, 1e3, 1e-3, 1e6, 1e-6, 1 / 1024, 1 / 1048576)
+    return any(abs(v * k - x) <= tolerance for v in numbers for k in scales)
+
+
+def unsourced_figures(page: str) -> list[str]:
+    """Figures in the tables of the benchmarks page that are not in the result file
+    named last before the table. A row's first cell (what is measured) and figures in
+    parentheses or after `~` (parameters, approximate shapes) are not figures."""
+    missing, files = [], []
+    for line in page.splitlines():
+        named = re.findall(r"\d{4}-\d\d-\d\d[\w\-]*\.json", line)
+        if named:
+            files = named
+        if not line.startswith("|") or re.fullmatch(r"\|[-:| ]+\|", line):
+            continue
+        cells = [re.sub(r"`[^`]*`|\([^)]*\)", "", c) for c in line.strip("|").split("|")[1:]]
+        numbers = [n for f in files for n in result_numbers(f)]
+        missing += [f"{line[:60]}…: {figure} (not in {files})"
+                    for cell in cells for figure in FIGURE.findall(cell) if not in_results(figure, numbers)]
+    return missing
+
+
+def test_every_figure_in_the_benchmark_tables_is_in_its_result_file():
+    missing = unsourced_figures(BENCHMARKS.read_text())
+    assert not missing, "figures not read from their result file:\n  " + "\n  ".join(missing)
+
+
+def test_the_figure_check_finds_a_planted_bad_figure():
+    page = BENCHMARKS.read_text().replace("| 185 ms;", "| 175 ms;", 1)
+    assert page != BENCHMARKS.read_text()
+    assert [m for m in unsourced_figures(page) if ": 175 " in m]
