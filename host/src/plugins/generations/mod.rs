@@ -162,3 +162,31 @@ mod tests {
         assert!(serving(WIT_VERSION).is_some() && serving("0.4.0").is_none());
     }
 }
+
+/// What the generations' tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::event::{Event, Extra, Value};
+
+    /// An event of the brief's shape: `country`, with or without `device_type`, and an
+    /// `app_version` outside the schema when `app` (its JSON) is given.
+    pub(crate) fn event(country: &str, device_type: Option<&str>, app: Option<&str>) -> Event {
+        let mut e = Event {
+            fields: vec![
+                Some(Value::Text("page_view".into())),
+                Some(Value::Integer(7)),
+                Some(Value::Text("/page/1".into())),
+                Some(Value::Text("b".into())),
+                Some(Value::Integer(1_700_000_000)),
+                Some(Value::Text(country.into())),
+                device_type.map(|d| Value::Text(d.into())),
+            ],
+            extra: Vec::new(),
+        };
+        if let Some(app) = app {
+            let raw = serde_json::value::RawValue::from_string(app.into()).unwrap();
+            e.extra.push(("app_version".into(), Extra::Json(raw)));
+        }
+        e
+    }
+}

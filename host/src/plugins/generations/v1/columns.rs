@@ -83,27 +83,8 @@ fn text_values(column: TextBuilder<'_>) -> Result<wit::Values, ColumnError> {
 mod tests {
     use super::*;
     use crate::plugins::columns::entry;
+    use crate::plugins::generations::testing::event;
     use crate::schema::Schema;
-
-    fn event(country: &str, device_type: Option<&str>, app: Option<&str>) -> Event {
-        let mut e = Event {
-            fields: vec![
-                Some(Value::Text("page_view".into())),
-                Some(Value::Integer(7)),
-                Some(Value::Text("/page/1".into())),
-                Some(Value::Text("b".into())),
-                Some(Value::Integer(1_700_000_000)),
-                Some(Value::Text(country.into())),
-                device_type.map(|d| Value::Text(d.into())),
-            ],
-            extra: Vec::new(),
-        };
-        if let Some(app) = app {
-            let raw = serde_json::value::RawValue::from_string(app.into()).unwrap();
-            e.extra.push(("app_version".into(), Extra::Json(raw)));
-        }
-        e
-    }
 
     fn text_of(values: &wit::Values) -> Vec<&str> {
         let wit::Values::Text(c) = values else {
