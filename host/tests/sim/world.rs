@@ -149,6 +149,7 @@ pub struct World {
     began: tokio::time::Instant,
     /// The liveness stamps: (side group, partition) → the last stamp.
     stamps: BTreeMap<(String, i32), i64>,
+    next_stamp: i64,
     /// Per running instance: since when its validate stage must judge on which chain
     /// (`processed_by`), once [`SWAP_WITHIN`] has passed.
     pub chain_since: BTreeMap<usize, (tokio::time::Instant, String)>,
@@ -184,6 +185,7 @@ impl World {
             began: tokio::time::Instant::now(),
             chain_since: BTreeMap::new(),
             stamps: BTreeMap::new(),
+            next_stamp: 0,
         }
     }
 
@@ -255,28 +257,25 @@ impl World {
 
     /// Every member of `instance`'s, in both groups (the process is gone).
     pub fn leave_instance(&mut self, instance: usize) {
-        let gone: Vec<u64> = self
-            .members
+        for id in self.members_of(instance) {
+            self.leave(id);
+        }
+    }
+
+    /// The group members of `instance`'s, in both groups.
+    fn members_of(&self, instance: usize) -> Vec<u64> {
+        self.members
             .iter()
             .filter(|(_, m)| m.instance == instance)
             .map(|(id, _)| *id)
-            .collect();
-        for id in gone {
-            self.leave(id);
-        }
+            .collect()
     }
 
     /// Every member of `instance`'s gone, but the coordinator keeps them in the group
     /// as ghosts: rebalances hand them partitions nobody reads (Tansu 0.6's stall,
     /// docs/design.md "Failover and liveness"), until a live member rejoins.
     pub fn leave_instance_stalled(&mut self, instance: usize) {
-        let gone: Vec<u64> = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.instance == instance)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in gone {
+        for id in self.members_of(instance) {
             self.members.remove(&id);
         }
         self.counts.stalls += 1;
@@ -842,10 +841,14 @@ impl Stamps for SimStamps {
         Some(BrokerKind::Silent("the model, like Tansu 0.6".into()))
     }
 
-    fn stamp(&mut self, partitions: &[i32], now_ms: i64) {
+    /// The host stamps the wall clock, which differs between two runs of a seed: the
+    /// model stamps a counter instead (what matters is only that a stamp changes).
+    fn stamp(&mut self, partitions: &[i32], _now_ms: i64) {
         let mut world = lock(&self.world);
         for p in partitions {
-            world.stamps.insert((self.side_group.clone(), *p), now_ms);
+            world.next_stamp += 1;
+            let stamp = world.next_stamp;
+            world.stamps.insert((self.side_group.clone(), *p), stamp);
         }
     }
 
