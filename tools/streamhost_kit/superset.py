@@ -58,9 +58,8 @@ def open_dashboard(superset: str = SUPERSET, *, screenshot) -> dict[str, dict]:
 
             page.on("response", on_response)
             trace = _PageTrace(page, superset)
-            log_in(page, superset)
             # The charts are waited for below, by their data requests.
-            page.goto(f"{superset}/superset/dashboard/streamhost/", wait_until="domcontentloaded")
+            open_logged_in(page, f"{superset}/superset/dashboard/streamhost/", superset, trace)
             # 1. every chart's data request answered (each one runs a ClickHouse query)
             started = time.monotonic()
             while len(answered) < len(CHARTS):
@@ -173,6 +172,23 @@ def _clickhouse_queries() -> object:
         return repr(e)
 
 
+def open_logged_in(page, url: str, superset: str, trace, attempts: int = 3) -> None:
+    """Log in and open `url`. A session that did not hold (the page bounced back to the
+    login form) is logged in again, and said in a warning: Flask keeps the session in a
+    cookie, and a response the login page started before the form was sent can still
+    arrive after the login's own and set the anonymous cookie again."""
+    log_in(page, superset)
+    for attempt in range(1, attempts + 1):
+        page.goto(url, wait_until="domcontentloaded")
+        if "/login" not in page.url:
+            return
+        warnings.warn(SlowDashboard(f"logged in, but {url} bounced to the login page "
+                                    f"(attempt {attempt}); logging in again\n" + trace.report()))
+        log_in(page, superset)
+    raise AssertionError(f"{url} bounced to the login page {attempts} times after logging in\n"
+                         + trace.report())
+
+
 def log_in(page, superset: str = SUPERSET, attempts: int = 4) -> None:
     """Log in through the login form, as a person does. Done once the browser has left
     the login page (the URL changed), not when the welcome page finished loading: the
@@ -212,6 +228,12 @@ def _log_in(page, superset: str, attempts: int, steps: list[str]) -> None:
         page.goto(f"{superset}/login/", wait_until="domcontentloaded")
         if page.url.startswith(superset) and "/login" not in page.url:
             return  # already logged in (an earlier attempt's POST landed late)
+        # The login page's own requests finish first: one answered after the form's POST
+        # would set the anonymous session cookie again.
+        try:
+            page.wait_for_load_state("networkidle", timeout=30_000)
+        except PlaywrightTimeout:
+            steps.append("login page: network not idle after 30 s, sending the form anyway")
         page.fill("[data-test=username-input]", user)
         page.fill("[data-test=password-input]", password)
         page.click("[data-test=login-button]")
