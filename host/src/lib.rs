@@ -12,8 +12,9 @@
 //! [`stages::validate`] is steps 2–4 for a batch, [`stages::window`] reads the enriched
 //! events back and writes rolling averages per key; [`stages::runtime`] is the one loop
 //! both run on. [`liveness`] makes sure every input partition is read by some
-//! instance, [`admin`] serves health and metrics, [`config`] the settings, and
-//! [`replay`] puts dead-lettered input events back (`streamhost dlq replay`).
+//! instance, [`admin`] serves health and metrics, [`config`] the settings,
+//! [`replay`] puts dead-lettered input events back (`streamhost dlq replay`), and
+//! [`workbench`] runs one plugin on sample events (`streamhost plugin check|test`).
 
 // The workspace denies `unsafe`. The host allows it in two places, each saying why it
 // is sound: loading a compiled plugin from its own cache (plugins/compiled.rs), and
@@ -34,3 +35,4 @@ pub mod schema;
 pub mod stages;
 pub mod text;
 pub mod timefmt;
+pub mod workbench;

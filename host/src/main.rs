@@ -21,7 +21,6 @@ use streamhost::kafka::Clients;
 use streamhost::liveness::Health;
 use streamhost::plugins::reload::{self, Reloader};
 use streamhost::plugins::{status, Chain, PluginRuntime, SandboxLimits};
-use streamhost::records::{Destination, SourceRecord};
 use streamhost::replay::{self, TimeField};
 use streamhost::schema::Schema;
 use streamhost::stages::runtime::Batching;
@@ -30,6 +29,7 @@ use streamhost::stages::window::operator::WindowSpec;
 use streamhost::stages::window::progress::BrokerProgress;
 use streamhost::stages::window::{WindowFields, WindowStage};
 use streamhost::stages::StageError;
+use streamhost::workbench;
 
 /// mimalloc, not glibc's malloc: the validate stage allocates per event.
 #[global_allocator]
@@ -129,26 +129,62 @@ enum SchemaCommand {
 
 #[derive(Subcommand)]
 enum PluginCommand {
-    /// Compile a component, check its interface and version against the event schema,
-    /// print what it is.
+    /// Start a plugin: a crate of its own (tests, manifest, expected outcomes, a CI-like
+    /// check.sh) that builds outside this repository.
+    New {
+        /// The plugin's name: its crate name and the `name` of `name@version`.
+        name: String,
+        /// Start from an enricher (adds a field) instead of a validator.
+        #[arg(long)]
+        enricher: bool,
+        /// The folder to create it in.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+        /// The SDK: a path to plugins/sdk of a streamhost checkout, or a git URL;
+        /// without it, the SDK of the source tree this binary was built from.
+        #[arg(long, value_name = "PATH|URL")]
+        sdk: Option<String>,
+    },
+    /// Compile a component, configure it with its manifest's settings, check its
+    /// interface and version against the event schema, print what it is.
     Check {
         /// The plugin component (.wasm).
         file: PathBuf,
-        /// Event schema file; without it, the brief's.
-        #[arg(long, value_name = "FILE")]
-        schema: Option<PathBuf>,
+        #[command(flatten)]
+        load: LoadArgs,
     },
-    /// Run a component on JSON lines and print, per line, accepted or rejected and why.
+    /// Run a component on events and print, per line, accepted (with the fields it
+    /// added, changed or removed) or rejected and why; or check it against expected
+    /// outcomes (--expect), failing when one does not hold.
+    #[command(group = clap::ArgGroup::new("events").required(true).args(["input", "expect"]))]
     Test {
         /// The plugin component (.wasm).
         file: PathBuf,
         /// Events, one JSON document per line.
+        #[arg(long, value_name = "EVENTS.jsonl")]
+        input: Option<PathBuf>,
+        /// Cases, one JSON object per line: {"event": {..}, "verdict": "accepted",
+        /// "fields": {..}} or {"event": {..}, "verdict": "rejected", "code": ".."}.
+        #[arg(long, value_name = "CASES.jsonl")]
+        expect: Option<PathBuf>,
+        /// One JSON object per line instead of text (for scripts).
         #[arg(long)]
-        input: PathBuf,
-        /// Event schema file; without it, the brief's.
-        #[arg(long, value_name = "FILE")]
-        schema: Option<PathBuf>,
+        json: bool,
+        #[command(flatten)]
+        load: LoadArgs,
     },
+}
+
+/// How `plugin check` and `plugin test` load a plugin: as the host does.
+#[derive(clap::Args)]
+struct LoadArgs {
+    /// Manifest whose [settings] configure the plugin; without it, NAME.toml beside
+    /// NAME.wasm if there is one, as the host reads it.
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
+    /// Event schema file; without it, the brief's.
+    #[arg(long, value_name = "FILE")]
+    schema: Option<PathBuf>,
 }
 
 /// The schema in `file`, or the brief's.
@@ -198,16 +234,31 @@ fn main() -> Result<()> {
             command: SchemaCommand::Check { file },
         } => schema_check(&file),
         Command::Plugin {
-            command: PluginCommand::Check { file, schema },
-        } => plugin_check(&file, schema.as_deref()),
+            command:
+                PluginCommand::New {
+                    name,
+                    enricher,
+                    dir,
+                    sdk,
+                },
+        } => plugin_new(&name, enricher, &dir, sdk.as_deref()),
+        Command::Plugin {
+            command: PluginCommand::Check { file, load },
+        } => plugin_check(&file, &load),
         Command::Plugin {
             command:
                 PluginCommand::Test {
                     file,
                     input,
-                    schema,
+                    expect,
+                    json,
+                    load,
                 },
-        } => plugin_test(&file, &input, schema.as_deref()),
+        } => match (input, expect) {
+            (_, Some(cases)) => plugin_expect(&file, &cases, json, &load),
+            (Some(input), None) => plugin_test(&file, &input, json, &load),
+            (None, None) => bail!("give --input EVENTS.jsonl or --expect CASES.jsonl"),
+        },
         Command::Dlq {
             command: DlqCommand::Replay(args),
         } => dlq_replay(args),
@@ -474,10 +525,27 @@ fn tool_runtime(schema: Arc<Schema>) -> Result<PluginRuntime> {
     })
 }
 
-fn plugin_check(file: &Path, schema: Option<&Path>) -> Result<()> {
-    let runtime = tool_runtime(Arc::new(schema_from(schema)?))?;
-    let plugin = runtime.load_file(file)?;
-    let c = &plugin.compiled;
+fn plugin_new(name: &str, enricher: bool, dir: &Path, sdk: Option<&str>) -> Result<()> {
+    use workbench::new::{self, Kind, Sdk};
+    let kind = if enricher {
+        Kind::Enricher
+    } else {
+        Kind::Validator
+    };
+    let sdk = Sdk::from_arg(sdk)?;
+    let root = new::create(name, kind, dir, &sdk)?;
+    let me =
+        std::env::current_exe().map_or_else(|_| "streamhost".into(), |p| p.display().to_string());
+    println!("created {} (SDK: {sdk})", root.display());
+    println!("next: cd {} && STREAMHOST={me} ./check.sh", root.display());
+    Ok(())
+}
+
+fn plugin_check(file: &Path, load: &LoadArgs) -> Result<()> {
+    let runtime = tool_runtime(Arc::new(schema_from(load.schema.as_deref())?))?;
+    let loaded = workbench::load(&runtime, file, load.manifest.as_deref())?;
+    let c = &loaded.plugin.compiled;
+    let m = &loaded.manifest;
     println!("ok: {}", file.display());
     println!("  name        {}", c.name);
     println!("  version     {}", c.version);
@@ -497,73 +565,86 @@ fn plugin_check(file: &Path, schema: Option<&Path>) -> Result<()> {
             c.imports.join(", ")
         );
     }
+    println!("  manifest    {}", loaded.manifest_from);
+    if loaded.manifest_from != workbench::ManifestFrom::Defaults {
+        println!(
+            "              order {}, {}, {}",
+            m.order(),
+            if m.enabled {
+                "enabled"
+            } else {
+                "disabled (a host loads it, does not run it)"
+            },
+            if m.required { "required" } else { "optional" }
+        );
+    }
+    for (key, value) in m.settings() {
+        println!("  setting     {key} = {value:?}");
+    }
     Ok(())
 }
 
-fn plugin_test(file: &Path, input: &Path, schema: Option<&Path>) -> Result<()> {
-    let schema = Arc::new(schema_from(schema)?);
-    // Keyed as `run` keys by default (windows.key_field), or by the event time when the
-    // schema has no such field: every schema has one, required.
-    let default_key = streamhost::config::WindowsConfig::default().key_field;
-    let key = match schema.index(&default_key) {
-        Some(i) if schema.field(i).required => default_key,
-        _ => schema.field(schema.time()).name.clone(),
-    };
-    let validate =
-        Validate::new(schema.clone(), &key, "input", 1 << 20).map_err(anyhow::Error::msg)?;
-    let runtime = tool_runtime(schema)?;
-    let plugin = runtime.load_file(file)?;
-    let id = plugin.id();
-    let mut chain = Chain::of(vec![plugin]);
-    let text = std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
-    let records: Vec<SourceRecord> = text
-        .split(|b| *b == b'\n')
-        .enumerate()
-        .filter(|(_, line)| !line.is_empty())
-        .map(|(i, line)| SourceRecord {
-            partition: 0,
-            offset: i as i64 + 1,
-            timestamp_ms: 0,
-            payload: line.to_vec(),
-        })
-        .collect();
-    if records.is_empty() {
-        bail!("{}: no lines", input.display());
+/// The plugin of `file`, ready to run on events.
+fn bench(file: &Path, load: &LoadArgs) -> Result<(workbench::Bench, String)> {
+    let schema = Arc::new(schema_from(load.schema.as_deref())?);
+    let runtime = tool_runtime(schema.clone())?;
+    let loaded = workbench::load(&runtime, file, load.manifest.as_deref())?;
+    let id = loaded.plugin.id();
+    Ok((workbench::Bench::new(schema, loaded.plugin)?, id))
+}
+
+fn plugin_test(file: &Path, input: &Path, json: bool, load: &LoadArgs) -> Result<()> {
+    let (mut bench, id) = bench(file, load)?;
+    let outcomes = bench.run(&workbench::read_lines(input)?);
+    let mut accepted = 0;
+    for outcome in &outcomes {
+        accepted += usize::from(matches!(
+            outcome.verdict,
+            workbench::Verdict::Accepted { .. }
+        ));
+        if json {
+            println!("{}", serde_json::to_string(outcome)?);
+        } else {
+            println!("line {:>5}: {}", outcome.line, outcome.verdict);
+        }
     }
-    let outputs = validate.process_batch(&mut chain, &records);
-    let (mut accepted, mut rejected) = (0, 0);
-    // process_batch writes decode rejections first; match outputs to lines by source offset.
-    let mut lines: Vec<(i64, String)> = outputs
-        .iter()
-        .map(|o| {
-            let v: serde_json::Value = serde_json::from_slice(&o.payload).unwrap_or_default();
-            match o.destination {
-                Destination::Enriched => {
-                    accepted += 1;
-                    (
-                        v["source_offset"].as_i64().unwrap_or(0),
-                        format!("accepted  {}", o.key),
-                    )
-                }
-                _ => {
-                    rejected += 1;
-                    (
-                        v["source_offset"].as_i64().unwrap_or(0),
-                        format!(
-                            "rejected  {:<18} {} ({})",
-                            v["code"].as_str().unwrap_or("?"),
-                            v["message"].as_str().unwrap_or(""),
-                            v["rejected_by"].as_str().unwrap_or("")
-                        ),
-                    )
-                }
+    if !json {
+        println!(
+            "{id}: {accepted} accepted, {} rejected",
+            outcomes.len() - accepted
+        );
+    }
+    Ok(())
+}
+
+fn plugin_expect(file: &Path, cases: &Path, json: bool, load: &LoadArgs) -> Result<()> {
+    let (mut bench, id) = bench(file, load)?;
+    let cases = workbench::read_cases(cases)?;
+    let lines: Vec<(usize, Vec<u8>)> = cases.iter().map(|(line, c)| (*line, c.bytes())).collect();
+    let outcomes = bench.run(&lines);
+    let mut failed = 0;
+    for ((line, case), outcome) in cases.iter().zip(&outcomes) {
+        debug_assert_eq!(*line, outcome.line);
+        let wrong = case.mismatches(outcome);
+        failed += usize::from(!wrong.is_empty());
+        if json {
+            let mut v = serde_json::to_value(outcome)?;
+            v["pass"] = wrong.is_empty().into();
+            if !wrong.is_empty() {
+                v["mismatches"] = wrong.into();
             }
-        })
-        .collect();
-    lines.sort_by_key(|(line, _)| *line);
-    for (line, verdict) in lines {
-        println!("line {line:>5}: {verdict}");
+            println!("{v}");
+        } else if wrong.is_empty() {
+            println!("line {line:>5}: ok    {}", outcome.verdict);
+        } else {
+            println!("line {line:>5}: FAIL  {}", wrong.join("; "));
+        }
     }
-    println!("{id}: {accepted} accepted, {rejected} rejected");
+    if failed > 0 {
+        bail!("{id}: {failed} of {} cases failed", cases.len());
+    }
+    if !json {
+        println!("{id}: all {} cases passed", cases.len());
+    }
     Ok(())
 }

@@ -106,6 +106,20 @@ def write_a_plugin(where: str) -> None:
         (ROOT / "plugins" / "dist" / "myrule.wasm").unlink(missing_ok=True)
 
 
+def new_plugin_crate(where: str, cmd: str) -> None:
+    """docs/howto/write-a-rule.md's crate of its own: created afresh (the folder it
+    names is removed first), then its check.sh, building into a target folder beside
+    the shared one (the integration tests' new crates use it too)."""
+    env = os.environ.copy()
+    if " plugin new " in cmd:
+        name, folder = re.search(r"plugin new (\S+) --dir (\S+)", cmd).groups()
+        shutil.rmtree(Path(folder) / name, ignore_errors=True)
+    elif env.get("CARGO_TARGET_DIR"):
+        env["CARGO_TARGET_DIR"] += "-plugin-new"
+    r = sh(cmd, env=env)
+    assert r.returncode == 0, f"{where}: `{cmd}` failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
+
+
 def test_every_documented_command_runs():
     commands = documented_commands()
     assert len(commands) > 15, commands
@@ -135,6 +149,8 @@ def test_every_documented_command_runs():
                 continue  # scripts/compose-test runs the compose stack (scripts/test calls it)
             if cmd.startswith("cp -r plugins/template"):
                 write_a_plugin(where)
+            elif " plugin new " in cmd or cmd.endswith("/check.sh"):
+                new_plugin_crate(where, cmd)
             elif re.search(r"streamhost run( --config \S+)?$", cmd):
                 run_server(where, cmd)
             else:

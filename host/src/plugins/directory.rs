@@ -5,8 +5,8 @@
 //! order = 10          # chain position (lower first; default 100, then file name)
 //! enabled = true      # false: loaded and checked, but not run
 //! required = true     # when its circuit breaker opens: true → events to the DLQ, false → skipped
-//! [settings]          # strings passed to the plugin's `configure` (WIT 0.2+)
-//! allowed_countries = "US,CA"
+//! [settings]          # passed to the plugin's `configure` (WIT 0.2+) as strings
+//! allowed_countries = ["US", "CA"]   # → "US,CA"; numbers and booleans as written
 //! ```
 //!
 //! Hidden files (`.name.wasm.tmp`) are ignored: deploy by writing a hidden temporary
@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use figment::providers::{Format, Toml};
 use figment::Figment;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
 pub const DEFAULT_ORDER: i64 = 100;
@@ -31,7 +32,100 @@ pub struct Manifest {
     #[serde(default = "yes")]
     pub required: bool,
     #[serde(default)]
-    pub settings: BTreeMap<String, String>,
+    pub settings: BTreeMap<String, Setting>,
+}
+
+/// A manifest setting in the form the contract passes it: a string. A TOML string is
+/// passed as it is; an integer, float or boolean as TOML writes it (`10`, `0.5`,
+/// `true`); an array of those joined with commas (`["US", "CA"]` → `"US,CA"`). A table,
+/// a nested array, or an array element that itself holds a comma is refused, saying
+/// what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting(pub String);
+
+impl<'de> Deserialize<'de> for Setting {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SettingVisitor { in_array: false })
+    }
+}
+
+const SETTING_FORMS: &str = "a string, a number, a boolean, or an array of those \
+     (passed to the plugin comma-joined)";
+
+struct SettingVisitor {
+    in_array: bool,
+}
+
+impl<'de> Visitor<'de> for SettingVisitor {
+    type Value = Setting;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        if self.in_array {
+            f.write_str("a string, a number or a boolean")
+        } else {
+            f.write_str(SETTING_FORMS)
+        }
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Setting, E> {
+        if self.in_array && v.contains(',') {
+            return Err(E::custom(format!(
+                "the array element {v:?} holds a comma, which would split it in two: \
+                 write the whole setting as one string instead"
+            )));
+        }
+        Ok(Setting(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Setting, E> {
+        self.visit_str(&v)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Setting, E> {
+        Ok(Setting(v.to_string()))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Setting, E> {
+        Ok(Setting(v.to_string()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Setting, E> {
+        Ok(Setting(v.to_string()))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Setting, E> {
+        Ok(Setting(v.to_string()))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Setting, A::Error> {
+        if self.in_array {
+            return Err(de::Error::custom(format!(
+                "an array inside an array is not a setting: write {SETTING_FORMS}"
+            )));
+        }
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(InArray)? {
+            items.push(item.0);
+        }
+        Ok(Setting(items.join(",")))
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, _map: A) -> Result<Setting, A::Error> {
+        Err(de::Error::custom(format!(
+            "a table is not a setting: write {SETTING_FORMS}"
+        )))
+    }
+}
+
+/// An array element of a setting.
+struct InArray;
+
+impl<'de> de::DeserializeSeed<'de> for InArray {
+    type Value = Setting;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Setting, D::Error> {
+        d.deserialize_any(SettingVisitor { in_array: true })
+    }
 }
 
 fn yes() -> bool {
@@ -57,7 +151,7 @@ impl Manifest {
     pub fn settings(&self) -> Vec<(String, String)> {
         self.settings
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.clone(), v.0.clone()))
             .collect()
     }
 }
@@ -65,8 +159,13 @@ impl Manifest {
 /// The manifest for `wasm` (`NAME.toml` beside `NAME.wasm`): its text, if any, and the
 /// parsed manifest or a message naming the file and the problem.
 pub fn manifest_for(wasm: &Path) -> (Option<String>, Result<Manifest, String>) {
-    let path = wasm.with_extension("toml");
-    let text = match std::fs::read_to_string(&path) {
+    manifest_at(&wasm.with_extension("toml"))
+}
+
+/// The manifest in the file `path`, as [`manifest_for`]: no text (and the defaults) when
+/// there is no such file.
+pub fn manifest_at(path: &Path) -> (Option<String>, Result<Manifest, String>) {
+    let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return (None, Ok(Manifest::default()))
@@ -82,8 +181,20 @@ pub fn manifest_for(wasm: &Path) -> (Option<String>, Result<Manifest, String>) {
     };
     let parsed = Figment::from(Toml::string(&text))
         .extract::<Manifest>()
-        .map_err(|e| format!("{}: {e}", path.display()));
+        .map_err(|e| format!("{}: {}", path.display(), manifest_error(e)));
     (Some(text), parsed)
+}
+
+/// A manifest error as `key.path: what`, without figment's profile prefix
+/// (`default.settings.x`), every error if there are several.
+fn manifest_error(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|e| match e.path.is_empty() {
+            true => e.kind.to_string(),
+            false => format!("{}: {}", e.path.join("."), e.kind),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The `.wasm` files of the directory, sorted by file name.
@@ -155,6 +266,43 @@ mod tests {
             m.settings(),
             vec![("allowed".to_string(), "US".to_string())]
         );
+        // Numbers, booleans and arrays reach the plugin in their documented string form.
+        std::fs::write(
+            dir.path().join("q.toml"),
+            "[settings]\nlist = [\"US\", \"CA\", 3]\nmax = 10\nratio = 0.5\nstrict = true\n",
+        )
+        .unwrap();
+        let m = manifest_for(&wasm).1.unwrap();
+        let pairs: Vec<(&str, &str)> = m
+            .settings
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.0.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("list", "US,CA,3"),
+                ("max", "10"),
+                ("ratio", "0.5"),
+                ("strict", "true")
+            ]
+        );
+        // What cannot be passed as a string says what to write, and where (no profile).
+        for (text, says) in [
+            (
+                "[settings.sub]\na = \"1\"\n",
+                "settings.sub: a table is not a setting: write a string",
+            ),
+            ("[settings]\nx = [[\"a\"]]\n", "an array inside an array"),
+            ("[settings]\nx = [\"a,b\", \"c\"]\n", "holds a comma"),
+        ] {
+            std::fs::write(dir.path().join("q.toml"), text).unwrap();
+            let err = manifest_for(&wasm).1.unwrap_err();
+            assert!(
+                err.contains(says) && !err.contains("default."),
+                "{text}: {err}"
+            );
+        }
         std::fs::write(dir.path().join("q.toml"), "ordr = 5\n").unwrap();
         let err = manifest_for(&wasm).1.unwrap_err();
         assert!(err.contains("q.toml") && err.contains("ordr"), "{err}");

@@ -47,6 +47,29 @@ impl Settings {
         })
     }
 
+    /// As [`Settings::parse`], for a key that must be set: an error naming it when it
+    /// is not, so a host refuses the plugin rather than run it unconfigured.
+    pub fn require<T>(&self, key: &str) -> Result<T, String>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        self.parse(key)?.ok_or_else(|| {
+            format!("setting `{key}` is required (set it in the manifest's [settings])")
+        })
+    }
+
+    /// The comma-separated items of `key`, trimmed, empty ones left out (a manifest
+    /// array `["a", "b"]` arrives as `"a,b"`); `None` when not set.
+    pub fn list(&self, key: &str) -> Option<Vec<&str>> {
+        self.get(key).map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .collect()
+        })
+    }
+
     /// As [`Settings::parse`], with a default for a key that is not set.
     pub fn parse_or<T>(&self, key: &str, default: T) -> Result<T, String>
     where
@@ -103,6 +126,18 @@ mod tests {
             err,
             "setting `ratio` = \"x\" is not a valid f64: invalid float literal"
         );
+    }
+
+    #[test]
+    fn required_keys_and_lists() {
+        let s = settings(&[("blocked", "a, b,,c"), ("max", "3")]);
+        assert_eq!(s.require::<u32>("max"), Ok(3));
+        assert_eq!(
+            s.require::<u32>("min").unwrap_err(),
+            "setting `min` is required (set it in the manifest's [settings])"
+        );
+        assert_eq!(s.list("blocked"), Some(vec!["a", "b", "c"]));
+        assert_eq!(s.list("none"), None);
     }
 
     #[test]
