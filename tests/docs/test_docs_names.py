@@ -211,7 +211,7 @@ def test_every_linked_page_and_anchor_exists():
 # --- repository paths --------------------------------------------------------------
 
 # Where the docs name files that builds and runs make, not the repository.
-GENERATED = ("plugins/dist/", "plugins.d", "target/", "bench/results/", ".state/", "~/", "/")
+GENERATED = ("plugins/dist", "plugins.d", "target/", "bench/results/", ".state/", "~/", "/")
 PATH_LIKE = re.compile(r"^(?:\./)?[\w.\-]+(?:/[\w.\-]+)+/?$|^[a-z][\w\-]*\.(?:rs|py|md|toml|sql|wit|yml|yaml|json|jsonl|png)$")
 # The brief's generator comes with the brief, outside this repository.
 BRIEF = {"data_generator.py"}
