@@ -88,7 +88,8 @@ def main() -> None:
     result = {
         "date": datetime.date.today().isoformat(),
         "bench": f"in-process pipeline (host/benches/pipeline.rs), two builds alternating in one run: {a.what}",
-        "command": f"python3 bench/pipeline_ab.py --pairs {a.pairs} --events {a.events} --rounds {a.rounds} (old/new bench binaries and their plugins)",
+        "command": f"python3 bench/pipeline_ab.py --pairs {a.pairs} --events {a.events} --rounds {a.rounds}"
+                   f"{' --instructions' if a.instructions else ''} (old/new bench binaries and their plugins)",
         "machine": machine(),
         "unit": "ns per event, median over pairs of each run's median of its rounds",
         "figures": med,

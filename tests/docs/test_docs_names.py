@@ -3,8 +3,8 @@ subcommand and DLQ code the docs mention exists in host/src (plugin codes: plugi
 every ClickHouse object they name is created by sql/schema.sql,
 the reference pages list all of them, every page or anchor one page links to exists,
 every repository path the pages, the compose file and the code's comments name
-exists, and every figure in the benchmark page's tables is in the result file the page
-cites for it.
+exists, and every figure on the benchmark page is in the result file it cites
+(`unsourced_figures` gives the rule).
 
 Names are taken from the code with regexes, so a rename in the code fails here until
 the docs follow. Text in "> **Upcoming" blockquotes describes what is being built and
@@ -211,7 +211,7 @@ def test_every_linked_page_and_anchor_exists():
 # --- repository paths --------------------------------------------------------------
 
 # Where the docs name files that builds and runs make, not the repository.
-GENERATED = ("plugins/dist/", "plugins.d", "target/", "bench/results/", ".state/", "~/", "/")
+GENERATED = ("plugins/dist", "plugins.d", "target/", "bench/results/", ".state/", "~/", "/")
 PATH_LIKE = re.compile(r"^(?:\./)?[\w.\-]+(?:/[\w.\-]+)+/?$|^[a-z][\w\-]*\.(?:rs|py|md|toml|sql|wit|yml|yaml|json|jsonl|png)$")
 # The brief's generator comes with the brief, outside this repository.
 BRIEF = {"data_generator.py"}
@@ -309,17 +309,30 @@ def test_the_clickhouse_check_finds_a_planted_bad_name():
 # --- benchmark figures -------------------------------------------------------------
 
 BENCHMARKS = ROOT / "docs" / "benchmarks.md"
-FIGURE = re.compile(r"(?<![\w.~(])\d[\d,]*(?:\.\d+)?(?![\w])")
+# A figure: a number not glued to a word (`p99`, `L1`, `UTF-8` are names), with or
+# without thousands separators and decimals.
+FIGURE = re.compile(r"(?<![\w.,-])(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?![\w]|\.\d)")
+NUMBER = re.compile(r"\d{1,3}(?:,\d{3})+(?!\d)(?:\.\d+)?|\d+(?:\.\d+)?")
+RESULT_LINK = re.compile(r"\[[^\]]*\]\((?:\.\./)*bench/results/([^)\s#]+)\)")
+DATE = re.compile(r"\b\d{4}-\d\d-\d\d(?:[T ]\d\d:?\d\d(?::\d\d)?Z?)?\b")
 
 
-def result_numbers(name: str) -> list[float]:
-    """Every number in a result file, its strings' numbers included."""
+def result_numbers(name: str) -> list[float] | None:
+    """Every number in a result file: its values, and the numbers in its keys and
+    strings (`backlog_30000`, "linger.ms 50"). None if there is no such file."""
     import json
+    path = ROOT / "bench" / "results" / name
+    if not path.is_file():
+        return None
     out: list[float] = []
+
+    def strings(s: str):
+        out.extend(float(m.replace(",", "")) for m in NUMBER.findall(s))
 
     def walk(o):
         if isinstance(o, dict):
-            for v in o.values():
+            for k, v in o.items():
+                strings(k)
                 walk(v)
         elif isinstance(o, list):
             for v in o:
@@ -327,9 +340,9 @@ def result_numbers(name: str) -> list[float]:
         elif isinstance(o, (int, float)) and not isinstance(o, bool):
             out.append(float(o))
         elif isinstance(o, str):
-            out.extend(float(m.replace(",", "")) for m in re.findall(r"\d[\d,]*(?:\.\d+)?", o))
+            strings(o)
 
-    walk(json.loads((ROOT / "bench" / "results" / name).read_text()))
+    walk(json.loads(path.read_text()))
     return out
 
 
@@ -338,34 +351,134 @@ def in_results(figure: str, numbers: list[float]) -> bool:
     the same unit or one a thousand, a million, 1024 or 1024² times larger or smaller."""
     x = float(figure.replace(",", ""))
     tolerance = 0.5 * 10 ** -(len(figure.split(".")[1]) if "." in figure else 0) + 1e-9
-    scales = (1, 1e3, 1e-3, 1e6, 1e-6, 1 / 1024, 1 / 1048576)
+    scales = (1, 1e3, 1e-3, 1e6, 1e-6, 1024, 1 / 1024, 1048576, 1 / 1048576)
     return any(abs(v * k - x) <= tolerance for v in numbers for k in scales)
 
 
-def unsourced_figures(page: str) -> list[str]:
-    """Figures in the tables of the benchmarks page that are not in the result file
-    named last before the table. A row's first cell (what is measured) and figures in
-    parentheses or after `~` (parameters, approximate shapes) are not figures."""
-    missing, files = [], []
+def figures_and_files(text: str) -> tuple[list[str], list[str]]:
+    """The figures of a piece of the page and the result files it links to. Not
+    figures: what is in code (commands, paths, settings), link targets and the text of a
+    link to a result file (its name), dates and times of day."""
+    files = RESULT_LINK.findall(text)
+    text = RESULT_LINK.sub("", text)
+    text = re.sub(r"\]\([^)\s]*\)", "]", text)
+    text = re.sub(r"`[^`\n]*`", "", text)
+    text = DATE.sub("", text)
+    return FIGURE.findall(text), files
+
+
+def page_blocks(page: str) -> list[list[tuple[str, str]]]:
+    """The page as sections (split at `## ` headings), each a list of (kind, text) with
+    kind "heading", "paragraph", "header" (a table's first row), "row" (the others),
+    fenced code blocks left out. A paragraph runs to the next blank line, table or
+    heading; list items belong to their paragraph."""
+    sections: list[list[tuple[str, str]]] = [[]]
+    para: list[str] = []
+    fenced = in_table = False
+
+    def flush():
+        if para:
+            sections[-1].append(("paragraph", "\n".join(para)))
+            para.clear()
+
     for line in page.splitlines():
-        named = re.findall(r"\d{4}-\d\d-\d\d[\w\-]*\.json", line)
-        if named:
-            files = named
-        if not line.startswith("|") or re.fullmatch(r"\|[-:| ]+\|", line):
+        if line.startswith("```"):
+            flush()
+            fenced = not fenced
             continue
-        cells = [re.sub(r"`[^`]*`|\([^)]*\)", "", c) for c in line.strip("|").split("|")[1:]]
-        numbers = [n for f in files for n in result_numbers(f)]
-        missing += [f"{line[:60]}…: {figure} (not in {files})"
-                    for cell in cells for figure in FIGURE.findall(cell) if not in_results(figure, numbers)]
+        if fenced:
+            continue
+        if line.startswith("|"):
+            flush()
+            if not re.fullmatch(r"\|[-:| ]+\|", line.strip()):
+                sections[-1].append(("row" if in_table else "header", line))
+            in_table = True
+            continue
+        in_table = False
+        if line.startswith("#"):
+            flush()
+            if line.startswith("## "):
+                sections.append([])
+            sections[-1].append(("heading", line))
+        elif not line.strip():
+            flush()
+        else:
+            para.append(line)
+    flush()
+    return sections
+
+
+def unsourced_figures(page: str) -> list[str]:
+    """Every figure on the benchmarks page, each against the result files it is read
+    from:
+
+    * a table row's figures must be in a result file linked in that row, and a row with
+      figures must link one; a table's header row, in the files its rows link;
+    * a paragraph's (and a heading's) figures must be in a result file linked in that
+      paragraph or in a row of a table of the same section (between two `## `
+      headings).
+
+    A figure is found in a file when the file holds it, rounded as the page shows it
+    (`0.13` matches 0.1312; `2` matches anything from 1.5 to 2.5, so small counts are a
+    weak check), in the page's unit or one a thousand, a million, 1024 or 1024² times
+    the file's (µs and ns, MiB and bytes). Only figures the files hold count: a ratio
+    the page shows must be one the file records, not one computed from two of its
+    numbers. What is not a figure: numbers in code (commands, paths, settings, in
+    backticks or fenced blocks), in link targets and in the text of a link to a result
+    file, dates (YYYY-MM-DD, with a time of day), and digits glued to a word or a
+    hyphen (`p99`, `L1`, `UTF-8`). A linked result file that does not exist is reported as such."""
+    missing: list[str] = []
+    for blocks in page_blocks(page):
+        parsed = [(kind, text, *figures_and_files(text)) for kind, text in blocks]
+        for kind, text, _, files in parsed:
+            for name in files:
+                if result_numbers(name) is None:
+                    missing.append(f"{text[:60]}…: cites bench/results/{name}, which does not exist")
+        section_rows = [f for kind, _, _, files in parsed if kind == "row" for f in files]
+        for i, (kind, text, figures, files) in enumerate(parsed):
+            if not figures:
+                continue
+            if kind == "row":
+                pool = files
+            elif kind == "header":
+                pool = []
+                for k, _, _, fs in parsed[i + 1:]:
+                    if k != "row":
+                        break
+                    pool += fs
+            else:
+                pool = files + section_rows
+            if not pool:
+                missing.append(f"{text[:60]}…: figures {figures} but no result file cited")
+                continue
+            numbers = [n for f in pool for n in (result_numbers(f) or [])]
+            missing += [f"{text[:60]}…: {figure} (not in {sorted(set(pool))})"
+                        for figure in figures if not in_results(figure, numbers)]
     return missing
 
 
-def test_every_figure_in_the_benchmark_tables_is_in_its_result_file():
+def test_every_figure_on_the_benchmarks_page_is_in_its_result_file():
     missing = unsourced_figures(BENCHMARKS.read_text())
     assert not missing, "figures not read from their result file:\n  " + "\n  ".join(missing)
 
 
-def test_the_figure_check_finds_a_planted_bad_figure():
-    page = BENCHMARKS.read_text().replace("| 185 ms;", "| 175 ms;", 1)
-    assert page != BENCHMARKS.read_text()
-    assert [m for m in unsourced_figures(page) if ": 175 " in m]
+def test_the_figure_check_finds_planted_bad_figures():
+    """One figure changed in a table row, one in a paragraph: both are caught."""
+    text = BENCHMARKS.read_text()
+    planted = text.replace("| **0.798** |", "| **0.789** |", 1)
+    planted = planted.replace("(26 % of all CPU samples)", "(62 % of all CPU samples)", 1)
+    assert planted.count("0.789") == text.count("0.789") + 1 and "(62 % of" in planted, "nothing planted"
+    found = unsourced_figures(planted)
+    assert [m for m in found if ": 0.789 " in m and m.startswith("|")], found
+    assert [m for m in found if ": 62 " in m and m.startswith("**The spin.**")], found
+    assert len(found) == 2, found
+
+
+def test_the_figure_check_finds_a_row_citing_a_missing_result_file():
+    text = BENCHMARKS.read_text()
+    planted = text.replace("(../bench/results/2026-12-07-compile.json)",
+                           "(../bench/results/2026-12-08-compile.json)", 1)
+    assert planted != text, "nothing planted"
+    found = unsourced_figures(planted)
+    assert [m for m in found if "2026-12-08-compile.json, which does not exist" in m], found
+    assert [m for m in found if m.startswith("|") and "(not in ['2026-12-08-compile.json'])" in m], found
