@@ -83,19 +83,21 @@ def event_set(seed: int = 7, n: int = 900) -> tuple[list[dict], list[dict]]:
 
 
 def generated_event(rng: random.Random, now: int, new_schema: bool, bad_rate: float,
-                    countries: list[str] = GENERATOR_COUNTRIES) -> dict:
+                    countries: list[str] = GENERATOR_COUNTRIES, *, country: str | None = None,
+                    user_id: int | None = None, page_url: str | None = None) -> dict:
     """One event like the brief's generator makes: a share `bad_rate` of negative user
-    ids and of ZZ countries, XX among the countries, device_type once `new_schema`."""
-    user_id = rng.randint(1, 1000)
+    ids and of ZZ countries, XX among the countries, device_type once `new_schema`.
+    The country, user and page are drawn uniformly unless given (the faults still apply)."""
+    user_id = rng.randint(1, 1000) if user_id is None else user_id
     if rng.random() < bad_rate:
         user_id = -user_id
-    country = rng.choice(countries)
+    country = rng.choice(countries) if country is None else country
     if rng.random() < bad_rate:
         country = "ZZ"
     e = {
         "event_type": rng.choice(["page_view", "button_click"]),
         "user_id": user_id,
-        "page_url": f"/page/{rng.randint(1, 100)}",
+        "page_url": f"/page/{rng.randint(1, 100)}" if page_url is None else page_url,
         "button_id": str(uuid.UUID(int=rng.getrandbits(128))),
         "timestamp": now,
         "country": country,

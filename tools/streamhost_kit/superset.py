@@ -28,8 +28,9 @@ CHARTS = {
 
 def open_dashboard(superset: str = SUPERSET, *, screenshot) -> dict[str, dict]:
     """Wait until Superset serves (health, then a logged-in API call), log in, open the
-    dashboard, wait for every chart's data request and then for every chart to render;
-    return each chart's data (slice name → the query result Superset's frontend received).
+    dashboard, wait for every chart's data request and then for every chart to render,
+    with no error box and no warning sign on any; return each chart's data (slice name →
+    the query result Superset's frontend received).
     The waits are on events, not on a fixed budget: a cold Superset (first start, cold
     workers and driver imports) answers its first requests slowly."""
     from playwright.sync_api import sync_playwright
@@ -93,6 +94,10 @@ def open_dashboard(superset: str = SUPERSET, *, screenshot) -> dict[str, dict]:
                 text = (title.inner_text() if title else h.inner_text().split("\n")[0]).strip()
                 errors = h.query_selector_all(".ant-alert-error, [role=alert], [data-test=error-message]")
                 assert not errors, f"{text}: error box: {[e.inner_text() for e in errors]}"
+                # A warning sign in the chart's header (Superset's when the query filled
+                # the chart's row limit: "may show partial data"), or a warning box.
+                warned = h.query_selector_all(WARNING)
+                assert not warned, f"{text}: a warning on the chart: {_warning_text(page, warned[0])!r}"
                 assert not h.query_selector(".loading"), f"{text}: still loading"
                 assert h.query_selector("canvas, table tbody tr"), f"{text}: nothing drawn"
                 names[text] = h
@@ -113,6 +118,19 @@ def open_dashboard(superset: str = SUPERSET, *, screenshot) -> dict[str, dict]:
         assert result["rowcount"] > 0, f"{slices.get(slice_id)}: no rows"
         out[slices[slice_id]] = result
     return out
+
+
+WARNING = "[data-test=slice-header] [aria-label=warning], .anticon-warning, .ant-alert-warning"
+
+
+def _warning_text(page, sign) -> str:
+    """What a warning sign says: its tooltip, shown by hovering over it."""
+    try:
+        sign.hover(timeout=5_000)
+        tip = page.wait_for_selector(".ant-tooltip:not(.ant-tooltip-hidden)", timeout=5_000)
+        return " ".join(tip.inner_text().split())
+    except Exception as e:  # noqa: BLE001 - the assertion that asks must still fail
+        return f"(no tooltip: {e!r}; element: {sign.evaluate('e => e.outerHTML')[:300]})"
 
 
 class _PageTrace:
