@@ -33,6 +33,7 @@ pub mod records;
 pub mod replay;
 pub mod schema;
 pub mod stages;
+pub mod telemetry;
 pub mod text;
 pub mod timefmt;
 pub mod workbench;

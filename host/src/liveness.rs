@@ -33,6 +33,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
 use crate::config::WatchdogMode;
+use crate::telemetry;
 
 /// The two stages that read a topic as a consumer group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -234,9 +235,9 @@ impl Health {
             )
         });
         f(&mut entry.1);
-        metrics::gauge!("streamhost_stage_ready", "stage" => stage.as_str())
+        metrics::gauge!(telemetry::STAGE_READY.name, "stage" => stage.as_str())
             .set(f64::from(u8::from(entry.1.ready())));
-        metrics::gauge!("streamhost_orphaned_partitions", "stage" => stage.as_str())
+        metrics::gauge!(telemetry::ORPHANED_PARTITIONS.name, "stage" => stage.as_str())
             .set(entry.1.orphans.len() as f64);
     }
 
@@ -440,7 +441,7 @@ impl Watchdog {
         shared.orphans.clear();
         shared.reset = true;
         drop(shared);
-        metrics::counter!("streamhost_group_rejoins_total", "stage" => self.stage.as_str())
+        metrics::counter!(telemetry::GROUP_REJOINS.name, "stage" => self.stage.as_str())
             .increment(1);
         self.health.update(self.stage, &self.topic, |h| {
             h.orphans.clear();

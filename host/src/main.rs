@@ -323,9 +323,8 @@ async fn run(config_file: Option<&Path>, schema_file: Option<PathBuf>) -> Result
         key: config.windows.key_field.clone(),
         time: schema.field(schema.time()).name.clone(),
     };
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .context("cannot install the metrics recorder")?;
+    let metrics =
+        streamhost::telemetry::install().context("cannot install the metrics recorder")?;
     let board = status::new_board();
     let mut runtime = PluginRuntime::new(config.plugins.sandbox(), schema.clone())?;
     if let Some(dir) = config.plugins.compiled_dir() {

@@ -50,7 +50,9 @@ def code_spans(text: str) -> list[str]:
 # --- names from the code ---------------------------------------------------------
 
 def code_metrics() -> set[str]:
-    return set(re.findall(r'(?:counter|gauge|histogram)!\(\s*"(streamhost_[a-z_]+)"', rust_sources()))
+    """The metrics of the catalogue (host/src/telemetry.rs), where every metric is defined."""
+    catalogue = (SRC / "telemetry.rs").read_text()
+    return set(re.findall(r'(?:counter|gauge|histogram)\(\s*"(streamhost_[a-z_]+)"', catalogue))
 
 
 def struct_fields(src: str, name: str) -> list[tuple[str, str]]:

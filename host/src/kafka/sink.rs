@@ -26,6 +26,7 @@ use crate::config::KafkaConfig;
 use crate::limiter::Limiter;
 use crate::records::{Destination, Output};
 use crate::stages::io::{DeliveryClass, Sink, SinkError};
+use crate::telemetry;
 
 /// How often a wait for acknowledgements looks at the clock (the deadline, a stop).
 const TICK: Duration = Duration::from_millis(500);
@@ -228,7 +229,7 @@ impl Sink for KafkaSink {
         ] {
             let n = acknowledged[d as usize];
             if n > 0 {
-                metrics::counter!("streamhost_records_out_total", "topic" => self.topic(d).to_string())
+                metrics::counter!(telemetry::RECORDS_OUT.name, "topic" => self.topic(d).to_string())
                     .increment(n);
             }
         }
@@ -241,7 +242,7 @@ impl Sink for KafkaSink {
             self.purge();
         }
         let class = classify(&error);
-        metrics::counter!("streamhost_delivery_failures_total", "class" => class.as_str())
+        metrics::counter!(telemetry::DELIVERY_FAILURES.name, "class" => class.as_str())
             .increment(1 + others as u64);
         Err(SinkError::Failed {
             topic: self.topic(destination).to_string(),

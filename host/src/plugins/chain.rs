@@ -23,6 +23,7 @@ use crate::event::Event;
 use crate::limiter::Limiter;
 
 use crate::records::dlq::{HostCode, REJECTED_BY_HOST};
+use crate::telemetry;
 
 /// One chain member: the plugin and whether the chain may go on without it.
 #[derive(Debug)]
@@ -145,7 +146,7 @@ impl Chain {
                 continue;
             }
             let judged = judge(plugin, &mut batch);
-            metrics::counter!("streamhost_plugin_calls_total", "plugin" => plugin.name().to_string())
+            metrics::counter!(telemetry::PLUGIN_CALLS.name, "plugin" => plugin.name().to_string())
                 .increment(judged.calls);
             latest = judged.rejections;
             let Some(error) = judged.error else {
@@ -155,7 +156,7 @@ impl Chain {
                 }
                 continue;
             };
-            metrics::counter!("streamhost_plugin_failures_total", "plugin" => plugin.name().to_string())
+            metrics::counter!(telemetry::PLUGIN_FAILURES.name, "plugin" => plugin.name().to_string())
                 .increment(judged.failed_calls);
             let admitted = FAILURE_LOG
                 .lock()
@@ -184,7 +185,7 @@ impl Chain {
                 tracing::error!(plugin = %plugin.id(), failures = plugin.consecutive_failures,
                     required = member.required, retry_in_secs = plugin.backoff.as_secs(),
                     "circuit breaker open: plugin disabled");
-                metrics::counter!("streamhost_plugin_disabled_total", "plugin" => plugin.name().to_string())
+                metrics::counter!(telemetry::PLUGIN_DISABLED.name, "plugin" => plugin.name().to_string())
                     .increment(1);
                 if let Some(board) = &self.board {
                     status::mark(

@@ -22,6 +22,7 @@ use super::chain::Member;
 use super::directory::{self, Manifest};
 use super::runtime::{CompiledPlugin, PluginError, PluginRuntime};
 use super::status::{self, PluginBoard, PluginState, PluginStatus};
+use crate::telemetry;
 
 /// Wait for this long without file events before reloading: editors and copies write
 /// in several steps.
@@ -125,7 +126,9 @@ impl Reloader {
             .collect();
         for path in gone {
             tracing::info!(file = %path.display(), "plugin removed");
-            self.known.remove(&path);
+            if let Some((gone, _, _)) = self.known.remove(&path).and_then(|k| k.serving) {
+                plugin_info(&path.display().to_string(), &gone, 0.0);
+            }
             status::remove(&self.board, &path.display().to_string());
         }
         for path in files {
@@ -161,7 +164,7 @@ impl Reloader {
             // that serves, loudly, until the directory has the rule again.
             tracing::error!(missing = ?missing, dir = %self.dir.display(),
                 "the plugin directory lacks plugins.must_serve rules; the serving chain stays as it is");
-            metrics::counter!("streamhost_plugin_chain_refusals_total").increment(1);
+            metrics::counter!(telemetry::PLUGIN_CHAIN_REFUSALS.name).increment(1);
             return Ok(None);
         }
         let mut members = Vec::with_capacity(serving.len());
@@ -177,7 +180,7 @@ impl Reloader {
                     // the serving chain stays, and the scan is tried again.
                     tracing::error!(file = %path.display(), %error,
                         "plugin failed to start; the serving chain stays as it is and the change is tried again");
-                    metrics::counter!("streamhost_plugin_chain_refusals_total").increment(1);
+                    metrics::counter!(telemetry::PLUGIN_CHAIN_REFUSALS.name).increment(1);
                     status::mark(
                         &self.board,
                         &path.display().to_string(),
@@ -227,10 +230,11 @@ impl Reloader {
                     order = manifest.order(), enabled = manifest.enabled, compile_ms = took.as_millis() as u64,
                     cached = compiled.from_cache,
                     "plugin loaded");
-                metrics::counter!("streamhost_plugin_loads_total", "result" => "ok").increment(1);
-                metrics::gauge!("streamhost_plugin_info", "file" => file.clone(), "plugin" => compiled.name.clone(),
-                    "version" => compiled.version.clone(), "wit" => compiled.wit_version.clone())
-                .set(1.0);
+                metrics::counter!(telemetry::PLUGIN_LOADS.name, "result" => "ok").increment(1);
+                if let Some((old, _, _)) = &previous {
+                    plugin_info(&file, old, 0.0);
+                }
+                plugin_info(&file, &compiled, 1.0);
                 status::set(
                     &self.board,
                     PluginStatus {
@@ -251,7 +255,7 @@ impl Reloader {
                 Some((compiled, manifest, fp))
             }
             Err(error) => {
-                metrics::counter!("streamhost_plugin_loads_total", "result" => "rejected")
+                metrics::counter!(telemetry::PLUGIN_LOADS.name, "result" => "rejected")
                     .increment(1);
                 match &previous {
                     Some((old, _, _)) => {
@@ -284,6 +288,14 @@ impl Reloader {
             },
         );
     }
+}
+
+/// `streamhost_plugin_info` of a file's version: 1 while it serves, 0 once replaced or
+/// removed.
+fn plugin_info(file: &str, compiled: &CompiledPlugin, value: f64) {
+    metrics::gauge!(telemetry::PLUGIN_INFO.name, "file" => file.to_string(), "plugin" => compiled.name.clone(),
+        "version" => compiled.version.clone(), "wit" => compiled.wit_version.clone())
+    .set(value);
 }
 
 /// Watch the plugin directory until `stop`; send a [`ChainUpdate`] for every change of

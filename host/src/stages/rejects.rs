@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crate::limiter::Limiter;
 use crate::records::dlq::{DlqRecord, HostCode, Step};
 use crate::records::{Output, SourceRecord};
+use crate::telemetry;
 use crate::text::shown;
 
 /// Distinct plugin codes that get a label value of their own in
@@ -122,12 +123,11 @@ impl<'a> Rejects<'a> {
 impl Drop for Rejects<'_> {
     fn drop(&mut self) {
         for (step, code, n) in self.counts.drain(..) {
-            metrics::counter!("streamhost_rejections_total", "stage" => step.as_str(), "code" => code)
+            metrics::counter!(telemetry::REJECTIONS.name, "stage" => step.as_str(), "code" => code)
                 .increment(n);
         }
         if self.suppressed > 0 {
-            metrics::counter!("streamhost_rejection_logs_suppressed_total")
-                .increment(self.suppressed);
+            metrics::counter!(telemetry::REJECTION_LOGS_SUPPRESSED.name).increment(self.suppressed);
         }
     }
 }

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use super::io::{Sink, SinkError, Source};
 use super::{Stage, StageError};
 use crate::liveness::Watchdog;
+use crate::telemetry;
 
 /// How much a stage reads at a time.
 #[derive(Debug, Clone, Copy)]
@@ -82,7 +83,8 @@ impl InFlight<'_> {
         }
         if batch.records > 0 {
             let seconds = batch.started.elapsed().as_secs_f64();
-            metrics::histogram!("streamhost_batch_seconds", "stage" => self.stage).record(seconds);
+            metrics::histogram!(telemetry::BATCH_SECONDS.name, "stage" => self.stage)
+                .record(seconds);
             // Per-batch latencies, for percentiles over any interval (bench/e2e's
             // hot-swap phases).
             tracing::debug!(
@@ -93,7 +95,7 @@ impl InFlight<'_> {
                 "batch committed"
             );
         }
-        metrics::gauge!("streamhost_batches_in_flight", "stage" => self.stage)
+        metrics::gauge!(telemetry::BATCHES_IN_FLIGHT.name, "stage" => self.stage)
             .set(self.batches.len() as f64);
         Ok(())
     }
@@ -157,14 +159,14 @@ pub async fn drive<S: Stage>(
                 source.rewind(&again)?;
             }
         }
-        metrics::gauge!("streamhost_assigned_partitions", "stage" => name)
+        metrics::gauge!(telemetry::ASSIGNED_PARTITIONS.name, "stage" => name)
             .set(assigned.len() as f64);
         if let Some(watchdog) = watchdog {
             watchdog.turned(&assigned);
         }
         let started = Instant::now();
         if !batch.is_empty() {
-            metrics::counter!("streamhost_records_in_total", "topic" => source.topic().to_string())
+            metrics::counter!(telemetry::RECORDS_IN.name, "topic" => source.topic().to_string())
                 .increment(batch.len() as u64);
         }
         let processed = stage
@@ -172,7 +174,7 @@ pub async fn drive<S: Stage>(
             .await?;
         let process_seconds = started.elapsed().as_secs_f64();
         if !batch.is_empty() {
-            metrics::histogram!("streamhost_batch_process_seconds", "stage" => name)
+            metrics::histogram!(telemetry::BATCH_PROCESS_SECONDS.name, "stage" => name)
                 .record(process_seconds);
         }
         if processed.outputs.is_empty() && processed.commit.is_empty() {
@@ -191,7 +193,7 @@ pub async fn drive<S: Stage>(
             commit: processed.commit,
             acked: async move { sink.settle(delivery, &stop).await }.boxed(),
         });
-        metrics::gauge!("streamhost_batches_in_flight", "stage" => name)
+        metrics::gauge!(telemetry::BATCHES_IN_FLIGHT.name, "stage" => name)
             .set(in_flight.batches.len() as f64);
         if batch.is_empty() {
             in_flight.commit_all(source).await?;

@@ -19,6 +19,7 @@ use crate::records::dlq::{HostCode, Step, REJECTED_BY_HOST};
 use crate::records::enriched::Enricher;
 use crate::records::{next_positions, Output, SourceRecord, MAX_OUTPUT_BYTES};
 use crate::schema::Schema;
+use crate::telemetry;
 use crate::timefmt::{self, Clock};
 
 /// The validate stage's work on a batch, without I/O: decode by the schema, judge
@@ -242,8 +243,8 @@ impl Stage for ValidateStage {
         for update in updates {
             self.chain = std::mem::take(&mut self.chain).with_members(update.members);
             let took = update.seen_at.elapsed();
-            metrics::counter!("streamhost_plugin_swaps_total").increment(1);
-            metrics::histogram!("streamhost_plugin_swap_seconds").record(took.as_secs_f64());
+            metrics::counter!(telemetry::PLUGIN_SWAPS.name).increment(1);
+            metrics::histogram!(telemetry::PLUGIN_SWAP_SECONDS.name).record(took.as_secs_f64());
             tracing::info!(chain = %self.chain.processed_by(), swap_ms = took.as_millis() as u64, "plugin chain swapped");
         }
     }

@@ -482,6 +482,14 @@ impl PartitionedWindows {
         self.ops.values().map(WindowOperator::open_windows).sum()
     }
 
+    /// Each partition's watermark, for those that have one (an event seen).
+    pub fn watermarks(&self) -> impl Iterator<Item = (i32, i64)> + '_ {
+        self.ops
+            .iter()
+            .map(|(p, op)| (*p, op.watermark()))
+            .filter(|(_, w)| *w > i64::MIN)
+    }
+
     /// The partition's watermark (`i64::MIN` before its first event).
     pub fn watermark(&self, partition: i32) -> i64 {
         self.ops

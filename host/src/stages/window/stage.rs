@@ -28,6 +28,7 @@ use crate::stages::io::Source;
 use crate::stages::rejects::Rejects;
 use crate::stages::validate::{future_bound, future_event};
 use crate::stages::{Processed, Stage, StageError};
+use crate::telemetry;
 use crate::timefmt::{self, Clock};
 
 /// The windowing state of one instance plus the bookkeeping for safe commits.
@@ -138,7 +139,7 @@ impl WindowStage {
         }
         for record in batch {
             if !self.positions.first_read(record.partition, record.offset) {
-                metrics::counter!("streamhost_window_reread_skipped_total").increment(1);
+                metrics::counter!(telemetry::WINDOW_REREAD_SKIPPED.name).increment(1);
                 continue;
             }
             let keyed: Keyed = match self.fields.read(&record.payload) {
@@ -167,7 +168,7 @@ impl WindowStage {
             }
             if let (Some(q), Some(o)) = (keyed.source_partition, keyed.source_offset) {
                 if !self.positions.first_delivery(record.partition, q, o) {
-                    metrics::counter!("streamhost_window_duplicates_skipped_total").increment(1);
+                    metrics::counter!(telemetry::WINDOW_DUPLICATES_SKIPPED.name).increment(1);
                     continue;
                 }
             }
@@ -182,7 +183,7 @@ impl WindowStage {
             self.op.heard(lane, now);
             match observed {
                 Observed::Late => {
-                    metrics::counter!("streamhost_late_events_total").increment(1);
+                    metrics::counter!(telemetry::LATE_EVENTS.name).increment(1);
                     self.commits.late(record.partition, record.offset);
                     let message = format!(
                         "event time {} is behind the window watermark {} by more than the grace period; all its windows had closed",
@@ -198,7 +199,7 @@ impl WindowStage {
                     ));
                 }
                 Observed::Reread => {
-                    metrics::counter!("streamhost_window_reread_skipped_total").increment(1);
+                    metrics::counter!(telemetry::WINDOW_REREAD_SKIPPED.name).increment(1);
                 }
                 Observed::Counted(_) => {
                     self.commits.counted(
@@ -236,13 +237,18 @@ impl WindowStage {
         for (partition, w) in &closed {
             tracing::debug!(partition, country = %w.key, start = w.start, count = w.count, watermark = self.op.watermark(*partition), "window closed");
         }
-        metrics::counter!("streamhost_windows_closed_total").increment(closed.len() as u64);
+        metrics::counter!(telemetry::WINDOWS_CLOSED.name).increment(closed.len() as u64);
         outputs.extend(closed.iter().map(|(partition, w)| {
             let read_through = self.commits.read_through(&self.positions, *partition);
             average(w, read_through).output(&self.fields.key)
         }));
         self.commits.closed(&self.op);
-        metrics::gauge!("streamhost_open_windows").set(self.op.open_windows() as f64);
+        metrics::gauge!(telemetry::OPEN_WINDOWS.name).set(self.op.open_windows() as f64);
+        let now = (self.clock)();
+        for (partition, watermark) in self.op.watermarks() {
+            metrics::gauge!(telemetry::WATERMARK_LAG.name, "partition" => partition.to_string())
+                .set(now.saturating_sub(watermark) as f64);
+        }
     }
 
     /// Positions safe to commit (see [`Commits::positions`]).
@@ -388,7 +394,7 @@ impl Stage for WindowStage {
         assigned: &[i32],
         now: Instant,
     ) -> Result<Processed, StageError> {
-        metrics::counter!("streamhost_window_records_total").increment(batch.len() as u64);
+        metrics::counter!(telemetry::WINDOW_RECORDS.name).increment(batch.len() as u64);
         match self.restore_taken_over(source, assigned).await {
             // Stopping: nothing of this batch is counted or committed.
             Err(RestoreError::Stopped { .. }) => return Ok(Processed::default()),
