@@ -205,6 +205,8 @@ pub struct PluginsConfig {
     pub compile_deadline_ms: u64,
     pub breaker_threshold: u32,
     pub watch: bool,
+    /// Rescan `dir` this often as well (0: never), for mounts without file events.
+    pub poll_secs: u64,
     pub cache_compiled: bool,
     /// Empty: [`crate::plugins::compiled::default_dir`].
     pub compiled_dir: PathBuf,
@@ -307,6 +309,7 @@ impl Default for PluginsConfig {
             compile_deadline_ms: 20_000,
             breaker_threshold: 3,
             watch: true,
+            poll_secs: 5,
             cache_compiled: true,
             compiled_dir: PathBuf::new(),
             breaker_retry_secs: 30,
@@ -549,7 +552,8 @@ const MEANINGS: &[(&str, &str)] = &[
     ("plugins.breaker_retry_secs", "a disabled plugin is tried again on one batch after this long, then after twice as long each time it fails again (up to 10 minutes); a new file resets it"),
     ("plugins.must_serve", "plugin names (as `describe` gives them) that must serve: the host does not start without each, and a directory change that would drop one is not installed"),
     ("plugins.allow_empty", "start with no plugin serving (every decodable event accepted); false: refuse to start"),
-    ("plugins.watch", "watch plugins.dir and swap the chain live when a .wasm or .toml file changes"),
+    ("plugins.watch", "watch plugins.dir and swap the chain live when a .wasm or .toml file changes (a Kubernetes ConfigMap's symlink swap included)"),
+    ("plugins.poll_secs", "also rescan plugins.dir this often (0: never), for mounts that deliver no file events (network file systems, some volume drivers); a rescan reads the files and acts only on a change"),
     ("plugins.cache_compiled", "keep compiled plugins on disk, so a file seen before loads in a millisecond"),
     ("plugins.compiled_dir", "where (empty: $XDG_CACHE_HOME or ~/.cache, then streamhost/compiled; owned by this user)"),
     ("windows.enabled", "run the window stage (rolling counts and averages per key)"),

@@ -396,10 +396,14 @@ async fn run(config_file: Option<&Path>, schema_file: Option<PathBuf>) -> Result
     ));
 
     let (updates_tx, updates) = tokio::sync::mpsc::channel(4);
-    if config.plugins.watch {
+    let delivery = reload::Delivery {
+        events: config.plugins.watch,
+        poll: (config.plugins.poll_secs > 0).then(|| Duration::from_secs(config.plugins.poll_secs)),
+    };
+    if delivery.events || delivery.poll.is_some() {
         let stop = stop.clone();
         tokio::spawn(async move {
-            if let Err(error) = reload::watch(reloader, updates_tx, stop).await {
+            if let Err(error) = reload::watch(reloader, delivery, updates_tx, stop).await {
                 tracing::error!(%error, "cannot watch the plugin directory: live reload is off");
             }
         });

@@ -229,3 +229,46 @@ def test_a_checked_plugin_serves_within_100_ms_of_its_rename_under_load(fresh_st
     print(f"swap after the rename: {compiled_ms} ms compiling, {cached_ms} ms from the cache "
           f"(compile {loads[1]['compile_ms']} ms, cached load {loads[2]['compile_ms']} ms)")
     assert cached_ms < 100, logged
+
+
+def serving_names(host) -> list[str]:
+    return sorted(p["name"] for p in json.loads(host.get("/plugins")) if p["state"] == "serving")
+
+
+def test_a_configmap_style_symlink_swap_changes_the_chain(hosts, tmp_path):
+    """A Kubernetes ConfigMap volume: each file is a symlink through `..data`, itself a
+    symlink to a timestamped folder; an update writes a new folder and renames a new
+    `..data` over the old one, and no event names the plugin files themselves."""
+    mount = tmp_path / "configmap"
+    mount.mkdir()
+
+    def version(stamp: str, files: dict[str, str]) -> None:
+        folder = mount / f"..{stamp}"
+        folder.mkdir()
+        for name, built in files.items():
+            (folder / name).write_bytes((PLUGINS_BUILT / built).read_bytes())
+        (mount / "..data_tmp").symlink_to(folder.name)
+        os.replace(mount / "..data_tmp", mount / "..data")  # what the kubelet does
+        for name in files:
+            if not (mount / name).is_symlink():
+                (mount / name).symlink_to(f"..data/{name}")
+
+    version("2026_12_07_1", {"20-rule.wasm": "quality.wasm"})
+    # Polling off: the swap must be seen through the directory's events.
+    (host,) = hosts(1, STREAMHOST_PLUGINS__DIR=str(mount), STREAMHOST_PLUGINS__POLL_SECS="0")
+    wait_until("quality serving", lambda: serving_names(host) == ["quality"], timeout=10)
+    started = time.monotonic()
+    version("2026_12_07_2", {"20-rule.wasm": "template.wasm"})
+    wait_until("the swapped content serving", lambda: serving_names(host) == ["template"], timeout=10)
+    print(f"ConfigMap swap served after {time.monotonic() - started:.2f} s")
+
+
+def test_a_directory_without_file_events_is_polled(hosts, plugin_dir):
+    """File events off (as on a mount that delivers none): the periodic rescan finds a
+    new plugin and a removed one."""
+    (host,) = hosts(1, STREAMHOST_PLUGINS__WATCH="false", STREAMHOST_PLUGINS__POLL_SECS="1")
+    wait_until("quality serving", lambda: serving_names(host) == ["quality"], timeout=10)
+    deploy(plugin_dir, "05-enrich.wasm", PLUGINS_BUILT / "enrich.wasm")
+    wait_until("enrich serving", lambda: serving_names(host) == ["enrich", "quality"], timeout=10)
+    (plugin_dir / "05-enrich.wasm").unlink()
+    wait_until("enrich gone", lambda: serving_names(host) == ["quality"], timeout=10)

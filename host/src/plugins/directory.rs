@@ -221,7 +221,10 @@ pub fn is_relevant(path: &Path) -> bool {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         return false;
     };
-    !name.starts_with('.') && (name.ends_with(".wasm") || name.ends_with(".toml"))
+    // `..data` and its siblings: a Kubernetes ConfigMap volume swaps its files at once
+    // by renaming the `..data` symlink their names point through.
+    name.starts_with("..")
+        || (!name.starts_with('.') && (name.ends_with(".wasm") || name.ends_with(".toml")))
 }
 
 #[cfg(test)]
@@ -248,6 +251,21 @@ mod tests {
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["10-a.wasm", "20-b.wasm"]);
+    }
+
+    #[test]
+    fn a_configmap_swap_is_relevant_other_hidden_names_are_not() {
+        for (name, relevant) in [
+            ("20-a.wasm", true),
+            ("20-a.toml", true),
+            ("..data", true),
+            ("..data_tmp", true),
+            ("..2026_12_07_10_00_00.123", true),
+            (".20-a.wasm.tmp", false),
+            ("notes.txt", false),
+        ] {
+            assert_eq!(is_relevant(Path::new(name)), relevant, "{name}");
+        }
     }
 
     #[test]

@@ -298,27 +298,52 @@ fn plugin_info(file: &str, compiled: &CompiledPlugin, value: f64) {
     .set(value);
 }
 
+/// How the host learns of changes in the plugin directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    /// File events (inotify on Linux).
+    pub events: bool,
+    /// A rescan this often as well, for mounts that deliver no events.
+    pub poll: Option<Duration>,
+}
+
 /// Watch the plugin directory until `stop`; send a [`ChainUpdate`] for every change of
 /// the serving chain.
 pub async fn watch(
     mut reloader: Reloader,
+    delivery: Delivery,
     updates: mpsc::Sender<ChainUpdate>,
     mut stop: watch::Receiver<bool>,
 ) -> notify::Result<()> {
     let (tx, mut rx) = mpsc::channel::<(Instant, Duration)>(256);
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
-            let quiet = quiet_period(&event.kind);
-            if let Some(quiet) =
-                quiet.filter(|_| event.paths.iter().any(|p| directory::is_relevant(p)))
-            {
-                // Full channel: a reload is already pending, which will see this change too.
-                let _ = tx.try_send((Instant::now(), quiet));
-            }
+    // Kept alive for as long as the loop runs.
+    let _watcher = match delivery.events {
+        false => None,
+        true => {
+            let mut watcher =
+                notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                    if let Ok(event) = event {
+                        let quiet = quiet_period(&event.kind);
+                        if let Some(quiet) =
+                            quiet.filter(|_| event.paths.iter().any(|p| directory::is_relevant(p)))
+                        {
+                            // Full channel: a reload is already pending, which will see
+                            // this change too.
+                            let _ = tx.try_send((Instant::now(), quiet));
+                        }
+                    }
+                })?;
+            watcher.watch(&reloader.dir.clone(), RecursiveMode::NonRecursive)?;
+            Some(watcher)
         }
-    })?;
-    watcher.watch(&reloader.dir.clone(), RecursiveMode::NonRecursive)?;
-    tracing::info!(dir = %reloader.dir.display(), "watching the plugin directory");
+    };
+    let mut poll = delivery.poll.map(|every| {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks
+    });
+    tracing::info!(dir = %reloader.dir.display(), events = delivery.events,
+        poll_secs = delivery.poll.map(|p| p.as_secs()), "watching the plugin directory");
     loop {
         let retry = async {
             if reloader.retry_pending {
@@ -327,9 +352,18 @@ pub async fn watch(
                 std::future::pending::<()>().await;
             }
         };
+        let polled = async {
+            match poll.as_mut() {
+                Some(ticks) => {
+                    ticks.tick().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
         let (seen_at, mut quiet) = tokio::select! {
-            seen = rx.recv() => match seen { Some(t) => t, None => break },
+            seen = rx.recv(), if delivery.events => match seen { Some(t) => t, None => break },
             _ = retry => (Instant::now(), Duration::ZERO),
+            _ = polled => (Instant::now(), Duration::ZERO),
             _ = stop.changed() => break,
         };
         // Until the directory is quiet: the longest wait any of its events asks for.
