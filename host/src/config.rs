@@ -178,6 +178,13 @@ pub fn client_options_from_env(
     Ok(options)
 }
 
+/// A topic the configuration names, and the keys that name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfiguredTopic {
+    pub name: String,
+    pub keys: Vec<&'static str>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PipelineConfig {
@@ -406,6 +413,32 @@ impl Config {
         Ok(config)
     }
 
+    /// The topics the host reads or writes with this configuration, each once, with
+    /// the keys that name it: the input, the enriched events and the DLQ, and with
+    /// windows on the window averages.
+    pub fn topics(&self) -> Vec<ConfiguredTopic> {
+        let k = &self.kafka;
+        let mut named = vec![
+            ("kafka.input_topic", &k.input_topic),
+            ("kafka.enriched_topic", &k.enriched_topic),
+            ("kafka.dlq_topic", &k.dlq_topic),
+        ];
+        if self.windows.enabled {
+            named.push(("kafka.averages_topic", &k.averages_topic));
+        }
+        let mut topics: Vec<ConfiguredTopic> = Vec::new();
+        for (key, name) in named {
+            match topics.iter_mut().find(|t| &t.name == name) {
+                Some(topic) => topic.keys.push(key),
+                None => topics.push(ConfiguredTopic {
+                    name: name.clone(),
+                    keys: vec![key],
+                }),
+            }
+        }
+        topics
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, value: &dyn std::fmt::Display, reason| ConfigError::Invalid {
             key,
@@ -599,6 +632,33 @@ pub fn help() -> String {
 #[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_topics_of_a_configuration_are_named_once_each_with_their_keys() {
+        let mut config = Config::default();
+        let names = |config: &Config| -> Vec<String> {
+            config.topics().into_iter().map(|t| t.name).collect()
+        };
+        assert_eq!(
+            names(&config),
+            [
+                "my_events",
+                "enriched_events",
+                "dlq",
+                "country_event_averages"
+            ]
+        );
+        config.windows.enabled = false;
+        assert_eq!(names(&config), ["my_events", "enriched_events", "dlq"]);
+        config.kafka.dlq_topic = "enriched_events".into();
+        let topics = config.topics();
+        assert_eq!(topics.len(), 2);
+        assert_eq!(
+            topics[1].keys,
+            ["kafka.enriched_topic", "kafka.dlq_topic"],
+            "one topic, both keys"
+        );
+    }
 
     #[test]
     fn every_key_has_a_meaning_and_every_meaning_a_key() {

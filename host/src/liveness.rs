@@ -214,13 +214,17 @@ impl StageHealth {
     }
 }
 
-/// Readiness of every stage, shared with the admin endpoint.
+/// Readiness of every stage, and the configured topics the broker does not have,
+/// shared with the admin endpoint.
 #[derive(Debug, Clone, Default)]
-pub struct Health(Arc<RwLock<BTreeMap<StageName, (String, StageHealth)>>>);
+pub struct Health {
+    stages: Arc<RwLock<BTreeMap<StageName, (String, StageHealth)>>>,
+    missing_topics: Arc<RwLock<Vec<String>>>,
+}
 
 impl Health {
     fn update(&self, stage: StageName, topic: &str, f: impl FnOnce(&mut StageHealth)) {
-        let mut map = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.stages.write().unwrap_or_else(PoisonError::into_inner);
         let entry = map.entry(stage).or_insert_with(|| {
             (
                 topic.to_string(),
@@ -246,13 +250,35 @@ impl Health {
         self.update(stage, topic, |h| h.failed = Some(error.to_string()));
     }
 
-    /// Ready when no stage sees an orphaned partition and none has failed; one line per
-    /// stage either way.
+    /// The configured topics the broker answered it does not have (none: every one
+    /// exists). The host is not ready while one is missing.
+    pub fn topics_missing(&self, topics: Vec<String>) {
+        metrics::gauge!("streamhost_missing_topics").set(topics.len() as f64);
+        *self
+            .missing_topics
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = topics;
+    }
+
+    /// Ready when every configured topic exists, no stage sees an orphaned partition
+    /// and none has failed; one line per stage either way, and one naming the missing
+    /// topics.
     pub fn report(&self) -> (bool, String) {
         let now = Instant::now();
-        let map = self.0.read().unwrap_or_else(PoisonError::into_inner);
-        let ready = map.values().all(|(_, h)| h.ready());
+        let map = self.stages.read().unwrap_or_else(PoisonError::into_inner);
+        let missing = self
+            .missing_topics
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let ready = missing.is_empty() && map.values().all(|(_, h)| h.ready());
         let mut text = String::from(if ready { "ok\n" } else { "not ready\n" });
+        if !missing.is_empty() {
+            text.push_str(&format!(
+                "topics missing: {} (the broker does not have them: `streamhost topics \
+                 create` creates them)\n",
+                missing.join(", ")
+            ));
+        }
         for (stage, (topic, h)) in map.iter() {
             text.push_str(&h.describe(*stage, topic, now));
             text.push('\n');
@@ -725,6 +751,24 @@ mod tests {
             text.contains("3 rejoins in a row did not help: the group coordinator hands out no partitions (on Tansu 0.6, restart the broker)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_missing_topic_makes_the_host_not_ready_and_is_named() {
+        let health = Health::default();
+        health.update(StageName::Validate, "fresh_in", |h| h.reached_broker = true);
+        assert!(health.report().0);
+        health.topics_missing(vec!["fresh_in".into(), "fresh_dlq".into()]);
+        let (ready, text) = health.report();
+        assert!(!ready);
+        assert!(
+            text.starts_with("not ready\ntopics missing: fresh_in, fresh_dlq ("),
+            "{text}"
+        );
+        assert!(text.contains("`streamhost topics create`"), "{text}");
+        health.topics_missing(Vec::new());
+        let (ready, text) = health.report();
+        assert!(ready && !text.contains("missing"), "{text}");
     }
 
     #[test]

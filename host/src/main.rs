@@ -17,6 +17,7 @@ use streamhost::kafka::checkpoint::KafkaCheckpoint;
 use streamhost::kafka::lag::KafkaGroupLag;
 use streamhost::kafka::run::{self, Reading};
 use streamhost::kafka::sink::KafkaSink;
+use streamhost::kafka::topics;
 use streamhost::kafka::Clients;
 use streamhost::liveness::Health;
 use streamhost::plugins::reload::{self, Reloader};
@@ -74,6 +75,39 @@ enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// The Kafka topics the configuration names.
+    Topics {
+        #[command(subcommand)]
+        command: TopicsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TopicsCommand {
+    /// Create every topic the configuration names (kafka.input_topic,
+    /// kafka.enriched_topic, kafka.dlq_topic and, with windows on, kafka.averages_topic)
+    /// that the broker does not have; one line per topic. A topic that exists is left
+    /// as it is, even with another partition count (a warning). Exits 1 when the broker
+    /// refuses one.
+    #[command(after_long_help = config::help())]
+    Create(TopicsCreateArgs),
+}
+
+#[derive(clap::Args)]
+struct TopicsCreateArgs {
+    /// TOML configuration file, as for `run` (kafka.brokers, the topic names, kafka.client).
+    #[arg(long, short, env = "STREAMHOST_CONFIG")]
+    config: Option<PathBuf>,
+    /// Partitions of each topic created.
+    #[arg(long, default_value_t = topics::DEFAULT_PARTITIONS, value_name = "N")]
+    partitions: i32,
+    /// Replicas of each partition of a topic created.
+    #[arg(long, default_value_t = topics::DEFAULT_REPLICATION, value_name = "N")]
+    replication_factor: i32,
+    /// A topic configuration entry of the topics created (repeatable), e.g.
+    /// retention.ms=604800000.
+    #[arg(long = "config-entry", value_parser = topics::parse_entry, value_name = "KEY=VALUE")]
+    config_entries: Vec<(String, String)>,
 }
 
 #[derive(Subcommand)]
@@ -262,7 +296,37 @@ fn main() -> Result<()> {
         Command::Dlq {
             command: DlqCommand::Replay(args),
         } => dlq_replay(args),
+        Command::Topics {
+            command: TopicsCommand::Create(args),
+        } => topics_create(args),
     }
+}
+
+fn topics_create(args: TopicsCreateArgs) -> Result<()> {
+    let config = Config::load(args.config.as_deref())?;
+    let clients = Clients::new(&config.kafka)?;
+    let new = topics::NewTopics {
+        partitions: args.partitions,
+        replication: args.replication_factor,
+        config: args.config_entries,
+    };
+    let reports = topics::create(&clients, &config.topics(), &new)?;
+    for report in &reports {
+        println!("{report}");
+    }
+    let refused: Vec<&str> = reports
+        .iter()
+        .filter(|r| r.refused())
+        .map(|r| r.topic.name.as_str())
+        .collect();
+    if !refused.is_empty() {
+        bail!(
+            "the broker at {} refused to create {} (the lines above say why)",
+            clients.brokers(),
+            refused.join(", ")
+        );
+    }
+    Ok(())
 }
 
 fn dlq_replay(args: ReplayArgs) -> Result<()> {
@@ -394,6 +458,9 @@ async fn run(config_file: Option<&Path>, schema_file: Option<PathBuf>) -> Result
         health.clone(),
         admin_stop,
     ));
+
+    // `/health` names a configured topic the broker does not have, while it does not.
+    let _topic_watch = topics::watch(&clients, &config, health.clone())?;
 
     let (updates_tx, updates) = tokio::sync::mpsc::channel(4);
     let delivery = reload::Delivery {

@@ -76,7 +76,7 @@ def code_subcommands() -> set[str]:
     out = set()
     for top in enum_variants(src, "Command"):
         out.add(top)
-        sub = {"plugin": "PluginCommand", "dlq": "DlqCommand"}.get(top)
+        sub = {"plugin": "PluginCommand", "dlq": "DlqCommand", "topics": "TopicsCommand"}.get(top)
         if sub:
             out |= {f"{top} {v}" for v in enum_variants(src, sub)}
     return out

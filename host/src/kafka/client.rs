@@ -69,6 +69,10 @@ const IN_FLIGHT_KEYS: [&str; 2] = ["max.in.flight.requests.per.connection", "max
 /// µs of CPU per event, 11 at 50, at the same throughput (bench/results, e2e).
 pub const PRODUCER_LINGER_MS: &str = "50";
 
+/// How often a stage's consumer asks for its topic's metadata: a topic created while
+/// the host runs is read within that.
+pub const STAGE_METADATA_REFRESH_MS: &str = "3000";
+
 /// Makes the host's Kafka clients. Its Debug output leaves the secrets out.
 #[derive(Debug, Clone)]
 pub struct Clients {
@@ -175,6 +179,13 @@ impl Clients {
         self.tuning(&mut config, "session.timeout.ms", "6000");
         self.tuning(&mut config, "heartbeat.interval.ms", "1000");
         self.tuning(&mut config, "fetch.wait.max.ms", "100");
+        // A topic created after the start is seen at the next refresh, and its
+        // partitions are assigned then (librdkafka's default: 5 minutes).
+        self.tuning(
+            &mut config,
+            "topic.metadata.refresh.interval.ms",
+            STAGE_METADATA_REFRESH_MS,
+        );
         config
     }
 
@@ -318,6 +329,10 @@ impl ClientLog {
             return;
         }
         match error.rdkafka_error_code() {
+            // A configured topic the broker does not have: `/health` names it too.
+            Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
+                tracing::warn!(%error, reason, "topic missing: `streamhost topics create` creates the configured topics");
+            }
             // The producer stopped: every delivery it had fails, and the stage that
             // meets the first one stops with the error line.
             Some(RDKafkaErrorCode::Fatal | RDKafkaErrorCode::GaplessGuarantee) => {

@@ -2,8 +2,8 @@
 //! stage's input ([`source`]),
 //! producing its outputs ([`sink`]), what a failed delivery means ([`delivery`]),
 //! another group's progress ([`lag`]), bounded reads of a topic ([`tail`]), the window
-//! stage's checkpoint read from one ([`checkpoint`]) and the liveness watchdog's
-//! stamps ([`stamps`]).
+//! stage's checkpoint read from one ([`checkpoint`]), the liveness watchdog's
+//! stamps ([`stamps`]) and the configured topics, created and watched ([`topics`]).
 
 pub mod checkpoint;
 pub mod client;
@@ -14,5 +14,6 @@ pub mod sink;
 pub mod source;
 pub mod stamps;
 pub mod tail;
+pub mod topics;
 
 pub use client::Clients;
