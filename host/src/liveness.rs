@@ -253,7 +253,7 @@ impl Health {
     /// The configured topics the broker answered it does not have (none: every one
     /// exists). The host is not ready while one is missing.
     pub fn topics_missing(&self, topics: Vec<String>) {
-        metrics::gauge!("streamhost_missing_topics").set(topics.len() as f64);
+        metrics::gauge!(telemetry::MISSING_TOPICS.name).set(topics.len() as f64);
         *self
             .missing_topics
             .write()

@@ -131,6 +131,11 @@ pub const STAGE_READY: Metric = gauge(
 );
 pub const ORPHANED_PARTITIONS: Metric =
     gauge("streamhost_orphaned_partitions", "`stage`", "how many");
+pub const MISSING_TOPICS: Metric = gauge(
+    "streamhost_missing_topics",
+    "",
+    "configured topics the broker does not have (checked every second while one is missing, every 10 s otherwise); above 0, `/health` is 503",
+);
 pub const GROUP_REJOINS: Metric = counter(
     "streamhost_group_rejoins_total",
     "`stage`",
@@ -216,6 +221,7 @@ pub const CATALOGUE: &[Metric] = &[
     ASSIGNED_PARTITIONS,
     STAGE_READY,
     ORPHANED_PARTITIONS,
+    MISSING_TOPICS,
     GROUP_REJOINS,
     PLUGIN_CALLS,
     PLUGIN_FAILURES,
