@@ -369,7 +369,7 @@ fn the_reloader_swaps_rejects_keeps_the_old_version_and_follows_manifests() {
     // A broken new version is rejected; the old one keeps serving.
     put("20-quality.wasm", b"not wasm at all");
     assert!(reloader.scan().unwrap().is_none());
-    let entries = board.read().unwrap().clone();
+    let entries = board.read().unwrap().files.clone();
     let q = entries
         .iter()
         .find(|s| s.file.ends_with("20-quality.wasm"))
@@ -415,7 +415,7 @@ fn the_reloader_swaps_rejects_keeps_the_old_version_and_follows_manifests() {
         ids(&reloader.scan().unwrap().unwrap()),
         ["legacy-event-type@0.1.0"]
     );
-    assert_eq!(board.read().unwrap().len(), 1);
+    assert_eq!(board.read().unwrap().files.len(), 1);
 }
 
 #[test]
@@ -743,7 +743,7 @@ fn a_file_over_the_size_limit_is_refused_before_it_is_read() {
     let mut reloader = Reloader::new(Arc::new(rt), dir.path(), board.clone());
     std::fs::copy(&path, dir.path().join("10-quality.wasm")).unwrap();
     assert_eq!(reloader.scan().unwrap().map(|m| m.len()), Some(0));
-    let entries = board.read().unwrap().clone();
+    let entries = board.read().unwrap().files.clone();
     let q = entries
         .iter()
         .find(|s| s.file.ends_with("10-quality.wasm"))

@@ -49,9 +49,8 @@ def admin(path: str):
 
 
 def serving(plugins) -> list[str]:
-    """The files of the chain that serves, in order."""
-    items = plugins if isinstance(plugins, list) else plugins.get("plugins", plugins)
-    return sorted(p["file"] for p in items if p.get("state") == "serving")
+    """The chain that serves (`name@version`, in order), as the validate stage installed it."""
+    return plugins["serving"]["chain"]
 
 
 def test_the_stack_serves_with_the_documented_chain():

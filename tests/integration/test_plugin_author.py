@@ -72,9 +72,11 @@ def test_a_new_plugin_builds_checks_and_serves_live_with_its_required_setting(fr
     deploy(plugin_dir, wasm.name, wasm)
 
     def serving():
-        return {p["name"]: p["state"] for p in json.loads(host.get("/plugins"))}
+        return {p["name"]: p["state"] for p in host.plugin_files()}
 
     wait_until("referrer-guard serving", lambda: serving().get("referrer-guard") == "serving", timeout=30)
+    wait_until("referrer-guard in the chain the stage runs",
+               lambda: "referrer-guard@0.1.0" in host.serving_chain()["chain"], timeout=30)
     urls = ["/page/13", "/page/1", "/page/66", "/page/2"]
     produce([payload(event(user_id=i + 1, page_url=url, button_id=f"guard-{i}")) for i, url in enumerate(urls)])
 

@@ -40,7 +40,7 @@ def test_plugins_swap_live_without_losing_or_doubling_an_event(fresh_stack, host
     # plugin_dir starts with 10-quality.wasm
     start_in, start_enriched, start_dlq = watermarks("my_events"), watermarks("enriched_events"), watermarks("dlq")
     host = hosts(1)[0]
-    wait_until("quality serving", lambda: [(p["name"], p["state"]) for p in json.loads(host.get("/plugins"))]
+    wait_until("quality serving", lambda: [(p["name"], p["state"]) for p in host.plugin_files()]
                == [("quality", "serving")], timeout=10)
 
     producer = threading.Thread(target=produce, args=(events(),), kwargs={"per_second": RATE})
@@ -61,7 +61,7 @@ def test_plugins_swap_live_without_losing_or_doubling_an_event(fresh_stack, host
         step()
         if name.startswith("break"):
             def rejected():
-                board = json.loads(host.get("/plugins"))
+                board = host.plugin_files()
                 q = [p for p in board if p["file"].endswith("10-quality.wasm")]
                 return q and q[0]["state"] == "rejected" and q[0]["version"] and "not a valid" in q[0]["last_error"]
             wait_until("the broken quality file to be rejected on /plugins", rejected, timeout=10, interval=0.1)
@@ -125,8 +125,12 @@ def test_plugins_swap_live_without_losing_or_doubling_an_event(fresh_stack, host
     total = host.metric("streamhost_plugin_swap_seconds_sum")
     count = host.metric("streamhost_plugin_swap_seconds_count")
     print(f"swap latency (file event -> new chain serving): mean {1000 * total / count:.1f} ms over {count:.0f} swaps")
-    board = json.loads(host.get("/plugins"))
+    board = host.plugin_files()
     assert {p["name"]: p["state"] for p in board} == {"enrich": "serving", "quality": "serving"}, board
+    # The chain the stage runs on: the one it started with, then one per swap it installed.
+    chain = host.serving_chain()
+    assert chain["generation"] == swaps + 1, chain
+    assert [member.split("@")[0] for member in chain["chain"]] == ["enrich", "quality"], chain
 
 
 def test_a_checked_plugin_serves_within_100_ms_of_its_rename_under_a_backlog(fresh_stack, hosts, plugin_dir, tmp_path):
@@ -200,7 +204,7 @@ def test_a_checked_plugin_serves_within_100_ms_of_its_rename_under_load(fresh_st
     xdg = tmp_path / "xdg"
     start_in, start_enriched, start_dlq = watermarks("my_events"), watermarks("enriched_events"), watermarks("dlq")
     host = hosts(1, XDG_CACHE_HOME=str(xdg), STREAMHOST_LOG_FORMAT="json")[0]
-    wait_until("quality serving", lambda: [p["state"] for p in json.loads(host.get("/plugins"))] == ["serving"], timeout=10)
+    wait_until("quality serving", lambda: [p["state"] for p in host.plugin_files()] == ["serving"], timeout=10)
 
     producer = threading.Thread(target=produce, args=(events(seed=5),), kwargs={"per_second": RATE})
     producer.start()
@@ -232,7 +236,7 @@ def test_a_checked_plugin_serves_within_100_ms_of_its_rename_under_load(fresh_st
 
 
 def serving_names(host) -> list[str]:
-    return sorted(p["name"] for p in json.loads(host.get("/plugins")) if p["state"] == "serving")
+    return sorted(p["name"] for p in host.plugin_files() if p["state"] == "serving")
 
 
 def test_a_configmap_style_symlink_swap_changes_the_chain(hosts, tmp_path):

@@ -57,7 +57,7 @@ def rejected(fresh_stack, tmp_path_factory):
     plugin_dir.mkdir()
     (plugin_dir / "10-quality.wasm").write_bytes((PLUGINS_BUILT / "quality.wasm").read_bytes())
     host = Host(tmp, plugin_dir).start()
-    wait_until("quality serving", lambda: [p["state"] for p in json.loads(host.get("/plugins"))] == ["serving"],
+    wait_until("quality serving", lambda: [p["state"] for p in host.plugin_files()] == ["serving"],
                timeout=10)
     payloads = ([event(i, "BR", 1000 + i, "br") for i in range(N_BR)]
                 + [event(i, "US", -1 - i, "neg") for i in range(N_NEG)]

@@ -61,7 +61,7 @@ def test_a_rule_on_a_new_field_is_deployed_live_and_the_field_reaches_clickhouse
     deploy(plugin_dir, "30-app-version.wasm", PLUGINS_BUILT / "app_version.wasm")
     deployed = time.monotonic()
     wait_until("app-version serving", lambda: any(
-        p["name"] == "app-version" and p["state"] == "serving" for p in json.loads(host.get("/plugins"))),
+        p["name"] == "app-version" and p["state"] == "serving" for p in host.plugin_files()),
         timeout=10, interval=0.05)
     serving = time.monotonic()
     producer.join()

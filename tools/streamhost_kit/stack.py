@@ -3,6 +3,7 @@ Prometheus metrics and /proc figures. Standard library only."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -142,6 +143,14 @@ class Host:
     def get(self, path: str) -> str:
         with urllib.request.urlopen(f"http://{self.admin}{path}", timeout=5) as r:
             return r.read().decode()
+
+    def plugin_files(self) -> list[dict]:
+        """`/plugins`: one entry per plugin file (its state, version, last error)."""
+        return json.loads(self.get("/plugins"))["files"]
+
+    def serving_chain(self) -> dict:
+        """`/plugins`: the chain the validate stage runs on (generation, since, chain)."""
+        return json.loads(self.get("/plugins"))["serving"]
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of a Prometheus metric's samples whose labels include `labels`."""

@@ -85,6 +85,14 @@ impl Chain {
         &self.members
     }
 
+    /// Tell `/plugins` this chain serves now (the stage installed it).
+    pub fn announce(&self) {
+        if let Some(board) = &self.board {
+            let ids = self.members.iter().map(|m| m.plugin.id()).collect();
+            status::installed(board, ids);
+        }
+    }
+
     /// `quality@0.2.0,enrich@0.2.0`: written into every accepted event.
     pub fn processed_by(&self) -> String {
         let ids: Vec<String> = self

@@ -207,6 +207,7 @@ impl ValidateStage {
         in_flight: usize,
     ) -> Self {
         tracing::info!(topic = %validate.source_topic, chain = %chain.processed_by(), "validate stage started");
+        chain.announce();
         Self {
             validate,
             chain,
@@ -242,6 +243,7 @@ impl Stage for ValidateStage {
             .chain(std::iter::from_fn(|| self.updates.try_recv().ok()));
         for update in updates {
             self.chain = std::mem::take(&mut self.chain).with_members(update.members);
+            self.chain.announce();
             let took = update.seen_at.elapsed();
             metrics::counter!(telemetry::PLUGIN_SWAPS.name).increment(1);
             metrics::histogram!(telemetry::PLUGIN_SWAP_SECONDS.name).record(took.as_secs_f64());
