@@ -596,7 +596,7 @@ const MEANINGS: &[(&str, &str)] = &[
     ("windows.grace_secs", "how long after its end a window still takes out-of-order events"),
     ("windows.idle_timeout_secs", "with no input for this long, event time advances with the wall clock so windows close"),
     ("windows.restore_lookback_secs", "on taking over partitions, how far back the averages topic is read to learn emitted windows"),
-    ("admin.listen", "/health and /metrics (loopback by default)"),
+    ("admin.listen", "/livez, /readyz, /health, /metrics and /plugins (loopback by default: in a container, 0.0.0.0:9898)"),
 ];
 
 /// The configuration reference `streamhost run --help` prints after the options.

@@ -163,6 +163,8 @@ pub struct StageHealth {
     /// assigned partitions, or the watchdog read the group): until then the host is
     /// not ready (a wrong password or an untrusted certificate, for example).
     pub reached_broker: bool,
+    /// The last turn of the stage's loop.
+    pub turned: Instant,
 }
 
 impl StageHealth {
@@ -235,6 +237,7 @@ impl Health {
                     rejoins_in_a_row: 0,
                     failed: None,
                     reached_broker: false,
+                    turned: Instant::now(),
                 },
             )
         });
@@ -258,6 +261,34 @@ impl Health {
             .missing_topics
             .write()
             .unwrap_or_else(PoisonError::into_inner) = topics;
+    }
+
+    /// Liveness, of this process only: every stage's loop turned within `stall` and
+    /// none failed; one line per stage either way. (Readiness, [`Health::report`], also
+    /// depends on the broker and the group.)
+    pub fn live(&self, stall: Duration) -> (bool, String) {
+        let now = Instant::now();
+        let map = self.stages.read().unwrap_or_else(PoisonError::into_inner);
+        let mut live = true;
+        let mut lines = String::new();
+        for (stage, (_, h)) in map.iter() {
+            let quiet = now.duration_since(h.turned);
+            let line = match &h.failed {
+                Some(error) => format!("failed: {error}"),
+                None if quiet > stall => format!(
+                    "its loop has not turned for {} s (more than {} s)",
+                    quiet.as_secs(),
+                    stall.as_secs()
+                ),
+                None => format!("its loop turned {} ms ago", quiet.as_millis()),
+            };
+            live &= h.failed.is_none() && quiet <= stall;
+            lines.push_str(&format!("{}: {line}\n", stage.as_str()));
+        }
+        (
+            live,
+            format!("{}\n{lines}", if live { "ok" } else { "not live" }),
+        )
     }
 
     /// Ready when every configured topic exists, no stage sees an orphaned partition
@@ -414,6 +445,7 @@ impl Watchdog {
         shared.turned = Instant::now();
         drop(shared);
         self.health.update(self.stage, &self.topic, |h| {
+            h.turned = Instant::now();
             h.assigned = assigned.len();
             h.reached_broker |= !assigned.is_empty();
             if assigned.is_empty() {
@@ -651,6 +683,25 @@ impl<S: Stamps> Judge<S> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn liveness_is_the_loops_turning_and_no_stage_failed() {
+        let health = Health::default();
+        let stall = Duration::from_secs(5);
+        health.update(StageName::Validate, "in", |h| h.turned = Instant::now());
+        assert!(health.live(stall).0);
+        let Some(long_ago) = Instant::now().checked_sub(Duration::from_secs(10)) else {
+            return; // a machine up for less than 10 s
+        };
+        health.update(StageName::Window, "out", |h| h.turned = long_ago);
+        let (live, text) = health.live(stall);
+        assert!(!live && text.contains("window: its loop has not turned for 10 s"), "{text}");
+        health.update(StageName::Window, "out", |h| h.turned = Instant::now());
+        health.failed(StageName::Validate, "in", "delivery refused");
+        let (live, text) = health.live(stall);
+        assert!(!live && text.contains("validate: failed: delivery refused"), "{text}");
+    }
+
     use super::*;
 
     const T: Duration = Duration::from_secs(20);

@@ -451,8 +451,13 @@ async fn run(config_file: Option<&Path>, schema_file: Option<PathBuf>) -> Result
     // Served until the stages have stopped: after a failure, /health says so until the
     // process exits.
     let (admin_stop_tx, admin_stop) = watch::channel(false);
+    let listener = admin::bind(config.admin.listen).await?;
+    // A loop may wait for the broker's acknowledgements this long before its stage
+    // stops: only past that is a loop that does not turn stuck.
+    let liveness_stall = Duration::from_secs(config.kafka.delivery_timeout_secs + 60);
     let admin = tokio::spawn(admin::serve(
-        config.admin.listen,
+        listener,
+        liveness_stall,
         metrics,
         board.clone(),
         health.clone(),
