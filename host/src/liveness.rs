@@ -683,6 +683,7 @@ impl<S: Stamps> Judge<S> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn liveness_is_the_loops_turning_and_no_stage_failed() {
@@ -695,14 +696,18 @@ mod tests {
         };
         health.update(StageName::Window, "out", |h| h.turned = long_ago);
         let (live, text) = health.live(stall);
-        assert!(!live && text.contains("window: its loop has not turned for 10 s"), "{text}");
+        assert!(
+            !live && text.contains("window: its loop has not turned for 10 s"),
+            "{text}"
+        );
         health.update(StageName::Window, "out", |h| h.turned = Instant::now());
         health.failed(StageName::Validate, "in", "delivery refused");
         let (live, text) = health.live(stall);
-        assert!(!live && text.contains("validate: failed: delivery refused"), "{text}");
+        assert!(
+            !live && text.contains("validate: failed: delivery refused"),
+            "{text}"
+        );
     }
-
-    use super::*;
 
     const T: Duration = Duration::from_secs(20);
 
