@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streamhost_kit.stack import PLUGINS_BUILT, Host, reset_stack
+from streamhost_kit.stack import PLUGINS_BUILT, Host, reset_stack, stack
 
 
 @pytest.fixture(scope="module")
@@ -18,6 +18,14 @@ def fresh_stack():
     reset_stack()
     yield
     # Left running for the next module's reset; scripts/test stops it at the end.
+
+
+@pytest.fixture(scope="module")
+def stack_up():
+    """The stack running, as it is (started if it is not): for a module that counts
+    nothing it did not make itself, in whatever order the modules run."""
+    stack("up")
+    yield
 
 
 @pytest.fixture

@@ -81,7 +81,7 @@ def alerts(url: str) -> dict[str, list[dict]]:
     return out
 
 
-def test_a_trapping_plugin_fires_an_alert_that_resolves_once_it_is_removed(hosts, plugin_dir, prometheus):
+def test_a_trapping_plugin_fires_an_alert_that_resolves_once_it_is_removed(stack_up, hosts, plugin_dir, prometheus):
     # The breaker would stop calling it (another alert's business): keep it failing.
     (host,) = hosts(1, STREAMHOST_PLUGINS__BREAKER_THRESHOLD="1000000")
     url = prometheus(host.admin)

@@ -20,7 +20,7 @@ def answer(host, path: str) -> tuple[int, str]:
         return e.code, e.read().decode()
 
 
-def test_liveness_and_readiness_probes(hosts):
+def test_liveness_and_readiness_probes(stack_up, hosts):
     (host,) = hosts(1)
     status, text = answer(host, "/livez")
     assert status == 200 and text.startswith("ok\n") and "validate: its loop turned" in text, text

@@ -37,7 +37,7 @@ def topics_create(config, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=60)
 
 
-def test_a_host_on_missing_topics_says_so_and_reads_them_once_created(tmp_path, plugin_dir):
+def test_a_host_on_missing_topics_says_so_and_reads_them_once_created(stack_up, tmp_path, plugin_dir):
     run = uuid.uuid4().hex[:8]
     topics = {key: f"topics_{run}_{key}" for key in ["input", "enriched", "dlq", "averages"]}
     config = tmp_path / "stream.toml"

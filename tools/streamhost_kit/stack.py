@@ -120,10 +120,17 @@ class Host:
         until it answers at all (a host that cannot reach the broker)."""
         self.logfile = open(self.log_path, "ab")
         self.proc = subprocess.Popen([str(self.binary), "run"], env=self.env, stdout=self.logfile, stderr=subprocess.STDOUT)
-        if ready:
-            wait_until("the host's admin endpoint", self.healthy, timeout=30, interval=0.2)
-        else:
-            wait_until("the host's admin endpoint", lambda: self.health_status() is not None, timeout=30, interval=0.2)
+        try:
+            if ready:
+                wait_until("the host's admin endpoint", self.healthy, timeout=30, interval=0.2)
+            else:
+                wait_until("the host's admin endpoint", lambda: self.health_status() is not None, timeout=30, interval=0.2)
+        except BaseException:
+            # Nobody holds a host that never came up: stop it here, or it would join
+            # the group later and take partitions from the tests that follow.
+            self.kill()
+            print(f"--- {self.log_path.name} (never ready) ---\n{self.log()[-3000:]}")
+            raise
         return self
 
     def health_status(self) -> int | None:
