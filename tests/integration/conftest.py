@@ -44,8 +44,11 @@ def hosts(tmp_path: Path, plugin_dir: Path):
     """Start hosts with `hosts(n, **env)`; all are stopped (and their logs shown on failure) at the end."""
     started: list[Host] = []
 
-    def start(n: int = 1, **env: str | None) -> list[Host]:
-        new = [Host(tmp_path, plugin_dir, name=f"host{len(started) + i}", **env).start() for i in range(n)]
+    def start(n: int = 1, ready: bool = True, **env: str | None) -> list[Host]:
+        """`ready=False`: wait only until the admin endpoint answers (a host that is
+        not ready by design, e.g. with a configured topic missing)."""
+        new = [Host(tmp_path, plugin_dir, name=f"host{len(started) + i}", **env).start(ready=ready)
+               for i in range(n)]
         started.extend(new)
         return new
 

@@ -60,7 +60,11 @@ def test_a_missing_dlq_topic_stops_the_host_with_one_error(hosts):
     # on Tansu 0.6: librdkafka 2.12 crashes (SIGSEGV in its metadata cache) on the
     # metadata Tansu answers after the deletion.
     reset_stack()
-    host = hosts(1, STREAMHOST_KAFKA__DLQ_TOPIC="dlq_missing")[0]
+    host = hosts(1, ready=False, STREAMHOST_KAFKA__DLQ_TOPIC="dlq_missing")[0]
+    # Not ready from the start, saying why; it still judges and delivers what it can.
+    wait_until("/health naming the missing topic",
+               lambda: host.health()[0] == 503 and "topics missing: dlq_missing" in host.health()[1],
+               timeout=30)
     wait_until("partitions assigned", lambda: host.metric("streamhost_assigned_partitions", stage="validate") == 3,
                timeout=60)
     probe = HealthProbe(host)

@@ -147,6 +147,16 @@ class Host:
     def healthy(self) -> bool:
         return self.health_status() == 200
 
+    def health(self) -> tuple[int | None, str]:
+        """/health's status and text (None, "" while nothing answers)."""
+        try:
+            with urllib.request.urlopen(f"http://{self.admin}/health", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+        except OSError:
+            return None, ""
+
     def get(self, path: str) -> str:
         with urllib.request.urlopen(f"http://{self.admin}{path}", timeout=5) as r:
             return r.read().decode()
