@@ -61,7 +61,21 @@ COPY --from=host /usr/local/bin/streamhost /usr/local/bin/streamhost
 COPY --from=plugins /out/enrich.wasm /usr/share/streamhost/plugins/10-enrich.wasm
 COPY --from=plugins /out/quality.wasm /usr/share/streamhost/plugins/20-quality.wasm
 COPY scripts/docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
-ENV STREAMHOST_PLUGINS__DIR=/plugins.d
+# Not root: the user `streamhost`, uid and gid 10001 (fixed, for volume ownership and
+# Kubernetes' runAsUser/runAsNonRoot; docker-compose.yml runs it as the host user who
+# owns ./plugins.d instead). What it writes: the plugin directory (the image's chain,
+# copied in by the entry point when the directory is empty) and the compiled-plugin
+# cache, in /var/cache/streamhost: root's and sticky like /tmp, so that any uid can keep
+# its own private cache there (plugins.compiled_dir refuses a directory others can
+# write to).
+RUN groupadd --system --gid 10001 streamhost \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/streamhost --create-home \
+      --shell /usr/sbin/nologin streamhost \
+ && install -d -m 1777 /var/cache/streamhost \
+ && install -d -o 10001 -g 10001 -m 0755 /plugins.d
+ENV STREAMHOST_PLUGINS__DIR=/plugins.d \
+    STREAMHOST_PLUGINS__COMPILED_DIR=/var/cache/streamhost/compiled
+USER 10001:10001
 HEALTHCHECK --interval=5s --timeout=5s --retries=24 CMD curl -fsS http://localhost:9898/health || exit 1
 ENTRYPOINT ["/bin/sh", "/usr/local/bin/docker-entrypoint.sh"]
 CMD ["run"]

@@ -6,9 +6,9 @@ seed, a fixed total, no one-second stalls, a summary on exit, and confluent-kafk
 
     python scripts/generate.py --rps 50 --duration 60
 
-With --history (e.g. 72h), it first sends that much past traffic, as fast as the
-broker takes it, its timestamps walking forward in order from now minus the history
-to now; then it goes live. Both follow a daily profile (tools/streamhost_kit/traffic.py):
+With --history (e.g. 72h), it first sends that much past traffic at --history-rps,
+its timestamps walking forward in order from now minus the history to now; then it
+goes live. Both follow a daily profile (tools/streamhost_kit/traffic.py):
 each country busiest at 16:00 its local time, countries and days of different sizes,
 a few very active users and pages among many quiet ones, --rps the mean rate; the
 faults are the same. The schema change comes --schema-change-after seconds of event
@@ -60,7 +60,11 @@ def main() -> int:
     p.add_argument("--rps", type=float, default=20, help="events per second (with --history: the mean over a weekday)")
     p.add_argument("--duration", type=float, default=60, help="seconds to run live (0: until stopped)")
     p.add_argument("--history", default="0",
-                   help="past traffic to send first, fast, in event-time order: 72h, 3d, 90m, or seconds (0: none)")
+                   help="past traffic to send first, in event-time order: 72h, 3d, 90m, or seconds (0: none)")
+    p.add_argument("--history-rps", type=float, default=2000,
+                   help="events per second while sending the history (0: as fast as the broker takes them; "
+                        "a burst of that size can make a busy broker answer heartbeats late, "
+                        "see docs/issues.md)")
     p.add_argument("--schema-change-after", type=float, default=30, help="seconds before device_type appears")
     p.add_argument("--bad-rate", type=float, default=0.05, help="share of negative user ids, and of ZZ countries")
     p.add_argument("--seed", type=int, default=None)
@@ -126,6 +130,10 @@ def live(args, rng: random.Random, send, duration: float, history: float, produc
                 break
             send(event_at(t, country))
             n += 1
+            if args.history_rps > 0:
+                delay = began + n / args.history_rps - time.time()
+                if delay > 0:
+                    time.sleep(delay)
         undelivered = producer.flush(120)
         print(f"history: {n - undelivered} events from {iso(first)} to {iso(end)}, sent in "
               f"{time.time() - began:.0f} s; live from now on", flush=True)

@@ -1,11 +1,14 @@
 """The compose stack (docker-compose.yml) checked like the local one. Run by
 scripts/compose-test once the stack is up and healthy, against its published ports:
 Kafka (STREAMHOST_KAFKA_BROKERS), ClickHouse HTTP (STREAMHOST_CH_HTTP_PORT), Superset
-(STREAMHOST_SUPERSET_PORT), streamhost's admin port (STREAMHOST_ADMIN_PORT).
+(STREAMHOST_SUPERSET_PORT), and each streamhost instance's admin port (a free one,
+asked of `docker-compose port`).
 
 The tests run in file order and build on each other: the demo generator of the stack
-feeds it first, then the brief's generator runs from this machine, then the dashboard,
-then a live plugin swap."""
+feeds it first (72 hours of history, then live), the dashboard shows that, then the
+brief's generator runs from this machine, a live plugin swap, three instances sharing
+the partitions, recreated containers keeping their data, Superset restarted on its
+volume."""
 
 from __future__ import annotations
 
@@ -24,14 +27,13 @@ from streamhost_kit.clickhouse import ch_rows, ch_value, count_landed, landed_ro
 from streamhost_kit.events import ALLOWED, event, payloads
 from streamhost_kit.kafka import produce, watermarks
 from streamhost_kit.plugins import deploy
-from streamhost_kit.stack import ROOT, brief_generator
-from streamhost_kit.superset import CHARTS, open_dashboard
+from streamhost_kit.stack import ROOT, brief_generator, metric
+from streamhost_kit.superset import CHARTS, open_dashboard, wait_for_superset
 from streamhost_kit.util import wait_until
 
 if not os.environ.get("STREAMHOST_COMPOSE_TEST"):
     pytest.skip("needs the compose stack: run scripts/compose-test", allow_module_level=True)
 
-ADMIN = f"http://127.0.0.1:{os.environ.get('STREAMHOST_ADMIN_PORT', '9898')}"
 SUPERSET = f"http://127.0.0.1:{os.environ.get('STREAMHOST_SUPERSET_PORT', '8088')}"
 PLUGINS_HOST_DIR = Path(os.environ.get("STREAMHOST_PLUGINS_HOST_DIR", ROOT / "plugins.d"))
 SCREENSHOT = ROOT / "docs" / "img" / "dashboard-compose.png"
@@ -43,9 +45,19 @@ def compose(*args: str) -> str:
                           check=True, capture_output=True, text=True).stdout
 
 
-def admin(path: str):
-    with urllib.request.urlopen(f"{ADMIN}{path}", timeout=10) as r:
+def admin(path: str, index: int = 1):
+    """GET an admin path of streamhost instance `index`, through its published port."""
+    port = compose("port", f"--index={index}", "streamhost", "9898").strip().rpartition(":")[2]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
         return json.loads(r.read()) if path == "/plugins" else r.read().decode()
+
+
+def docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], check=True, capture_output=True, text=True).stdout
+
+
+def containers(service: str) -> list[str]:
+    return compose("ps", "-q", service).split()
 
 
 def serving(plugins) -> list[str]:
@@ -54,9 +66,28 @@ def serving(plugins) -> list[str]:
 
 
 def test_the_stack_serves_with_the_documented_chain():
-    # The image's chain was deployed into the (empty) bind-mounted plugin directory.
-    files = sorted(p.name for p in PLUGINS_HOST_DIR.glob("*.wasm"))
-    assert files == ["10-enrich.wasm", "20-quality.wasm"], files
+    # The image's chain was deployed into the (empty) bind-mounted plugin directory, by
+    # the container running as the directory's owner (not root): the files are theirs.
+    files = sorted(PLUGINS_HOST_DIR.glob("*.wasm"))
+    assert [f.name for f in files] == ["10-enrich.wasm", "20-quality.wasm"], files
+    owner = PLUGINS_HOST_DIR.stat()
+    assert owner.st_uid != 0, "scripts/compose-test gives the plugin directory to a user"
+    assert all((f.stat().st_uid, f.stat().st_gid) == (owner.st_uid, owner.st_gid) for f in files), \
+        [(f.name, f.stat().st_uid) for f in files]
+    [sh] = containers("streamhost")
+    assert compose("exec", "-T", "streamhost", "id", "-u").strip() == str(owner.st_uid)
+    image = docker("inspect", "-f", "{{.Image}}", sh).strip()
+    assert docker("image", "inspect", "-f", "{{.Config.User}}", image).strip() == "10001:10001"
+    # Restart policies and memory limits as the compose file says (docker-compose 1.29
+    # honours `mem_limit`).
+    for service, limit in {"kafka": 1536 << 20, "clickhouse": 2 << 30, "streamhost": 512 << 20,
+                           "superset": 1536 << 20, "generator": 256 << 20}.items():
+        [cid] = containers(service)
+        got = docker("inspect", "-f", "{{.HostConfig.RestartPolicy.Name}} {{.HostConfig.Memory}}", cid).split()
+        assert got == ["unless-stopped", str(limit)], (service, got)
+    for service in ("topics", "schema"):
+        [cid] = containers(service)
+        assert docker("inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", cid).strip() in ("", "no")
     plugins = admin("/plugins")
     print("plugins:", json.dumps(plugins)[:2000])
     chain = serving(plugins)
@@ -66,6 +97,39 @@ def test_the_stack_serves_with_the_documented_chain():
                lambda: ch_value("SELECT count() FROM events_db.events") > 0, timeout=180)
     row = ch_rows("SELECT processed_by FROM events_db.events LIMIT 1")[0]
     assert "enrich@" in row["processed_by"] and "quality@" in row["processed_by"], row
+
+
+def test_the_dashboard_shows_data_in_every_chart():
+    # The stack's generator sends 72 hours of past traffic first (docker-compose.yml):
+    # once all of it is in ClickHouse and the windows have closed up to its end, every
+    # chart has something to say (the picture in the README, docs/img/).
+    sent = wait_until("the demo generator's history sent", history_sent, timeout=180)
+    end, sent_at = watermarks("my_events"), int(time.time())
+    print(f"history: {sent} events; my_events holds {sum(end.values())}")
+
+    def landed():
+        n = count_landed({}, end, distinct=True)
+        return n if n >= sum(end.values()) else None
+
+    wait_until("the history in events + dlq_table", landed, timeout=300)
+    wait_until("windows closed up to the history's end", lambda: ch_value(
+        "SELECT toUInt32(max(window_end)) FROM events_db.country_event_averages_raw") >= sent_at - 300, timeout=120)
+    days = ch_value("SELECT uniqExact(event_date) FROM events_db.daily_active_users_final")
+    assert days >= 3, f"daily active users on {days} days only"
+    results = open_dashboard(SUPERSET, screenshot=SCREENSHOT)
+    assert set(results) == CHARTS, sorted(results)
+    for name, result in results.items():
+        assert result["rowcount"] > 0, name
+    # Hours of windows: a point per minute and country over the chart's three hours.
+    rolling = results["Rolling average of events per country (5-minute windows, last 3 hours)"]
+    assert rolling["rowcount"] >= 150, rolling["rowcount"]
+    print(f"screenshot: {SCREENSHOT}")
+
+
+def history_sent() -> int | None:
+    """The number of past events the stack's generator sent, once it says so."""
+    m = re.search(r"history: (\d+) events", compose("logs", "--no-color", "generator"))
+    return int(m.group(1)) if m else None
 
 
 def test_brief_generator_from_the_machine_end_to_end():
@@ -116,19 +180,6 @@ def test_brief_generator_from_the_machine_end_to_end():
     assert any(r["d"] == today and int(r["dau"]) > 0 for r in dau), dau
 
 
-def test_the_dashboard_shows_data_in_every_chart():
-    # Whatever fed the stack (its own generator at least): closed windows and active
-    # users in ClickHouse before the dashboard is read.
-    for what, sql in [("closed windows", "SELECT count() FROM events_db.country_event_averages_raw"),
-                      ("daily active users", "SELECT count() FROM events_db.daily_active_users_final")]:
-        wait_until(f"{what} in ClickHouse", lambda sql=sql: ch_value(sql), timeout=240)
-    results = open_dashboard(SUPERSET, screenshot=SCREENSHOT)
-    assert set(results) == CHARTS, sorted(results)
-    for name, result in results.items():
-        assert result["rowcount"] > 0, name
-    print(f"screenshot: {SCREENSHOT}")
-
-
 def test_live_plugin_swap_through_the_bind_mount():
     src = ROOT / "plugins" / "dist" / "template.wasm"
     assert src.exists(), f"{src} missing: run scripts/build-plugins"
@@ -150,6 +201,60 @@ def test_live_plugin_swap_through_the_bind_mount():
     rows = wait_until("events judged by the new chain", lambda: ch_rows(
         f"SELECT processed_by FROM events_db.events WHERE page_url = '{marker}'") or None, timeout=90)
     assert all("template@" in r["processed_by"] and "quality@" in r["processed_by"] for r in rows), rows
+
+
+def test_three_instances_share_the_partitions():
+    """`--scale streamhost=3`: no fixed host port stands in the way, every instance owns
+    input partitions, and what is produced then lands in ClickHouse exactly once."""
+    compose("stop", "generator")  # only this test's events in the range checked below
+    compose("up", "-d", "--no-deps", "--no-recreate", "--scale", "streamhost=3", "streamhost")
+    partitions = len(watermarks("my_events"))
+    assert partitions >= 3, partitions
+
+    def shared():
+        owned = []
+        for index in (1, 2, 3):
+            try:
+                owned.append(metric(admin("/metrics", index), "streamhost_assigned_partitions", stage="validate"))
+            except (OSError, subprocess.CalledProcessError):
+                return None
+        return owned if all(n > 0 for n in owned) and sum(owned) == partitions else None
+
+    try:
+        print("validate partitions per instance:", wait_until("every instance owns partitions", shared, timeout=180))
+        read_before = [records_read(i) for i in (1, 2, 3)]
+        start = watermarks("my_events")
+        now = int(time.time())
+        marker = f"/scaled/{now}"
+        n = 300
+        produce(payloads(event(user_id=i, page_url=marker, timestamp=now, country="DE") for i in range(n)),
+                key=lambda i: str(i))
+        end = watermarks("my_events")
+        assert sum(end[p] - start.get(p, 0) for p in end) == n
+        assert sum(1 for p in end if end[p] > start.get(p, 0)) == partitions, (start, end)
+
+        def landed():
+            got = count_landed(start, end, distinct=True)
+            return got if got >= n else None
+
+        wait_until(f"{n} events in ClickHouse", landed, timeout=180)
+        rows = landed_rows("events", start, end, "page_url", final=True)
+        positions = sorted((r["p"], r["o"]) for r in rows)
+        assert positions == sorted((p, o) for p in end for o in range(start.get(p, 0), end[p])), \
+            "not every event exactly once"
+        assert {r["page_url"] for r in rows} == {marker}
+        print(f"rows before deduplication: {count_landed(start, end)} for {n} events")
+        # Each instance read part of them.
+        read = [records_read(i) - before for i, before in zip((1, 2, 3), read_before)]
+        print("records read per instance:", read)
+        assert all(r > 0 for r in read), read
+    finally:
+        compose("up", "-d", "--no-deps", "--no-recreate", "--scale", "streamhost=1", "streamhost")
+    assert len(containers("streamhost")) == 1
+
+
+def records_read(index: int) -> float:
+    return metric(admin("/metrics", index), "streamhost_records_in_total", topic="my_events")
 
 
 def test_kafka_and_clickhouse_data_survive_recreated_containers():
@@ -185,3 +290,14 @@ def _watermarks_or_none():
         return watermarks("my_events")
     except Exception:  # noqa: BLE001 - the broker is still starting
         return None
+
+
+def test_superset_restarts_on_its_volume():
+    """The entry point migrates (`superset db upgrade`) on every start: a restart on the
+    existing superset-home comes back and serves the dashboard's charts."""
+    assert {c["slice_name"] for c in wait_for_superset(SUPERSET, timeout=60)} >= CHARTS
+    compose("restart", "superset")
+    charts = wait_for_superset(SUPERSET, timeout=300)
+    assert {c["slice_name"] for c in charts} >= CHARTS, sorted(c["slice_name"] for c in charts)
+    logs = compose("logs", "--no-color", "superset")
+    assert logs.count("superset entrypoint: superset db upgrade") >= 2, logs[-3000:]
