@@ -124,6 +124,11 @@ pub const ASSIGNED_PARTITIONS: Metric = gauge(
     "`stage`",
     "partitions this instance owns",
 );
+pub const CONSUMER_LAG: Metric = gauge(
+    "streamhost_consumer_lag",
+    "`stage`, `partition`",
+    "records behind, per input partition this instance owns: the partition's end minus the next offset the stage reads, as librdkafka's statistics last gave them (every 5 s, `statistics.interval.ms`; no request to the broker); 0 once it has read everything, and for a partition revoked from it",
+);
 pub const STAGE_READY: Metric = gauge(
     "streamhost_stage_ready",
     "`stage`",
@@ -219,6 +224,7 @@ pub const CATALOGUE: &[Metric] = &[
     BATCH_PROCESS_SECONDS,
     BATCHES_IN_FLIGHT,
     ASSIGNED_PARTITIONS,
+    CONSUMER_LAG,
     STAGE_READY,
     ORPHANED_PARTITIONS,
     MISSING_TOPICS,

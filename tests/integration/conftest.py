@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from streamhost_kit.prometheus import Prometheus
 from streamhost_kit.stack import PLUGINS_BUILT, Host, reset_stack, stack
 
 
@@ -56,3 +57,20 @@ def hosts(tmp_path: Path, plugin_dir: Path):
     for h in started:
         code = h.stop()
         print(f"--- {h.log_path.name} (exit {code}) ---\n{h.log()[-4000:]}")
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path):
+    """Start a Prometheus scraping one host with `prometheus(admin_address)`, which
+    returns it (`.url`, `.query(expr)`); stopped, its log shown, at the end."""
+    started: list[Prometheus] = []
+
+    def start(target: str) -> Prometheus:
+        p = Prometheus(tmp_path)
+        started.append(p)
+        p.start(target)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()

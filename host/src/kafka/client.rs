@@ -73,6 +73,13 @@ pub const PRODUCER_LINGER_MS: &str = "50";
 /// the host runs is read within that.
 pub const STAGE_METADATA_REFRESH_MS: &str = "3000";
 
+/// How often a stage's consumer hands over librdkafka's statistics, which carry each
+/// partition's end and position as the client last saw them (its fetches update them):
+/// `streamhost_consumer_lag` is read from these, with no request to the broker. The
+/// cost is a JSON document of the client's brokers and partitions (a few kB) written
+/// and parsed every interval.
+pub const STAGE_STATISTICS_INTERVAL_MS: &str = "5000";
+
 /// Makes the host's Kafka clients. Its Debug output leaves the secrets out.
 #[derive(Debug, Clone)]
 pub struct Clients {
@@ -185,6 +192,11 @@ impl Clients {
             &mut config,
             "topic.metadata.refresh.interval.ms",
             STAGE_METADATA_REFRESH_MS,
+        );
+        self.tuning(
+            &mut config,
+            "statistics.interval.ms",
+            STAGE_STATISTICS_INTERVAL_MS,
         );
         config
     }

@@ -13,6 +13,7 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::Instant;
 
@@ -39,22 +40,49 @@ fn recovers(error: &KafkaError) -> bool {
     )
 }
 
-/// Records every partition revoked from the consumer, for stages that keep state per
-/// partition: a partition revoked and assigned again between two looks at the
-/// assignment was read by another owner meanwhile, and its state is stale.
+/// What a stage's consumer tells the host besides its records: every partition
+/// revoked from it, for stages that keep state per partition (a partition revoked and
+/// assigned again between two looks at the assignment was read by another owner
+/// meanwhile, and its state is stale), and each partition's lag from librdkafka's
+/// statistics.
 #[derive(Clone, Default)]
-struct Revocations(Arc<Mutex<HashSet<i32>>>);
+struct StageContext {
+    revoked: Arc<Mutex<HashSet<i32>>>,
+    /// Records behind per partition, from the latest statistics.
+    lag: Arc<Mutex<HashMap<i32, i64>>>,
+}
 
-impl Revocations {
-    fn add(&self, partitions: impl IntoIterator<Item = i32>) {
-        self.0
+impl StageContext {
+    fn add_revoked(&self, partitions: impl IntoIterator<Item = i32>) {
+        let partitions: Vec<i32> = partitions.into_iter().collect();
+        // A revoked partition's lag is another owner's business from now on.
+        let mut lag = self.lag.lock().unwrap_or_else(PoisonError::into_inner);
+        for p in &partitions {
+            lag.remove(p);
+        }
+        drop(lag);
+        self.revoked
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .extend(partitions);
     }
 }
 
-impl ClientContext for Revocations {
+/// A partition's lag in one statistics report: its end (the last stable offset, which
+/// is the high watermark outside transactions; librdkafka's consumers read committed
+/// records by default) minus the next offset the stage reads (the last record handed
+/// to it + 1; before the first one, since the assignment or a rewind, the committed
+/// offset; with nothing committed, the first offset, as `auto.offset.reset` says).
+/// None while the client has not fetched from the partition yet.
+fn partition_lag(p: &rdkafka::statistics::Partition) -> Option<i64> {
+    let end = [p.ls_offset, p.hi_offset].into_iter().find(|o| *o >= 0)?;
+    let next = [p.app_offset, p.committed_offset, p.lo_offset]
+        .into_iter()
+        .find(|o| *o >= 0)?;
+    Some((end - next).max(0))
+}
+
+impl ClientContext for StageContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         ClientLog::line(level, facility, message);
     }
@@ -62,19 +90,33 @@ impl ClientContext for Revocations {
     fn error(&self, error: KafkaError, reason: &str) {
         ClientLog::error(&error, reason);
     }
+
+    /// The lag of every partition of the stage's topic this client fetches from
+    /// (`statistics.interval.ms`); the partitions it does not own are filtered by the
+    /// caller, which knows the assignment.
+    fn stats(&self, statistics: Statistics) {
+        let lags: HashMap<i32, i64> = statistics
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .filter(|p| p.partition >= 0)
+            .filter_map(|p| partition_lag(p).map(|lag| (p.partition, lag)))
+            .collect();
+        *self.lag.lock().unwrap_or_else(PoisonError::into_inner) = lags;
+    }
 }
 
-impl ConsumerContext for Revocations {
+impl ConsumerContext for StageContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
-            self.add(list.elements().iter().map(|e| e.partition()));
+            self.add_revoked(list.elements().iter().map(|e| e.partition()));
         }
     }
 }
 
 pub struct KafkaSource {
-    consumer: StreamConsumer<Revocations>,
-    revoked: Revocations,
+    consumer: StreamConsumer<StageContext>,
+    context: StageContext,
     clients: Clients,
     group_id: String,
     topic: String,
@@ -94,12 +136,12 @@ impl std::fmt::Debug for KafkaSource {
 
 impl KafkaSource {
     pub fn new(clients: &Clients, group_id: &str, topic: &str) -> Result<Self, SourceError> {
-        let revoked = Revocations::default();
-        let consumer = Self::consumer(clients, group_id, &revoked)?;
+        let context = StageContext::default();
+        let consumer = Self::consumer(clients, group_id, &context)?;
         consumer.subscribe(&[topic]).map_err(kafka("subscribe"))?;
         Ok(Self {
             consumer,
-            revoked,
+            context,
             clients: clients.clone(),
             group_id: group_id.to_string(),
             topic: topic.to_string(),
@@ -111,11 +153,11 @@ impl KafkaSource {
     fn consumer(
         clients: &Clients,
         group_id: &str,
-        revoked: &Revocations,
-    ) -> Result<StreamConsumer<Revocations>, SourceError> {
+        context: &StageContext,
+    ) -> Result<StreamConsumer<StageContext>, SourceError> {
         clients
             .stage_consumer(group_id)
-            .create_with_context(revoked.clone())
+            .create_with_context(context.clone())
             .map_err(kafka("create"))
     }
 
@@ -180,8 +222,8 @@ impl KafkaSource {
         // The new client is created before the old one is dropped, but it joins only
         // once the old one has left: joining first could make the leaving member the
         // leader of the new generation.
-        let fresh = Self::consumer(&self.clients, &self.group_id, &self.revoked)?;
-        self.revoked.add(self.assigned_partitions());
+        let fresh = Self::consumer(&self.clients, &self.group_id, &self.context)?;
+        self.context.add_revoked(self.assigned_partitions());
         drop(std::mem::replace(&mut self.consumer, fresh));
         self.consumer
             .subscribe(&[self.topic.as_str()])
@@ -252,8 +294,8 @@ impl Source for KafkaSource {
 
     fn take_revoked(&self) -> Vec<i32> {
         let mut revoked: Vec<i32> = self
+            .context
             .revoked
-            .0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .drain()
@@ -351,6 +393,19 @@ impl Source for KafkaSource {
         tokio::task::block_in_place(|| self.pending_now(partitions))
     }
 
+    /// From librdkafka's latest statistics: no round trip.
+    fn lag(&self, partitions: &[i32]) -> HashMap<i32, i64> {
+        let lag = self
+            .context
+            .lag
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        partitions
+            .iter()
+            .filter_map(|p| lag.get(p).map(|l| (*p, *l)))
+            .collect()
+    }
+
     /// Logged when they change.
     fn assigned_partitions(&self) -> Vec<i32> {
         let mut now: Vec<i32> = self
@@ -375,5 +430,39 @@ fn detach<M: Message>(m: &M) -> SourceRecord {
         offset: m.offset(),
         timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
         payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partition_lag;
+    use rdkafka::statistics::Partition;
+
+    fn stats(app: i64, committed: i64, lo: i64, hi: i64, ls: i64) -> Partition {
+        Partition {
+            app_offset: app,
+            committed_offset: committed,
+            lo_offset: lo,
+            hi_offset: hi,
+            ls_offset: ls,
+            ..Partition::default()
+        }
+    }
+
+    #[test]
+    fn lag_is_the_end_minus_the_next_offset_read() {
+        // Read through 89 of 100.
+        assert_eq!(partition_lag(&stats(90, 40, 0, 100, 100)), Some(10));
+        // Transactions open: the end is the last stable offset.
+        assert_eq!(partition_lag(&stats(90, 40, 0, 120, 100)), Some(10));
+        // Nothing read since the assignment or a rewind: from the committed offset.
+        assert_eq!(partition_lag(&stats(-1001, 40, 0, 100, 100)), Some(60));
+        // Nothing committed either: from the first offset.
+        assert_eq!(partition_lag(&stats(-1001, -1001, 5, 100, 100)), Some(95));
+        // All read: 0; an end fetched before the last record read: not below 0.
+        assert_eq!(partition_lag(&stats(100, 100, 0, 100, 100)), Some(0));
+        assert_eq!(partition_lag(&stats(101, 100, 0, 100, 100)), Some(0));
+        // Not fetched from yet: unknown.
+        assert_eq!(partition_lag(&stats(-1001, 40, -1001, -1001, -1001)), None);
     }
 }

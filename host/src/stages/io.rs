@@ -52,6 +52,12 @@ pub trait Source: Send + Sync {
     /// End offsets (the next offset to be written) of `partitions`; a partition the
     /// broker cannot tell about is left out.
     fn high_watermarks(&self, partitions: &[i32]) -> HashMap<i32, i64>;
+
+    /// Records behind per partition of `partitions`: the partition's end minus the
+    /// next offset this instance reads, as the client last saw them, without a round
+    /// trip to the broker (so possibly a few seconds old). A partition not known yet is
+    /// left out.
+    fn lag(&self, partitions: &[i32]) -> HashMap<i32, i64>;
 }
 
 /// Where a stage's outputs go: enqueued in order now, acknowledged later.

@@ -4,7 +4,7 @@
 //! for their acknowledgements while the next one is read and processed; one more when
 //! the stage is woken for work between batches (see [`Stage::wake`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -24,6 +24,48 @@ pub struct Batching {
     pub size: usize,
     /// Once the first record is in, how long to wait for more.
     pub wait: Duration,
+}
+
+/// How often `streamhost_consumer_lag` is set from what the source knows.
+const LAG_EVERY: Duration = Duration::from_secs(1);
+
+/// `streamhost_consumer_lag` of the partitions this instance owns, from what the source
+/// already knows ([`Source::lag`], no round trip), at most every [`LAG_EVERY`]. A
+/// partition revoked, or no longer assigned, is set to 0 at once: its lag is its new
+/// owner's to show.
+struct LagGauges {
+    stage: &'static str,
+    shown: BTreeSet<i32>,
+    next: Option<Instant>,
+}
+
+impl LagGauges {
+    fn update(&mut self, source: &impl Source, assigned: &[i32], revoked: &[i32]) {
+        let gone: Vec<i32> = self
+            .shown
+            .iter()
+            .copied()
+            .filter(|p| revoked.contains(p) || !assigned.contains(p))
+            .collect();
+        for p in gone {
+            self.set(p, 0);
+            self.shown.remove(&p);
+        }
+        let now = Instant::now();
+        if self.next.is_some_and(|next| now < next) {
+            return;
+        }
+        self.next = Some(now + LAG_EVERY);
+        for (p, lag) in source.lag(assigned) {
+            self.set(p, lag);
+            self.shown.insert(p);
+        }
+    }
+
+    fn set(&self, partition: i32, lag: i64) {
+        metrics::gauge!(telemetry::CONSUMER_LAG.name, "stage" => self.stage, "partition" => partition.to_string())
+            .set(lag as f64);
+    }
 }
 
 /// A batch whose outputs are with the producer. Its input positions are committed once
@@ -118,6 +160,11 @@ pub async fn drive<S: Stage>(
         stage: name,
         batches: VecDeque::with_capacity(depth),
     };
+    let mut lag = LagGauges {
+        stage: name,
+        shown: BTreeSet::new(),
+        next: None,
+    };
     loop {
         in_flight.commit_ready(source)?;
         if *stop.borrow() {
@@ -161,6 +208,7 @@ pub async fn drive<S: Stage>(
         }
         metrics::gauge!(telemetry::ASSIGNED_PARTITIONS.name, "stage" => name)
             .set(assigned.len() as f64);
+        lag.update(source, &assigned, &revoked);
         if let Some(watchdog) = watchdog {
             watchdog.turned(&assigned);
         }

@@ -714,6 +714,20 @@ impl Source for SimSource {
             .map(|p| (*p, world.end(self.topic, *p)))
             .collect()
     }
+
+    fn lag(&self, partitions: &[i32]) -> HashMap<i32, i64> {
+        let world = lock(&self.world);
+        let Some(m) = world.members.get(&self.member) else {
+            return HashMap::new();
+        };
+        partitions
+            .iter()
+            .map(|p| {
+                let at = m.positions.get(p).copied().unwrap_or(0);
+                (*p, (world.end(self.topic, *p) - at).max(0))
+            })
+            .collect()
+    }
 }
 
 /// One instance's producer.
