@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-import urllib.error
-import urllib.request
 
 from streamhost_kit.events import event_set, payloads
 from streamhost_kit.kafka import committed, produce, watermarks
@@ -28,13 +26,9 @@ class HealthProbe:
 
     def _run(self) -> None:
         while self.host.proc.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://{self.host.admin}/health", timeout=1) as r:
-                    self.seen.append((r.status, r.read().decode()))
-            except urllib.error.HTTPError as e:
-                self.seen.append((e.code, e.read().decode()))
-            except OSError:
-                pass
+            status, text = self.host.answer("/health", timeout=1)
+            if status is not None:
+                self.seen.append((status, text))
             time.sleep(0.02)
 
     def after_failure(self) -> list[tuple[int, str]]:

@@ -24,8 +24,6 @@ import socket
 import subprocess
 import time
 import tomllib
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import kubernetes_validate
@@ -33,7 +31,7 @@ import pytest
 import yaml
 
 from streamhost_kit.kafka import BROKERS
-from streamhost_kit.stack import HOST_BIN, PLUGINS_BUILT, ROOT, free_port
+from streamhost_kit.stack import HOST_BIN, PLUGINS_BUILT, ROOT, admin_answer, free_port
 from streamhost_kit.util import wait_until
 
 EXAMPLE = ROOT / "deploy" / "kubernetes"
@@ -224,16 +222,6 @@ def port_free(port: int) -> bool:
             return False
 
 
-def answer(admin: str, path: str) -> tuple[int | None, str]:
-    try:
-        with urllib.request.urlopen(f"http://{admin}{path}", timeout=2) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError:
-        return None, ""
-
-
 def test_the_host_runs_as_the_pod_would(stack_up, tmp_path):
     docs = documents()
     deployment = one(docs, "Deployment")
@@ -280,13 +268,13 @@ def test_the_host_runs_as_the_pod_would(stack_up, tmp_path):
     try:
         def ready():
             assert proc.poll() is None, f"the host exited:\n{log_path.read_text()[-3000:]}"
-            return answer(admin, container["readinessProbe"]["httpGet"]["path"])[0] == 200
+            return admin_answer(admin, container["readinessProbe"]["httpGet"]["path"])[0] == 200
 
         wait_until("/readyz 200", ready, timeout=60, interval=0.5)
-        assert answer(admin, container["livenessProbe"]["httpGet"]["path"])[0] == 200
+        assert admin_answer(admin, container["livenessProbe"]["httpGet"]["path"])[0] == 200
 
         def chain() -> list[str]:
-            return json.loads(answer(admin, "/plugins")[1])["serving"]["chain"]
+            return json.loads(admin_answer(admin, "/plugins")[1])["serving"]["chain"]
 
         served = chain()
         assert [c.split("@")[0] for c in served] == ["enrich", "quality"], served
@@ -296,7 +284,7 @@ def test_the_host_runs_as_the_pod_would(stack_up, tmp_path):
         swapped = wait_until("the chain without enrich", lambda: (c := chain()) and [x.split("@")[0] for x in c] == ["quality"] and c,
                              timeout=30, interval=0.5)
         print(f"served {served}, then {swapped}")
-        assert answer(admin, "/readyz")[0] == 200
+        assert admin_answer(admin, "/readyz")[0] == 200
 
         password = object_files(one(docs, "Secret"))["sasl-password"].decode()
         assert password not in log_path.read_text(), "the password is in the log"

@@ -6,25 +6,15 @@ start, naming the setting."""
 from __future__ import annotations
 
 import subprocess
-import urllib.error
-import urllib.request
 
 from streamhost_kit.stack import HOST_BIN
 
 
-def answer(host, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://{host.admin}{path}", timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
 def test_liveness_and_readiness_probes(stack_up, hosts):
     (host,) = hosts(1)
-    status, text = answer(host, "/livez")
+    status, text = host.answer("/livez")
     assert status == 200 and text.startswith("ok\n") and "validate: its loop turned" in text, text
-    ready, health = answer(host, "/readyz"), answer(host, "/health")
+    ready, health = host.answer("/readyz"), host.answer("/health")
     assert ready[0] == health[0] == 200 and ready[1].startswith("ok\n"), (ready, health)
 
     # The same admin address again: refused at start, saying which setting.

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import urllib.error
-import urllib.request
 import uuid
 
 from streamhost_kit.events import event
@@ -22,14 +20,6 @@ from streamhost_kit.util import wait_until
 # How long the host may take to read a topic created while it runs (measured: about
 # a second; at most the consumers' metadata refresh, 3 s, and a rebalance).
 PICKUP_BOUND = 15
-
-
-def health(host: Host) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://{host.admin}/health", timeout=2) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 def topics_create(config, *args: str) -> subprocess.CompletedProcess:
@@ -51,7 +41,7 @@ def test_a_host_on_missing_topics_says_so_and_reads_them_once_created(stack_up, 
     host = Host(tmp_path, plugin_dir, name="topics", STREAMHOST_CONFIG=str(config)).start(ready=False)
     try:
         def says_missing():
-            status, text = health(host)
+            status, text = host.health()
             return text if status == 503 and "topics missing" in text else None
 
         text = wait_until("/health naming the missing topics", says_missing, timeout=20)
@@ -92,7 +82,7 @@ def test_a_host_on_missing_topics_says_so_and_reads_them_once_created(stack_up, 
 
         records = wait_until("every event on the new enriched topic", enriched, timeout=30)
         assert sorted(json.loads(r.value())["user_id"] for r in records) == [e["user_id"] for e in events]
-        assert health(host)[0] == 200
+        assert host.health()[0] == 200
     finally:
         code = host.stop()
         print(f"--- topics host (exit {code}) ---\n{host.log()[-3000:]}")

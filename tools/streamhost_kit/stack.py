@@ -90,6 +90,17 @@ def proc_status(pid: int) -> dict[str, float]:
     return out
 
 
+def admin_answer(admin: str, path: str, timeout: float = 5) -> tuple[int | None, str]:
+    """An admin path's HTTP status and text, errors included; (None, "") while nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://{admin}{path}", timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError:
+        return None, ""
+
+
 class Host:
     """One `streamhost run` process with its own admin port and log file."""
 
@@ -133,29 +144,20 @@ class Host:
             raise
         return self
 
+    def answer(self, path: str, timeout: float = 5) -> tuple[int | None, str]:
+        return admin_answer(self.admin, path, timeout)
+
     def health_status(self) -> int | None:
         """/health's HTTP status, None while nothing answers."""
         assert self.proc and self.proc.poll() is None, f"host exited:\n{self.log()}"
-        try:
-            with urllib.request.urlopen(f"http://{self.admin}/health", timeout=1) as r:
-                return r.status
-        except urllib.error.HTTPError as e:
-            return e.code
-        except OSError:
-            return None
+        return self.answer("/health", timeout=1)[0]
 
     def healthy(self) -> bool:
         return self.health_status() == 200
 
     def health(self) -> tuple[int | None, str]:
         """/health's status and text (None, "" while nothing answers)."""
-        try:
-            with urllib.request.urlopen(f"http://{self.admin}/health", timeout=5) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
-        except OSError:
-            return None, ""
+        return self.answer("/health")
 
     def get(self, path: str) -> str:
         with urllib.request.urlopen(f"http://{self.admin}{path}", timeout=5) as r:
