@@ -4,11 +4,11 @@ Kafka (STREAMHOST_KAFKA_BROKERS), ClickHouse HTTP (STREAMHOST_CH_HTTP_PORT), Sup
 (STREAMHOST_SUPERSET_PORT), and each streamhost instance's admin port (a free one,
 asked of `docker-compose port`).
 
-The tests run in file order and build on each other: the demo generator of the stack
-feeds it first (72 hours of history, then live), the dashboard shows that, then the
-brief's generator runs from this machine, a live plugin swap, three instances sharing
-the partitions, recreated containers keeping their data, Superset restarted on its
-volume."""
+Each test needs only the stack as `docker-compose up` leaves it (the demo generator's
+72 hours of history included), not another test, and counts only its own events. In
+file order: the documented chain, the dashboard over the history, the brief's generator
+from this machine, a live plugin swap, three instances sharing the partitions,
+recreated containers keeping their data, Superset restarted on its volume."""
 
 from __future__ import annotations
 
