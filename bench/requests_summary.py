@@ -94,6 +94,8 @@ def main() -> int:
             if api in per_request:
                 entry["streamhost_minus_quix_us_per_event"] = \
                     (entry["streamhost_per_1k"] - entry["quix_per_1k"]) * per_request[api] / 1000
+                # Positive as well, for the side that sends more.
+                entry["quix_minus_streamhost_us_per_event"] = -entry["streamhost_minus_quix_us_per_event"]
             compare[key][api] = entry
     out = {"bench": "bench/requests_summary.py",
            "command": " ".join(["bench/requests_summary.py", str(args.cost), *map(str, args.e2e)]),
