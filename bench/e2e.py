@@ -19,6 +19,10 @@ end (passthrough, streamhost: both commit after every acknowledged batch) or, fo
 (which commits every 5 s), when its enriched + dlq outputs hold N records; whichever
 comes first. events/s = N / (done - process start). Peak RSS is the process's VmHWM.
 
+With --count-requests the contenders reach the broker through bench/count_proxy.py, which
+counts every request by client.id and Kafka API; each contender's requests per 1,000
+events by API (and by client) go into its result, with the broker's CPU seconds.
+
 Then: streamhost again with a plugin swap at 40 % of the backlog (p50/p99 batch latency
 before, during, after, from the host's per-batch debug log), and streamhost on a
 second backlog with 200 countries (allow-list widened by a manifest) for memory with
@@ -31,6 +35,7 @@ import atexit
 import json
 import os
 import random
+import socket
 import shutil
 import signal
 import statistics
@@ -102,6 +107,87 @@ def start_tansu(args) -> subprocess.Popen:
         time.sleep(0.2)
     log(f"Tansu on 127.0.0.1:{args.port} (pid {proc.pid}, storage {args.storage}, state {state})")
     return proc
+
+
+def start_count_proxy(args) -> subprocess.Popen:
+    """bench/count_proxy.py in front of the broker: the contenders' address (args.client_brokers)."""
+    listen, ctl = free_port(), free_port()
+    proc = spawn([sys.executable, str(ROOT / "bench/count_proxy.py"), str(listen), str(args.port), str(ctl)],
+                 args.state / f"count-proxy-{RUN_TAG}.log")
+    deadline = time.time() + 10
+    while not (port_open(listen) and port_open(ctl)):
+        if proc.poll() is not None or time.time() > deadline:
+            sys.exit(f"the counting proxy did not start; see {args.state}")
+        time.sleep(0.1)
+    args.client_brokers = f"127.0.0.1:{listen}"
+    args.count_control = ctl
+    args.count_pid = proc.pid
+    log(f"counting proxy on {args.client_brokers} (pid {proc.pid}, counters on {ctl})")
+    return proc
+
+
+def count_snapshot(args) -> dict | None:
+    """The proxy's counters: {(client_id, api): [requests, request bytes, response bytes, small fetches]}."""
+    if not getattr(args, "count_control", None):
+        return None
+    with socket.create_connection(("127.0.0.1", args.count_control), timeout=10) as s:
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    doc = json.loads(data)
+    out = {(r["client_id"], r["api"]): [r["requests"], r["request_bytes"], r["response_bytes"], r["small_fetches"],
+                                        r["answer_seconds"]]
+           for r in doc["requests"]}
+    return {"by": out, "connections": doc["connections"]}
+
+
+def count_delta(before: dict, after: dict, events: int) -> dict:
+    """What a contender sent between two snapshots, per API and per client, with per 1,000 events."""
+    by_api: dict[str, list[int]] = {}
+    by_client: dict[str, dict[str, int]] = {}
+    for key, v in after["by"].items():
+        b = before["by"].get(key, [0, 0, 0, 0, 0.0])
+        d = [x - y for x, y in zip(v, b)]
+        if not d[0]:
+            continue
+        client, api = key
+        acc = by_api.setdefault(api, [0, 0, 0, 0, 0.0])
+        for i in range(5):
+            acc[i] += d[i]
+        by_client.setdefault(client, {})[api] = d[0]
+    k = 1000 / max(events, 1)
+    apis = {api: {"requests": v[0], "per_1k_events": v[0] * k, "request_bytes": v[1], "response_bytes": v[2],
+                  "answer_seconds": v[4], "answer_ms_mean": v[4] * 1000 / v[0],
+                  **({"small_fetches": v[3]} if api == "Fetch" else {})}
+            for api, v in sorted(by_api.items(), key=lambda kv: -kv[1][0])}
+    conns = {c: n - before["connections"].get(c, 0) for c, n in after["connections"].items()
+             if n - before["connections"].get(c, 0)}
+    return {"total_requests": sum(v[0] for v in by_api.values()),
+            "total_per_1k_events": sum(v[0] for v in by_api.values()) * k,
+            "bytes_per_event": sum(v[1] + v[2] for v in by_api.values()) / max(events, 1),
+            "by_api": apis, "by_client": by_client, "connections": conns}
+
+
+def record_sizes(args, topic: str, limit: int = 2000) -> dict:
+    """Mean key, value and header bytes of up to `limit` records of `topic` (read directly)."""
+    c = Consumer({"bootstrap.servers": args.brokers, "group.id": f"bench-sizes-{RUN_TAG}",
+                  "enable.auto.commit": False})
+    keys = values = headers = n = 0
+    try:
+        c.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+        deadline = time.time() + 10
+        while n < limit and time.time() < deadline:
+            for m in c.consume(500, timeout=1.0):
+                if m.error():
+                    continue
+                n += 1
+                keys += len(m.key() or b"")
+                values += len(m.value() or b"")
+                headers += sum(len(h) + len(v or b"") for h, v in (m.headers() or []))
+    finally:
+        c.close()
+    return {"records": n, "key_bytes": keys / max(n, 1), "value_bytes": values / max(n, 1),
+            "header_bytes": headers / max(n, 1)}
 
 
 def create_topics(args, topics: list[str], config: list[str] = ()) -> None:
@@ -212,7 +298,7 @@ def write_plugins(dest: Path, allowed: list[str] | None = None) -> None:
 def streamhost_cmd(args, name: str, topic: str, plugins: Path, admin_port: int):
     env = dict(os.environ)
     env.update({
-        "STREAMHOST_KAFKA__BROKERS": args.brokers,
+        "STREAMHOST_KAFKA__BROKERS": args.client_brokers,
         "STREAMHOST_KAFKA__GROUP_ID": f"{name}-{RUN_TAG}",
         "STREAMHOST_KAFKA__WINDOW_GROUP_ID": f"{name}-windows-{RUN_TAG}",
         "STREAMHOST_KAFKA__INPUT_TOPIC": topic,
@@ -242,6 +328,8 @@ def run_contender(args, probe: Probe, name: str, cmd: list[str], env: dict, grou
     logfile = args.state / f"{name}-{RUN_TAG}-{len(_children)}.log"
     logfile.unlink(missing_ok=True)
     tansu_cpu0 = proc_status(args.tansu_pid).get("cpu", 0.0)
+    counts0 = count_snapshot(args)
+    proxy_cpu0 = proc_status(args.count_pid).get("cpu", 0.0) if counts0 else 0.0
     load_before = uptime()
     log(f"{name}: start ({' '.join(cmd)}), load {load_before}")
     t0 = time.time()
@@ -292,6 +380,12 @@ def run_contender(args, probe: Probe, name: str, cmd: list[str], env: dict, grou
     metrics = scrape(admin_port) if admin_port else ""
     # Let the window stage / Quix settle a little before reading the outputs, then stop.
     stop(proc, name)
+    tansu_cpu = proc_status(args.tansu_pid).get("cpu", 0.0) - tansu_cpu0
+    counts = None
+    if counts0:
+        # After the stop: the contender's last commits and its leaving the group count too.
+        counts = count_delta(counts0, count_snapshot(args), n if done_at else max(committed, 1))
+        counts["proxy_cpu"] = proc_status(args.count_pid).get("cpu", 0.0) - proxy_cpu0
     out_counts = {t: probe.end(t) for t in outputs}
     result = {
         "name": name,
@@ -307,7 +401,7 @@ def run_contender(args, probe: Probe, name: str, cmd: list[str], env: dict, grou
         "vmhwm_mib": status.get("VmHWM", peak_rss) / 1024,
         "rss_end_mib": status.get("VmRSS", 0) / 1024,
         "cpu": status.get("cpu", 0.0),
-        "tansu_cpu": proc_status(args.tansu_pid).get("cpu", 0.0) - tansu_cpu0,
+        "tansu_cpu": tansu_cpu,
         "load_before": load_before,
         "load_after": uptime(),
         "outputs": out_counts,
@@ -315,6 +409,9 @@ def run_contender(args, probe: Probe, name: str, cmd: list[str], env: dict, grou
         "late_events": metric(metrics, "streamhost_late_events_total") if metrics else None,
         "log": str(logfile),
     }
+    if counts:
+        result["requests"] = counts
+        result["record_sizes"] = {t: record_sizes(args, t) for t in outputs if not t.endswith("_averages")}
     log(f"{name}: {result['events']} events in {wall:.1f} s = {result['rate']:.0f}/s, "
         f"VmHWM {result['vmhwm_mib']:.0f} MiB, cpu {result['cpu']:.1f} s, outputs {out_counts}")
     return result
@@ -463,6 +560,44 @@ def report(args, loadinfo, results, swap, c200, cmdline) -> str:
         if r.get("late_events") is not None:
             extra = f"; open windows (max) {r['open_windows_max']:.0f}, late events {r['late_events']:.0f}"
         lines.append(f"* {r['name']} (round {r['round']}): done by {r['done_by'] or '–'}; outputs after stop: {outs}{extra}")
+    counted = [r for r in results if r.get("requests")]
+    if counted:
+        apis: list[str] = []
+        for r in counted:
+            apis += [a for a in r["requests"]["by_api"] if a not in apis]
+        names = [r["name"] if len(rounds) == 1 else f"{r['name']} (round {r['round']})" for r in counted]
+        lines += ["", "Requests to the broker per 1,000 events, by Kafka API (bench/count_proxy.py; "
+                      "from the contender's start to its stop):", "",
+                  "| API | " + " | ".join(names) + " |", "|---|" + "---:|" * len(counted)]
+        for a in apis:
+            lines.append(f"| {a} | " + " | ".join(
+                f"{r['requests']['by_api'][a]['per_1k_events']:.2f}" if a in r["requests"]["by_api"] else "–"
+                for r in counted) + " |")
+        lines.append("| **all** | " + " | ".join(f"**{r['requests']['total_per_1k_events']:.2f}**"
+                                                  for r in counted) + " |")
+        lines.append("| bytes to and from the broker per event | " + " | ".join(
+            f"{r['requests']['bytes_per_event']:.0f}" for r in counted) + " |")
+        lines.append("| Tansu CPU µs per event | " + " | ".join(
+            f"{r['tansu_cpu'] * 1e6 / max(r['events'], 1):.1f}" for r in counted) + " |")
+        lines.append(f"| Fetch answers of ≤ {256} bytes (empty or next to it) per 1,000 events | " + " | ".join(
+            f"{r['requests']['by_api'].get('Fetch', {}).get('small_fetches', 0) * 1000 / max(r['events'], 1):.2f}"
+            for r in counted) + " |")
+        for a in ("Produce", "OffsetCommit", "Fetch", "Metadata"):
+            lines.append(f"| {a}: mean broker answer ms | " + " | ".join(
+                f"{r['requests']['by_api'][a]['answer_ms_mean']:.1f}" if a in r["requests"]["by_api"] else "–"
+                for r in counted) + " |")
+            lines.append(f"| {a}: bytes per event (request + response) | " + " | ".join(
+                f"{(r['requests']['by_api'][a]['request_bytes'] + r['requests']['by_api'][a]['response_bytes']) / max(r['events'], 1):.0f}"
+                if a in r["requests"]["by_api"] else "–" for r in counted) + " |")
+        lines.append("| wall s | " + " | ".join(f"{r['wall']:.1f}" for r in counted) + " |")
+        lines.append("| proxy CPU s | " + " | ".join(f"{r['requests']['proxy_cpu']:.1f}" for r in counted) + " |")
+        for r, name in zip(counted, names):
+            per = ", ".join(f"{c or '(none)'}: " + " ".join(f"{a} {n}" for a, n in sorted(v.items(), key=lambda kv: -kv[1]))
+                            for c, v in r["requests"]["by_client"].items())
+            lines.append(f"* {name}, requests by client.id: {per}")
+            sizes = "; ".join(f"{t}: key {z['key_bytes']:.0f} B, value {z['value_bytes']:.0f} B, headers {z['header_bytes']:.0f} B"
+                              for t, z in r.get("record_sizes", {}).items())
+            lines.append(f"* {name}, mean record sizes of its outputs (first {2000:,} records): {sizes}")
     if swap:
         lines += ["", f"Hot swap under load: `20-quality.wasm` replaced (checked first with `streamhost plugin check`, then an atomic rename; new bytes) after "
                       f"{swap['at']:,} of {args.events:,} events; new chain serving after "
@@ -503,11 +638,15 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=None,
                    help="seconds per contender (default: 120 + 1 per 1,000 events)")
     p.add_argument("--poll", type=float, default=0.5)
+    p.add_argument("--count-requests", action="store_true",
+                   help="put the contenders behind bench/count_proxy.py and count their requests by API")
     p.add_argument("--out", type=Path, default=None, help="also write the report here (a .json path: the figures as JSON, with the report)")
     args = p.parse_args()
     if args.timeout is None:
         args.timeout = 120 + args.events / 1000
     args.brokers = f"127.0.0.1:{args.port}"
+    # The contenders' address: the broker's, or the counting proxy's (--count-requests).
+    args.client_brokers, args.count_control, args.count_pid = args.brokers, None, None
     args.tansu = os.environ["BENCH_TANSU_BIN"]
     args.host_bin = os.environ["BENCH_HOST_BIN"]
     args.passthrough_bin = os.environ["BENCH_PASSTHROUGH_BIN"]
@@ -520,6 +659,8 @@ def main() -> int:
 
     tansu = start_tansu(args)
     args.tansu_pid = tansu.pid
+    if args.count_requests:
+        start_count_proxy(args)
     # Tansu 0.6 describes a topic's config with only what was set at creation, and Quix
     # Streams needs the retention.ms of a windowed input (for its changelog topic).
     sfxs = [""] + [f"_r{r}" for r in range(2, args.rounds + 1)]
@@ -560,7 +701,7 @@ def main() -> int:
                 # the second hop has committed all of mid.
                 group = f"{c}-{tag}"
                 mid, out = f"passthrough_2hop_mid{sfx}", f"passthrough_2hop_out{sfx}"
-                cmd = [args.passthrough_bin, "--brokers", args.brokers, "--input", "my_events",
+                cmd = [args.passthrough_bin, "--brokers", args.client_brokers, "--input", "my_events",
                        "--output", mid, "--then-to", out, "--group", group]
                 r = run_contender(args, probe, c, cmd, dict(os.environ), f"{group}-2", mid,
                                   args.events, [mid, out])
@@ -568,7 +709,7 @@ def main() -> int:
                 # passthrough-seq: one batch in flight (wait for its acks before the next).
                 group = f"{c}-{tag}"
                 out = f"{c.replace('-', '_')}_out{sfx}"
-                cmd = [args.passthrough_bin, "--brokers", args.brokers, "--input", "my_events",
+                cmd = [args.passthrough_bin, "--brokers", args.client_brokers, "--input", "my_events",
                        "--output", out, "--group", group]
                 if c == "passthrough-seq":
                     cmd += ["--in-flight", "1"]
@@ -594,7 +735,7 @@ def main() -> int:
                 group = f"quix-{tag}"
                 state = args.state / "quix-state"
                 shutil.rmtree(state, ignore_errors=True)
-                env = dict(os.environ, QUIX_BROKERS=args.brokers, QUIX_GROUP=group, QUIX_INPUT="my_events",
+                env = dict(os.environ, QUIX_BROKERS=args.client_brokers, QUIX_GROUP=group, QUIX_INPUT="my_events",
                            QUIX_ENRICHED=f"quix_enriched{sfx}", QUIX_DLQ=f"quix_dlq{sfx}",
                            QUIX_AVERAGES=f"quix_averages{sfx}", QUIX_STATE_DIR=str(state))
                 cmd = [sys.executable, str(ROOT / "bench/quix/app.py")]
