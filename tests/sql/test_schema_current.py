@@ -1,4 +1,4 @@
-"""sql/schema.sql rendered for a current ClickHouse: every statement parses (chdb runs
+"""sql/migrations/ rendered for a current ClickHouse: every statement parses (chdb runs
 ClickHouse 26.9 in-process), and the non-Kafka parts run and behave. The 18.16 rendering
 is exercised against the real server by tests/integration."""
 
