@@ -57,6 +57,41 @@ SELECT toStartOfMinute(timestamp) AS minute, country,                     -- @cu
        uniqExactState(source_partition, source_offset) AS events, countState() AS delivered -- @current
 FROM events_db.events GROUP BY minute, country;                           -- @current
 
+-- The views that read the tables 0002 swapped, made again: a current server keeps a
+-- view's column types from when it was made (DateTime without a zone, from 0001).
+DROP TABLE IF EXISTS events_db.daily_active_users_final;
+CREATE VIEW events_db.daily_active_users_final AS
+SELECT event_date, country, toUInt32(uniqExactMerge(users)) AS dau
+FROM events_db.daily_active_users_state
+GROUP BY event_date, country;
+
+DROP TABLE IF EXISTS events_db.country_event_averages;
+CREATE VIEW events_db.country_event_averages AS
+SELECT country, window_start, window_end, average_events, event_count
+FROM events_db.country_event_averages_raw FINAL;
+
+DROP TABLE IF EXISTS events_db.country_minute_counts_final;
+CREATE VIEW events_db.country_minute_counts_final AS
+SELECT minute, country, uniqExactMerge(events) AS event_count, countMerge(delivered) AS delivered_rows
+FROM events_db.country_minute_counts
+GROUP BY minute, country;
+
+DROP TABLE IF EXISTS events_db.country_event_averages_ch;
+CREATE VIEW events_db.country_event_averages_ch AS
+SELECT country, window_start, window_start + 300 AS window_end,
+       event_count / 5 AS average_events, event_count
+FROM
+(
+    SELECT country, minute - arrayJoin([0, 60, 120, 180, 240]) AS window_start, sum(n) AS event_count
+    FROM
+    (
+        SELECT minute, country, uniqExactMerge(events) AS n
+        FROM events_db.country_minute_counts
+        GROUP BY minute, country
+    )
+    GROUP BY country, window_start
+);
+
 -- ---------------------------------------------------------------- 2. Kafka tables
 DROP TABLE IF EXISTS events_db.enriched_events_queue;
 CREATE TABLE events_db.enriched_events_queue
@@ -127,7 +162,7 @@ ENGINE = Kafka SETTINGS
 -- with the first, and joining its group takes seconds before the first block is read.
 CREATE MATERIALIZED VIEW IF NOT EXISTS events_db.enriched_events_errors_mv TO events_db.kafka_errors AS -- @current
 SELECT _topic AS topic, toInt32(_partition) AS partition, toInt64(_offset) AS offset, -- @current
-       _error AS error, _raw_message AS raw, now() AS time                -- @current
+       _error AS error, _raw_message AS raw, now('UTC') AS time                -- @current
 FROM events_db.enriched_events_queue WHERE length(_error) > 0;            -- @current
 CREATE MATERIALIZED VIEW IF NOT EXISTS events_db.events_mv TO events_db.events AS
 SELECT event_type, user_id, page_url, button_id, timestamp, country,
@@ -146,7 +181,7 @@ FROM events_db.enriched_events_queue GROUP BY minute, country;           -- @ch1
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS events_db.dlq_errors_mv TO events_db.kafka_errors AS -- @current
 SELECT _topic AS topic, toInt32(_partition) AS partition, toInt64(_offset) AS offset, -- @current
-       _error AS error, _raw_message AS raw, now() AS time                -- @current
+       _error AS error, _raw_message AS raw, now('UTC') AS time                -- @current
 FROM events_db.dlq_queue WHERE length(_error) > 0;                        -- @current
 CREATE MATERIALIZED VIEW IF NOT EXISTS events_db.dlq_mv TO events_db.dlq_table AS
 SELECT code, message, stage, rejected_by, source_topic, source_partition, source_offset,
@@ -157,7 +192,7 @@ WHERE length(_error) = 0                                                  -- @cu
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS events_db.country_event_averages_errors_mv TO events_db.kafka_errors AS -- @current
 SELECT _topic AS topic, toInt32(_partition) AS partition, toInt64(_offset) AS offset, -- @current
-       _error AS error, _raw_message AS raw, now() AS time                -- @current
+       _error AS error, _raw_message AS raw, now('UTC') AS time                -- @current
 FROM events_db.country_event_averages_queue WHERE length(_error) > 0;     -- @current
 CREATE MATERIALIZED VIEW IF NOT EXISTS events_db.country_event_averages_mv TO events_db.country_event_averages_raw AS
 SELECT country, window_start, window_end, average_events, event_count,
