@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 
@@ -148,3 +149,10 @@ def test_a_0001_database_with_rows_is_upgraded_while_records_arrive(fresh_stack)
     assert ch_value("SELECT dau FROM events_db.daily_active_users_final WHERE country = 'FR'") == 55
 
     assert "(0 applied now)" in migrate()
+
+    # The dashboard's DLQ chart reads the host's DLQ and kafka_errors (empty on 18.16) as one.
+    sys.path.insert(0, str(ROOT / "superset"))
+    import bundle  # noqa: PLC0415
+    got = ch_rows("SELECT code, uniqExact(source_topic, source_partition, source_offset) AS records "
+                  f"FROM ({bundle.DATASETS['rejected_records']['sql']}) AS virtual_table GROUP BY code")
+    assert got == [{"code": "invalid_country", "records": 7}]

@@ -308,3 +308,20 @@ def test_current_storage_has_codecs_and_low_cardinality(db):
     assert times and all(got[k][0] == "DateTime('UTC')" for k in times), times
     ttl = rows(db, "SELECT engine_full FROM system.tables WHERE database = 'events_db' AND name = 'kafka_errors'")[0][0]
     assert "TTL time + toIntervalDay(30)" in ttl
+
+
+def dashboard_dataset_sql(name: str) -> str:
+    import sys
+    sys.path.insert(0, str(ROOT / "superset"))
+    import bundle  # noqa: PLC0415
+    return bundle.DATASETS[name]["sql"]
+
+
+def test_the_dashboards_dlq_chart_shows_clickhouses_parse_errors_beside_the_hosts(db):
+    queue_insert(db, "dlq_queue", [dlq(1), dlq(2)])
+    db.query("INSERT INTO events_db.dlq_queue (_topic, _partition, _offset, _error, _raw_message) "
+             "SETTINGS insert_allow_materialized_columns = 1 VALUES ('dlq', 0, 7, 'Cannot parse', '{oops')")
+    sql = dashboard_dataset_sql("rejected_records")
+    assert rows(db, f"SELECT code, uniqExact(source_topic, source_partition, source_offset) AS records, "
+                    f"argMax(raw, dlq_time) FROM ({sql}) AS virtual_table GROUP BY code ORDER BY code") == [
+        ["clickhouse_parse_error", "1", "{oops"], ["invalid_country", "2", "{}"]]
