@@ -17,17 +17,27 @@
 --     and LowCardinality is experimental there: those lines are tagged @current.
 -- Only the columns' types change, so old rows are copied as they are (a DateTime holds
 -- seconds since the epoch, the zone is only how it reads). The old tables stay, renamed
--- <name>_0001, until someone drops them. The views that fill these tables stop first
--- (their Kafka tables keep the consumer groups' offsets) and come back in 0003.
+-- <name>_0001, until someone drops them. Consuming stops first (the consumer groups
+-- keep their offsets at the broker) and starts again in 0003.
 -- Safe to repeat: the new tables are made anew before each copy, and the one RENAME at
 -- the end swaps them all; once it has run, the @applied-if above sees <name>_0001.
 -- An `events` with columns outside 0001's (added by hand) fails the copy: nothing moves.
 
-DROP TABLE IF EXISTS events_db.events_mv;
+-- Stop consuming, views before their Kafka tables (18.16 aborts when a Kafka table is
+-- dropped or detached with views still reading it). A Kafka table goes on reading, and
+-- committing, for the views left, so the order decides what misses the records read
+-- in between: on current servers events_mv first (the others read `events`); on 18.16,
+-- where all three read the Kafka table, events_mv last, and 0003 fills the two others
+-- again from `events`.
+DROP TABLE IF EXISTS events_db.events_mv;                                 -- @current
 DROP TABLE IF EXISTS events_db.daily_active_users_mv;
 DROP TABLE IF EXISTS events_db.country_minute_counts_mv;
+DROP TABLE IF EXISTS events_db.events_mv;                                 -- @ch18
 DROP TABLE IF EXISTS events_db.dlq_mv;
 DROP TABLE IF EXISTS events_db.country_event_averages_mv;
+DROP TABLE IF EXISTS events_db.enriched_events_queue;
+DROP TABLE IF EXISTS events_db.dlq_queue;
+DROP TABLE IF EXISTS events_db.country_event_averages_queue;
 
 -- ---------------------------------------------------------------- events
 DROP TABLE IF EXISTS events_db.events_0002;

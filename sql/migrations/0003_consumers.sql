@@ -2,7 +2,9 @@
 --   1. the tables views write into (kafka_errors is new), then the views that read
 --      `events` (current servers), so that they exist before anything fills `events`;
 --   2. the Kafka tables, with the times typed DateTime('UTC');
---   3. last, the views that read a Kafka table: each one starts consuming as it is made.
+--   3. last, the views that read a Kafka table: each one starts consuming as it is made;
+--   4. 18.16: the aggregates get from `events` what they missed while only some of the
+--      views existed.
 -- Broken records (current servers): kafka_handle_error_mode = 'stream' hands every
 -- record that does not parse to the views with _error and _raw_message set instead of
 -- skipping it in silence (kafka_skip_broken_messages did); the *_errors_mv views keep
@@ -14,14 +16,20 @@
 -- so what was produced while the views were gone is read now. Safe to repeat: every
 -- object is dropped if it exists and made again.
 
-DROP TABLE IF EXISTS events_db.events_mv;
-DROP TABLE IF EXISTS events_db.daily_active_users_mv;
-DROP TABLE IF EXISTS events_db.country_minute_counts_mv;
-DROP TABLE IF EXISTS events_db.dlq_mv;
-DROP TABLE IF EXISTS events_db.country_event_averages_mv;
+-- Stopping, as in 0002 (the views first; kafka_errors' views before the others: the
+-- records read in between miss only kafka_errors).
 DROP TABLE IF EXISTS events_db.enriched_events_errors_mv;
 DROP TABLE IF EXISTS events_db.dlq_errors_mv;
 DROP TABLE IF EXISTS events_db.country_event_averages_errors_mv;
+DROP TABLE IF EXISTS events_db.events_mv;                                 -- @current
+DROP TABLE IF EXISTS events_db.daily_active_users_mv;
+DROP TABLE IF EXISTS events_db.country_minute_counts_mv;
+DROP TABLE IF EXISTS events_db.events_mv;                                 -- @ch18
+DROP TABLE IF EXISTS events_db.dlq_mv;
+DROP TABLE IF EXISTS events_db.country_event_averages_mv;
+DROP TABLE IF EXISTS events_db.enriched_events_queue;
+DROP TABLE IF EXISTS events_db.dlq_queue;
+DROP TABLE IF EXISTS events_db.country_event_averages_queue;
 
 -- ---------------------------------------------------------------- 1. targets and their readers
 -- Records of the three topics that ClickHouse could not parse (current servers). Kept
@@ -93,8 +101,7 @@ FROM
 );
 
 -- ---------------------------------------------------------------- 2. Kafka tables
-DROP TABLE IF EXISTS events_db.enriched_events_queue;
-CREATE TABLE events_db.enriched_events_queue
+CREATE TABLE IF NOT EXISTS events_db.enriched_events_queue
 (
     event_type       String,
     user_id          UInt64,
@@ -116,8 +123,7 @@ ENGINE = Kafka SETTINGS
     kafka_max_block_size = 500,                                           -- @ch18
     kafka_format = 'JSONEachRow';
 
-DROP TABLE IF EXISTS events_db.dlq_queue;
-CREATE TABLE events_db.dlq_queue
+CREATE TABLE IF NOT EXISTS events_db.dlq_queue
 (
     code             String,
     message          String,
@@ -139,8 +145,7 @@ ENGINE = Kafka SETTINGS
     kafka_max_block_size = 500,                                           -- @ch18
     kafka_format = 'JSONEachRow';
 
-DROP TABLE IF EXISTS events_db.country_event_averages_queue;
-CREATE TABLE events_db.country_event_averages_queue
+CREATE TABLE IF NOT EXISTS events_db.country_event_averages_queue
 (
     country               String,
     window_start          DateTime('UTC'),
@@ -160,16 +165,18 @@ ENGINE = Kafka SETTINGS
 -- ---------------------------------------------------------------- 3. the consumers, last
 -- The views of one Kafka table are made one right after the other: its consumer starts
 -- with the first, and joining its group takes seconds before the first block is read.
-CREATE MATERIALIZED VIEW IF NOT EXISTS events_db.enriched_events_errors_mv TO events_db.kafka_errors AS -- @current
-SELECT _topic AS topic, toInt32(_partition) AS partition, toInt64(_offset) AS offset, -- @current
-       _error AS error, _raw_message AS raw, now('UTC') AS time                -- @current
-FROM events_db.enriched_events_queue WHERE length(_error) > 0;            -- @current
+-- The view into the main table first: what is read before the next one exists then
+-- misses only kafka_errors, or, on 18.16, the two aggregates, filled again at the end.
 CREATE MATERIALIZED VIEW IF NOT EXISTS events_db.events_mv TO events_db.events AS
 SELECT event_type, user_id, page_url, button_id, timestamp, country,
        device_type, source_partition, source_offset, processed_by, extra
 FROM events_db.enriched_events_queue
 WHERE length(_error) = 0                                                  -- @current
 ;
+CREATE MATERIALIZED VIEW IF NOT EXISTS events_db.enriched_events_errors_mv TO events_db.kafka_errors AS -- @current
+SELECT _topic AS topic, toInt32(_partition) AS partition, toInt64(_offset) AS offset, -- @current
+       _error AS error, _raw_message AS raw, now('UTC') AS time                -- @current
+FROM events_db.enriched_events_queue WHERE length(_error) > 0;            -- @current
 -- 18.16: one more reader each of the Kafka table (see step 1 for current servers).
 CREATE MATERIALIZED VIEW IF NOT EXISTS events_db.daily_active_users_mv TO events_db.daily_active_users_state AS -- @ch18
 SELECT toDate(timestamp) AS event_date, country, uniqExactState(user_id) AS users -- @ch18
@@ -179,21 +186,17 @@ SELECT toStartOfMinute(timestamp) AS minute, country,                     -- @ch
        uniqExactState(source_partition, source_offset) AS events, countState() AS delivered -- @ch18
 FROM events_db.enriched_events_queue GROUP BY minute, country;           -- @ch18
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS events_db.dlq_errors_mv TO events_db.kafka_errors AS -- @current
-SELECT _topic AS topic, toInt32(_partition) AS partition, toInt64(_offset) AS offset, -- @current
-       _error AS error, _raw_message AS raw, now('UTC') AS time                -- @current
-FROM events_db.dlq_queue WHERE length(_error) > 0;                        -- @current
 CREATE MATERIALIZED VIEW IF NOT EXISTS events_db.dlq_mv TO events_db.dlq_table AS
 SELECT code, message, stage, rejected_by, source_topic, source_partition, source_offset,
        source_time, dlq_time, raw, raw_encoding
 FROM events_db.dlq_queue
 WHERE length(_error) = 0                                                  -- @current
 ;
-
-CREATE MATERIALIZED VIEW IF NOT EXISTS events_db.country_event_averages_errors_mv TO events_db.kafka_errors AS -- @current
+CREATE MATERIALIZED VIEW IF NOT EXISTS events_db.dlq_errors_mv TO events_db.kafka_errors AS -- @current
 SELECT _topic AS topic, toInt32(_partition) AS partition, toInt64(_offset) AS offset, -- @current
        _error AS error, _raw_message AS raw, now('UTC') AS time                -- @current
-FROM events_db.country_event_averages_queue WHERE length(_error) > 0;     -- @current
+FROM events_db.dlq_queue WHERE length(_error) > 0;                        -- @current
+
 CREATE MATERIALIZED VIEW IF NOT EXISTS events_db.country_event_averages_mv TO events_db.country_event_averages_raw AS
 SELECT country, window_start, window_end, average_events, event_count,
        enriched_partition, enriched_read_through,
@@ -201,3 +204,19 @@ SELECT country, window_start, window_end, average_events, event_count,
 FROM events_db.country_event_averages_queue
 WHERE length(_error) = 0                                                  -- @current
 ;
+CREATE MATERIALIZED VIEW IF NOT EXISTS events_db.country_event_averages_errors_mv TO events_db.kafka_errors AS -- @current
+SELECT _topic AS topic, toInt32(_partition) AS partition, toInt64(_offset) AS offset, -- @current
+       _error AS error, _raw_message AS raw, now('UTC') AS time                -- @current
+FROM events_db.country_event_averages_queue WHERE length(_error) > 0;     -- @current
+
+-- 18.16: the records read while only some of enriched_events_queue's views existed (here
+-- and in 0002) are in `events`; the aggregates get them from there. uniqExact states
+-- merge as sets, so what they had already is not counted twice; `delivered` (rows
+-- delivered, re-deliveries included) is left as it was.
+INSERT INTO events_db.daily_active_users_state (event_date, country, users)      -- @ch18
+SELECT toDate(timestamp) AS event_date, country, uniqExactState(user_id) AS users -- @ch18
+FROM events_db.events GROUP BY event_date, country;                               -- @ch18
+INSERT INTO events_db.country_minute_counts (minute, country, events)             -- @ch18
+SELECT toStartOfMinute(timestamp) AS minute, country,                             -- @ch18
+       uniqExactState(source_partition, source_offset) AS events                  -- @ch18
+FROM events_db.events GROUP BY minute, country;                                   -- @ch18
