@@ -156,3 +156,44 @@ def test_a_0001_database_with_rows_is_upgraded_while_records_arrive(fresh_stack)
     got = ch_rows("SELECT code, uniqExact(source_topic, source_partition, source_offset) AS records "
                   f"FROM ({bundle.DATASETS['rejected_records']['sql']}) AS virtual_table GROUP BY code")
     assert got == [{"code": "invalid_country", "records": 7}]
+
+
+def test_a_server_in_another_time_zone_stores_and_reads_the_same_instants(tmp_path):
+    """A second 18.16 server whose zone is Asia/Kolkata (UTC+5:30), migrated like the
+    stack's: the host's UTC text lands as the same instant and prints as written; the
+    zoneless DateTime of 0001 took it as Kolkata time. (Its Kafka tables point at a
+    closed port: the rows are inserted as the Kafka engine would parse them, JSONEachRow.)"""
+    from streamhost_kit.stack import free_port, port_open
+    from streamhost_kit.util import wait_until as wait
+
+    http, tcp = free_port(), free_port()
+    for d in ["data", "tmp", "user_files", "format_schemas", "log"]:
+        (tmp_path / d).mkdir()
+    config = (ROOT / "scripts" / "lib" / "clickhouse-config.xml").read_text()
+    config = (config.replace("@DIR@", str(tmp_path)).replace("@HTTP@", str(http)).replace("@TCP@", str(tcp))
+              .replace("<timezone>UTC</timezone>", "<timezone>Asia/Kolkata</timezone>"))
+    (tmp_path / "config.xml").write_text(config)
+    (tmp_path / "users.xml").write_text((ROOT / "scripts" / "lib" / "clickhouse-users.xml").read_text())
+    server = subprocess.Popen(["clickhouse-server", f"--config-file={tmp_path / 'config.xml'}"], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait("the Kolkata server", lambda: port_open(tcp), timeout=30)
+
+        def q(sql: str, data: str | None = None) -> str:
+            return subprocess.run(["clickhouse-client", "--port", str(tcp), "--query", sql], input=data,
+                                  capture_output=True, text=True, check=True).stdout.strip()
+
+        assert q("SELECT timezone()") == "Asia/Kolkata"
+        run = subprocess.run([str(ROOT / "sql" / "migrate"), "ch18", "127.0.0.1:1", "--port", str(tcp)],
+                             capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        row = json.dumps(events.enriched(user_id=1, timestamp="2026-01-05 10:00:00", source_partition=0, source_offset=1))
+        q("INSERT INTO events_db.events FORMAT JSONEachRow", row)
+        # 1767607200 = 2026-01-05 10:00:00 UTC
+        assert q("SELECT toUnixTimestamp(timestamp), toString(timestamp), toDate(timestamp) FROM events_db.events") == \
+            "1767607200\t2026-01-05 10:00:00\t2026-01-05"
+        q("INSERT INTO events_db.events_0001 FORMAT JSONEachRow", row)
+        assert q("SELECT toUnixTimestamp(timestamp) FROM events_db.events_0001") == str(1767607200 - 19800)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
