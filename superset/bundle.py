@@ -183,6 +183,43 @@ DATASETS = {
             metric("last_seen", "toString(max(dlq_time))", "last seen (UTC)", "When this reason was last used."),
         ],
     },
+    # The chart's rows: the host's rejections (dlq_table) and, beside them, the records
+    # ClickHouse itself could not parse (kafka_errors, current servers only: 18.16 has
+    # no way to capture them and the table stays empty there), under one code.
+    "rejected_records": {
+        "table_name": "rejected_records",
+        "sql": (
+            "SELECT code, message, raw, source_topic, source_partition, source_offset, dlq_time\n"
+            "FROM events_db.dlq_table\n"
+            "UNION ALL\n"
+            "SELECT 'clickhouse_parse_error' AS code, error AS message, raw, topic AS source_topic,\n"
+            "       partition AS source_partition, offset AS source_offset, time AS dlq_time\n"
+            "FROM events_db.kafka_errors"
+        ),
+        "main_dttm_col": "dlq_time",
+        "description": "Rejected records: the host's DLQ and the records ClickHouse could not parse "
+                       "(code clickhouse_parse_error).",
+        "columns": [
+            column("code", "String"),
+            column("message", "String"),
+            column("raw", "String"),
+            column("source_topic", "String"),
+            column("source_partition", "Int32"),
+            column("source_offset", "Int64"),
+            column("dlq_time", "DateTime", dttm=True),
+        ],
+        "metrics": [
+            metric(
+                "records",
+                "uniqExact(source_topic, source_partition, source_offset)",
+                "records",
+                "Distinct rejected records (re-deliveries counted once).",
+            ),
+            metric("newest_raw", "argMax(raw, dlq_time)", "newest raw payload", "The newest rejected payload, as stored."),
+            metric("newest_message", "argMax(message, dlq_time)", "newest message", "The reason's text for that payload."),
+            metric("last_seen", "toString(max(dlq_time))", "last seen (UTC)", "When this reason was last used."),
+        ],
+    },
 }
 
 RECENT = 'DATEADD(DATETIME("now"), -3, hour) : now'
@@ -288,7 +325,7 @@ CHARTS = [
     },
     {
         "slice_name": "Dead-letter queue by reason",
-        "dataset": "dlq_table",
+        "dataset": "rejected_records",
         "viz_type": "table",
         "width": 5,
         "params": {

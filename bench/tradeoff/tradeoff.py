@@ -4,7 +4,7 @@ Both sides get the same input through the real host binary, the real broker (Tan
 the real ClickHouse 18.16:
 
 * host: the window stage's rows in `country_event_averages` (the view with FINAL);
-* mv: ClickHouse's own materialized view of sql/schema.sql: country_minute_counts_mv
+* mv: ClickHouse's own materialized view of sql/migrations/: country_minute_counts_mv
   fills per-(country, minute) uniqExact states of (source_partition, source_offset),
   and `mv_query` (the innermost filter of country_event_averages_ch, which is compared
   too) sums 5 minutes into each window; `mv_delivered` is the same with countMerge,

@@ -1,6 +1,6 @@
 """The docs name only what the code defines: every metric, configuration key, CLI
 subcommand and DLQ code the docs mention exists in host/src (plugin codes: plugins/),
-every ClickHouse object they name is created by sql/schema.sql,
+every ClickHouse object they name is created by sql/migrations/,
 the reference pages list all of them, every page or anchor one page links to exists,
 every repository path the pages, the compose file and the code's comments name
 exists, and every figure on the benchmark page is in the result file it cites
@@ -282,8 +282,9 @@ SQL_SUFFIX = re.compile(r"^[a-z][a-z_]*_(?:mv|queue|raw|final|state|table|ch)$")
 
 
 def sql_objects() -> set[str]:
-    """What sql/schema.sql creates, without the database name."""
-    text = (ROOT / "sql" / "schema.sql").read_text()
+    """What sql/migrations/ (and sql/migrate, its version table) create, without the database name."""
+    files = [*sorted((ROOT / "sql" / "migrations").glob("*.sql")), ROOT / "sql" / "migrate"]
+    text = "\n".join(p.read_text() for p in files)
     return set(re.findall(r"CREATE (?:TABLE|VIEW|MATERIALIZED VIEW)(?: IF NOT EXISTS)? events_db\.(\w+)", text))
 
 
@@ -300,7 +301,7 @@ def test_every_clickhouse_object_the_docs_name_exists():
     sources = {**docs_text(), **{p: p.read_text() for p in [ROOT / "docker-compose.yml", *sorted((ROOT / "superset").glob("*.py"))]}}
     missing = [f"{p.relative_to(ROOT)}: {name}" for p, text in sources.items()
                for name in sorted(named_sql_objects(text) - objects)]
-    assert not missing, "ClickHouse objects named but not in sql/schema.sql:\n  " + "\n  ".join(missing)
+    assert not missing, "ClickHouse objects named but not created by sql/migrations/:\n  " + "\n  ".join(missing)
 
 
 def test_the_clickhouse_check_finds_a_planted_bad_name():

@@ -1,8 +1,9 @@
--- events_db: the ClickHouse side of streamhost. ONE source for both servers:
+-- 0001: the schema as sql/schema.sql had it before migrations, statement for statement:
+-- a volume made by that file is this migration applied (sql/migrate records it).
+-- ONE source for both servers:
 --   * lines ending in `-- @ch18`    are kept only for ClickHouse 18.16 (Debian's package, the local stack);
 --   * lines ending in `-- @current` are kept only for a current ClickHouse (docker-compose);
 --   * {{KAFKA_BROKERS}} is the broker list as ClickHouse sees it.
--- Render with `sql/render ch18|current BROKERS`; docs/clickhouse.md explains each choice.
 -- Every statement is idempotent (IF NOT EXISTS): applying twice changes nothing.
 -- kafka_max_block_size on 18.16: its Kafka engine ends a block only when a poll comes
 -- back empty or the block is full (65536 rows by default), so a steady stream stayed
