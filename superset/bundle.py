@@ -61,6 +61,22 @@ def metric(name: str, expression: str, label: str, description: str) -> dict:
     }
 
 
+def rejection_metrics() -> list[dict]:
+    """The metrics of a dataset of rejected records (code, message, raw, source position,
+    dlq_time): the DLQ table's and the one the dashboard's chart reads."""
+    return [
+        metric(
+            "records",
+            "uniqExact(source_topic, source_partition, source_offset)",
+            "records",
+            "Distinct rejected records (re-deliveries counted once).",
+        ),
+        metric("newest_raw", "argMax(raw, dlq_time)", "newest raw payload", "The newest rejected payload, as stored."),
+        metric("newest_message", "argMax(message, dlq_time)", "newest message", "The reason's text for that payload."),
+        metric("last_seen", "toString(max(dlq_time))", "last seen (UTC)", "When this reason was last used."),
+    ]
+
+
 # Each source record has one identity (its position in my_events, or in the DLQ its
 # position plus reason); counting distinct identities gives the same figure before and
 # after ClickHouse merges re-deliveries away, without FINAL over the whole table.
@@ -171,17 +187,7 @@ DATASETS = {
             column("raw", "String"),
             column("raw_encoding", "String"),
         ],
-        "metrics": [
-            metric(
-                "records",
-                "uniqExact(source_topic, source_partition, source_offset)",
-                "records",
-                "Distinct rejected source records (re-deliveries counted once).",
-            ),
-            metric("newest_raw", "argMax(raw, dlq_time)", "newest raw payload", "The newest rejected payload, as stored."),
-            metric("newest_message", "argMax(message, dlq_time)", "newest message", "The reason's text for that payload."),
-            metric("last_seen", "toString(max(dlq_time))", "last seen (UTC)", "When this reason was last used."),
-        ],
+        "metrics": rejection_metrics(),
     },
     # The chart's rows: the host's rejections (dlq_table) and, beside them, the records
     # ClickHouse itself could not parse (kafka_errors, current servers only: 18.16 has
@@ -208,17 +214,7 @@ DATASETS = {
             column("source_offset", "Int64"),
             column("dlq_time", "DateTime", dttm=True),
         ],
-        "metrics": [
-            metric(
-                "records",
-                "uniqExact(source_topic, source_partition, source_offset)",
-                "records",
-                "Distinct rejected records (re-deliveries counted once).",
-            ),
-            metric("newest_raw", "argMax(raw, dlq_time)", "newest raw payload", "The newest rejected payload, as stored."),
-            metric("newest_message", "argMax(message, dlq_time)", "newest message", "The reason's text for that payload."),
-            metric("last_seen", "toString(max(dlq_time))", "last seen (UTC)", "When this reason was last used."),
-        ],
+        "metrics": rejection_metrics(),
     },
 }
 
